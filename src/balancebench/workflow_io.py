@@ -1,0 +1,78 @@
+"""Glue for the thin Snakemake rule scripts: logging, provenance-stamped JSON, failure reporting.
+
+A rule script does::
+
+    with snakemake_job(snakemake) as job:
+        result = library_call(...)
+        job.write_json(snakemake.output.summary, result)
+
+Python logging goes to the rule's ``log`` (named ``script`` if the rule has
+several logs); an exception is logged with its traceback and re-raised, so the
+job fails and Snakemake reports it, while other jobs go on (``--keep-going``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import time
+from pathlib import Path
+
+from balancebench.provenance import provenance
+
+
+class Job:
+    def __init__(self, smk):
+        self.smk = smk
+        self.config = dict(getattr(smk, "config", {}) or {})
+        self.seed = self.config.get("seed")
+        self.logger = logging.getLogger("balancebench.job")
+
+    def provenance(self, **extra) -> dict:
+        return provenance(self.config, self.seed, rule=getattr(self.smk, "rule", None), **extra)
+
+    def write_json(self, path: str | Path, payload: dict, **extra) -> None:
+        record = dict(payload)
+        record["provenance"] = self.provenance(**extra)
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(json.dumps(record, indent=2, sort_keys=True, default=_json_default) + "\n")
+
+
+def _json_default(obj):
+    import numpy as np
+
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    return str(obj)
+
+
+def _script_log(smk) -> str | None:
+    logs = getattr(smk, "log", None)
+    if not logs:
+        return None
+    if hasattr(logs, "script"):
+        return logs.script
+    return logs[0]
+
+
+@contextlib.contextmanager
+def snakemake_job(smk):
+    log_path = _script_log(smk)
+    handlers = [logging.FileHandler(log_path, mode="w")] if log_path else [logging.StreamHandler()]
+    logging.basicConfig(level=logging.INFO, handlers=handlers, force=True,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    job = Job(smk)
+    job.logger.info("rule %s started", getattr(smk, "rule", "?"))
+    start = time.perf_counter()
+    try:
+        yield job
+    except BaseException:
+        job.logger.exception("rule %s failed", getattr(smk, "rule", "?"))
+        raise
+    finally:
+        job.logger.info("rule %s finished after %.1f s", getattr(smk, "rule", "?"), time.perf_counter() - start)
+        for h in handlers:
+            h.flush()

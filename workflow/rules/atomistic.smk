@@ -1,0 +1,99 @@
+# Atomistic stage: OPLS-AA benzene in LAMMPS (seed 000 Sec. 2.2).
+
+
+rule build_system:
+    output:
+        data=result("atomistic/initial.data"),
+    params:
+        md=config["atomistic"],
+        seed=config["seed"],
+        code=code_hash("atomistic/builder.py", "atomistic/forcefield.py"),
+    log:
+        log_path("atomistic/build_system"),
+    benchmark:
+        bench_path("atomistic/build_system")
+    conda:
+        "../../envs/md.yaml"
+    script:
+        "../scripts/build_system.py"
+
+
+rule equilibrate:
+    input:
+        data=rules.build_system.output.data,
+    output:
+        data=result("atomistic/equilibrated.data"),
+        trace=result("atomistic/equilibration.csv"),
+        summary=result("atomistic/equilibration.json"),
+    params:
+        md=config["atomistic"],
+        seed=config["seed"],
+        code=code_hash("atomistic", "lammps_runtime.py"),
+    threads: 16
+    resources:
+        runtime=md_runtime_minutes(config, "equilibrate"),
+        mem_mb=4000,
+    log:
+        script=log_path("atomistic/equilibrate"),
+        lammps=log_path("atomistic/equilibrate.lammps"),
+    benchmark:
+        bench_path("atomistic/equilibrate")
+    conda:
+        "../../envs/md.yaml"
+    script:
+        "../scripts/equilibrate.py"
+
+
+rule production:
+    input:
+        data=rules.equilibrate.output.data,
+    output:
+        trajectory=result("atomistic/trajectory.h5"),
+        summary=result("atomistic/production.json"),
+    params:
+        md=config["atomistic"],
+        seed=config["seed"],
+        code=code_hash("atomistic", "lammps_runtime.py", "trajectory.py"),
+    threads: 16
+    resources:
+        runtime=md_runtime_minutes(config, "production"),
+        mem_mb=8000,
+    log:
+        script=log_path("atomistic/production"),
+        lammps=log_path("atomistic/production.lammps"),
+    benchmark:
+        bench_path("atomistic/production")
+    conda:
+        "../../envs/md.yaml"
+    script:
+        "../scripts/production.py"
+
+
+rule atomistic_observables:
+    input:
+        trajectory=rules.production.output.trajectory,
+        trace=rules.equilibrate.output.trace,
+        equilibration=rules.equilibrate.output.summary,
+    output:
+        observables=result("atomistic/observables.json"),
+        rdf=result("atomistic/rdf.csv"),
+        msd=result("atomistic/msd.csv"),
+        series=result("atomistic/thermo.csv"),
+        figure=report(
+            result("atomistic/figures/liquid.png"),
+            caption="../report/atomistic_liquid.rst",
+            category="Atomistic reference",
+        ),
+    params:
+        observables=config["observables"],
+        code=code_hash("observables.py", "reference.py"),
+    resources:
+        mem_mb=4000,
+    log:
+        log_path("atomistic/observables"),
+    benchmark:
+        bench_path("atomistic/observables")
+    conda:
+        "../../envs/md.yaml"
+    script:
+        "../scripts/atomistic_observables.py"

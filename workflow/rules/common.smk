@@ -1,0 +1,52 @@
+# Shared helpers: config validation (before any job runs), result paths, code hashes.
+
+import math
+
+from snakemake.exceptions import WorkflowError
+
+from balancebench.config import ConfigError, validate_config
+from balancebench.provenance import code_hash
+
+try:
+    validate_config(config)
+except ConfigError as err:
+    raise WorkflowError(str(err))
+
+RESULTS = config["results_dir"]
+
+
+def result(path):
+    """A path under the results directory."""
+    return f"{RESULTS}/{path}"
+
+
+def log_path(name):
+    return f"{RESULTS}/logs/{name}.log"
+
+
+def bench_path(name):
+    return f"{RESULTS}/benchmarks/{name}.tsv"
+
+
+def md_runtime_minutes(config, phase):
+    """A conservative wall-time estimate (minutes) for SLURM from the step count.
+
+    Throughput model measured on 2 cores (docs/atomistic.md): about 27,000 / N_molecules
+    steps per second, scaled down by half for safety; never below 10 minutes.
+    """
+    md = config["atomistic"]
+    ps = {
+        "equilibrate": md["compress"]["duration"] + md["npt"]["duration"] + md["npt"]["rescale_duration"],
+        "production": md["nvt"]["duration"],
+    }[phase]
+    steps = ps * 1000.0 / md["timestep"]
+    steps_per_second = 0.5 * 27000.0 / md["n_molecules"]
+    return max(10, math.ceil(steps / steps_per_second / 60.0))
+
+
+def all_targets():
+    return [
+        result("atomistic/trajectory.h5"),
+        result("atomistic/observables.json"),
+        result("atomistic/figures/liquid.png"),
+    ]
