@@ -24,7 +24,8 @@ class RDF:
     n_particles: int
 
     def first_peak(self) -> tuple[float, float]:
-        """(position A, height) of the first maximum, refined by a parabola through the 5 bins around it."""
+        """(position A, height) of the highest maximum (the first-shell peak of a simple liquid), refined by a
+        parabola through the 5 bins around it."""
         i = int(np.argmax(self.g))
         lo, hi = max(0, i - 2), min(len(self.g), i + 3)
         coeff = np.polyfit(self.r[lo:hi], self.g[lo:hi], 2)
@@ -39,10 +40,15 @@ class RDF:
         return float(self.r[i + int(np.argmin(self.g[i:]))])
 
     def coordination_number(self, density: float, r_cut: float) -> float:
-        """n(r_cut) = 4 pi rho int_0^r_cut g(r) r^2 dr, rho in particles/A^3."""
+        """n(r_cut) = 4 pi rho int_0^r_cut g(r) r^2 dr, rho = (N - 1) / V in particles/A^3 (the normalisation of g).
+
+        Summed over whole bins (centre <= r_cut) with their exact shell volumes, so a
+        histogram's counts are recovered exactly.
+        """
         mask = self.r <= r_cut
-        dr = self.r[1] - self.r[0]
-        return float(4 * np.pi * density * np.sum(self.g[mask] * self.r[mask] ** 2) * dr)
+        half = 0.5 * (self.r[1] - self.r[0])
+        shells = 4.0 / 3.0 * np.pi * ((self.r + half) ** 3 - (self.r - half) ** 3)
+        return float(density * np.sum(self.g[mask] * shells[mask]))
 
 
 def minimum_image_distances(positions: np.ndarray, box: np.ndarray) -> np.ndarray:

@@ -44,7 +44,7 @@ def trajectory_observables(path: str | Path, particles: str = "molecules", bin_w
     rdf = ob.radial_distribution(positions, boxes, bin_width=bin_width, r_max=r_max)
     lag, msd = ob.mean_squared_displacement(positions, dt, max_lag_fraction=msd_max_lag_fraction)
     peak_r, peak_g = rdf.first_peak()
-    number_density = n_particles / float(np.mean(np.prod(boxes, axis=1)))
+    number_density = (n_particles - 1) / float(np.mean(np.prod(boxes, axis=1)))
     r_min = rdf.first_minimum()
     summary = {
         "n_frames": int(n_frames),

@@ -12,5 +12,5 @@ with snakemake_job(smk) as job:
     record = json.dumps(job.provenance(), sort_keys=True, default=str)
     with H5MDWriter(smk.output.trajectory, creator="balancebench.atomistic.md", provenance=record) as writer:
         summary = production(smk.input.data, writer, settings, lammps_log=smk.log.lammps,
-                             threads=smk.threads, progress=True)
+                             threads=smk.threads, progress_every=max(1, int(settings.nvt_duration / settings.frame_interval) // 20))
     job.write_json(smk.output.summary, summary)

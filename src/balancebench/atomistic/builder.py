@@ -17,7 +17,7 @@ from balancebench.config import box_length
 class System:
     """An all-atom benzene system: positions (A), types, charges, molecule ids (1-based), box edge (A)."""
 
-    positions: np.ndarray  # (n_atoms, 3), wrapped into [0, L)
+    positions: np.ndarray  # (n_atoms, 3), unwrapped: every molecule whole, centre of mass inside [0, L)
     types: np.ndarray  # (n_atoms,) 1 = CA, 2 = HA
     molecule_ids: np.ndarray  # (n_atoms,)
     box: float
@@ -25,6 +25,11 @@ class System:
     @property
     def n_molecules(self) -> int:
         return int(self.molecule_ids.max())
+
+    def wrapped(self) -> tuple[np.ndarray, np.ndarray]:
+        """(positions wrapped into [0, L), integer image flags) with positions = wrapped + image * L."""
+        image = np.floor(self.positions / self.box).astype(int)
+        return self.positions - image * self.box, image
 
     @property
     def charges(self) -> np.ndarray:
@@ -36,40 +41,35 @@ class System:
 
 
 def build_benzene_box(n_molecules: int, density: float, seed: int, min_distance: float = 2.2,
-                      max_attempts: int = 200) -> System:
-    """Place ``n_molecules`` rigid OPLS benzenes on a jittered cubic lattice with uniformly random orientations.
+                      max_attempts: int = 2000) -> System:
+    """Random sequential insertion of rigid OPLS benzenes: uniform random centres and orientations.
 
-    The box edge follows from ``density`` (g/cm^3). A molecule's orientation is
-    redrawn until no atom comes closer than ``min_distance`` A (minimum image) to
-    any atom already placed; RuntimeError if that fails (density too high).
+    The box edge follows from ``density`` (g/cm^3). A molecule's position and
+    orientation are redrawn until no atom comes closer than ``min_distance`` A
+    (minimum image) to any atom already placed; RuntimeError if that fails
+    ``max_attempts`` times (density too high for a random start).
     """
     rng = np.random.default_rng(seed)
     box = box_length(n_molecules, density, ff.molecule_mass())
     template, template_types = ff.benzene_geometry()
-    per_side = int(np.ceil(n_molecules ** (1.0 / 3.0)))
-    spacing = box / per_side
-    sites = np.array([(i, j, k) for i in range(per_side) for j in range(per_side) for k in range(per_side)], float)
-    sites = (sites[rng.permutation(len(sites))[:n_molecules]] + 0.5) * spacing
-
     placed = np.empty((0, 3))
-    for site in sites:
+    tree = None
+    for m in range(n_molecules):
         for _ in range(max_attempts):
             rotation = Rotation.random(random_state=rng)
-            jitter = rng.uniform(-0.1, 0.1, 3) * spacing
-            atoms = np.mod(rotation.apply(template) + site + jitter, box)
-            if len(placed) == 0:
-                break
-            tree = cKDTree(placed, boxsize=box)
-            if np.all(tree.query(atoms, k=1)[0] >= min_distance):
+            atoms = rotation.apply(template) + rng.uniform(0.0, box, 3)
+            wrapped = np.mod(atoms, box)
+            wrapped = np.where(wrapped >= box, 0.0, wrapped)  # cKDTree needs coordinates strictly below box
+            if tree is None or np.all(tree.query(wrapped, k=1)[0] >= min_distance):
                 break
         else:
             raise RuntimeError(
-                f"could not place {n_molecules} benzene molecules at {density} g/cm^3 without overlap "
+                f"could not place molecule {m + 1} of {n_molecules} at {density} g/cm^3 without overlap "
                 f"(min distance {min_distance} A); lower atomistic.start_density"
             )
         placed = np.concatenate([placed, atoms])
-    # tiny safety margin: cKDTree's periodic box needs coordinates strictly below box
-    placed = np.where(placed >= box, placed - box, placed)
+        wrapped_all = np.mod(placed, box)
+        tree = cKDTree(np.where(wrapped_all >= box, 0.0, wrapped_all), boxsize=box)
     types = np.tile(template_types, n_molecules)
     molecule_ids = np.repeat(np.arange(1, n_molecules + 1), len(template_types))
     return System(placed, types, molecule_ids, box)
@@ -119,9 +119,12 @@ def write_lammps_data(system: System, path: str | Path, title: str = "OPLS-AA be
         "Atoms # full", "",
     ]
     q = system.charges
+    wrapped, image = system.wrapped()
     for a in range(len(system.types)):
-        x, y, z = system.positions[a]
-        lines.append(f"{a + 1} {system.molecule_ids[a]} {system.types[a]} {q[a]:.4f} {x:.8f} {y:.8f} {z:.8f} 0 0 0")
+        x, y, z = wrapped[a]
+        ix, iy, iz = image[a]
+        lines.append(f"{a + 1} {system.molecule_ids[a]} {system.types[a]} {q[a]:.4f} {x:.8f} {y:.8f} {z:.8f} "
+                     f"{ix} {iy} {iz}")
     for section, key in (("Bonds", "bonds"), ("Angles", "angles"), ("Dihedrals", "dihedrals"), ("Impropers", "impropers")):
         lines += ["", section, ""]
         idx = 1

@@ -136,11 +136,21 @@ class LammpsSession:
         for cmd in cmds:
             self.command(cmd)
 
-    def run(self, steps: int) -> None:
-        """Run ``steps`` steps; full setup only on the first run after a fix changed."""
-        flags = "" if not self._setup_done else " pre no post no"
+    def run(self, steps: int, phase: tuple[int, int] | None = None) -> None:
+        """Run ``steps`` steps; full setup only on the first run after a fix changed.
+
+        ``phase`` = (first, last) timestep of a phase split over several ``run``
+        commands, passed as ``start``/``stop`` so that time-dependent fixes such as
+        ``fix deform`` ramp over the whole phase rather than over each chunk.
+        """
+        flags = f" start {phase[0]} stop {phase[1]}" if phase else ""
+        flags += "" if not self._setup_done else " pre no post no"
         self.command(f"run {steps}{flags}")
         self._setup_done = True
+
+    @property
+    def step(self) -> int:
+        return int(self.lmp.extract_global("ntimestep"))
 
     def changed(self) -> None:
         """Call after defining or deleting fixes: the next run needs a full setup."""
@@ -235,10 +245,11 @@ def _run_traced(session: LammpsSession, duration_ps: float, trace: list, phase: 
     s = session.settings
     total = s.steps(duration_ps)
     chunk = s.steps(s.thermo_interval)
+    first = session.step
     done = 0
     while done < total:
         n = min(chunk, total - done)
-        session.run(n)
+        session.run(n, phase=(first, first + total))
         done += n
         row = {"phase": phase, "time_ps": t0 + done * s.timestep / 1000.0}
         values = session.scalars()
@@ -247,6 +258,9 @@ def _run_traced(session: LammpsSession, duration_ps: float, trace: list, phase: 
         trace.append(row)
         if not np.all(np.isfinite([row["temperature"], row["pressure"], row["density"]])):
             raise LammpsError(f"non-finite thermodynamics in {phase} at t = {row['time_ps']:.3f} ps: {row}")
+    log.info("%s done at t = %.1f ps: T = %.1f K, P = %.0f atm, density = %.4f g/cm^3, U_A = %.3f kcal/mol/molecule",
+             phase, trace[-1]["time_ps"], trace[-1]["temperature"], trace[-1]["pressure"], trace[-1]["density"],
+             trace[-1]["U_A_per_molecule"])
     return t0 + total * s.timestep / 1000.0
 
 
@@ -290,12 +304,13 @@ def equilibrate(data_in: str | Path, data_out: str | Path, trace_csv: str | Path
 
 
 def production(data_in: str | Path, writer, settings: MDSettings, lammps_log: str | Path | None = None,
-               threads: int = 1, progress: bool = False) -> dict:
+               threads: int = 1, progress_every: int = 0) -> dict:
     """NVT production writing per-frame all-atom and per-molecule data through ``writer`` (H5MDWriter).
 
+    ``progress_every`` > 0 logs a progress line (frames, ns/day, ETA) that often.
     Returns a summary of the run (frames, mean U_A per molecule, temperature, density).
     """
-    from tqdm import tqdm
+    import time as _time
 
     s = settings
     atom_dtype = np.float32 if s.atom_precision == "float32" else np.float64
@@ -321,7 +336,8 @@ def production(data_in: str | Path, writer, settings: MDSettings, lammps_log: st
         session.changed()
         session.command(f"thermo {steps_per_frame}")
         u_a, temps, dens = [], [], []
-        for frame in tqdm(range(1, n_frames + 1), disable=not progress, desc="NVT production", unit="frame"):
+        started = _time.perf_counter()
+        for frame in range(1, n_frames + 1):
             session.run(steps_per_frame)
             step = frame * steps_per_frame
             time = step * s.timestep / 1000.0
@@ -344,6 +360,12 @@ def production(data_in: str | Path, writer, settings: MDSettings, lammps_log: st
             u_a.append(values["U_A"])
             temps.append(values["temperature"])
             dens.append(values["density"])
+            if progress_every and (frame % progress_every == 0 or frame == n_frames):
+                elapsed = _time.perf_counter() - started
+                ns_per_day = time * 1e-3 / elapsed * 86400.0
+                log.info("frame %d/%d (%.0f%%), %.1f ns/day, ETA %.0f s", frame, n_frames, 100.0 * frame / n_frames,
+                         ns_per_day, elapsed / frame * (n_frames - frame))
+                writer.flush()
         writer.flush()
     return {
         "frames": n_frames,
