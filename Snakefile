@@ -17,6 +17,7 @@ configfile: "config/config.yaml"
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/atomistic.smk"
+include: "workflow/rules/cg.smk"
 
 
 rule all:

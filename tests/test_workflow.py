@@ -35,7 +35,7 @@ def test_paper_dag_lists_atomistic_jobs_with_resources(repo):
     proc = snakemake(repo, "-n", "--configfile", "config/paper.yaml", "--config", "results_dir=/nonexistent/paper")
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out
-    for rule in ("build_system", "equilibrate", "production", "atomistic_observables"):
+    for rule in ("build_system", "equilibrate", "production", "atomistic_observables", "cg_map"):
         assert f"rule {rule}:" in out
     assert "runtime=" in out and "mem_mb=8000" in out
 
@@ -53,6 +53,12 @@ def test_tiny_pipeline_end_to_end(repo, tiny_config):
         prov = json.loads(fh["parameters"].attrs["provenance"])
         assert prov["seed"] == 7
         assert fh["particles/molecules/position/value"].shape == (12, 27, 3)
+    with h5py.File(results / "cg" / "dataset.h5") as fh:
+        assert fh["positions"].shape == (12, 27, 3) and fh["energy"].attrs["unit"] == "kcal mol-1"
+        sizes = sorted(len(fh[f"split/{k}"]) for k in ("train", "validation", "test"))
+        assert sizes == [1, 1, 10]
+    mapping = json.loads((results / "cg" / "mapping.json").read_text())
+    assert mapping["max_net_force_per_frame"] < 1e-3 * mapping["rms_bead_force"]
     for name in ("rdf.csv", "msd.csv", "figures/liquid.png", "equilibration.csv"):
         assert (results / "atomistic" / name).stat().st_size > 0
     assert "LAMMPS" in (results / "logs" / "atomistic" / "production.lammps.log").read_text()

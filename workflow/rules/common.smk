@@ -49,4 +49,5 @@ def all_targets():
         result("atomistic/trajectory.h5"),
         result("atomistic/observables.json"),
         result("atomistic/figures/liquid.png"),
+        result("cg/dataset.h5"),
     ]
