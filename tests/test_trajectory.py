@@ -1,6 +1,8 @@
 """H5MD-style writer: layout, units, provenance, appending."""
 
 import json
+import subprocess
+import sys
 
 import h5py
 import numpy as np
@@ -35,3 +37,33 @@ def test_float32_storage(tmp_path):
         w.append("particles/atoms/position", np.ones((3, 3)), 0, 0.0, "angstrom", np.float32)
     with h5py.File(tmp_path / "t.h5") as fh:
         assert fh["particles/atoms/position/value"].dtype == np.float32
+
+
+def test_buffered_frames_reach_the_file_on_flush_and_close(tmp_path):
+    path = tmp_path / "t.h5"
+    writer = H5MDWriter(path)
+    for k in range(70):  # more than one chunk (64 frames) and a partial one
+        writer.append("observables/temperature", 300.0 + k, step=k, time=0.1 * k, unit="K")
+    writer.close()
+    with h5py.File(path) as fh:
+        values = fh["observables/temperature/value"][()]
+        assert len(values) == 70 and values[-1] == 369.0
+        assert list(fh["observables/temperature/step"][()]) == list(range(70))
+
+
+def test_a_killed_writer_leaves_every_flushed_frame_readable(tmp_path):
+    path = tmp_path / "killed.h5"
+    code = (
+        "import os\n"
+        "from balancebench.trajectory import H5MDWriter\n"
+        f"w = H5MDWriter({str(path)!r})\n"
+        "for k in range(70):\n"
+        "    w.append('observables/temperature', 300.0 + k, step=k, time=0.1 * k, unit='K')\n"
+        "w.flush()\n"
+        "w.append('observables/temperature', 0.0, step=70, time=7.0, unit='K')\n"
+        "os._exit(9)\n"  # killed: no close, the last frame is still buffered
+    )
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 9
+    with h5py.File(path, "r") as fh:
+        values = fh["observables/temperature/value"][()]
+    assert len(values) == 70 and values[-1] == 369.0

@@ -17,8 +17,10 @@ Layout written by :class:`H5MDWriter`::
     /parameters                    attrs: provenance (JSON), units
 
 Every ``value`` dataset has a ``unit`` attribute. Frames are appended one at a
-time into chunked, compressed, resizable datasets, so a long run never holds
-the trajectory in memory and a killed run leaves a readable file.
+time; the writer buffers them per series and writes whole HDF5 chunks (so each
+chunk is compressed once, not rewritten per frame), so a long run never holds
+more than one chunk per series in memory, and ``flush()`` (called periodically
+by the MD drivers) leaves a readable file if the run is killed.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ class H5MDWriter:
         creator_group.attrs["version"] = __version__
         self.file.create_group("parameters").attrs["provenance"] = provenance
         self._series: dict[str, h5py.Group] = {}
+        self._pending: dict[str, dict[str, list]] = {}
 
     # -- static data -------------------------------------------------------------
     def particle_group(self, name: str, fixed: dict[str, tuple[np.ndarray, str]]) -> h5py.Group:
@@ -80,17 +83,33 @@ class H5MDWriter:
     def append(self, path: str, value, step: int, time: float, unit: str = "", dtype=np.float64) -> None:
         value = np.asarray(value, dtype=dtype)
         group = self._time_series(path, value.shape, dtype, unit)
-        n = group["value"].shape[0]
-        for key, item in (("value", value), ("step", step), ("time", time)):
+        pending = self._pending.setdefault(path, {"value": [], "step": [], "time": []})
+        pending["value"].append(value)
+        pending["step"].append(step)
+        pending["time"].append(time)
+        if len(pending["step"]) >= group["value"].chunks[0]:
+            self._write_pending(path)
+
+    def _write_pending(self, path: str) -> None:
+        pending = self._pending.get(path)
+        if not pending or not pending["step"]:
+            return
+        group = self._series[path]
+        n, k = group["value"].shape[0], len(pending["step"])
+        for key in ("value", "step", "time"):
             ds = group[key]
-            ds.resize(n + 1, axis=0)
-            ds[n] = item
+            ds.resize(n + k, axis=0)
+            ds[n:n + k] = np.asarray(pending[key], dtype=ds.dtype)
+            pending[key].clear()
 
     def flush(self) -> None:
+        for path in self._pending:
+            self._write_pending(path)
         self.file.flush()
 
     def close(self) -> None:
         if self.file.id.valid:
+            self.flush()
             self.file.close()
 
     def __enter__(self):
