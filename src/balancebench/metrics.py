@@ -1,0 +1,843 @@
+"""The ten evaluation metrics of seed 000 Sec. 2.3, a g(r) distance, and the pre-screening hierarchy.
+
+One model = one ``{method}`` x ``{seed}``: a training run and a CG NVT simulation
+compared with the atomistic reference. Everything here works on arrays;
+the thin readers at the end turn the files of the workflow into those arrays:
+
+- training run dir ``results/models/{method}/seed{seed}/``: ``train_log.csv``
+  (``epoch, seconds, ...``) and ``status.json`` (``completed`` | ``diverged``);
+- CG simulation dir ``results/simulations/{method}/seed{seed}/``: ``thermo.csv``
+  (``step, time_ps, potential_energy`` [kcal/mol, whole system], ``temperature``
+  [K], ``production`` [bool]), ``trajectory.h5`` (``particles/beads/position``,
+  unwrapped, A; ``particles/beads/box/edges``) and ``status.json``
+  (``completed`` | ``unstable``);
+- atomistic reference dir ``results/atomistic/``: ``observables.json``,
+  ``rdf.csv`` (``r_A, g``) and ``msd.csv`` (``lag_ps, msd_A2``), written by
+  :func:`balancebench.reference.trajectory_observables`.
+
+g(r) and MSD of the CG run come from :mod:`balancebench.observables`, the module
+that computed the atomistic reference, on the reference's r grid and with the
+same MSD settings. docs/metrics.md states every definition; the short version is
+in :data:`METRICS`.
+
+Status convention (never a silent NaN): each metric value is either a finite
+float or ``None``. ``status == "completed"`` implies a finite value. ``None``
+comes with ``diverged`` (the training diverged: no physics metrics),
+``unstable`` (the CG run stopped early), ``missing`` (an input is absent) or
+``invalid`` (the metric is undefined on the data, e.g. fewer than two
+production rows); ``reason`` says why. Training metrics of a diverged training
+keep their values with status ``diverged`` (counted up to the divergence), so a
+consumer can tell them apart from completed runs; the same holds for a log without
+its status.json (``missing``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+import pandas as pd
+
+from balancebench import observables as ob
+
+# --------------------------------------------------------------------------- registry
+
+LOWER, HIGHER, TARGET = "lower", "higher", "target"
+TRAINING, SIMULATION = "training", "simulation"
+COMPLETED, DIVERGED, UNSTABLE, MISSING, INVALID = "completed", "diverged", "unstable", "missing", "invalid"
+METRIC_STATUSES = (COMPLETED, DIVERGED, UNSTABLE, MISSING, INVALID)
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str  # column-safe identifier used in the tidy table
+    symbol: str  # as printed in seed 000 (LaTeX-ish)
+    unit: str
+    description: str
+    direction: str  # "lower", "higher" or "target"
+    stage: str  # "training" or "simulation": which run it needs
+    target: str = ""  # for direction "target": how the target is obtained
+    paper: bool = True  # one of the ten metrics of seed 000 Sec. 2.3
+
+
+METRICS: dict[str, Metric] = {m.name: m for m in (
+    Metric("N_ep", "N_{ep}", "epochs", "number of training epochs run, early-stopping patience epochs included "
+           "(every row of train_log.csv)", LOWER, TRAINING),
+    Metric("t_ep", "t_{ep}", "s", "mean wall time of the training part of an epoch", LOWER, TRAINING),
+    Metric("sigma_ep", "\\sigma_{ep}", "s", "population standard deviation of the epoch wall times", LOWER, TRAINING),
+    Metric("delta_U", "\\Delta U", "%", "100 |<U_CG>/N_CG - <U_A>/N_A| / |<U_A>/N_A|: absolute percentage "
+           "difference of the mean production CG potential energy from the atomistic mean U_A, per molecule",
+           LOWER, SIMULATION),
+    Metric("CV_U", "CV_{U_{CG}}", "1", "std / |mean| of the production CG potential energy (whole system)",
+           LOWER, SIMULATION),
+    Metric("mean_T", "\\overline{T}", "K", "mean production temperature of the CG run", TARGET, SIMULATION,
+           target="the thermostat temperature of the CG NVT run (config atomistic.temperature, 340 K)"),
+    Metric("CV_T", "CV_T", "1", "std / |mean| of the production temperature", LOWER, SIMULATION),
+    Metric("d_KS", "d_{KS}", "1", "two-sample KS statistic between CG and atomistic pair-distance distributions "
+           "(normalised r^2 g(r) on [0, r_max], deterministic inverse-CDF samples)", LOWER, SIMULATION),
+    Metric("p_KS", "p_{KS}", "1", "p-value of that KS test at the fixed sample size ks_sample_size (a monotone "
+           "function of d_KS; reported for fidelity to the paper)", HIGHER, SIMULATION),
+    Metric("s_MSD", "s_{MSD}", "A^2/ps", "least-squares slope of the last msd_slope_fraction (30 %) of the CG "
+           "centre-of-mass MSD curve", TARGET, SIMULATION,
+           target="the same slope of the atomistic MSD (results/atomistic/msd.csv, same settings)"),
+    Metric("gr_w1", "W_1", "A", "Wasserstein-1 distance int |F_CG(r) - F_A(r)| dr between the CG and atomistic "
+           "pair-distance distributions (normalised r^2 g(r) on [0, r_max], as for d_KS): a sample-size-free g(r) "
+           "distance", LOWER, SIMULATION, paper=False),
+)}
+
+TRAINING_METRICS = tuple(n for n, m in METRICS.items() if m.stage == TRAINING)
+SIMULATION_METRICS = tuple(n for n, m in METRICS.items() if m.stage == SIMULATION)
+TIDY_COLUMNS = ["method", "seed", "metric", "value", "status", "direction", "target", "reason"]
+
+
+def registry_table() -> pd.DataFrame:
+    """The registry as a table (name, symbol, unit, direction, target, stage, paper, description)."""
+    return pd.DataFrame([asdict(m) for m in METRICS.values()])[
+        ["name", "symbol", "unit", "direction", "target", "stage", "paper", "description"]]
+
+
+# --------------------------------------------------------------------------- settings and inputs
+
+@dataclass(frozen=True)
+class MetricSettings:
+    """How the metrics are computed; :meth:`from_config` reads them from the workflow config.
+
+    temperature: K, the target of mean_T (the CG thermostat temperature).
+    msd_max_lag_fraction, msd_slope_fraction, msd_remove_drift: the MSD settings; must equal
+    the atomistic ones (config ``observables``) so that s_MSD and its target are comparable.
+    rdf_r_max: A, upper end of the fixed r range of d_KS, p_KS and gr_w1 (reduced to half the
+    smallest CG box edge or the end of the reference grid if either is shorter).
+    ks_sample_size: n of each deterministic inverse-CDF sample given to the KS test.
+    """
+
+    temperature: float = 340.0
+    msd_max_lag_fraction: float = 0.5
+    msd_slope_fraction: float = 0.3
+    msd_remove_drift: bool = True
+    rdf_r_max: float = 12.0
+    ks_sample_size: int = 1000
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any], temperature: float | None = None) -> "MetricSettings":
+        """MSD settings from ``config["observables"]`` (those of the atomistic reference), r range and KS
+        sample size from ``config["metrics"]``, the mean_T target from ``temperature`` (the CG
+        thermostat's) or else ``config["atomistic"]["temperature"]``."""
+        obs = dict(config.get("observables") or {})
+        met = dict(config.get("metrics") or {})
+        default = cls()
+        if temperature is None:
+            temperature = (config.get("atomistic") or {}).get("temperature", default.temperature)
+        return cls(
+            temperature=float(temperature),
+            msd_max_lag_fraction=float(obs.get("msd_max_lag_fraction", default.msd_max_lag_fraction)),
+            msd_slope_fraction=float(obs.get("msd_slope_fraction", default.msd_slope_fraction)),
+            rdf_r_max=float(met.get("rdf_r_max", default.rdf_r_max)),
+            ks_sample_size=int(met.get("ks_sample_size", default.ks_sample_size)),
+        )
+
+
+@dataclass
+class Reference:
+    """The atomistic reference: U_A per molecule (kcal/mol), mean T (K), g(r) and MSD curves."""
+
+    u_per_molecule: float
+    n_molecules: int
+    temperature: float | None  # K, mean atomistic temperature (informative; mean_T's target is the thermostat's)
+    rdf_r: np.ndarray  # bin centres, A (uniform grid starting at bin_width / 2)
+    rdf_g: np.ndarray
+    msd_lag: np.ndarray  # ps
+    msd: np.ndarray  # A^2
+
+    def msd_slope(self, fraction: float) -> float:
+        """s_MSD of the atomistic reference (A^2/ps), the target of the CG s_MSD."""
+        return ob.msd_slope(self.msd_lag, self.msd, fraction)
+
+    @property
+    def bin_width(self) -> float:
+        return _uniform_spacing(self.rdf_r, "reference g(r) grid")
+
+    @classmethod
+    def load(cls, directory: str | Path) -> "Reference":
+        """Read ``observables.json``, ``rdf.csv`` and ``msd.csv`` of ``results/atomistic``."""
+        directory = Path(directory)
+        summary = json.loads((directory / "observables.json").read_text())
+        n = int(summary["n_particles"])
+        if "mean_U_A_per_molecule" in summary:
+            u = float(summary["mean_U_A_per_molecule"])
+        else:
+            u = float(summary["mean_U_A"]) / n
+        rdf = pd.read_csv(directory / "rdf.csv")
+        msd = pd.read_csv(directory / "msd.csv")
+        return cls(u_per_molecule=u, n_molecules=n, temperature=_optional_float(summary.get("mean_temperature")),
+                   rdf_r=rdf["r_A"].to_numpy(float), rdf_g=rdf["g"].to_numpy(float),
+                   msd_lag=msd["lag_ps"].to_numpy(float), msd=msd["msd_A2"].to_numpy(float))
+
+
+@dataclass
+class TrainingRun:
+    """status.json contents (``status``, ``reason``, ``epoch``) and the per-epoch log (None if absent)."""
+
+    status: dict
+    log: pd.DataFrame | None = None
+
+
+@dataclass
+class SimulationRun:
+    """status.json contents, thermo table, and the production frames (unwrapped positions, A)."""
+
+    status: dict
+    thermo: pd.DataFrame | None = None
+    times: np.ndarray | None = None  # (F,) ps
+    positions: np.ndarray | None = None  # (F, N, 3) A, unwrapped
+    boxes: np.ndarray | None = None  # (F, 3) A
+
+    @property
+    def n_beads(self) -> int | None:
+        return None if self.positions is None else int(np.shape(self.positions)[1])
+
+
+@dataclass
+class Curves:
+    """CG g(r) and MSD, computed like the reference (same r grid and MSD settings)."""
+
+    rdf_r: np.ndarray
+    rdf_g: np.ndarray
+    msd_lag: np.ndarray
+    msd: np.ndarray
+    n_frames: int
+    n_beads: int
+    frame_interval: float  # ps
+
+
+# --------------------------------------------------------------------------- metric functions
+
+def training_metrics(seconds: Iterable[float]) -> dict[str, float]:
+    """N_ep (epochs), t_ep (s) and sigma_ep (s, population std) from the per-epoch wall times.
+
+    Every epoch that was trained counts, the early-stopping patience epochs after the best
+    one included (the paper's "number of training epochs").
+    """
+    s = np.asarray(list(seconds), dtype=np.float64)
+    if s.size == 0:
+        raise ValueError("no epochs in the training log")
+    if not np.all(np.isfinite(s)) or np.any(s < 0):
+        raise ValueError("non-finite or negative epoch durations in the training log")
+    return {"N_ep": float(s.size), "t_ep": float(s.mean()), "sigma_ep": float(s.std())}
+
+
+def production_mask(production: Iterable) -> np.ndarray:
+    """Boolean mask of production rows from a bool / 0-1 / 'True'-'False' column."""
+    values = pd.Series(list(production) if not isinstance(production, pd.Series) else production)
+    if pd.api.types.is_bool_dtype(values):
+        return values.to_numpy(dtype=bool)
+    if pd.api.types.is_numeric_dtype(values):
+        return values.to_numpy(dtype=float) != 0.0
+    lowered = values.astype(str).str.strip().str.lower()
+    if not lowered.isin(["true", "false", "1", "0", "1.0", "0.0"]).all():
+        raise ValueError(f"unreadable production flags: {sorted(set(lowered))[:5]}")
+    return lowered.isin(["true", "1", "1.0"]).to_numpy(dtype=bool)
+
+
+def delta_u(u_cg: np.ndarray, n_cg: int, u_ref_per_molecule: float) -> float:
+    """Delta U (%) = 100 |<U_CG>/N_CG - u_ref| / |u_ref|: production CG energies (kcal/mol, whole system)
+    against the atomistic mean U_A per molecule; per-molecule means make different system sizes comparable."""
+    u = _finite_series(u_cg, "potential energy")
+    if u_ref_per_molecule == 0 or not np.isfinite(u_ref_per_molecule):
+        raise ValueError("reference energy is zero or not finite")
+    return float(100.0 * abs(u.mean() / n_cg - u_ref_per_molecule) / abs(u_ref_per_molecule))
+
+
+def thermo_metrics(thermo: pd.DataFrame, n_beads: int, u_ref_per_molecule: float) -> dict[str, float]:
+    """delta_U (%), CV_U, mean_T (K) and CV_T over the production rows of thermo.csv."""
+    mask = production_mask(thermo["production"])
+    if mask.sum() < 2:
+        raise ValueError(f"{int(mask.sum())} production rows in thermo (need at least 2)")
+    u = _finite_series(thermo["potential_energy"].to_numpy(float)[mask], "potential energy")
+    t = _finite_series(thermo["temperature"].to_numpy(float)[mask], "temperature")
+    return {
+        "delta_U": delta_u(u, n_beads, u_ref_per_molecule),
+        "CV_U": ob.coefficient_of_variation(u),
+        "mean_T": float(t.mean()),
+        "CV_T": ob.coefficient_of_variation(t),
+    }
+
+
+def pair_distance_cdf(r: np.ndarray, g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(bin edges, CDF at the edges) of the pair-distance distribution p(r) ~ r^2 g(r) on the grid.
+
+    Bin k carries the weight g_k (r_{k+1/2}^3 - r_{k-1/2}^3), the expected number of pairs in
+    its spherical shell (up to a constant), so the histogram behind g(r) is recovered exactly;
+    within a bin the CDF is linear. Negative g (noise) is clipped to 0.
+    """
+    r = np.asarray(r, dtype=np.float64)
+    g = np.asarray(g, dtype=np.float64)
+    half = 0.5 * _uniform_spacing(r, "g(r) grid")
+    edges = np.concatenate([r - half, [r[-1] + half]])
+    edges[0] = max(edges[0], 0.0)
+    weights = np.clip(g, 0.0, None) * (edges[1:] ** 3 - edges[:-1] ** 3)
+    if not np.all(np.isfinite(weights)) or weights.sum() <= 0:
+        raise ValueError("g(r) has no positive, finite weight on the r range")
+    return edges, np.concatenate([[0.0], np.cumsum(weights) / weights.sum()])
+
+
+def inverse_cdf_sample(edges: np.ndarray, cdf: np.ndarray, n: int) -> np.ndarray:
+    """n deterministic pair distances at the quantiles (k + 1/2) / n, k = 0..n-1 (A)."""
+    q = (np.arange(n) + 0.5) / n
+    hi = np.searchsorted(cdf, q, side="left")  # first edge with cdf >= q; cdf[hi - 1] < q, so the bin has weight
+    lo = hi - 1
+    frac = (q - cdf[lo]) / (cdf[hi] - cdf[lo])
+    return edges[lo] + frac * (edges[hi] - edges[lo])
+
+
+def ks_gr(r: np.ndarray, g_cg: np.ndarray, g_ref: np.ndarray, sample_size: int = 1000) -> tuple[float, float]:
+    """(d_KS, p_KS): ``scipy.stats.ks_2samp`` on two deterministic pair-distance samples.
+
+    Each g(r) (same grid r) becomes the distribution p(r) ~ r^2 g(r) on the grid's range
+    (:func:`pair_distance_cdf`), represented by ``sample_size`` inverse-CDF quantiles
+    (:func:`inverse_cdf_sample`); d_KS equals sup_r |F_CG - F_A| to within 1/sample_size and
+    does not depend on how many frames or pairs produced the curves. p_KS is scipy's
+    asymptotic two-sample p-value (``method="asymp"``: the Kolmogorov distribution with
+    n_eff = n / 2, same method for every model, no data-dependent switch) at that fixed n:
+    a deterministic, monotone function of d_KS.
+    """
+    from scipy.stats import ks_2samp
+
+    a = inverse_cdf_sample(*pair_distance_cdf(r, g_cg), sample_size)
+    b = inverse_cdf_sample(*pair_distance_cdf(r, g_ref), sample_size)
+    result = ks_2samp(a, b, method="asymp")
+    # with two samples of size n the statistic is k / n; round off the floating-point fuzz
+    return round(float(result.statistic) * sample_size) / sample_size, float(result.pvalue)
+
+
+def ks_sup_distance(r: np.ndarray, g_a: np.ndarray, g_b: np.ndarray) -> float:
+    """sup_r |F_a(r) - F_b(r)| of the two pair-distance CDFs (exact: both are linear within bins)."""
+    _, fa = pair_distance_cdf(r, g_a)
+    _, fb = pair_distance_cdf(r, g_b)
+    return float(np.max(np.abs(fa - fb)))
+
+
+def gr_w1(r: np.ndarray, g_a: np.ndarray, g_b: np.ndarray) -> float:
+    """Wasserstein-1 distance (A) between the pair-distance distributions of two g(r) on the same grid.
+
+    W_1 = int |F_a(r) - F_b(r)| dr with F from :func:`pair_distance_cdf`; both CDFs are linear
+    within a bin, so the integral is exact (a sign change inside a bin is handled). W_1 is the
+    mean distance pair distances must move to turn one distribution into the other: a shift of
+    every pair distance by delta gives delta. Being an integral of the CDFs it averages bin
+    noise out (docs/metrics.md: its noise floor relative to real differences is ~4x lower than
+    that of :func:`gr_l1`).
+    """
+    edges, fa = pair_distance_cdf(r, g_a)
+    _, fb = pair_distance_cdf(r, g_b)
+    d = fa - fb
+    d0, d1, h = d[:-1], d[1:], np.diff(edges)
+    same = d0 * d1 >= 0
+    a0, a1 = np.abs(d0), np.abs(d1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        crossing = np.where(a0 + a1 > 0, (d0**2 + d1**2) / (2.0 * (a0 + a1)), 0.0)
+    return float(np.sum(h * np.where(same, 0.5 * (a0 + a1), crossing)))
+
+
+def gr_l1(r: np.ndarray, g_a: np.ndarray, g_b: np.ndarray) -> float:
+    """int |g_a(r) - g_b(r)| dr over the grid (A): a diagnostic, not a registered metric.
+
+    It weights every r equally (no r^2 dilution of the first shells) but adds up the bin
+    noise of both curves: its noise floor grows as the sampling shrinks (docs/metrics.md).
+    """
+    width = _uniform_spacing(r, "g(r) grid")
+    diff = np.abs(np.asarray(g_a, float) - np.asarray(g_b, float))
+    if not np.all(np.isfinite(diff)):
+        raise ValueError("non-finite g(r)")
+    return float(diff.sum() * width)
+
+
+def common_rdf_range(r_ref: np.ndarray, r_max: float) -> int:
+    """Number of leading reference bins whose upper edge is <= r_max (the fixed r range)."""
+    half = 0.5 * _uniform_spacing(r_ref, "reference g(r) grid")
+    return int(np.sum(np.asarray(r_ref) + half <= r_max + 1e-9))
+
+
+def simulation_curves(positions: np.ndarray, boxes: np.ndarray, times: np.ndarray, reference: Reference,
+                      settings: MetricSettings) -> Curves:
+    """CG g(r) on the reference grid (up to settings.rdf_r_max and half the CG box) and MSD with the atomistic
+    MSD settings, both from :mod:`balancebench.observables`."""
+    positions = np.asarray(positions, dtype=np.float64)
+    times = np.asarray(times, dtype=np.float64)
+    if positions.ndim != 3 or positions.shape[0] < 2:
+        raise ValueError(f"need at least two frames of (N, 3) positions, got shape {positions.shape}")
+    if not np.all(np.isfinite(positions)):
+        raise ValueError("non-finite bead positions in the trajectory")
+    boxes = np.broadcast_to(np.asarray(boxes, dtype=np.float64), (len(positions), 3))
+    dt = _uniform_spacing(times, "frame times")
+    width = reference.bin_width
+    r_max = min(settings.rdf_r_max, 0.5 * float(boxes.min()), float(reference.rdf_r[-1]) + 0.5 * width)
+    n_bins = common_rdf_range(reference.rdf_r, r_max)
+    if n_bins < 2:
+        raise ValueError(f"r range up to {r_max:.2f} A holds fewer than two g(r) bins")
+    rdf = ob.radial_distribution(positions, boxes, bin_width=width, r_max=n_bins * width)
+    if len(rdf.r) < n_bins or not np.allclose(rdf.r[:n_bins], reference.rdf_r[:n_bins], atol=1e-6 * width):
+        raise ValueError("CG g(r) grid does not match the reference grid")
+    lag, msd = ob.mean_squared_displacement(positions, dt, max_lag_fraction=settings.msd_max_lag_fraction,
+                                            remove_drift=settings.msd_remove_drift)
+    return Curves(rdf_r=rdf.r[:n_bins], rdf_g=rdf.g[:n_bins], msd_lag=lag, msd=msd, n_frames=len(positions),
+                  n_beads=positions.shape[1], frame_interval=dt)
+
+
+def structure_metrics(curves: Curves, reference: Reference, settings: MetricSettings) -> dict[str, float]:
+    """d_KS, p_KS and gr_w1 of the CG g(r) against the reference on the common fixed r range."""
+    n = len(curves.rdf_r)
+    r, g_ref = reference.rdf_r[:n], reference.rdf_g[:n]
+    d, p = ks_gr(r, curves.rdf_g, g_ref, settings.ks_sample_size)
+    return {"d_KS": d, "p_KS": p, "gr_w1": gr_w1(r, curves.rdf_g, g_ref)}
+
+
+def metric_target(name: str, reference: Reference | None, settings: MetricSettings) -> float | None:
+    """Numeric target of a ``target`` metric (mean_T: settings.temperature K; s_MSD: the atomistic
+    slope A^2/ps), None for ``lower``/``higher`` metrics or when the reference is missing."""
+    if name == "mean_T":
+        return float(settings.temperature)
+    if name == "s_MSD":
+        if reference is None:
+            return None
+        try:
+            value = reference.msd_slope(settings.msd_slope_fraction)
+        except ValueError:
+            return None
+        return float(value) if np.isfinite(value) else None
+    return None
+
+
+# --------------------------------------------------------------------------- one model
+
+def compute_model_metrics(method: str, seed: int, training: TrainingRun | None, simulation: SimulationRun | None,
+                          reference: Reference | None, settings: MetricSettings | None = None,
+                          curves: Curves | None = None) -> dict:
+    """All metrics of one model as a JSON-ready dict.
+
+    Returns ``{"method", "seed", "training_status", "training_reason", "simulation_status",
+    "simulation_reason", "n_beads", "metrics": {name: {"value", "status", "reason", "unit",
+    "direction", "target"}}, "details": {...}}``. ``curves`` (from :func:`simulation_curves`)
+    may be passed to avoid computing g(r) and MSD twice (e.g. when plotting too).
+    """
+    settings = settings or MetricSettings()
+    results: dict[str, tuple[float | None, str, str]] = {}
+    details: dict[str, Any] = {}
+
+    # training
+    t_status = _status_of(training.status if training else None)
+    t_reason = str((training.status or {}).get("reason", "")) if training else "no training status.json"
+    if training is None or training.log is None:
+        for name in TRAINING_METRICS:
+            results[name] = (None, MISSING, "no training log")
+    else:
+        try:
+            values = training_metrics(training.log["seconds"])
+            status, reason = COMPLETED, ""
+            if t_status == DIVERGED:
+                status, reason = DIVERGED, _join("training diverged", t_reason) + "; counted up to the divergence"
+            elif t_status != COMPLETED:  # e.g. no status.json: keep the values, flag them
+                status, reason = MISSING if t_status == MISSING else INVALID, f"training status {t_status!r}"
+            for name in TRAINING_METRICS:
+                results[name] = (values[name], status, reason)
+        except (KeyError, ValueError) as err:
+            for name in TRAINING_METRICS:
+                results[name] = (None, INVALID, f"training log: {err}")
+
+    # simulation
+    s_status = _status_of(simulation.status if simulation else None)
+    s_reason = str((simulation.status or {}).get("reason", "")) if simulation else "no simulation status.json"
+    failure = _physics_failure(t_status, t_reason, simulation, s_status, s_reason, reference)
+    if failure is not None:
+        for name in SIMULATION_METRICS:
+            results[name] = (None, *failure)
+    else:
+        _physics(results, details, simulation, reference, settings, curves)
+
+    metrics = {}
+    for name, meta in METRICS.items():
+        value, status, reason = results[name]
+        if value is not None and not np.isfinite(value):  # the invariant: never a silent NaN
+            value, status, reason = None, INVALID, f"non-finite value ({value})"
+        if value is None and status == COMPLETED:
+            status = INVALID
+        metrics[name] = {"value": None if value is None else float(value), "status": status, "reason": reason,
+                         "unit": meta.unit, "direction": meta.direction,
+                         "target": metric_target(name, reference, settings)}
+    details["reference"] = None if reference is None else {
+        "u_per_molecule_kcal_mol": reference.u_per_molecule, "n_molecules": reference.n_molecules,
+        "temperature_K": reference.temperature, "s_MSD_A2_per_ps": metric_target("s_MSD", reference, settings),
+    }
+    details["settings"] = asdict(settings)
+    return {
+        "method": str(method), "seed": int(seed),
+        "training_status": t_status, "training_reason": t_reason,
+        "simulation_status": s_status, "simulation_reason": s_reason,
+        "n_beads": details.get("n_beads"),
+        "metrics": metrics, "details": details,
+    }
+
+
+def _physics_failure(t_status, t_reason, simulation, s_status, s_reason, reference) -> tuple[str, str] | None:
+    if t_status == DIVERGED:
+        return DIVERGED, _join("training diverged", t_reason)
+    if simulation is None or s_status == MISSING:
+        return MISSING, "no CG simulation"
+    if s_status == UNSTABLE:
+        return UNSTABLE, f"CG simulation unstable at step {simulation.status.get('step', '?')}" + (
+            f": {s_reason}" if s_reason else "")
+    if s_status != COMPLETED:
+        return INVALID, f"unknown simulation status {s_status!r}"
+    if reference is None:
+        return MISSING, "no atomistic reference"
+    return None
+
+
+def _physics(results, details, simulation: SimulationRun, reference: Reference, settings: MetricSettings,
+             curves: Curves | None) -> None:
+    # energy and temperature
+    try:
+        if simulation.thermo is None:
+            raise ValueError("no thermo.csv")
+        n_beads = simulation.n_beads or (curves.n_beads if curves is not None else None)
+        if n_beads is None:
+            raise ValueError("bead count unknown (no trajectory)")
+        details["n_beads"] = n_beads
+        values = thermo_metrics(simulation.thermo, n_beads, reference.u_per_molecule)
+        mask = production_mask(simulation.thermo["production"])
+        details["production_rows"] = int(mask.sum())
+        details["mean_U_CG_per_bead_kcal_mol"] = float(
+            simulation.thermo["potential_energy"].to_numpy(float)[mask].mean() / n_beads)
+        for name, value in values.items():
+            results[name] = (value, COMPLETED, "")
+    except (KeyError, ValueError) as err:
+        for name in ("delta_U", "CV_U", "mean_T", "CV_T"):
+            results[name] = (None, INVALID, f"thermo: {err}")
+    # structure and dynamics
+    try:
+        if curves is None:
+            if simulation.positions is None:
+                raise ValueError("no trajectory")
+            curves = simulation_curves(simulation.positions, simulation.boxes, simulation.times, reference, settings)
+        values = structure_metrics(curves, reference, settings)
+        values["s_MSD"] = ob.msd_slope(curves.msd_lag, curves.msd, settings.msd_slope_fraction)
+        details.update(n_frames=curves.n_frames, frame_interval_ps=curves.frame_interval,
+                       rdf_r_range_A=[0.0, float(curves.rdf_r[-1] + 0.5 * reference.bin_width)],
+                       msd_max_lag_ps=float(curves.msd_lag[-1]),
+                       reference_msd_max_lag_ps=float(reference.msd_lag[-1]))
+        for name, value in values.items():
+            results[name] = (value, COMPLETED, "")
+    except (KeyError, ValueError) as err:
+        for name in ("d_KS", "p_KS", "gr_w1", "s_MSD"):
+            results[name] = (None, INVALID, f"trajectory: {err}")
+
+
+# --------------------------------------------------------------------------- tables and files
+
+def tidy_table(records: Iterable[Mapping]) -> pd.DataFrame:
+    """One row per model x metric: method, seed, metric, value, status, direction, target, reason.
+
+    ``value`` and ``target`` are float columns; a missing value (status not completed) or a
+    metric without a numeric target is empty, never a NaN that came from a computation.
+    """
+    rows = []
+    for rec in records:
+        for name in METRICS:
+            m = rec["metrics"][name]
+            rows.append({"method": rec["method"], "seed": int(rec["seed"]), "metric": name, "value": m["value"],
+                         "status": m["status"], "direction": m["direction"], "target": m["target"],
+                         "reason": m["reason"]})
+    df = pd.DataFrame(rows, columns=TIDY_COLUMNS)
+    df["value"] = df["value"].astype(float)
+    df["target"] = df["target"].astype(float)
+    return df
+
+
+def write_model_json(path: str | Path, record: Mapping, **extra) -> None:
+    """The per-model JSON (``record`` from :func:`compute_model_metrics`, plus ``extra`` keys)."""
+    payload = dict(record)
+    payload.update(extra)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(payload, indent=2, sort_keys=True, default=_json_default) + "\n")
+
+
+def read_model_json(path: str | Path) -> dict:
+    return json.loads(Path(path).read_text())
+
+
+def write_tidy_csv(path: str | Path, records_or_table: Iterable[Mapping] | pd.DataFrame) -> pd.DataFrame:
+    """Write the tidy table of all models (empty cells for None); returns the table."""
+    table = records_or_table if isinstance(records_or_table, pd.DataFrame) else tidy_table(records_or_table)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(path, index=False)
+    return table
+
+
+# --------------------------------------------------------------------------- pre-screening
+
+#: Seed 000 Sec. 2.3 hierarchy; the numbers are documented in docs/metrics.md.
+DEFAULT_THRESHOLDS: dict[str, Any] = {
+    "cv_u_max": 0.10,  # CV_U; the atomistic U_A of 125 molecules has ~0.02 (estimate)
+    "cv_t_max": None,  # CV_T; None: cv_t_canonical_factor * sqrt(2 / (3 N_beads))
+    "cv_t_canonical_factor": 1.5,
+    "delta_u_max": 10.0,  # %, Delta U
+    "mean_t_rel_tol": 0.03,  # |mean_T - T_target| / T_target
+    "structure_metric": "d_KS",  # or "gr_w1"
+    "d_ks_max": 0.03,
+    "gr_w1_max": 0.10,  # A
+}
+PRESCREEN_LEVELS = ("stability", "validity", "structure")
+
+
+def canonical_cv_t(n_beads: int) -> float:
+    """CV of the kinetic temperature of N particles in the canonical ensemble, sqrt(2 / (3 N))."""
+    return math.sqrt(2.0 / (3.0 * n_beads))
+
+
+def prescreen_criteria(record: Mapping, thresholds: Mapping | None = None) -> list[dict]:
+    """The ordered criteria (level, criterion, metric, limit) for one model record."""
+    th = {**DEFAULT_THRESHOLDS, **(thresholds or {})}
+    unknown = set(th) - set(DEFAULT_THRESHOLDS)
+    if unknown:
+        raise ValueError(f"unknown pre-screening thresholds {sorted(unknown)}")
+    cv_t_max = th["cv_t_max"]
+    if cv_t_max is None:
+        n = record.get("n_beads")
+        cv_t_max = th["cv_t_canonical_factor"] * canonical_cv_t(int(n)) if n else None
+    temperature = record["metrics"]["mean_T"]["target"]
+    structure = th["structure_metric"]
+    if structure not in ("d_KS", "gr_w1"):
+        raise ValueError(f"structure_metric must be d_KS or gr_w1, not {structure!r}")
+    return [
+        {"level": "stability", "criterion": "CV_U", "metric": "CV_U", "limit": th["cv_u_max"]},
+        {"level": "stability", "criterion": "CV_T", "metric": "CV_T", "limit": cv_t_max},
+        {"level": "validity", "criterion": "delta_U", "metric": "delta_U", "limit": th["delta_u_max"]},
+        {"level": "validity", "criterion": "mean_T", "metric": "mean_T",
+         "limit": None if temperature is None else th["mean_t_rel_tol"] * abs(temperature), "target": temperature},
+        {"level": "structure", "criterion": structure, "metric": structure,
+         "limit": th["d_ks_max"] if structure == "d_KS" else th["gr_w1_max"]},
+    ]
+
+
+def prescreen(record: Mapping, thresholds: Mapping | None = None) -> dict:
+    """Verdict of one model: ``pass``, ``fail`` (with the first failed criterion, in the order
+    CV_U, CV_T -> delta_U, |mean_T - T| -> d_KS or gr_w1) or ``not_run`` (training diverged, CG
+    run unstable or missing). A criterion whose metric is undefined counts as failed."""
+    base = {"method": record["method"], "seed": int(record["seed"])}
+    if record.get("training_status") == DIVERGED:
+        return {**base, "verdict": "not_run", "level": None, "failed_criterion": None,
+                "reason": _join("training diverged", record.get("training_reason"))}
+    if record.get("simulation_status") != COMPLETED:
+        return {**base, "verdict": "not_run", "level": None, "failed_criterion": None,
+                "reason": _join(f"CG simulation {record.get('simulation_status')}", record.get("simulation_reason"))}
+    for crit in prescreen_criteria(record, thresholds):
+        m = record["metrics"][crit["metric"]]
+        value = m["value"]
+        fail = None
+        if value is None:
+            fail = f"{crit['metric']} undefined ({m['status']}: {m['reason']})"
+        elif crit["limit"] is None:
+            fail = f"no limit for {crit['criterion']} (missing bead count or target)"
+        elif crit["criterion"] == "mean_T":
+            dev = abs(value - crit["target"])
+            if not dev <= crit["limit"]:
+                fail = f"|mean_T - {crit['target']:g}| = {dev:.3g} K > {crit['limit']:.3g} K"
+        elif not value <= crit["limit"]:
+            fail = f"{crit['metric']} = {value:.6g} > {crit['limit']:.6g}"
+        if fail:
+            return {**base, "verdict": "fail", "level": crit["level"], "failed_criterion": crit["criterion"],
+                    "reason": fail}
+    return {**base, "verdict": "pass", "level": None, "failed_criterion": None, "reason": ""}
+
+
+def prescreen_table(records: Iterable[Mapping], thresholds: Mapping | None = None) -> pd.DataFrame:
+    """One row per model: method, seed, verdict, level, failed_criterion, reason."""
+    return pd.DataFrame([prescreen(r, thresholds) for r in records],
+                        columns=["method", "seed", "verdict", "level", "failed_criterion", "reason"])
+
+
+# --------------------------------------------------------------------------- readers
+
+def read_status(path: str | Path) -> dict:
+    """status.json as a dict; a missing file reads as {"status": "missing", "reason": ...}."""
+    path = Path(path)
+    if not path.exists():
+        return {"status": MISSING, "reason": f"{path} does not exist"}
+    return json.loads(path.read_text())
+
+
+def read_training_run(directory: str | Path) -> TrainingRun:
+    """``status.json`` and ``train_log.csv`` of ``results/models/{method}/seed{seed}``."""
+    directory = Path(directory)
+    log = directory / "train_log.csv"
+    return TrainingRun(status=read_status(directory / "status.json"),
+                       log=pd.read_csv(log) if log.exists() and log.stat().st_size else None)
+
+
+def read_cg_trajectory(path: str | Path, group: str = "beads") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(times ps, unwrapped positions (F, N, 3) A, box edges (F, 3) A) of an H5MD CG trajectory."""
+    import h5py
+
+    with h5py.File(path, "r") as fh:
+        g = fh[f"particles/{group}"]
+        return g["position/time"][()], g["position/value"][()], g["box/edges/value"][()]
+
+
+def read_simulation_run(directory: str | Path) -> SimulationRun:
+    """``status.json``, ``thermo.csv`` and ``trajectory.h5`` of ``results/simulations/{method}/seed{seed}``;
+    absent files read as None (the status says why)."""
+    directory = Path(directory)
+    status = read_status(directory / "status.json")
+    thermo_path, traj_path = directory / "thermo.csv", directory / "trajectory.h5"
+    thermo = pd.read_csv(thermo_path) if thermo_path.exists() and thermo_path.stat().st_size else None
+    times = positions = boxes = None
+    if traj_path.exists() and status.get("status") == COMPLETED:
+        times, positions, boxes = read_cg_trajectory(traj_path)
+    return SimulationRun(status=status, thermo=thermo, times=times, positions=positions, boxes=boxes)
+
+
+def evaluate_model(method: str, seed: int, model_dir: str | Path, simulation_dir: str | Path,
+                   atomistic_dir: str | Path, settings: MetricSettings | None = None,
+                   figure: str | Path | None = None) -> dict:
+    """Read one model's files, compute its metrics and (optionally) write its comparison figure."""
+    settings = settings or MetricSettings()
+    reference = Reference.load(atomistic_dir)
+    training = read_training_run(model_dir)
+    simulation = read_simulation_run(simulation_dir)
+    curves = None
+    if (simulation.status.get("status") == COMPLETED and training.status.get("status") != DIVERGED
+            and simulation.positions is not None):
+        try:
+            curves = simulation_curves(simulation.positions, simulation.boxes, simulation.times, reference, settings)
+        except ValueError:
+            curves = None  # compute_model_metrics records the reason
+    record = compute_model_metrics(method, seed, training, simulation, reference, settings, curves=curves)
+    if figure is not None:
+        plot_model(figure, reference, curves, settings, record=record)
+    return record
+
+
+# --------------------------------------------------------------------------- figure
+
+def plot_model(path: str | Path, reference: Reference, curves: Curves | None, settings: MetricSettings | None = None,
+               record: Mapping | None = None, title: str = "") -> None:
+    """PNG with two panels: CG vs atomistic g(r) (fixed r range shaded) and MSD with the s_MSD fits.
+
+    Failed runs (``curves`` None) get the atomistic curves and the failure reason, so every
+    model has a figure.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    settings = settings or MetricSettings()
+    fraction = settings.msd_slope_fraction
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    ax = axes[0]
+    ax.plot(reference.rdf_r, reference.rdf_g, color="k", lw=1.2, label="atomistic")
+    if curves is not None:
+        ax.plot(curves.rdf_r, curves.rdf_g, color="C1", lw=1.2, label="CG")
+        ax.axvspan(0.0, curves.rdf_r[-1] + 0.5 * reference.bin_width, color="0.92", zorder=0,
+                   label="d_KS / W1 range")
+    ax.axhline(1.0, color="0.5", lw=0.5)
+    ax.set(xlabel="r / A", ylabel="g(r)", title="pair correlation")
+    ax.legend(fontsize=7)
+    ax = axes[1]
+    ax.plot(reference.msd_lag, reference.msd, color="k", lw=1.2, label="atomistic")
+    _plot_slope(ax, reference.msd_lag, reference.msd, fraction, "k")
+    if curves is not None:
+        ax.plot(curves.msd_lag, curves.msd, color="C1", lw=1.2, label="CG")
+        _plot_slope(ax, curves.msd_lag, curves.msd, fraction, "C1")
+    ax.set(xlabel="lag / ps", ylabel="MSD / A$^2$", title=f"MSD (fit: last {100 * fraction:.0f} %)")
+    ax.legend(fontsize=7)
+    if record is not None:
+        lines = []
+        for name in ("delta_U", "CV_U", "mean_T", "CV_T", "d_KS", "p_KS", "gr_w1", "s_MSD"):
+            m = record["metrics"][name]
+            unit = "" if METRICS[name].unit == "1" else f" {METRICS[name].unit}"
+            lines.append(f"{name} = {m['value']:.4g}{unit}" if m["value"] is not None else f"{name}: {m['status']}")
+        axes[1].text(0.97, 0.04, "\n".join(lines), transform=axes[1].transAxes, ha="right", va="bottom", fontsize=7,
+                     family="monospace", bbox=dict(boxstyle="round", facecolor="white", alpha=0.85, lw=0.5))
+        title = title or f"{record.get('method')} seed {record.get('seed')}"
+        if record.get("training_status") == DIVERGED:
+            title += f": training diverged ({record.get('training_reason', '')}), no CG run"
+        elif record.get("simulation_status") != COMPLETED:
+            title += (f": CG simulation {record.get('simulation_status')} "
+                      f"({record.get('simulation_reason', '')}), no CG curves")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _plot_slope(ax, lag, msd, fraction, color) -> None:
+    try:
+        slope = ob.msd_slope(lag, msd, fraction)
+    except ValueError:
+        return
+    start = int(np.floor(len(lag) * (1.0 - fraction)))
+    t = np.asarray(lag)[start:]
+    intercept = float(np.mean(np.asarray(msd)[start:]) - slope * np.mean(t))
+    ax.plot(t, intercept + slope * t, color=color, ls="--", lw=2.0, alpha=0.5, label=f"s = {slope:.3g} A$^2$/ps")
+
+
+# --------------------------------------------------------------------------- helpers
+
+def _join(head: str, reason: str | None) -> str:
+    return f"{head}: {reason}" if reason else head
+
+
+def _status_of(status: Mapping | None) -> str:
+    if not status:
+        return MISSING
+    return str(status.get("status", MISSING))
+
+
+def _finite_series(values, what: str) -> np.ndarray:
+    x = np.asarray(values, dtype=np.float64)
+    if x.size == 0:
+        raise ValueError(f"empty {what} series")
+    if not np.all(np.isfinite(x)):
+        raise ValueError(f"non-finite {what} values")
+    return x
+
+
+def _uniform_spacing(x: np.ndarray, what: str) -> float:
+    x = np.asarray(x, dtype=np.float64)
+    if x.size < 2:
+        raise ValueError(f"{what}: fewer than two points")
+    step = np.diff(x)
+    if not (np.all(step > 0) and np.allclose(step, step[0], rtol=1e-6, atol=0.0)):
+        raise ValueError(f"{what} is not uniformly spaced")
+    return float(step[0])
+
+
+def _optional_float(value) -> float | None:
+    if value is None:
+        return None
+    value = float(value)
+    return value if np.isfinite(value) else None
+
+
+def _json_default(obj):
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    return str(obj)
+
+
+__all__ = [
+    "METRICS", "Metric", "MetricSettings", "Reference", "TrainingRun", "SimulationRun", "Curves",
+    "DEFAULT_THRESHOLDS", "TIDY_COLUMNS", "registry_table", "training_metrics", "production_mask", "delta_u",
+    "thermo_metrics", "pair_distance_cdf", "inverse_cdf_sample", "ks_gr", "ks_sup_distance", "gr_w1", "gr_l1",
+    "common_rdf_range", "simulation_curves", "structure_metrics", "metric_target", "compute_model_metrics",
+    "tidy_table", "write_model_json", "read_model_json", "write_tidy_csv", "canonical_cv_t", "prescreen_criteria",
+    "prescreen", "prescreen_table", "read_status", "read_training_run", "read_cg_trajectory",
+    "read_simulation_run", "evaluate_model", "plot_model",
+]
