@@ -1,0 +1,253 @@
+"""A periodic SchNet coarse-grained force field with an excluded-volume prior (seed 000 Sec. 2.1-2.2).
+
+Energy of one frame (kcal/mol; positions in A)::
+
+    E = sum_i [ s * y_i + mu ]  +  U_ex,        U_ex = sum_{i<j, r_ij < r_c} (sigma / r_ij)^n_ex   (Eq. 3)
+
+where y_i is SchNet's per-bead output (Schuett et al., J. Chem. Phys. 148, 241722
+(2018)): embedding -> T interaction blocks ``h += Dense(ssp(Dense_2(CFConv(Dense_1 h))))``
+with continuous filters ``W(r) = Dense(ssp(Dense(gauss(r)))) * C(r)``, Gaussian
+radial basis on [0, r_c], cosine cutoff ``C(r) = (cos(pi r / r_c) + 1) / 2`` for
+r < r_c (0 beyond), shifted softplus ``ssp(x) = ln(1 + e^x) - ln 2``, and a two-layer
+per-bead readout. ``mu`` (kcal/mol per bead) and ``s`` (kcal/mol) are buffers set from the
+training data (mean energy per bead, force scale x 1 A), the ScaleShift of schnetpack.
+Forces are ``F = -dE/dx`` by autograd, in one place (:meth:`CGSchNet.energy_and_forces`),
+with ``create_graph`` only while training.
+
+The parameters are laid out exactly as in ``torch_geometric.nn.models.SchNet`` so that
+weights can be copied between the two (tests/test_model.py demands equal energies).
+What differs is the work: a half neighbour list evaluates each filter once per pair and
+uses it for both directions, and the Gaussian expansion and cutoff are computed once per
+frame batch for all blocks.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, fields
+
+import torch
+from torch import nn
+
+from balancebench.neighbors import NeighborList, check_cutoff, neighbor_list
+
+LN2 = math.log(2.0)
+
+
+def fast_cpu_math() -> None:
+    """Flush denormal floats to zero on this thread.
+
+    The tails of the Gaussian basis and their products in the double backward land
+    in the denormal range, where x86 arithmetic is ~16x slower (measured: exp of
+    arguments below -87 in float32). Flushing them changes values below 1e-38 only.
+    """
+    torch.set_flush_denormal(True)
+
+
+@dataclass
+class ModelConfig:
+    """Architecture hyperparameters (seed 000 Sec. 2.1 lists them); lengths in A."""
+
+    hidden_channels: int = 64  # feature vector size
+    num_filters: int = 64  # filter (convolution) width
+    num_interactions: int = 3  # SchNet blocks
+    num_gaussians: int = 50  # radial basis size
+    cutoff: float = 10.0  # A
+    activation: str = "ssp"  # ssp | tanh | silu
+    n_species: int = 1  # one bead type for 1-bead benzene
+    prior_sigma: float = 4.0  # A, Eq. 3
+    prior_exponent: float = 12.0  # n_ex of Eq. 3
+    use_prior: bool = True
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelConfig":
+        names = {f.name for f in fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise ValueError(f"unknown model hyperparameters {sorted(unknown)}; valid: {sorted(names)}")
+        return cls(**d)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class ShiftedSoftplus(nn.Module):
+    """ssp(x) = softplus(x) - ln 2 (zero at x = 0)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return nn.functional.softplus(x) - LN2
+
+
+def make_activation(name: str) -> nn.Module:
+    table = {"ssp": ShiftedSoftplus, "tanh": nn.Tanh, "silu": nn.SiLU}
+    if name not in table:
+        raise ValueError(f"unknown activation {name!r}; use one of {sorted(table)}")
+    return table[name]()
+
+
+class CFConvWeights(nn.Module):
+    """The two dense layers of a continuous-filter convolution (same names as torch_geometric's CFConv)."""
+
+    def __init__(self, hidden: int, filters: int):
+        super().__init__()
+        self.lin1 = nn.Linear(hidden, filters, bias=False)
+        self.lin2 = nn.Linear(filters, hidden)
+
+
+class Interaction(nn.Module):
+    """One SchNet block: filter network ``mlp``, convolution ``conv``, activation and ``lin``."""
+
+    def __init__(self, hidden: int, gaussians: int, filters: int, activation: str):
+        super().__init__()
+        self.mlp = nn.Sequential(nn.Linear(gaussians, filters), make_activation(activation), nn.Linear(filters, filters))
+        self.conv = CFConvWeights(hidden, filters)
+        self.act = make_activation(activation)
+        self.lin = nn.Linear(hidden, hidden)
+
+    def forward(self, h: torch.Tensor, hidden_filter: torch.Tensor, envelope: torch.Tensor, i: torch.Tensor,
+                j: torch.Tensor) -> torch.Tensor:
+        """``hidden_filter`` is the first filter layer's output, act(Dense(gauss(r))), computed for all blocks at once."""
+        w = self.mlp[2](hidden_filter) * envelope  # (P, filters), one filter per unordered pair
+        x = self.conv.lin1(h)
+        # m_i = sum_j W_ij x_j over the full list == both directions of the half list
+        m = torch.zeros_like(x).index_add_(0, i, w * x.index_select(0, j)).index_add_(0, j, w * x.index_select(0, i))
+        return self.lin(self.act(self.conv.lin2(m)))
+
+
+class ExcludedVolumePrior(nn.Module):
+    """U_ex = sum over pairs r < r_c of (sigma / r)^n (kcal/mol), Eq. 3 of seed 000 truncated at the model cutoff.
+
+    The truncation error per pair is (sigma / r_c)^n: 1.7e-5 kcal/mol for sigma 4 A, n 12, r_c 10 A.
+    """
+
+    def __init__(self, sigma: float, exponent: float):
+        super().__init__()
+        self.sigma, self.exponent = float(sigma), float(exponent)
+
+    def forward(self, r: torch.Tensor, inside: torch.Tensor) -> torch.Tensor:
+        return torch.where(inside, (self.sigma / r) ** self.exponent, torch.zeros_like(r))
+
+
+@dataclass
+class GraphBatch:
+    """B frames of N beads as one graph: positions (B*N, 3), a half neighbour list over all, frame index per bead."""
+
+    positions: torch.Tensor
+    neighbors: NeighborList
+    frame: torch.Tensor  # (B*N,) int64
+    n_frames: int
+    extras: dict = field(default_factory=dict)
+
+
+def batch_frames(positions: list[torch.Tensor], lists: list[NeighborList]) -> GraphBatch:
+    """Join frames (each (N_f, 3) with its neighbour list) into one disconnected graph."""
+    offsets, total = [], 0
+    for x in positions:
+        offsets.append(total)
+        total += x.shape[0]
+    i = torch.cat([nl.i + o for nl, o in zip(lists, offsets)])
+    j = torch.cat([nl.j + o for nl, o in zip(lists, offsets)])
+    shift = torch.cat([nl.shift for nl in lists])
+    frame = torch.cat([torch.full((x.shape[0],), k, dtype=torch.long, device=x.device) for k, x in enumerate(positions)])
+    return GraphBatch(torch.cat(positions), NeighborList(i, j, shift, lists[0].cutoff), frame, len(positions))
+
+
+class CGSchNet(nn.Module):
+    """SchNet energy of bead configurations plus the excluded-volume prior; energies kcal/mol, lengths A."""
+
+    def __init__(self, config: ModelConfig | None = None):
+        super().__init__()
+        self.config = config = config or ModelConfig()
+        self.cutoff = float(config.cutoff)
+        self.embedding = nn.Embedding(config.n_species, config.hidden_channels)
+        self.register_buffer("offsets", torch.linspace(0.0, self.cutoff, config.num_gaussians))
+        self.gamma = -0.5 / float(self.offsets[1] - self.offsets[0]) ** 2
+        self.interactions = nn.ModuleList(
+            Interaction(config.hidden_channels, config.num_gaussians, config.num_filters, config.activation)
+            for _ in range(config.num_interactions))
+        self.lin1 = nn.Linear(config.hidden_channels, config.hidden_channels // 2)
+        self.act = make_activation(config.activation)
+        self.lin2 = nn.Linear(config.hidden_channels // 2, 1)
+        self.prior = ExcludedVolumePrior(config.prior_sigma, config.prior_exponent) if config.use_prior else None
+        self.register_buffer("energy_shift", torch.zeros(()))  # mu, kcal/mol per bead
+        self.register_buffer("energy_scale", torch.ones(()))  # s, kcal/mol
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """The initialisation of torch_geometric's SchNet (Xavier-uniform weights, zero biases)."""
+        self.embedding.reset_parameters()
+        for block in self.interactions:
+            for lin in (block.mlp[0], block.mlp[2], block.conv.lin1, block.conv.lin2, block.lin):
+                nn.init.xavier_uniform_(lin.weight)
+                if lin.bias is not None:
+                    lin.bias.data.fill_(0.0)
+        for lin in (self.lin1, self.lin2):
+            nn.init.xavier_uniform_(lin.weight)
+            lin.bias.data.fill_(0.0)
+
+    def set_energy_scale(self, shift_per_bead: float, scale: float) -> None:
+        self.energy_shift.fill_(float(shift_per_bead))
+        self.energy_scale.fill_(float(scale))
+
+    # -- energies ------------------------------------------------------------------
+    def bead_energies(self, positions: torch.Tensor, neighbors: NeighborList,
+                      species: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(per-bead network energies (N,), per-pair prior energies (P,)), kcal/mol."""
+        r = neighbors.vectors(positions).norm(dim=-1)
+        inside = r < self.cutoff  # a Verlet list carries pairs beyond the cutoff: they contribute nothing
+        envelope = torch.where(inside, 0.5 * (torch.cos(r * (math.pi / self.cutoff)) + 1.0), torch.zeros_like(r))
+        d = r[:, None] - self.offsets[None, :]
+        rbf = torch.exp(self.gamma * (d * d))
+        if species is None:
+            species = torch.zeros(positions.shape[0], dtype=torch.long, device=positions.device)
+        h = self.embedding(species)
+        envelope = envelope[:, None]
+        # the first filter layer of every block in one matmul: (P, G) x (G, T * filters)
+        first = [block.mlp[0] for block in self.interactions]
+        hidden = self.interactions[0].mlp[1](nn.functional.linear(
+            rbf, torch.cat([lin.weight for lin in first]), torch.cat([lin.bias for lin in first])))
+        width = first[0].out_features
+        for t, block in enumerate(self.interactions):
+            h = h + block(h, hidden[:, t * width:(t + 1) * width], envelope, neighbors.i, neighbors.j)
+        y = self.lin2(self.act(self.lin1(h))).squeeze(-1)
+        bead = self.energy_scale * y + self.energy_shift
+        pair = self.prior(r, inside) if self.prior is not None else torch.zeros_like(r)
+        return bead, pair
+
+    def forward(self, batch: GraphBatch) -> torch.Tensor:
+        """Total energy per frame (B,), kcal/mol."""
+        bead, pair = self.bead_energies(batch.positions, batch.neighbors, batch.extras.get("species"))
+        energy = torch.zeros(batch.n_frames, dtype=bead.dtype, device=bead.device).index_add_(0, batch.frame, bead)
+        if self.prior is not None:
+            energy = energy.index_add_(0, batch.frame[batch.neighbors.i], pair)
+        return energy
+
+    def energy_and_forces(self, batch: GraphBatch, training: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """(E per frame (B,) kcal/mol, F = -dE/dx (B*N, 3) kcal/mol/A); the graph is kept only when training."""
+        positions = batch.positions
+        if not positions.requires_grad:
+            positions = positions.detach().requires_grad_(True)
+            batch = GraphBatch(positions, batch.neighbors, batch.frame, batch.n_frames, batch.extras)
+        energy = self(batch)
+        (grad,) = torch.autograd.grad(energy.sum(), positions, create_graph=training)
+        return energy, -grad
+
+    # -- single frames (simulation, tests) --------------------------------------------
+    def frame_energy_and_forces(self, positions: torch.Tensor, box, neighbors: NeighborList | None = None,
+                                training: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """E (scalar) and F (N, 3) of one periodic frame; builds the neighbour list if none is given."""
+        check_cutoff(self.cutoff, box)
+        if neighbors is None:
+            neighbors = neighbor_list(positions, box, self.cutoff)
+        batch = GraphBatch(positions, neighbors.to(positions.device),
+                           torch.zeros(positions.shape[0], dtype=torch.long, device=positions.device), 1)
+        energy, forces = self.energy_and_forces(batch, training=training)
+        return energy[0], forces
+
+
+def load_model(state_path, hparams: dict, device="cpu") -> CGSchNet:
+    """Rebuild a trained model from its state dict (loaded with weights_only=True) and hyperparameters."""
+    model = CGSchNet(ModelConfig.from_dict(hparams["model"]))
+    state = torch.load(state_path, map_location=device, weights_only=True)
+    model.load_state_dict(state)
+    return model.to(device).eval()
