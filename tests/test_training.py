@@ -1,0 +1,123 @@
+"""Training: it learns, it records divergence instead of crashing, it is reproducible, and it resumes after a kill."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from balancebench.balancing import available_methods, get_method
+from balancebench.model import ModelConfig
+from balancebench.training import LOG_COLUMNS, Trainer, TrainingSettings, evaluate, train_model
+
+MODEL = dict(hidden_channels=16, num_filters=16, num_interactions=2, num_gaussians=16, cutoff=7.5,
+             prior_sigma=3.5, prior_exponent=12.0)
+TRAINING = dict(max_epochs=12, batch_size=4, learning_rate=3e-3, lr_decay=0.97, patience=12)
+
+
+def test_training_lowers_both_validation_errors(lj_dataset):
+    torch.set_num_threads(1)
+    trainer = Trainer(lj_dataset, ModelConfig(**MODEL), TrainingSettings(**TRAINING),
+                      get_method("constant", weights=[1.0, 0.1]), seed=0)
+    before = evaluate(trainer.model, trainer.val_frames, 4, "total")
+    result = trainer.run()
+    after = evaluate(trainer.model, trainer.val_frames, 4, "total")
+    assert result.status == "completed", result.reason
+    assert after[0] < 0.3 * before[0], (before, after)  # force MSE
+    assert after[1] < 0.3 * before[1], (before, after)  # energy squared error
+    log = pd.DataFrame(result.log)
+    assert list(log.columns) == list(LOG_COLUMNS)
+    assert np.isfinite(log.to_numpy(dtype=float)).all()
+
+
+@pytest.mark.parametrize("method", available_methods())
+def test_every_registered_method_trains_and_logs_its_coefficients(lj_dataset, tmp_path, method):
+    result = train_model(lj_dataset, MODEL, dict(TRAINING, max_epochs=3), method, {}, seed=1, out_dir=tmp_path, threads=1)
+    assert result.status == "completed", result.reason
+    log = pd.read_csv(tmp_path / "train_log.csv")
+    assert len(log) == 3 and (log["seconds"] > 0).all()
+    assert np.isfinite(log[["coef_force", "coef_energy"]].to_numpy()).all()
+    status = json.loads((tmp_path / "status.json").read_text())
+    assert status["status"] == "completed" and status["method"] == method
+    hparams = json.loads((tmp_path / "hparams.json").read_text())
+    assert hparams["model"]["cutoff"] == 7.5 and hparams["seed"] == 1
+    state = torch.load(tmp_path / "model.pt", weights_only=True)
+    assert "embedding.weight" in state
+
+
+def test_absurd_learning_rate_is_recorded_as_diverged(lj_dataset, tmp_path):
+    result = train_model(lj_dataset, MODEL, dict(TRAINING, learning_rate=1e4, max_epochs=20), "constant",
+                         {"weights": [1.0, 1.0]}, seed=2, out_dir=tmp_path, threads=1)
+    assert result.status == "diverged"
+    status = json.loads((tmp_path / "status.json").read_text())
+    assert status["status"] == "diverged" and status["epoch"] >= 1
+    assert "epoch" in status["reason"]
+
+
+def test_same_seed_same_weights_different_seed_different_weights(lj_dataset, tmp_path):
+    for name, seed in (("a", 3), ("b", 3), ("c", 4)):
+        train_model(lj_dataset, MODEL, dict(TRAINING, max_epochs=2), "softadapt", {}, seed=seed,
+                    out_dir=tmp_path / name, threads=1)
+    a, b, c = (torch.load(tmp_path / n / "model.pt", weights_only=True) for n in "abc")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+
+
+RUNNER = """
+import sys, torch
+sys.path.insert(0, {tests!r})
+from conftest import lennard_jones_bead_dataset
+from balancebench.training import train_model
+train_model(lennard_jones_bead_dataset(), {model!r}, {training!r}, "softadapt_weighted", {{}}, seed=5,
+            out_dir=sys.argv[1], checkpoint=sys.argv[2], threads=1)
+"""
+
+
+def test_killed_run_resumes_to_the_same_weights(tmp_path):
+    """SIGKILL a training after its second checkpoint, rerun it: the final weights equal an uninterrupted run's."""
+    training = dict(TRAINING, max_epochs=6)
+    script = tmp_path / "run.py"
+    script.write_text(RUNNER.format(tests=os.path.dirname(__file__), model=MODEL, training=training))
+    env = dict(os.environ, PYTHONHASHSEED="0")
+    ref = subprocess.run([sys.executable, str(script), str(tmp_path / "ref"), str(tmp_path / "ref.ckpt")],
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert ref.returncode == 0, ref.stderr
+    ckpt = tmp_path / "killed.ckpt"
+    proc = subprocess.Popen([sys.executable, str(script), str(tmp_path / "killed"), str(ckpt)], env=env)
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        if ckpt.exists():
+            try:
+                if torch.load(ckpt, weights_only=False)["epoch"] >= 2:
+                    break
+            except Exception:  # noqa: BLE001  (caught mid-replace: try again)
+                pass
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (tmp_path / "killed" / "status.json").exists(), "the run finished before it was killed"
+    resumed = subprocess.run([sys.executable, str(script), str(tmp_path / "killed"), str(ckpt)],
+                             capture_output=True, text=True, env=env, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    status = json.loads((tmp_path / "killed" / "status.json").read_text())
+    assert status["resumed_from"] >= 2
+    a = torch.load(tmp_path / "ref" / "model.pt", weights_only=True)
+    b = torch.load(tmp_path / "killed" / "model.pt", weights_only=True)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    log_a = pd.read_csv(tmp_path / "ref" / "train_log.csv").drop(columns="seconds")
+    log_b = pd.read_csv(tmp_path / "killed" / "train_log.csv").drop(columns="seconds")
+    pd.testing.assert_frame_equal(log_a, log_b)
+    assert not ckpt.exists()  # a finished run removes its checkpoint
+
+
+def test_bad_settings_are_named():
+    with pytest.raises(ValueError, match="learning_rat"):
+        TrainingSettings.from_dict({"learning_rat": 1.0})
+    with pytest.raises(ValueError, match="energy_loss"):
+        TrainingSettings.from_dict({"energy_loss": "mean"})
