@@ -1,0 +1,229 @@
+"""CG molecular dynamics with ASE: NVT at the atomistic temperature, with a stability guard.
+
+Units: ASE works in eV, A, amu and its own time unit; this module takes
+temperatures in K and times in fs/ps, and reports potential energies in
+kcal/mol (the unit of the atomistic U_A they are compared with):
+E[kcal/mol] = E[eV] / (ase.units.kcal / ase.units.mol).
+
+Thermostats (``NVTSettings.thermostat``):
+- ``langevin``: ase.md.langevin.Langevin, friction in 1/ps (default; robust for
+  untrained or poor models because it damps runaway kinetic energy);
+- ``bussi``: ase.md.bussi.Bussi (CSVR, Bussi et al. JCP 126, 014101 (2007)), taut in fs;
+- ``nose_hoover_chain``: ase.md.nose_hoover_chain.NoseHooverChainNVT, tdamp in fs;
+- ``nve``: ase.md.verlet.VelocityVerlet (for conservation checks).
+
+The guard stops a run as ``unstable`` when the potential energy or a force is
+not finite, when the temperature exceeds ``max_temperature_factor`` x target,
+or when two beads come closer than ``min_distance`` A; the reason and step are
+recorded, and nothing is raised, so one bad model never stops the workflow.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from ase import Atoms, units
+from ase.calculators.calculator import Calculator, all_changes
+
+EV_PER_KCAL_MOL = units.kcal / units.mol  # 1 kcal/mol in eV
+BENZENE_BEAD_MASS = 78.114  # amu, one bead per molecule
+
+
+class CGCalculator(Calculator):
+    """ASE calculator of a trained :class:`~balancebench.model.CGSchNet`: energy in eV, forces in eV/A.
+
+    The model works in kcal/mol and A; the conversion happens here and nowhere
+    else. Periodic orthorhombic cells only. A Verlet list with ``skin`` (A) is
+    rebuilt when a bead has moved more than skin / 2. ``dtype`` float64 (default)
+    evaluates a float32-trained model in double precision, which MD energy
+    conservation needs.
+    """
+
+    implemented_properties = ["energy", "forces", "free_energy"]
+
+    def __init__(self, model, skin: float = 1.0, device: str = "cpu", dtype=torch.float64, **kwargs):
+        super().__init__(**kwargs)
+        from balancebench.model import fast_cpu_math
+        from balancebench.neighbors import VerletList
+
+        fast_cpu_math()
+        self.device, self.dtype = torch.device(device), dtype
+        self.model = model.to(device=self.device, dtype=dtype).eval()
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        self.verlet = VerletList(model.cutoff, skin)
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, **kwargs) -> "CGCalculator":
+        """Load ``model.pt`` (weights only) and its ``hparams.json`` from a model directory or the .pt path."""
+        from balancebench.model import load_model
+
+        path = Path(path)
+        state = path / "model.pt" if path.is_dir() else path
+        hparams = json.loads((state.parent / "hparams.json").read_text())
+        calc = cls(load_model(state, hparams), **kwargs)
+        calc.hparams = hparams
+        return calc
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+        cell = self.atoms.get_cell()
+        if not np.allclose(cell.array, np.diag(np.diag(cell.array))) or not all(self.atoms.pbc):
+            raise ValueError("CGCalculator needs a periodic orthorhombic cell")
+        box = np.diag(cell.array).copy()
+        x = torch.as_tensor(self.atoms.get_positions(), dtype=self.dtype, device=self.device)
+        energy, forces = self.model.frame_energy_and_forces(x, box, self.verlet.get(x, box))
+        self.results["energy"] = self.results["free_energy"] = float(energy.detach()) * EV_PER_KCAL_MOL
+        self.results["forces"] = forces.detach().cpu().numpy().astype(np.float64) * EV_PER_KCAL_MOL
+
+
+def atoms_from_frame(positions, box, mass: float = BENZENE_BEAD_MASS, calculator=None) -> Atoms:
+    """Beads of one frame as periodic ASE Atoms (positions wrapped into the box, masses in amu)."""
+    box = np.asarray(box, dtype=np.float64)
+    positions = np.asarray(positions, dtype=np.float64)
+    atoms = Atoms(f"X{len(positions)}", positions=positions - box * np.floor(positions / box), cell=box, pbc=True)
+    atoms.set_masses(np.full(len(positions), mass))
+    if calculator is not None:
+        atoms.calc = calculator
+    return atoms
+
+
+@dataclass(frozen=True)
+class NVTSettings:
+    temperature: float = 340.0  # K
+    timestep: float = 4.0  # fs
+    thermostat: str = "langevin"
+    friction: float = 1.0  # 1/ps (Langevin)
+    tau: float = 100.0  # fs (Bussi taut, Nose-Hoover tdamp)
+    equilibration: float = 10.0  # ps, discarded
+    production: float = 50.0  # ps
+    thermo_interval: int = 10  # steps between energy/temperature records and guard checks
+    frame_interval: float = 0.2  # ps between saved positions
+    max_temperature_factor: float = 3.0
+    min_distance: float = 2.0  # A
+    seed: int = 0
+
+    def steps(self, ps: float) -> int:
+        return int(round(ps * 1000.0 / self.timestep))
+
+
+@dataclass
+class NVTResult:
+    status: str  # "completed" or "unstable"
+    reason: str
+    step: int  # last step reached (the failing one for unstable runs)
+    settings: dict
+    thermo: dict[str, np.ndarray] = field(default_factory=dict)  # step, time_ps, potential_energy (kcal/mol), temperature (K), production (bool)
+    positions: np.ndarray | None = None  # (frames, N, 3) unwrapped, production only
+    frame_times: np.ndarray | None = None  # ps
+    box: np.ndarray | None = None  # (3,) A
+
+    def summary(self) -> dict:
+        return {"status": self.status, "reason": self.reason, "step": self.step,
+                "frames": 0 if self.positions is None else int(len(self.positions))}
+
+
+def make_dynamics(atoms: Atoms, settings: NVTSettings):
+    dt = settings.timestep * units.fs
+    rng = np.random.default_rng(settings.seed)
+    name = settings.thermostat
+    if name == "langevin":
+        from ase.md.langevin import Langevin
+
+        from ase.constraints import FixCom
+
+        # the centre of mass is held by a constraint (ASE >= 3.28: Langevin's own fixcm samples NVT incorrectly)
+        atoms.set_constraint(FixCom())
+        return Langevin(atoms, dt, temperature_K=settings.temperature,
+                        friction=settings.friction / (1000.0 * units.fs), rng=rng, fixcm=False)
+    if name == "bussi":
+        from ase.md.bussi import Bussi
+
+        return Bussi(atoms, dt, temperature_K=settings.temperature, taut=settings.tau * units.fs, rng=rng)
+    if name == "nose_hoover_chain":
+        from ase.md.nose_hoover_chain import NoseHooverChainNVT
+
+        return NoseHooverChainNVT(atoms, dt, temperature_K=settings.temperature, tdamp=settings.tau * units.fs)
+    if name == "nve":
+        from ase.md.verlet import VelocityVerlet
+
+        return VelocityVerlet(atoms, dt)
+    raise ValueError(f"unknown thermostat {name!r}; use langevin, bussi, nose_hoover_chain or nve")
+
+
+def minimum_distance(positions: np.ndarray, box: np.ndarray) -> float:
+    from balancebench.observables import minimum_image_distances
+
+    return float(minimum_image_distances(positions, box).min())
+
+
+def initialise_velocities(atoms: Atoms, temperature: float, seed: int) -> None:
+    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
+
+    MaxwellBoltzmannDistribution(atoms, temperature_K=temperature, rng=np.random.default_rng(seed), force_temp=True)
+    Stationary(atoms)
+
+
+def run_nvt(atoms: Atoms, settings: NVTSettings, progress=None) -> NVTResult:
+    """Equilibrate then produce; ``atoms`` must carry a calculator and velocities (or get them here).
+
+    ``progress(step, total)`` is called every thermo interval if given.
+    """
+    if not np.any(atoms.get_momenta()):
+        initialise_velocities(atoms, settings.temperature, settings.seed)
+    dyn = make_dynamics(atoms, settings)
+    box = np.diag(atoms.get_cell().array).copy()
+    n_eq, n_prod = settings.steps(settings.equilibration), settings.steps(settings.production)
+    total = n_eq + n_prod
+    # frames are taken at guard checks: every frame_chunks thermo intervals
+    frame_chunks = max(1, int(round(settings.steps(settings.frame_interval) / settings.thermo_interval)))
+    n_chunk = 0
+    records = {"step": [], "time_ps": [], "potential_energy": [], "temperature": [], "production": []}
+    frames, frame_times = [], []
+    status, reason, step = "completed", "", 0
+    while step < total:
+        chunk = min(settings.thermo_interval, total - step)
+        try:
+            with np.errstate(all="ignore"):
+                dyn.run(chunk)
+            step += chunk
+            energy = atoms.get_potential_energy() / EV_PER_KCAL_MOL
+            temperature = atoms.get_temperature()
+            forces_ok = bool(np.isfinite(atoms.get_forces()).all())
+        except (FloatingPointError, RuntimeError, ValueError) as exc:  # a model can fail numerically
+            step += chunk
+            status, reason = "unstable", f"{type(exc).__name__}: {exc}"
+            break
+        if not np.isfinite(energy) or not forces_ok:
+            status, reason = "unstable", "non-finite potential energy or forces"
+        elif not np.isfinite(temperature) or temperature > settings.max_temperature_factor * settings.temperature:
+            status, reason = "unstable", (f"temperature {temperature:.1f} K above {settings.max_temperature_factor} x "
+                                          f"{settings.temperature} K")
+        else:
+            dmin = minimum_distance(atoms.get_positions(), box)
+            if dmin < settings.min_distance:
+                status, reason = "unstable", f"beads {dmin:.2f} A apart (< {settings.min_distance} A)"
+        records["step"].append(step)
+        records["time_ps"].append(step * settings.timestep / 1000.0)
+        records["potential_energy"].append(energy)
+        records["temperature"].append(temperature)
+        records["production"].append(step > n_eq)
+        if status != "completed":
+            break
+        n_chunk += 1
+        if step > n_eq and n_chunk % frame_chunks == 0:
+            frames.append(atoms.get_positions().copy())
+            frame_times.append(step * settings.timestep / 1000.0)
+        if progress is not None:
+            progress(step, total)
+    return NVTResult(
+        status=status, reason=reason, step=step, settings=asdict(settings),
+        thermo={k: np.asarray(v) for k, v in records.items()},
+        positions=np.asarray(frames) if frames else None,
+        frame_times=np.asarray(frame_times) if frames else None,
+        box=box,
+    )
