@@ -1,0 +1,155 @@
+#!/usr/bin/env python
+"""Check that the Snakemake report of the statistics stage opens in a browser with every table and figure.
+
+1. writes a synthetic metrics table (5 methods x 5 seeds x 10 metrics, two failed runs);
+2. runs the statistics stage alone on it (``stats.metrics_table``) and ``snakemake --report``;
+3. opens the report in headless Chromium three times, each time with a small script
+   appended that switches the report app to a view: the list of tables, the list of
+   figures, the summary page; dumps the rendered DOM and takes a screenshot;
+4. checks that every result file is embedded in the report, that the table and figure
+   lists show every label and that the summary page is rendered.
+
+    .venv/bin/python scripts/check_stats_report.py [--out /tmp/balancebench_report_check]
+
+Exit status: 0 all present, 1 something missing, 77 no Chromium found (skip).
+Screenshots: OUT/screenshot_{tables,figures,summary}.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+CATEGORY = "Evaluation scheme"
+EXPECTED_TABLE_LABELS = ["0 summary", "1 Kruskal-Wallis", "2 post-hoc pairs", "2b post-hoc tests compared",
+                         "3 ranking", "3b letters and scores", "failed values"]
+EXPECTED_FIGURE_LABELS = ["box plots (PNG)", "box plots (SVG)"]
+EXPECTED_FILES = ["kruskal.csv", "posthoc.csv", "posthoc_comparison.csv", "ranking.csv", "letters.csv",
+                  "failures.csv", "summary.html", "boxplots.png", "boxplots.svg"]
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                  "--window-size=1500,1000", "--virtual-time-budget=8000"]
+SKIP = 77
+
+
+def find_chromium() -> str | None:
+    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
+        path = shutil.which(name)
+        if path:
+            return path
+    return None
+
+
+def build_report(out: Path) -> Path:
+    """Synthetic table -> statistics stage -> report.html under ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    table = out / "metrics.csv"
+    python = sys.executable
+    subprocess.run([python, "-m", "balancebench.cli", "synthetic-table", str(table),
+                    "--fail", "softadapt_normalized:1:unstable", "--fail", "ratio:3:diverged"], check=True)
+    config = out / "config.yaml"
+    config.write_text(yaml.safe_dump({"results_dir": str(out / "results"), "stats": {"metrics_table": str(table)}}))
+    snakemake = [python, "-m", "snakemake", "stats", "--cores", "1", "--configfile", str(config)]
+    subprocess.run(snakemake, cwd=REPO, check=True, capture_output=True, text=True)
+    report = out / "report.html"
+    subprocess.run(snakemake + ["--report", str(report)], cwd=REPO, check=True, capture_output=True, text=True)
+    return report
+
+
+def _view_script(view: dict) -> str:
+    """JS appended to the report: switch the app to ``view`` and record the embedded results in the DOM."""
+    return f"""
+<script>
+window.addEventListener('load', function () {{
+  setTimeout(function () {{
+    var view = {json.dumps(view)};
+    if (view.show) {{  // display a result as its eye button would: 'img' or 'html' content
+      var key = Object.keys(results).find(function (k) {{ return k.endsWith(view.show); }});
+      view = Object.assign({{}}, view, {{contentPath: results[key].data_uri, resultPath: key}});
+      delete view.show;
+    }}
+    app.setView(view);
+    document.body.setAttribute('data-embedded-results', JSON.stringify(Object.keys(results)));
+  }}, 500);
+}});
+</script>
+"""
+
+
+def render(chromium: str, report: Path, view: dict, name: str, out: Path) -> tuple[str, Path]:
+    """Open ``report`` switched to ``view``; return the rendered DOM and the screenshot path."""
+    page = out / f"report_{name}.html"
+    text = report.read_text()
+    head, sep, tail = text.rpartition("</body>")  # the last one: the report's scripts contain the string too
+    page.write_text(head + _view_script(view) + sep + tail if sep else text + _view_script(view))
+    shot = out / f"screenshot_{name}.png"
+    with tempfile.TemporaryDirectory() as profile:
+        flags = CHROMIUM_FLAGS + [f"--user-data-dir={profile}"]
+        dom = subprocess.run([chromium, *flags, "--dump-dom", page.as_uri()], capture_output=True, text=True,
+                             timeout=180).stdout
+        subprocess.run([chromium, *flags, f"--screenshot={shot}", page.as_uri()], capture_output=True, text=True,
+                       timeout=180)
+    return dom, shot
+
+
+def check(out: Path, chromium: str) -> list[str]:
+    """Build the report, render its views; return the list of problems (empty: all present)."""
+    report = build_report(out)
+    problems = []
+    views = {
+        "tables": ({"navbarMode": "subcategory", "category": CATEGORY, "subcategory": "Tables"}, EXPECTED_TABLE_LABELS),
+        "figures": ({"navbarMode": "subcategory", "category": CATEGORY, "subcategory": "Figures",
+                     "content": "img", "show": "boxplots.png"}, EXPECTED_FIGURE_LABELS),
+        "summary": ({"content": "html", "show": "summary.html"}, []),
+    }
+    for name, (view, labels) in views.items():
+        dom, shot = render(chromium, report, view, name, out)
+        if not dom.strip():
+            problems.append(f"{name}: Chromium returned an empty DOM")
+            continue
+        match = re.search(r'data-embedded-results="([^"]*)"', dom)
+        embedded = json.loads(match.group(1).replace("&quot;", '"')) if match else []
+        for filename in EXPECTED_FILES:
+            if not any(path.endswith(filename) for path in embedded):
+                problems.append(f"{name}: {filename} is not embedded in the report")
+        for label in labels:
+            if label not in dom:
+                problems.append(f"{name}: the list does not show {label!r}")
+        if name == "summary" and "<iframe" not in dom:
+            problems.append("summary: the summary page is not displayed")
+        if name == "figures" and not re.search(r"<img[^>]+src=\"data:image/png;[^\"]*filename=boxplots\.png;base64,", dom):
+            problems.append("figures: the box plot PNG is not displayed")
+        if not shot.exists() or shot.stat().st_size < 5000:
+            problems.append(f"{name}: no screenshot ({shot})")
+        else:
+            print(f"screenshot: {shot}")
+    return problems
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "balancebench_report_check")
+    parser.add_argument("--chromium", default=os.environ.get("CHROMIUM") or find_chromium())
+    args = parser.parse_args(argv)
+    if not args.chromium:
+        print("SKIP: no chromium/google-chrome on PATH (Debian: apt-get install chromium)")
+        return SKIP
+    problems = check(args.out, args.chromium)
+    for problem in problems:
+        print(f"MISSING: {problem}")
+    print("report OK: every table and figure present" if not problems else f"{len(problems)} problem(s)")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

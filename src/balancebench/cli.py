@@ -1,0 +1,149 @@
+"""The ``balancebench`` command line (console script).
+
+Subcommands (argparse; add new ones in :func:`build_parser`):
+
+    balancebench rank metrics.csv [--posthoc tukey|dunn|conover] [--alpha 0.1] [--out DIR]
+    balancebench synthetic-table metrics.csv [--seeds 5] [--fail METHOD:SEED:STATUS]
+
+``rank`` runs the evaluation scheme (docs/statistics.md) on any tidy metrics CSV
+(method, seed, metric, value, status [, direction, target, reason]), prints
+Tables 1-3 and writes them, the summary and the box plots under ``--out``.
+Exit status: 0 success, 2 bad input (the message says what is wrong).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from balancebench.stats import (
+    POSTHOCS,
+    MetricsTableError,
+    StatsError,
+    StatsSettings,
+    evaluate,
+    load_metrics_table,
+    parse_direction,
+    synthetic_metrics_table,
+)
+from balancebench.stats.hypothesis import P_ADJUST
+
+DEFAULT_OUT = "balancebench_stats"
+
+
+def _probability(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"{text} is not in (0, 1)")
+    return value
+
+
+def _weight(text: str) -> tuple[str, float]:
+    metric, sep, value = text.partition("=")
+    try:
+        weight = float(value)
+    except ValueError:
+        weight = float("nan")
+    if not sep or not metric.strip() or not weight >= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected METRIC=WEIGHT with WEIGHT >= 0")
+    return metric.strip(), weight
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="balancebench", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    rank = sub.add_parser("rank", help="Kruskal-Wallis, post-hoc tests and ranking of a tidy metrics CSV",
+                          description="Run the evaluation scheme (docs/statistics.md) on a tidy metrics CSV.")
+    rank.add_argument("metrics", type=Path, help="CSV with columns method, seed, metric, value, status "
+                                                 "[, direction, target, reason]")
+    rank.add_argument("--posthoc", choices=POSTHOCS, default="tukey", help="pairwise test (default: tukey, as the paper)")
+    rank.add_argument("--alpha", type=_probability, default=0.1, help="Kruskal-Wallis significance level (default 0.1)")
+    rank.add_argument("--screening", type=_probability, default=0.35,
+                      help="run the post-hoc test on metrics with Kruskal-Wallis p <= this (default 0.35)")
+    rank.add_argument("--posthoc-alpha", type=_probability, default=None,
+                      help="level at which a pair is rejected (default: the screening level, as the paper)")
+    rank.add_argument("--p-adjust", choices=P_ADJUST, default="holm", help="p adjustment of Dunn/Conover (default holm)")
+    rank.add_argument("--direction", action="append", default=[], metavar="METRIC=lower|higher|target:VALUE",
+                      help="better direction of a metric, overriding the CSV (repeatable; default lower)")
+    rank.add_argument("--weight", action="append", default=[], type=_weight, metavar="METRIC=WEIGHT",
+                      help="weight of a metric in the total score (repeatable; default 1)")
+    rank.add_argument("--min-valid-runs", type=int, default=2,
+                      help="a method with fewer valid runs of a metric is not tested on it and scored last (default 2)")
+    rank.add_argument("--no-failure-metric", action="store_true",
+                      help="do not score failed runs as the extra metric 'failed_runs'")
+    rank.add_argument("--out", type=Path, default=Path(DEFAULT_OUT),
+                      help=f"folder for the CSV tables, summary.md and figures (default ./{DEFAULT_OUT})")
+    rank.add_argument("--no-figures", action="store_true", help="skip the box plots")
+    rank.add_argument("--quiet", action="store_true", help="do not print the tables")
+    rank.set_defaults(func=cmd_rank)
+
+    synth = sub.add_parser("synthetic-table", help="write a synthetic metrics table (pipeline metrics and methods)")
+    synth.add_argument("out", type=Path, help="CSV to write")
+    synth.add_argument("--seeds", type=int, default=5, help="runs per method (default 5)")
+    synth.add_argument("--seed", type=int, default=0, help="random seed of the generator (default 0)")
+    synth.add_argument("--fail", action="append", default=[], metavar="METHOD:SEED:STATUS",
+                       help="mark a run as failed (STATUS diverged or unstable); repeatable")
+    synth.set_defaults(func=cmd_synthetic)
+    return parser
+
+
+def cmd_rank(args: argparse.Namespace) -> int:
+    from balancebench.report import POSTHOC_NAMES, console_report, plot_boxplots, write_tables
+
+    directions = dict(parse_direction(spec) for spec in args.direction)
+    table = load_metrics_table(args.metrics, directions=directions)
+    if args.min_valid_runs < 2:
+        raise MetricsTableError("--min-valid-runs must be at least 2")
+    settings = StatsSettings(
+        alpha=args.alpha, screening=args.screening,
+        posthoc_alpha=args.screening if args.posthoc_alpha is None else args.posthoc_alpha,
+        posthoc=args.posthoc, p_adjust=args.p_adjust, min_valid_runs=args.min_valid_runs,
+        metric_weights=dict(args.weight), directions=directions, failures_as_metric=not args.no_failure_metric)
+    if table.defaulted:
+        print(f"Assumed direction 'lower' (not in the CSV or --direction) for: {', '.join(table.defaulted)}")
+    evaluation = evaluate(table, settings)
+    figures = []
+    if not args.no_figures:
+        png, svg = args.out / "figures" / "boxplots.png", args.out / "figures" / "boxplots.svg"
+        plot_boxplots(table, evaluation.kruskal, evaluation.letters, png, [svg],
+                      posthoc_label=f"{POSTHOC_NAMES[settings.posthoc]} at {settings.posthoc_alpha:g}")
+        figures = ["figures/boxplots.png"]
+    paths = write_tables(evaluation, args.out, figures=figures)
+    if not args.quiet:
+        print(console_report(evaluation))
+    print(f"Wrote {', '.join(p.name for p in paths.values())}" + (" and figures/boxplots.{png,svg}" if figures else "")
+          + f" to {args.out}")
+    return 0
+
+
+def cmd_synthetic(args: argparse.Namespace) -> int:
+    failed = {}
+    for spec in args.fail:
+        parts = spec.split(":")
+        if len(parts) != 3 or parts[2] not in ("diverged", "unstable") or not parts[1].isdigit():
+            raise MetricsTableError(f"--fail {spec!r}: expected METHOD:SEED:diverged|unstable (SEED an index)")
+        failed[(parts[0], int(parts[1]))] = parts[2]
+    table = synthetic_metrics_table(n_seeds=args.seeds, failed_runs=failed, seed=args.seed)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(args.out, index=False)
+    print(f"Wrote {len(table)} rows to {args.out}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (MetricsTableError, StatsError, ValueError) as err:
+        print(f"balancebench {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

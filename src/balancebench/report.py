@@ -1,0 +1,307 @@
+"""Outputs of the statistics stage: CSV tables, a markdown summary, console tables, box plots.
+
+:func:`write_tables` writes the tables of an :class:`~balancebench.stats.Evaluation`
+under one folder with the fixed names of :data:`TABLE_FILES` (the results
+contract, docs/ARCHITECTURE.md); :func:`plot_boxplots` draws the seed paper's
+Fig. 2 equivalent from the metrics table and the ``kruskal`` and ``letters``
+tables (in memory or read back from their CSV files).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from balancebench.stats import FAILED_RUNS_METRIC, POSTHOCS, Evaluation, MetricsTable
+
+TABLE_FILES = {
+    "kruskal": "kruskal.csv",
+    "posthoc": "posthoc.csv",
+    "posthoc_comparison": "posthoc_comparison.csv",
+    "ranking": "ranking.csv",
+    "letters": "letters.csv",
+    "failures": "failures.csv",
+    "summary": "summary.md",
+    "summary_html": "summary.html",
+}
+POSTHOC_NAMES = {"tukey": "Tukey HSD", "dunn": "Dunn", "conover": "Conover-Iman"}
+
+
+def write_tables(evaluation: Evaluation, out_dir: str | Path, figures: Sequence[str] = ()) -> dict[str, Path]:
+    """Write every table (CSV), summary.md and summary.html (tables only) under ``out_dir``; return name -> path.
+
+    ``figures``: figure paths relative to ``out_dir`` to embed in summary.md.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {name: out / filename for name, filename in TABLE_FILES.items()}
+    evaluation.kruskal.to_csv(paths["kruskal"], index=False)
+    evaluation.posthoc.to_csv(paths["posthoc"], index=False)
+    evaluation.posthoc_comparison.to_csv(paths["posthoc_comparison"], index=False)
+    evaluation.ranking.reset_index().to_csv(paths["ranking"], index=False)
+    evaluation.letters.to_csv(paths["letters"], index=False)
+    evaluation.table.excluded_rows().to_csv(paths["failures"], index=False)
+    paths["summary"].write_text(summary_markdown(evaluation, figures))
+    paths["summary_html"].write_text(summary_html(evaluation))
+    return paths
+
+
+def _fmt(value, digits: int = 4) -> str:
+    if isinstance(value, (bool, np.bool_)):
+        return "yes" if value else "no"
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    if isinstance(value, (float, np.floating)):
+        if not np.isfinite(value):
+            return "-"
+        if value != 0 and (abs(value) < 1e-3 or abs(value) >= 1e5):
+            return f"{value:.{digits - 1}e}"
+        return f"{value:.{digits}g}"
+    return str(value)
+
+
+def markdown_table(frame: pd.DataFrame, headers: Sequence[str] | None = None) -> str:
+    """A GitHub-flavoured markdown table of ``frame`` (numbers to 4 significant digits)."""
+    headers = list(headers or frame.columns)
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    for row in frame.itertuples(index=False):
+        lines.append("| " + " | ".join(_fmt(v).replace("|", "\\|") for v in row) + " |")
+    return "\n".join(lines)
+
+
+def _table1(ev: Evaluation) -> pd.DataFrame:
+    k = ev.kruskal
+    return pd.DataFrame({
+        "metric": k["metric"], "better": k["direction"], "tested": k["tested"], "H": k["statistic"],
+        "df": k["df"], "p": k["pvalue"], f"p <= {ev.settings.alpha:g}": k["significant"],
+        f"post-hoc (p <= {ev.settings.screening:g})": k["screened"], "valid runs": k["n_valid"],
+        "failed runs": k["n_failed"], "note": k["note"],
+    })
+
+
+def _table2(ev: Evaluation) -> pd.DataFrame:
+    p = ev.posthoc
+    return pd.DataFrame({
+        "metric": p["metric"], "A": p["group_a"], "B": p["group_b"], "mean diff (B - A)": p["mean_diff"],
+        "p adj": p["p_adj"], "reject": p["reject"], "better": p["better"], "n A/B": p["n_a"].astype(str) + "/" +
+        p["n_b"].astype(str), "failed A/B": p["failed_a"].astype(str) + "/" + p["failed_b"].astype(str),
+    })
+
+
+def _letters_wide(ev: Evaluation) -> pd.DataFrame:
+    wide = ev.letters.pivot(index="method", columns="metric", values="letters")
+    wide = wide.reindex(index=list(ev.table.methods), columns=list(ev.metrics))
+    wide = wide.map(lambda s: s if s else "untested")
+    return wide.reset_index()
+
+
+def disagreements(ev: Evaluation) -> pd.DataFrame:
+    """Pairs whose reject verdict depends on the post-hoc test."""
+    c = ev.posthoc_comparison
+    return c[~c["verdicts_agree"]].reset_index(drop=True) if len(c) else c
+
+
+def _summary_blocks(ev: Evaluation, figures: Sequence[str] = ()) -> list[tuple[str, object]]:
+    """The summary as blocks (kind, content), kind in h1, h2, p, ul, table, img; rendered as markdown or HTML."""
+    s = ev.settings
+    name = POSTHOC_NAMES[s.posthoc] + ("" if s.posthoc == "tukey" else f" with {s.p_adjust.capitalize()}")
+    weights = ", ".join(f"{m} = {w:g}" for m, w in s.metric_weights.items()) or "all 1"
+    blocks: list[tuple[str, object]] = [
+        ("h1", "balancebench: statistics of the methods"),
+        ("p", f"Final ordering (lower total score is better): {ev.ordering}"),
+        ("ul", [
+            f"{len(ev.table.methods)} methods, {len(ev.table.runs)} runs ({int(ev.table.runs['failed'].sum())} "
+            f"failed), {len(ev.table.metrics)} metrics",
+            f"Kruskal-Wallis significance level: {s.alpha:g}; post-hoc screening: Kruskal-Wallis p <= {s.screening:g}",
+            f"post-hoc: {name}, pairs rejected at p <= {s.posthoc_alpha:g}",
+            f"a method needs >= {s.min_valid_runs} completed values of a metric to be tested on it; "
+            f"metric weights: {weights}",
+            "score of a method on a metric = 1 + number of methods significantly better; total = weighted sum",
+        ]),
+        ("h2", "Table 1: Kruskal-Wallis test per metric"),
+        ("table", _table1(ev)),
+        ("h2", f"Table 2: pairwise {name} for the screened metrics"),
+        ("table", _table2(ev)) if len(ev.posthoc) else ("p", "No metric passed the screening level."),
+        ("h2", "Table 3: scores per metric (1 = best), total and rank"),
+        ("table", ev.ranking.reset_index()),
+        ("h2", "Compact letter display"),
+        ("p", "Per metric, methods sharing a letter are not significantly different; a marks the group of the "
+              "best method."),
+        ("table", _letters_wide(ev)),
+        ("h2", "Where the post-hoc choice changes a verdict"),
+    ]
+    diff = disagreements(ev)
+    if len(diff):
+        cols = ["metric", "group_a", "group_b"] + [f"{c}_{n}" for n in POSTHOCS for c in ("p", "reject")]
+        blocks.append(("table", diff[cols]))
+    else:
+        blocks.append(("p", "Tukey HSD, Dunn and Conover-Iman agree on every pair of every screened metric."))
+    blocks.append(("h2", "Failed runs"))
+    failed = ev.table.failed_runs()
+    if len(failed):
+        blocks += [("p", "Values of failed runs are excluded from the tests, counted in Tables 1-3 and the runs "
+                         f"are scored by the {FAILED_RUNS_METRIC} metric (docs/statistics.md)."),
+                   ("table", failed[["method", "seed", "status", "reason"]])]
+    else:
+        blocks.append(("p", "None: every run completed."))
+    if ev.notes:
+        blocks += [("h2", "Notes"), ("ul", list(ev.notes))]
+    if figures:
+        blocks += [("h2", "Figures")] + [("img", f) for f in figures]
+    return blocks
+
+
+def summary_markdown(ev: Evaluation, figures: Sequence[str] = ()) -> str:
+    """The human-readable report: settings, Tables 1-3, letters, verdict changes, failed runs, notes."""
+    out: list[str] = []
+    for kind, content in _summary_blocks(ev, figures):
+        if kind == "h1":
+            out.append(f"# {content}")
+        elif kind == "h2":
+            out.append(f"## {content}")
+        elif kind == "p":
+            out.append(str(content))
+        elif kind == "ul":
+            out.append("\n".join(f"- {item}" for item in content))
+        elif kind == "table":
+            out.append(markdown_table(content))
+        elif kind == "img":
+            out.append(f"![{Path(content).stem}]({content})")
+        out.append("")
+    return "\n".join(out)
+
+
+_HTML_STYLE = """
+body { font-family: sans-serif; font-size: 14px; margin: 1.5em; color: #222; }
+table { border-collapse: collapse; margin: 0.5em 0 1.5em; }
+th, td { border: 1px solid #ccc; padding: 3px 8px; text-align: left; }
+th { background: #eef; } tr:nth-child(even) td { background: #fafafa; }
+h2 { margin-top: 1.5em; border-bottom: 1px solid #ddd; }
+"""
+
+
+def summary_html(ev: Evaluation, figures: Sequence[str] = ()) -> str:
+    """The same content as :func:`summary_markdown` as one self-contained HTML page (for the Snakemake report)."""
+    import html
+
+    out = ["<!DOCTYPE html>", "<html><head><meta charset='utf-8'><title>balancebench statistics</title>",
+           f"<style>{_HTML_STYLE}</style></head><body>"]
+    for kind, content in _summary_blocks(ev, figures):
+        if kind in ("h1", "h2", "p"):
+            out.append(f"<{kind}>{html.escape(str(content))}</{kind}>")
+        elif kind == "ul":
+            out.append("<ul>" + "".join(f"<li>{html.escape(str(i))}</li>" for i in content) + "</ul>")
+        elif kind == "table":
+            formatted = content.map(_fmt)
+            out.append(formatted.to_html(index=False, escape=True, border=0))
+        elif kind == "img":
+            out.append(f"<img src='{html.escape(str(content))}' style='max-width: 100%'>")
+    out.append("</body></html>")
+    return "\n".join(out)
+
+
+def console_report(ev: Evaluation) -> str:
+    """Plain-text Tables 1-3 for the terminal."""
+    with pd.option_context("display.width", 200, "display.max_columns", 50, "display.max_colwidth", 60,
+                           "display.float_format", lambda v: f"{v:.4g}"):
+        parts = [
+            "Table 1: Kruskal-Wallis", _table1(ev).drop(columns=["note"]).to_string(index=False), "",
+            f"Table 2: pairwise {POSTHOC_NAMES[ev.settings.posthoc]} (screened metrics)",
+            _table2(ev).to_string(index=False) if len(ev.posthoc) else "(no metric passed the screening level)", "",
+            "Table 3: scores (1 = best), total, rank", ev.ranking.to_string(), "",
+            "Compact letter display", _letters_wide(ev).to_string(index=False), "",
+            f"Final ordering: {ev.ordering}",
+        ]
+    diff = disagreements(ev)
+    if len(diff):
+        parts.append(f"Post-hoc choice changes {len(diff)} verdict(s): see posthoc_comparison.csv")
+    parts += [f"Note: {n}" for n in ev.notes]
+    return "\n".join(parts)
+
+
+_ARROWS = {"lower": "lower is better", "higher": "higher is better"}
+
+
+def plot_boxplots(table: MetricsTable, kruskal: pd.DataFrame, letters: pd.DataFrame, path: str | Path,
+                  extra_paths: Sequence[str | Path] = (), posthoc_label: str = "") -> None:
+    """Box plots (median, quartiles, 1.5 IQR whiskers) of every metric per method, with each run as a dot.
+
+    Valid (completed) values only; a method's failed values are counted in red under its box.
+    Titles give the better direction and the Kruskal-Wallis p; letters above
+    the boxes are the compact letter display. Target metrics show the target as
+    a dashed line (the tests compare |x - target|). Saved to ``path`` and
+    every ``extra_paths`` (e.g. an SVG next to the PNG).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.transforms import blended_transform_factory
+
+    methods = list(table.methods)
+    metrics = list(table.metrics)
+    kw = kruskal.set_index("metric")
+    letter_of = {(r.metric, r.method): ("" if pd.isna(r.letters) else str(r.letters))
+                 for r in letters.itertuples(index=False)}
+    colours = plt.get_cmap("tab10")(np.arange(len(methods)) % 10)
+    ncols = min(5, len(metrics))
+    nrows = math.ceil(len(metrics) / ncols)
+    label_len = max(len(m) for m in methods)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.3 * ncols, (3.0 + 0.075 * label_len) * nrows + 0.6),
+                             squeeze=False)
+    rng = np.random.default_rng(0)
+    data = table.data
+    for ax, metric in zip(axes.flat, metrics):
+        rows = data[data["metric"] == metric]
+        valid = rows[~rows["excluded"]]
+        values = [valid.loc[valid["method"] == m, "value"].to_numpy() for m in methods]
+        positions = np.arange(1, len(methods) + 1)
+        plotted = [(p, v) for p, v in zip(positions, values) if v.size]
+        if plotted:
+            box = ax.boxplot([v for _, v in plotted], positions=[p for p, _ in plotted], widths=0.6,
+                             patch_artist=True, showfliers=False, medianprops={"color": "black", "linewidth": 1.5})
+            for patch, (p, _) in zip(box["boxes"], plotted):
+                patch.set_facecolor(colours[p - 1])
+                patch.set_alpha(0.45)
+            for p, v in plotted:
+                ax.plot(p + rng.uniform(-0.12, 0.12, v.size), v, "o", ms=3.5, color=colours[p - 1],
+                        markeredgecolor="black", markeredgewidth=0.4, zorder=3)
+        direction = table.directions[metric]
+        if direction.kind == "target":
+            ax.axhline(direction.target, color="0.3", linestyle="--", linewidth=1.0, zorder=1)
+            better = f"closest to {direction.target:g} (dashed)"
+        else:
+            better = _ARROWS[direction.kind]
+        if metric in kw.index and np.isfinite(kw.loc[metric, "pvalue"]):
+            p = kw.loc[metric, "pvalue"]
+            verdict = f"KW p = {p:.2g}" + (" *" if bool(kw.loc[metric, "significant"]) else "")
+        else:
+            verdict = "not tested"
+        ax.set_title(f"{metric}\n{better}; {verdict}", fontsize=9.5)
+        ax.set_xticks(positions)
+        ax.set_xticklabels(methods, rotation=35, ha="right", fontsize=8.5)
+        ax.tick_params(axis="y", labelsize=8.5)
+        ax.grid(axis="y", alpha=0.3)
+        ax.margins(y=0.18)
+        trans = blended_transform_factory(ax.transData, ax.transAxes)
+        for p, m in zip(positions, methods):
+            ax.text(p, 0.975, letter_of.get((metric, m), ""), transform=trans, ha="center", va="top",
+                    fontsize=9, fontweight="bold")
+            n_failed = int(rows.loc[rows["method"] == m, "excluded"].sum())
+            if n_failed:
+                ax.text(p, 0.02, f"{n_failed} failed", transform=trans, ha="center", va="bottom",
+                        fontsize=7.5, color="tab:red")
+        ax.set_xlim(0.4, len(methods) + 0.6)
+    for ax in axes.flat[len(metrics):]:
+        ax.set_visible(False)
+    fig.suptitle("Metrics per method over seeds (dots: runs; letters: groups not significantly different"
+                 + (f", {posthoc_label}" if posthoc_label else "") + "; * KW significant)", fontsize=10.5)
+    fig.tight_layout(rect=(0, 0, 1, 0.97))
+    for target in (path, *extra_paths):
+        Path(target).parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(target, dpi=130)
+    plt.close(fig)

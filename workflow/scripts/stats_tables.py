@@ -1,0 +1,22 @@
+"""Rule stats_tables: the evaluation scheme on the metrics table -> results/stats/*.csv, summary.md."""
+
+from pathlib import Path
+
+from balancebench.report import TABLE_FILES, write_tables
+from balancebench.stats import StatsSettings, evaluate, load_metrics_table
+from balancebench.workflow_io import snakemake_job
+
+smk = snakemake  # noqa: F821 (injected by Snakemake)
+with snakemake_job(smk) as job:
+    settings = StatsSettings.from_config(smk.params.stats)
+    table = load_metrics_table(smk.input.metrics, directions=settings.directions)
+    if table.defaulted:
+        job.logger.warning("no direction for %s: assumed 'lower is better'", ", ".join(table.defaulted))
+    evaluation = evaluate(table, settings)
+    out_dir = Path(smk.output.kruskal).parent
+    figure = Path(smk.output.summary).parent / "figures" / "boxplots.png"
+    paths = write_tables(evaluation, out_dir, figures=[str(figure.relative_to(out_dir))])
+    for name, filename in TABLE_FILES.items():
+        assert str(paths[name]) == str(smk.output[name]), (paths[name], smk.output[name])
+    job.logger.info("ordering: %s", evaluation.ordering)
+    job.write_json(smk.output.evaluation, evaluation.summary(), metrics_table=str(smk.input.metrics))
