@@ -28,6 +28,7 @@ from balancebench.stats import (
     tukey_hsd,
     validate_metrics_table,
 )
+from balancebench.stats.hypothesis import adjust_pvalues
 
 # --------------------------------------------------------------------------- golden R data (REFERENCES.md sec. 3)
 
@@ -125,6 +126,15 @@ def test_conover_follows_the_conover_iman_formula():
     ours = _by_name(conover(groups, "holm"))
     for pair, p in expected.items():
         assert ours[pair][1] == pytest.approx(p, rel=1e-9, abs=1e-15)
+
+
+@pytest.mark.parametrize("method", ["holm", "bonferroni", "fdr_bh"])
+def test_p_adjustment_matches_statsmodels(method):
+    rng = np.random.default_rng(7)
+    for m in (1, 2, 6, 10, 15):
+        p = rng.uniform(0, 0.3, m)
+        p[rng.random(m) < 0.3] = p[0]  # ties
+        assert adjust_pvalues(p, method) == pytest.approx(multipletests(p, method=method)[1], abs=1e-15)
 
 
 def test_tests_refuse_nan():
