@@ -18,10 +18,13 @@ configfile: "config/config.yaml"
 include: "workflow/rules/common.smk"
 include: "workflow/rules/atomistic.smk"
 include: "workflow/rules/cg.smk"
+include: "workflow/rules/training.smk"
+include: "workflow/rules/simulation.smk"
 include: "workflow/rules/stats.smk"
 
 
 rule all:
     input:
         all_targets(),
+        rules.stats.input,
     default_target: True

@@ -1,11 +1,14 @@
 """The Snakemake workflow end to end on a tiny config, plus lint, the paper DAG, and failure isolation."""
 
 import json
+import shutil
 import subprocess
 import sys
 
 import h5py
+import pandas as pd
 import pytest
+import torch
 import yaml
 
 pytestmark = pytest.mark.e2e
@@ -40,10 +43,34 @@ def test_paper_dag_lists_atomistic_jobs_with_resources(repo):
     assert "runtime=" in out and "mem_mb=8000" in out
 
 
-def test_tiny_pipeline_end_to_end(repo, tiny_config):
-    config, results = tiny_config
-    proc = snakemake(repo, "--cores", "2", "--configfile", str(config))
+@pytest.fixture(scope="module")
+def tiny_run(repo, tmp_path_factory):
+    """The tiny config run once through every stage; tests that inject failures work on copies."""
+    base = tmp_path_factory.mktemp("tiny")
+    config = yaml.safe_load((repo / "tests" / "data" / "tiny.yaml").read_text())
+    config["results_dir"] = str(base / "results")
+    path = base / "tiny.yaml"
+    path.write_text(yaml.safe_dump(config))
+    proc = snakemake(repo, "--cores", "2", "--configfile", str(path))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return path, base / "results"
+
+
+def copy_run(tiny_run, tmp_path, **overrides):
+    """A copy of the tiny run (results and config, top-level blocks updated) so a test can change it alone."""
+    config, results = tiny_run
+    shutil.copytree(results, tmp_path / "results", copy_function=shutil.copy2)
+    cfg = yaml.safe_load(config.read_text())
+    cfg["results_dir"] = str(tmp_path / "results")
+    for block, values in overrides.items():
+        cfg[block].update(values)
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path, tmp_path / "results"
+
+
+def test_tiny_pipeline_end_to_end(repo, tiny_run):
+    config, results = tiny_run
     observables = json.loads((results / "atomistic" / "observables.json").read_text())
     assert observables["n_particles"] == 27 and observables["n_frames"] == 12
     assert observables["provenance"]["seed"] == 7
@@ -64,9 +91,69 @@ def test_tiny_pipeline_end_to_end(repo, tiny_config):
     assert "LAMMPS" in (results / "logs" / "atomistic" / "production.lammps.log").read_text()
     for rule in ("build_system", "equilibrate", "production", "observables"):
         assert (results / "benchmarks" / "atomistic" / f"{rule}.tsv").exists()
+    # the grid search picked the constant weights every constant seed used
+    selected = json.loads((results / "models" / "constant_grid" / "selected.json").read_text())
+    for seed in (1, 2):
+        hparams = json.loads((results / "models" / "constant" / f"seed{seed}" / "hparams.json").read_text())
+        assert hparams["method_params"]["weights"] == selected["weights"]
+        assert hparams["provenance"]["seed"] == 7 and hparams["seed"] == seed
+    for method in ("constant", "softadapt"):
+        for seed in (1, 2):
+            log = pd.read_csv(results / "models" / method / f"seed{seed}" / "train_log.csv")
+            assert len(log) == 2
+            sim = json.loads((results / "simulations" / method / f"seed{seed}" / "status.json").read_text())
+            assert sim["status"] == "completed", sim
+            assert (results / "simulations" / method / f"seed{seed}" / "structure.png").stat().st_size > 0
+    table = pd.read_csv(results / "metrics" / "metrics.csv")
+    assert set(table["method"]) == {"constant", "softadapt"} and len(table) == 4 * 11
+    assert table["value"].notna().all() and (table["status"] == "completed").all()
+    for name in ("kruskal.csv", "posthoc.csv", "ranking.csv", "letters.csv", "summary.md", "figures/boxplots.png"):
+        assert (results / "stats" / name).stat().st_size > 0
     # a rerun has nothing to do
     proc = snakemake(repo, "-n", "--configfile", str(config))
     assert "Nothing to be done" in proc.stdout + proc.stderr
+
+
+def test_diverging_trainings_are_recorded_and_the_dag_completes(repo, tiny_run, tmp_path):
+    """An absurd learning rate: every training diverges, the simulations are skipped, metrics and statistics
+    still complete, and the tidy table marks every physics metric as failed (no NaN passes as a value)."""
+    config, results = copy_run(tiny_run, tmp_path, training={"learning_rate": 1.0e4, "max_epochs": 6, "patience": 6})
+    # a copied results dir has no Snakemake metadata (params changes are tracked per path), so force the rules,
+    # as a user reruns single rules
+    proc = snakemake(repo, "--cores", "2", "--configfile", str(config), "--forcerun", "train", "train_constant_grid")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "rule production:" not in proc.stdout + proc.stderr  # the atomistic stage was not rerun
+    status = json.loads((results / "models" / "softadapt" / "seed1" / "status.json").read_text())
+    assert status["status"] == "diverged" and "epoch" in status["reason"]
+    sim = json.loads((results / "simulations" / "softadapt" / "seed1" / "status.json").read_text())
+    assert sim["status"] == "skipped"
+    table = pd.read_csv(results / "metrics" / "metrics.csv")
+    physics = table[~table["metric"].isin(["N_ep", "t_ep", "sigma_ep"])]
+    assert (physics["status"] == "diverged").all() and physics["value"].isna().all()
+    assert (results / "stats" / "summary.md").read_text().count("diverged") >= 1
+
+
+def test_broken_model_is_recorded_unstable(repo, tiny_run, tmp_path):
+    """Replace one trained model by a broken one (weights x 1e3, no prior): its NVT ends unstable with a reason,
+    the DAG completes and the tidy table marks that model's physics metrics."""
+    config, results = copy_run(tiny_run, tmp_path)
+    model_dir = results / "models" / "softadapt" / "seed2"
+    state = torch.load(model_dir / "model.pt", weights_only=True)
+    torch.save({k: (v * 1e3 if v.is_floating_point() and "energy_" not in k else v) for k, v in state.items()},
+               model_dir / "model.pt")
+    hparams = json.loads((model_dir / "hparams.json").read_text())
+    hparams["model"]["use_prior"] = False
+    (model_dir / "hparams.json").write_text(json.dumps(hparams))
+    proc = snakemake(repo, "--cores", "2", "--configfile", str(config))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    sim = json.loads((results / "simulations" / "softadapt" / "seed2" / "status.json").read_text())
+    assert sim["status"] == "unstable" and sim["reason"], sim
+    table = pd.read_csv(results / "metrics" / "metrics.csv")
+    broken = table[(table["method"] == "softadapt") & (table["seed"] == 2)
+                   & ~table["metric"].isin(["N_ep", "t_ep", "sigma_ep"])]
+    assert (broken["status"] == "unstable").all() and broken["value"].isna().all()
+    others = table[(table["method"] == "constant")]
+    assert (others["status"] == "completed").all()
 
 
 def test_lammps_failure_fails_that_job_with_lammps_message(repo, tiny_config):

@@ -90,6 +90,13 @@ def _check_physics(config: dict) -> None:
             f"smallest box edge {0.5 * smallest_box:.2f} A ({md['n_molecules']} molecules at "
             f"{densest * 1.05:.3f} g/cm^3); use more molecules or a shorter cutoff"
         )
+    model = config.get("model") or {}
+    if model and model["cutoff"] >= 0.5 * smallest_box:
+        raise ConfigError(
+            f"config error at model.cutoff: {model['cutoff']} A is not below half the smallest CG box edge "
+            f"{0.5 * smallest_box:.2f} A; use more molecules or a shorter cutoff"
+        )
+    _check_balancing(config)
     frame = md["nvt"]["frame_interval"] * 1000.0
     if frame < md["timestep"] or not math.isclose(frame / md["timestep"], round(frame / md["timestep"]), rel_tol=1e-9):
         raise ConfigError(
@@ -98,6 +105,28 @@ def _check_physics(config: dict) -> None:
         )
     if md["nvt"]["duration"] < 2 * md["nvt"]["frame_interval"]:
         raise ConfigError("config error at atomistic.nvt.duration: shorter than two frames")
+
+
+def _check_balancing(config: dict) -> None:
+    """Method names and parameters are checked against the registry before any job runs."""
+    balancing = config.get("balancing")
+    if not balancing:
+        return
+    from balancebench.balancing import available_methods, get_method
+
+    known = available_methods()
+    for name in balancing["methods"]:
+        if name not in known:
+            raise ConfigError(f"config error at balancing.methods: unknown method {name!r}; available: {known}")
+    for name, params in balancing["params"].items():
+        if name not in known:
+            raise ConfigError(f"config error at balancing.params.{name}: unknown method; available: {known}")
+        try:
+            get_method(name, **params)
+        except (TypeError, ValueError) as err:
+            raise ConfigError(f"config error at balancing.params.{name}: {err}") from err
+    if len(balancing["methods"]) < 2:
+        raise ConfigError("config error at balancing.methods: the statistics compare methods; give at least two")
 
 
 def load_config(path: str | Path) -> dict:

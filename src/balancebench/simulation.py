@@ -21,6 +21,7 @@ recorded, and nothing is raised, so one bad model never stops the workflow.
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -227,3 +228,73 @@ def run_nvt(atoms: Atoms, settings: NVTSettings, progress=None) -> NVTResult:
         frame_times=np.asarray(frame_times) if frames else None,
         box=box,
     )
+
+
+def settings_from_config(sim: dict, temperature: float, prior_sigma: float, seed: int) -> NVTSettings:
+    """NVTSettings from the ``simulation`` config block (min distance = fraction x the prior's sigma)."""
+    keys = ("thermostat", "timestep", "friction", "tau", "equilibration", "production", "thermo_interval",
+            "frame_interval", "max_temperature_factor")
+    return NVTSettings(temperature=float(sim.get("temperature") or temperature), seed=int(seed),
+                       min_distance=float(sim["min_distance_fraction"]) * float(prior_sigma),
+                       **{k: sim[k] for k in keys})
+
+
+def simulate_model(model_dir: str | Path, dataset, sim_config: dict, temperature: float, seed: int,
+                   out_dir: str | Path, provenance: str = "{}", log=None) -> dict:
+    """CG NVT of one trained model from the first held-out test frame; writes the run's files into ``out_dir``.
+
+    Files: ``trajectory.h5`` (H5MD: ``particles/beads`` unwrapped production positions and box,
+    ``observables/potential_energy`` kcal/mol and ``observables/temperature`` K per thermo record),
+    ``thermo.csv`` (step, time_ps, potential_energy, temperature, production) and ``status.json``
+    (completed / unstable with step and reason / skipped when the training diverged).
+    """
+    import pandas as pd
+
+    from balancebench.trajectory import H5MDWriter
+
+    model_dir, out = Path(model_dir), Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    training = json.loads((model_dir / "status.json").read_text())
+    hparams = json.loads((model_dir / "hparams.json").read_text())
+    settings = settings_from_config(sim_config, temperature, hparams["model"]["prior_sigma"], seed)
+    columns = ["step", "time_ps", "potential_energy", "temperature", "production"]
+    if training["status"] != "completed":
+        status = {"status": "skipped", "reason": f"training {training['status']}: {training['reason']}", "step": 0}
+        pd.DataFrame(columns=columns).to_csv(out / "thermo.csv", index=False)
+        with H5MDWriter(out / "trajectory.h5", creator="balancebench.simulation", provenance=provenance):
+            pass
+    else:
+        calc = CGCalculator.from_checkpoint(model_dir, skin=float(sim_config.get("skin", 1.0)))
+        frame = int(dataset.split["test"][0])
+        atoms = atoms_from_frame(dataset.positions[frame], dataset.box[frame], float(dataset.masses[0]), calc)
+        total = settings.steps(settings.equilibration) + settings.steps(settings.production)
+        last = [0.0]
+
+        def progress(step, n):
+            if log is not None and step / n >= last[0] + 0.1:
+                last[0] = step / n
+                log.info("NVT %d / %d steps (%.0f %%)", step, n, 100.0 * step / n)
+
+        start = time.perf_counter()
+        result = run_nvt(atoms, settings, progress=progress)
+        seconds = time.perf_counter() - start
+        status = {**result.summary(), "start_frame": frame, "seconds": seconds,
+                  "steps_per_second": result.step / seconds if seconds > 0 else None, "total_steps": total,
+                  "verlet_builds": calc.verlet.builds}
+        pd.DataFrame({k: result.thermo.get(k, []) for k in columns}).to_csv(out / "thermo.csv", index=False)
+        with H5MDWriter(out / "trajectory.h5", creator="balancebench.simulation", provenance=provenance) as writer:
+            writer.particle_group("beads", {"mass": (np.asarray(atoms.get_masses()), "amu")})
+            for t, x in zip(result.frame_times if result.positions is not None else [],
+                            result.positions if result.positions is not None else []):
+                step = int(round(t * 1000.0 / settings.timestep))
+                writer.append("particles/beads/position", x, step, t, unit="angstrom")
+                writer.append("particles/beads/box/edges", result.box, step, t, unit="angstrom")
+            th = result.thermo
+            for k in range(len(th.get("step", []))):
+                writer.append("observables/potential_energy", th["potential_energy"][k], int(th["step"][k]),
+                              float(th["time_ps"][k]), unit="kcal mol-1")
+                writer.append("observables/temperature", th["temperature"][k], int(th["step"][k]),
+                              float(th["time_ps"][k]), unit="K")
+    status.update({"settings": asdict(settings), "training_status": training["status"]})
+    (out / "status.json").write_text(json.dumps(status, indent=2, default=float) + "\n")
+    return status

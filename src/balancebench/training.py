@@ -18,7 +18,7 @@ the variance of their targets over the training frames,
 ``C = MSE_F / Var(F) + MSE_E / Var(E)`` (a sum of 1 - R^2-like terms). The weights
 with the best C are the trained model.
 
-A non-finite loss, or one above ``divergence_factor`` x the first epoch's loss,
+A non-finite loss, or a step loss above ``divergence_factor`` x the untrained model's (first step),
 stops the run with status ``diverged`` (its epoch and reason recorded); nothing
 is raised, so one bad run never stops the workflow. A checkpoint written
 atomically after every epoch lets a killed run resume; the frame order of epoch
@@ -310,18 +310,16 @@ class Trainer:
                 if not np.isfinite(raw).all():
                     failure = f"non-finite loss at epoch {self.epoch} (L_F={raw[0]:.3g}, L_E={raw[1]:.3g})"
                     break
+                if self.first_loss is None:  # the untrained model's loss: the yardstick of divergence
+                    self.first_loss = max(float(raw.sum()), 1e-30)
+                elif float(raw.sum()) > s.divergence_factor * self.first_loss:
+                    failure = (f"loss exploded at epoch {self.epoch}: {raw.sum():.3g} > {s.divergence_factor:g} x "
+                               f"the first step's {self.first_loss:.3g}")
+                    break
                 step_losses.append(raw)
                 self._update_coefficients([raw], "step")
             seconds = time.perf_counter() - start
             train = np.mean(step_losses, axis=0) if step_losses else np.full(2, np.nan)
-            if not failure:
-                total = float(np.dot(coef_epoch, train))
-                if self.first_loss is None:
-                    self.first_loss = max(float(train.sum()), 1e-30)
-                elif float(train.sum()) > s.divergence_factor * self.first_loss:
-                    failure = (f"loss exploded at epoch {self.epoch}: {train.sum():.3g} > {s.divergence_factor:g} x "
-                               f"first epoch {self.first_loss:.3g}")
-                log.debug("epoch %d weighted loss %.4g", self.epoch, total)
             self.model.eval()
             val = evaluate(self.model, self.val_frames, s.batch_size, s.energy_loss) if not failure else np.full(2, np.nan)
             criterion = float(val[0] / self.var_force + val[1] / self.var_energy)
@@ -395,3 +393,37 @@ def train_model(dataset: CGDataset, model_config: dict, training: dict, method_n
     if checkpoint is not None and Path(checkpoint).exists():
         Path(checkpoint).unlink()  # finished: a forced rerun starts afresh
     return result
+
+
+def select_grid_point(status_paths: list, hparams_paths: list):
+    """(table of the grid, selection) for the constant method's grid search.
+
+    The winner is the completed grid point with the lowest best validation criterion
+    (the method-independent criterion of the module docstring, so points with different
+    weights are compared on the same scale). If every point diverged, the registry's
+    default weights are used and the selection says so.
+    """
+    import pandas as pd
+
+    from balancebench.balancing import default_params
+
+    rows = []
+    for status_path, hparams_path in zip(status_paths, hparams_paths):
+        status = json.loads(Path(status_path).read_text())
+        hparams = json.loads(Path(hparams_path).read_text())
+        weights = hparams["method_params"]["weights"]
+        rows.append({"force_weight": weights[0], "energy_weight": weights[1], "status": status["status"],
+                     "best_criterion": status["best_criterion"] if status["status"] == "completed" else None,
+                     "best_epoch": status["best_epoch"], "epochs_run": status["epochs_run"],
+                     "reason": status["reason"]})
+    table = pd.DataFrame(rows)
+    done = table[table["status"] == "completed"]
+    if done.empty:
+        weights = list(default_params("constant")["weights"])
+        return table, {"weights": weights, "criterion": None,
+                       "note": "no grid point completed training; the registry's default weights are used"}
+    best = done.loc[done["best_criterion"].astype(float).idxmin()]
+    table["selected"] = table.index == best.name
+    return table, {"weights": [float(best["force_weight"]), float(best["energy_weight"])],
+                   "criterion": float(best["best_criterion"]),
+                   "rule": "lowest best validation criterion MSE_F/Var(F) + MSE_E/Var(E) among completed points"}

@@ -44,10 +44,39 @@ def md_runtime_minutes(config, phase):
     return max(10, math.ceil(steps / steps_per_second / 60.0))
 
 
+METHODS = list(config["balancing"]["methods"])
+SEEDS = list(config["training"]["seeds"])
+GRID = list(config["balancing"]["constant_grid"]["energy_weights"])
+GRID_SEED = config["balancing"]["constant_grid"]["seed"]
+if GRID_SEED is None:
+    GRID_SEED = SEEDS[0]
+# training settings without the seed list: adding a seed must not rerun the models already trained
+TRAINING = {k: v for k, v in config["training"].items() if k != "seeds"}
+USE_GRID = "constant" in METHODS and config["balancing"]["constant_grid"]["enabled"]
+
+
+def method_params(method):
+    """The method's parameters from config (balancing.params.<method>), defaults filled by the registry."""
+    return dict(config["balancing"]["params"].get(method, {}))
+
+
+def train_inputs(wildcards):
+    """The CG dataset, plus the grid-search winner for the constant method."""
+    inputs = {"dataset": result("cg/dataset.h5")}
+    if wildcards.method == "constant" and USE_GRID:
+        inputs["selected"] = result("models/constant_grid/selected.json")
+    return inputs
+
+
 def all_targets():
-    return [
+    """Every stage: atomistic reference, CG data, models, simulations, metrics, statistics and report files."""
+    targets = [
         result("atomistic/trajectory.h5"),
         result("atomistic/observables.json"),
         result("atomistic/figures/liquid.png"),
         result("cg/dataset.h5"),
+        result("metrics/metrics.csv"),
+        result("metrics/prescreen.csv"),
     ]
+    targets += expand(result("simulations/{method}/seed{seed}/structure.png"), method=METHODS, seed=SEEDS)
+    return targets

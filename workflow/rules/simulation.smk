@@ -1,0 +1,93 @@
+# CG NVT of every trained model with ASE (seed 000 Sec. 2.2, last paragraph), then its
+# metrics (Sec. 2.3) and the tidy table of all models. docs/metrics.md.
+
+
+rule simulate:
+    input:
+        model=rules.train.output.model,
+        hparams=rules.train.output.hparams,
+        status=rules.train.output.status,
+        dataset=rules.cg_map.output.dataset,
+    output:
+        trajectory=result("simulations/{method}/seed{seed}/trajectory.h5"),
+        thermo=result("simulations/{method}/seed{seed}/thermo.csv"),
+        status=result("simulations/{method}/seed{seed}/status.json"),
+    params:
+        simulation=config["simulation"],
+        temperature=config["atomistic"]["temperature"],
+        seed=lambda wc: int(wc.seed),
+        code=code_hash("simulation.py", "model.py", "neighbors.py", "trajectory.py"),
+    threads: 1
+    resources:
+        mem_mb=4000,
+        gpu=0,
+        runtime=240,
+    log:
+        log_path("simulations/{method}/seed{seed}"),
+    benchmark:
+        bench_path("simulations/{method}/seed{seed}")
+    conda:
+        "../../envs/train.yaml"
+    script:
+        "../scripts/simulate.py"
+
+
+rule model_metrics:
+    input:
+        train_log=rules.train.output.log,
+        train_status=rules.train.output.status,
+        trajectory=rules.simulate.output.trajectory,
+        thermo=rules.simulate.output.thermo,
+        sim_status=rules.simulate.output.status,
+        observables=rules.atomistic_observables.output.observables,
+        rdf=rules.atomistic_observables.output.rdf,
+        msd=rules.atomistic_observables.output.msd,
+    output:
+        metrics=result("metrics/models/{method}/seed{seed}.json"),
+        figure=report(
+            result("simulations/{method}/seed{seed}/structure.png"),
+            caption="../report/model_structure.rst",
+            category="CG simulations",
+            subcategory="{method}",
+            labels={"method": "{method}", "seed": "{seed}"},
+        ),
+    params:
+        config=lambda wc: {k: config[k] for k in ("atomistic", "observables", "metrics", "simulation")},
+        code=code_hash("metrics.py", "observables.py", "reference.py"),
+    log:
+        log_path("metrics/{method}/seed{seed}"),
+    benchmark:
+        bench_path("metrics/{method}/seed{seed}")
+    conda:
+        "../../envs/stats.yaml"
+    script:
+        "../scripts/model_metrics.py"
+
+
+rule collect_metrics:
+    input:
+        expand(result("metrics/models/{method}/seed{seed}.json"), method=METHODS, seed=SEEDS),
+    output:
+        table=report(
+            result("metrics/metrics.csv"),
+            caption="../report/metrics_table.rst",
+            category="Evaluation scheme",
+            subcategory="Metrics",
+        ),
+        prescreen=report(
+            result("metrics/prescreen.csv"),
+            caption="../report/prescreen.rst",
+            category="Evaluation scheme",
+            subcategory="Metrics",
+        ),
+    params:
+        prescreen=config["metrics"]["prescreen"],
+        code=code_hash("metrics.py"),
+    log:
+        log_path("metrics/collect"),
+    benchmark:
+        bench_path("metrics/collect")
+    conda:
+        "../../envs/stats.yaml"
+    script:
+        "../scripts/collect_metrics.py"

@@ -1,0 +1,15 @@
+"""Rule model_metrics: the ten metrics of one model (seed 000 Sec. 2.3) and its g(r) / MSD figure."""
+
+from pathlib import Path
+
+from balancebench.metrics import MetricSettings, evaluate_model, write_model_json
+from balancebench.workflow_io import snakemake_job
+
+smk = snakemake  # noqa: F821 (injected by Snakemake)
+with snakemake_job(smk) as job:
+    cfg = smk.params.config
+    settings = MetricSettings.from_config(cfg, temperature=cfg["simulation"]["temperature"])
+    record = evaluate_model(smk.wildcards.method, int(smk.wildcards.seed), Path(smk.input.train_status).parent,
+                            Path(smk.input.sim_status).parent, Path(smk.input.observables).parent,
+                            settings=settings, figure=smk.output.figure)
+    write_model_json(smk.output.metrics, record, provenance=job.provenance())
