@@ -36,6 +36,14 @@ def test_defaults_are_filled():
         (lambda c: c["atomistic"].__setitem__("constraints", "flexible"), "atomistic.constraints"),
         (lambda c: c["atomistic"]["nvt"].__setitem__("frame_interval", 0.25), "atomistic.nvt.frame_interval"),
         (lambda c: c.__setitem__("seed", "abc"), "seed"),
+        (lambda c: c["model"].__setitem__("cutoff", 14.0), "model.cutoff"),
+        (lambda c: c["balancing"].__setitem__("methods", ["constant", "softadapt_normalised"]), "balancing.methods"),
+        (lambda c: c["balancing"]["params"].__setitem__("softadapt", {"beta": 0.1, "oder": 2}),
+         "balancing.params.softadapt"),
+        (lambda c: c["balancing"]["params"].__setitem__("ratio", {"reference": "energy"}), "balancing.params.ratio"),
+        (lambda c: c["training"].__setitem__("learning_rate", -1.0), "training.learning_rate"),
+        (lambda c: c["training"].__setitem__("seeds", []), "training.seeds"),
+        (lambda c: c["simulation"].__setitem__("thermostat", "berendsen"), "simulation.thermostat"),
     ],
 )
 def test_bad_values_name_the_field(demo_config, mutate, field):

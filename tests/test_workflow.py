@@ -38,9 +38,19 @@ def test_paper_dag_lists_atomistic_jobs_with_resources(repo):
     proc = snakemake(repo, "-n", "--configfile", "config/paper.yaml", "--config", "results_dir=/nonexistent/paper")
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out
-    for rule in ("build_system", "equilibrate", "production", "atomistic_observables", "cg_map"):
+    for rule in ("build_system", "equilibrate", "production", "atomistic_observables", "cg_map", "train_constant_grid",
+                 "select_constant", "train", "simulate", "model_metrics", "collect_metrics", "stats_tables"):
         assert f"rule {rule}:" in out
     assert "runtime=" in out and "mem_mb=8000" in out
+    assert out.count("rule train:") == 25 and out.count("rule train_constant_grid:") == 5  # 5 methods x 5 seeds
+
+
+def test_paper_profile_puts_training_and_simulation_on_the_gpu(repo):
+    proc = snakemake(repo, "-n", "--profile", "profiles/paper", "--config", "results_dir=/nonexistent/paper")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out
+    train_jobs = [block for block in out.split("\n\n") if "rule train:" in block]
+    assert train_jobs and all("gpu=1" in block for block in train_jobs)
 
 
 @pytest.fixture(scope="module")
