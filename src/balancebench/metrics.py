@@ -43,6 +43,7 @@ import numpy as np
 import pandas as pd
 
 from balancebench import observables as ob
+from balancebench.provenance import json_default
 
 # --------------------------------------------------------------------------- registry
 
@@ -560,7 +561,7 @@ def write_model_json(path: str | Path, record: Mapping, **extra) -> None:
     payload = dict(record)
     payload.update(extra)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(json.dumps(payload, indent=2, sort_keys=True, default=_json_default) + "\n")
+    Path(path).write_text(json.dumps(payload, indent=2, sort_keys=True, default=json_default) + "\n")
 
 
 def read_model_json(path: str | Path) -> dict:
@@ -822,14 +823,6 @@ def _optional_float(value) -> float | None:
         return None
     value = float(value)
     return value if np.isfinite(value) else None
-
-
-def _json_default(obj):
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    return str(obj)
 
 
 __all__ = [

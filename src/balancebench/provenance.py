@@ -58,6 +58,17 @@ def code_hash(*relative_paths: str) -> str:
     return digest.hexdigest()[:16]
 
 
+def json_default(obj):
+    """``json.dumps(default=...)`` for numpy scalars and arrays (and anything else as its string)."""
+    import numpy as np
+
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    return str(obj)
+
+
 def provenance(config: dict | None = None, seed: int | None = None, **extra) -> dict:
     """A JSON-serialisable record of what produced an output."""
     record = {

@@ -19,7 +19,7 @@ import logging
 import time
 from pathlib import Path
 
-from balancebench.provenance import provenance
+from balancebench.provenance import json_default, provenance
 
 
 class Job:
@@ -36,17 +36,7 @@ class Job:
         record = dict(payload)
         record["provenance"] = self.provenance(**extra)
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).write_text(json.dumps(record, indent=2, sort_keys=True, default=_json_default) + "\n")
-
-
-def _json_default(obj):
-    import numpy as np
-
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    return str(obj)
+        Path(path).write_text(json.dumps(record, indent=2, sort_keys=True, default=json_default) + "\n")
 
 
 def _script_log(smk) -> str | None:
