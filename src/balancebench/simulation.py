@@ -72,10 +72,10 @@ class CGCalculator(Calculator):
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         super().calculate(atoms, properties, system_changes)
-        cell = self.atoms.get_cell()
-        if not np.allclose(cell.array, np.diag(np.diag(cell.array))) or not all(self.atoms.pbc):
+        cell = self.atoms.cell.array
+        box = np.diag(cell).copy()
+        if np.count_nonzero(cell) != np.count_nonzero(box) or not all(self.atoms.pbc):
             raise ValueError("CGCalculator needs a periodic orthorhombic cell")
-        box = np.diag(cell.array).copy()
         x = torch.as_tensor(self.atoms.get_positions(), dtype=self.dtype, device=self.device)
         energy, forces = self.model.frame_energy_and_forces(x, box, self.verlet.get(x, box))
         self.results["energy"] = self.results["free_energy"] = float(energy.detach()) * EV_PER_KCAL_MOL
@@ -230,6 +230,14 @@ def run_nvt(atoms: Atoms, settings: NVTSettings, progress=None) -> NVTResult:
     )
 
 
+def _md_device(name: str) -> str:
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("simulation.device is 'cuda' but no CUDA device is available; use 'auto' or 'cpu'")
+    return name
+
+
 def settings_from_config(sim: dict, temperature: float, prior_sigma: float, seed: int) -> NVTSettings:
     """NVTSettings from the ``simulation`` config block (min distance = fraction x the prior's sigma)."""
     keys = ("thermostat", "timestep", "friction", "tau", "equilibration", "production", "thermo_interval",
@@ -264,7 +272,9 @@ def simulate_model(model_dir: str | Path, dataset, sim_config: dict, temperature
         with H5MDWriter(out / "trajectory.h5", creator="balancebench.simulation", provenance=provenance):
             pass
     else:
-        calc = CGCalculator.from_checkpoint(model_dir, skin=float(sim_config.get("skin", 1.0)))
+        calc = CGCalculator.from_checkpoint(model_dir, skin=float(sim_config.get("skin", 1.0)),
+                                            dtype=getattr(torch, sim_config.get("precision", "float64")),
+                                            device=_md_device(sim_config.get("device", "auto")))
         frame = int(dataset.split["test"][0])
         atoms = atoms_from_frame(dataset.positions[frame], dataset.box[frame], float(dataset.masses[0]), calc)
         total = settings.steps(settings.equilibration) + settings.steps(settings.production)
