@@ -20,18 +20,24 @@ def lj_liquid(n_side=4, spacing=5.4, seed=0):
     return atoms
 
 
-def test_nve_conserves_energy():
-    """Velocity Verlet at 2 fs on a smooth LJ bead liquid: total energy spread < 0.002 kcal/mol per bead over 1 ps."""
+def nve_total_energies(atoms, temperature, timestep_fs, steps_per_record, records=50):
+    """Total energy (kcal/mol) every ``steps_per_record`` steps of velocity Verlet from Maxwell-Boltzmann velocities."""
     from ase import units
     from ase.md.verlet import VelocityVerlet
 
-    atoms = lj_liquid()
-    initialise_velocities(atoms, 200.0, seed=1)
-    dyn = VelocityVerlet(atoms, 2.0 * units.fs)
+    initialise_velocities(atoms, temperature, seed=1)
+    dyn = VelocityVerlet(atoms, timestep_fs * units.fs)
     e_tot = []
-    for _ in range(50):
-        dyn.run(10)
+    for _ in range(records):
+        dyn.run(steps_per_record)
         e_tot.append(atoms.get_total_energy() / EV_PER_KCAL_MOL)
+    return np.array(e_tot)
+
+
+def test_nve_conserves_energy():
+    """Velocity Verlet at 2 fs on a smooth LJ bead liquid: total energy spread < 0.002 kcal/mol per bead over 1 ps."""
+    atoms = lj_liquid()
+    e_tot = nve_total_energies(atoms, 200.0, 2.0, 10)
     assert atoms.get_kinetic_energy() / EV_PER_KCAL_MOL > 10.0
     assert np.ptp(e_tot) < 2e-3 * len(atoms)
 
@@ -116,17 +122,8 @@ def test_cg_calculator_forces_are_minus_the_gradient_of_its_energy():
 def test_cg_calculator_conserves_energy_in_nve():
     """Velocity Verlet at 1 fs over 1 ps with the trained-model calculator: total energy spread < 2e-3 kcal/mol
     per bead, and no trend (the Verlet list is rebuilt several times on the way)."""
-    from ase import units
-    from ase.md.verlet import VelocityVerlet
-
     atoms = cg_model_atoms(seed=1)
-    initialise_velocities(atoms, 340.0, seed=1)
-    dyn = VelocityVerlet(atoms, 1.0 * units.fs)
-    e_tot = []
-    for _ in range(50):
-        dyn.run(20)
-        e_tot.append(atoms.get_total_energy() / EV_PER_KCAL_MOL)
-    e_tot = np.array(e_tot)
+    e_tot = nve_total_energies(atoms, 340.0, 1.0, 20)
     assert np.ptp(e_tot) < 2e-3 * len(atoms), np.ptp(e_tot)
     assert abs(np.polyfit(np.arange(len(e_tot)), e_tot, 1)[0] * len(e_tot)) < 1e-3 * len(atoms)
     assert atoms.calc.verlet.builds > 1
