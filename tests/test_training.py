@@ -43,6 +43,8 @@ def test_every_registered_method_trains_and_logs_its_coefficients(lj_dataset, tm
     log = pd.read_csv(tmp_path / "train_log.csv")
     assert len(log) == 3 and (log["seconds"] > 0).all()
     assert np.isfinite(log[["coef_force", "coef_energy"]].to_numpy()).all()
+    if method == "mgda":  # the logged weights are the convex combination MGDA chose, not the placeholder ones
+        np.testing.assert_allclose(log["coef_force"] + log["coef_energy"], 1.0, rtol=1e-9)
     status = json.loads((tmp_path / "status.json").read_text())
     assert status["status"] == "completed" and status["method"] == method
     hparams = json.loads((tmp_path / "hparams.json").read_text())

@@ -304,7 +304,7 @@ class Trainer:
             lr = self.optimizer.param_groups[0]["lr"]
             self.model.train()
             start = time.perf_counter()
-            step_losses, failure = [], ""
+            step_losses, step_weights, failure = [], [], ""
             for b in range(0, len(order), s.batch_size):
                 raw = self._step(order[b:b + s.batch_size])
                 if not np.isfinite(raw).all():
@@ -317,8 +317,12 @@ class Trainer:
                                f"the first step's {self.first_loss:.3g}")
                     break
                 step_losses.append(raw)
+                if self.method.kind == "gradient" and getattr(self.method, "last_weights", None) is not None:
+                    step_weights.append(np.asarray(self.method.last_weights, dtype=np.float64))
                 self._update_coefficients([raw], "step")
             seconds = time.perf_counter() - start
+            if step_weights:  # gradient methods: the effective weights of their combined directions, epoch mean
+                coef_epoch = np.mean(step_weights, axis=0)
             train = np.mean(step_losses, axis=0) if step_losses else np.full(2, np.nan)
             self.model.eval()
             val = evaluate(self.model, self.val_frames, s.batch_size, s.energy_loss) if not failure else np.full(2, np.nan)
