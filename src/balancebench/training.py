@@ -256,11 +256,11 @@ class Trainer:
         return self.epoch
 
     # -- one step ------------------------------------------------------------------------
-    def _update_coefficients(self, period_losses: list[list[float]], unit: str) -> None:
-        """Value-based methods: append the finished period's mean raw losses, recompute every update_every periods."""
+    def _update_coefficients(self, losses: np.ndarray, unit: str) -> None:
+        """Value-based methods: append one period's mean raw losses, recompute every update_every periods."""
         if self.method.kind != "value" or self.method.update_unit != unit:
             return
-        self.history.append(list(np.mean(period_losses, axis=0)))
+        self.history.append([float(x) for x in losses])
         if len(self.history) % self.method.update_every == 0:
             self.coefficients = np.asarray(self.method.coefficients(np.asarray(self.history)), dtype=np.float64)
 
@@ -294,9 +294,7 @@ class Trainer:
     def run(self, progress=None) -> TrainingResult:
         resumed = self.try_resume()
         s = self.settings
-        status, reason = "completed", f"max_epochs {s.max_epochs} reached"
-        if self.log and self.bad_epochs >= s.patience:
-            status, reason = "completed", self.log[-1].get("stop_reason", "early stopping")
+        failure = ""
         while self.epoch < s.max_epochs and self.bad_epochs < s.patience:
             self.epoch += 1
             order = np.random.default_rng([self.seed, self.epoch]).permutation(len(self.train_frames))
@@ -304,7 +302,7 @@ class Trainer:
             lr = self.optimizer.param_groups[0]["lr"]
             self.model.train()
             start = time.perf_counter()
-            step_losses, step_weights, failure = [], [], ""
+            step_losses, step_weights = [], []
             for b in range(0, len(order), s.batch_size):
                 raw = self._step(order[b:b + s.batch_size])
                 if not np.isfinite(raw).all():
@@ -319,7 +317,7 @@ class Trainer:
                 step_losses.append(raw)
                 if self.method.kind == "gradient" and getattr(self.method, "last_weights", None) is not None:
                     step_weights.append(np.asarray(self.method.last_weights, dtype=np.float64))
-                self._update_coefficients([raw], "step")
+                self._update_coefficients(raw, "step")
             seconds = time.perf_counter() - start
             if step_weights:  # gradient methods: the effective weights of their combined directions, epoch mean
                 coef_epoch = np.mean(step_weights, axis=0)
@@ -332,31 +330,30 @@ class Trainer:
             row = {"epoch": self.epoch, "seconds": seconds, "train_force": train[0], "train_energy": train[1],
                    "val_force": val[0], "val_energy": val[1], "coef_force": coef_epoch[0], "coef_energy": coef_epoch[1],
                    "lr": lr, "criterion": criterion}
+            self.log.append(row)
             if failure:
-                status, reason = "diverged", failure
-                self.log.append(row)
                 log.warning("%s", failure)
                 break
-            self.log.append(row)
             self.scheduler.step()
-            self._update_coefficients([train], "epoch")
+            self._update_coefficients(train, "epoch")
             if criterion < self.best_criterion * (1.0 - s.min_delta):
                 self.best_criterion, self.best_epoch, self.bad_epochs = criterion, self.epoch, 0
                 self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
             else:
                 self.bad_epochs += 1
-            if self.bad_epochs >= s.patience:
-                reason = f"early stopping: no {s.min_delta:g} relative improvement for {s.patience} epochs"
-                row["stop_reason"] = reason
             self.save_checkpoint()
             if progress is not None:
                 progress(row)
-        if status == "completed" and self.bad_epochs < s.patience:
-            reason = f"max_epochs {s.max_epochs} reached"
+        if failure:
+            status, reason = "diverged", failure
+        elif self.bad_epochs >= s.patience:
+            status, reason = "completed", f"early stopping: no {s.min_delta:g} relative improvement for {s.patience} epochs"
+        else:
+            status, reason = "completed", f"max_epochs {s.max_epochs} reached"
         if self.best_state is not None:
             self.model.load_state_dict(self.best_state)
         return TrainingResult(status, reason, self.epoch, self.best_epoch, self.best_criterion,
-                              [{k: r[k] for k in LOG_COLUMNS} for r in self.log], resumed)
+                              list(self.log), resumed)
 
 
 def write_log(rows: list[dict], path: str | Path) -> None:
