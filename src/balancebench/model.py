@@ -72,6 +72,15 @@ class ModelConfig:
         return asdict(self)
 
 
+def resolve_device(name: str, setting: str = "device") -> torch.device:
+    """``auto`` -> the GPU when there is one, else the CPU; ``cuda`` without a GPU is refused naming ``setting``."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"{setting} is 'cuda' but no CUDA device is available; use 'auto' or 'cpu'")
+    return torch.device(name)
+
+
 class ShiftedSoftplus(nn.Module):
     """ssp(x) = softplus(x) - ln 2 (zero at x = 0)."""
 

@@ -230,14 +230,6 @@ def run_nvt(atoms: Atoms, settings: NVTSettings, progress=None) -> NVTResult:
     )
 
 
-def _md_device(name: str) -> str:
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("simulation.device is 'cuda' but no CUDA device is available; use 'auto' or 'cpu'")
-    return name
-
-
 def settings_from_config(sim: dict, temperature: float, prior_sigma: float, seed: int) -> NVTSettings:
     """NVTSettings from the ``simulation`` config block (min distance = fraction x the prior's sigma)."""
     keys = ("thermostat", "timestep", "friction", "tau", "equilibration", "production", "thermo_interval",
@@ -258,6 +250,7 @@ def simulate_model(model_dir: str | Path, dataset, sim_config: dict, temperature
     """
     import pandas as pd
 
+    from balancebench.model import resolve_device
     from balancebench.trajectory import H5MDWriter
 
     model_dir, out = Path(model_dir), Path(out_dir)
@@ -274,7 +267,7 @@ def simulate_model(model_dir: str | Path, dataset, sim_config: dict, temperature
     else:
         calc = CGCalculator.from_checkpoint(model_dir, skin=float(sim_config.get("skin", 1.0)),
                                             dtype=getattr(torch, sim_config.get("precision", "float64")),
-                                            device=_md_device(sim_config.get("device", "auto")))
+                                            device=resolve_device(sim_config.get("device", "auto"), "simulation.device"))
         frame = int(dataset.split["test"][0])
         atoms = atoms_from_frame(dataset.positions[frame], dataset.box[frame], float(dataset.masses[0]), calc)
         total = settings.steps(settings.equilibration) + settings.steps(settings.production)

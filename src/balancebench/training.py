@@ -44,7 +44,7 @@ import torch
 
 from balancebench.balancing import BalancingMethod, get_method
 from balancebench.cg import CGDataset
-from balancebench.model import CGSchNet, GraphBatch, ModelConfig, batch_frames, fast_cpu_math
+from balancebench.model import CGSchNet, GraphBatch, ModelConfig, batch_frames, fast_cpu_math, resolve_device
 from balancebench.neighbors import check_cutoff, neighbor_list
 
 log = logging.getLogger(__name__)
@@ -92,14 +92,6 @@ class TrainingResult:
     def summary(self) -> dict:
         return {"status": self.status, "reason": self.reason, "epoch": self.epoch, "best_epoch": self.best_epoch,
                 "best_criterion": self.best_criterion, "epochs_run": len(self.log), "resumed_from": self.resumed_from}
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("training.device is 'cuda' but no CUDA device is available; use 'auto' or 'cpu'")
-    return torch.device(name)
 
 
 class FrameSet:
@@ -183,7 +175,7 @@ class Trainer:
     def __init__(self, dataset: CGDataset, model_config: ModelConfig, settings: TrainingSettings,
                  method: BalancingMethod, seed: int, checkpoint: str | Path | None = None):
         self.settings, self.method, self.seed = settings, method, int(seed)
-        self.device = resolve_device(settings.device)
+        self.device = resolve_device(settings.device, "training.device")
         self.dtype = getattr(torch, settings.dtype)
         if self.method.kind == "conditioned":
             raise NotImplementedError(f"method {method.name!r} needs a preference-conditioned model, "
