@@ -18,7 +18,17 @@ One file per method or small family: ``constant``, ``ratio``, ``softadapt``, ``d
 
 from __future__ import annotations
 
-from . import constant, dwa, mgda, pcgrad, ratio, softadapt  # noqa: F401  (register the methods)
+from . import (  # noqa: F401  (register the methods)
+    constant,
+    dwa,
+    gradnorm,
+    mgda,
+    pcgrad,
+    ratio,
+    softadapt,
+    torchjd_adapter,
+    uncertainty,
+)
 from ._numerics import backward_difference_stencil
 from ._params import Param
 from .base import (
