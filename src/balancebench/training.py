@@ -386,7 +386,8 @@ def write_log(rows: list[dict], path: str | Path) -> None:
 def train_model(dataset: CGDataset, model_config: dict, training: dict, method_name: str, method_params: dict,
                 seed: int, out_dir: str | Path, checkpoint: str | Path | None = None, threads: int | None = None,
                 provenance: dict | None = None, progress=None, variant: str | None = None) -> TrainingResult:
-    """Train and write ``model.pt``, ``hparams.json``, ``train_log.csv`` and ``status.json`` into ``out_dir``.
+    """Train and write ``model.pt``, ``hparams.json``, ``train_log.csv``, ``method_state.pt`` and ``status.json``
+    into ``out_dir``.
 
     ``variant``: the name the comparison uses for this method + parameters (recorded for
     provenance; default the method name).
@@ -411,6 +412,7 @@ def train_model(dataset: CGDataset, model_config: dict, training: dict, method_n
                "energy_scale": float(trainer.model.energy_scale), "provenance": provenance or {}}
     (out / "hparams.json").write_text(json.dumps(hparams, indent=2, sort_keys=True, default=str) + "\n")
     write_log(result.log, out / "train_log.csv")
+    torch.save(trainer.method.state_dict(), out / "method_state.pt")  # the method's final state (learned weights)
     (out / "status.json").write_text(json.dumps({**result.summary(), "method": method_name, "variant": variant,
                                                  "seed": int(seed),
                                                  "provenance": provenance or {}}, indent=2, default=str) + "\n")
