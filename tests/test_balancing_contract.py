@@ -10,11 +10,11 @@ import copy
 import io
 from types import SimpleNamespace
 
+import balancing_shapes  # noqa: F401  (registers one toy method of each shape)
 import numpy as np
 import pytest
 import torch
 
-import balancing_shapes  # noqa: F401  (registers one toy method of each shape)
 from balancebench.balancing import (
     COMPONENTS,
     KINDS,

@@ -47,7 +47,14 @@ import torch
 
 from balancebench.balancing import COMPONENTS, BalancingMethod, TrainContext, get_method
 from balancebench.cg import CGDataset
-from balancebench.model import CGSchNet, GraphBatch, ModelConfig, batch_frames, fast_cpu_math, resolve_device
+from balancebench.model import (
+    CGSchNet,
+    GraphBatch,
+    ModelConfig,
+    batch_frames,
+    fast_cpu_math,
+    resolve_device,
+)
 from balancebench.neighbors import check_cutoff, neighbor_list
 
 log = logging.getLogger(__name__)
@@ -70,7 +77,7 @@ class TrainingSettings:
     dtype: str = "float32"
 
     @classmethod
-    def from_dict(cls, d: dict) -> "TrainingSettings":
+    def from_dict(cls, d: dict) -> TrainingSettings:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - names
         if unknown:
