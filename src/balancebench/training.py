@@ -275,7 +275,7 @@ class Trainer:
             self.optimizer.load_state_dict(state["optimizer"])
             self.scheduler.load_state_dict(state["scheduler"])
         self.method.load_state_dict(state["method"])
-        self.context.generator.set_state(state["generator"])
+        self.context.generator.set_state(state["generator"].cpu())
         self.context.step, self.context.epoch = state["step"], state["epoch"]
         self.log = state["log"]
         self.best_state, self.best_criterion = state["best_state"], state["best_criterion"]

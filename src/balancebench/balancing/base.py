@@ -581,6 +581,9 @@ class ConditionedMethod(BalancingMethod):
     def prepare_batch(self, graph: Any, context: TrainContext, training: bool) -> None:
         k = len(context.components)
         r = self.sample_preferences(1, k, context.generator)[0] if training else self.evaluation_preference(k)
+        positions = getattr(graph, "positions", None)
+        if positions is not None:
+            r = r.to(device=positions.device)
         self._preference = r
         graph.extras["preference"] = r
 

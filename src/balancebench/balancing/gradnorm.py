@@ -71,7 +71,7 @@ class GradNorm(LearnedMethod):
                 raise ValueError("gradnorm: the model has no 2-D parameter to use as the last shared layer; "
                                  "set parameter 'layer'")
             self._layer = matrices[-1]
-        self.weight = torch.nn.Parameter(torch.ones(k, dtype=torch.float64))
+        self.weight = torch.nn.Parameter(torch.ones(k, dtype=torch.float64, device=self._layer.device))
 
     def parameters(self) -> list:
         return [self.weight]
@@ -87,13 +87,14 @@ class GradNorm(LearnedMethod):
 
         vec = loss_vector(losses, context.components)
         k = len(vec)
-        detached = vec.detach().double()
+        norms, w_dev = [], self.weight.device
+        detached = vec.detach().double().to(w_dev)
         if self.initial_losses is None:
             self.initial_losses = detached.clone()
-        norms = []
         for i in range(k):  # |grad_W L_i|, no graph kept: one backward pass per loss, down to W only
             (gw,) = torch.autograd.grad(vec[i], self._layer, retain_graph=True, allow_unused=True)
-            norms.append(torch.zeros((), dtype=torch.float64) if gw is None else gw.detach().double().norm())
+            norms.append(torch.zeros((), dtype=torch.float64, device=w_dev) if gw is None
+                         else gw.detach().double().norm())
         norms = torch.stack(norms)
         w = self.weight
         g = w * norms  # G_i = w_i |grad_W L_i|
@@ -102,7 +103,7 @@ class GradNorm(LearnedMethod):
         (self.weight.grad,) = torch.autograd.grad((g - target).abs().sum(), w)
         applied = w.detach()
         self.record_weights(context, applied)
-        (applied.to(vec.dtype) * vec).sum().backward()
+        (applied.to(dtype=vec.dtype, device=vec.device) * vec).sum().backward()
 
     def step(self, context: TrainContext) -> None:
         import torch

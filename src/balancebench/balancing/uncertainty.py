@@ -35,7 +35,8 @@ class UncertaintyWeighting(LearnedMethod):
         import torch
 
         k = len(context.components)
-        self.log_var = torch.nn.Parameter(torch.full((k,), self.params["init"], dtype=torch.float64))
+        device = context.model_params[0].device if context.model_params else None
+        self.log_var = torch.nn.Parameter(torch.full((k,), self.params["init"], dtype=torch.float64, device=device))
 
     def parameters(self) -> list:
         return [self.log_var]
