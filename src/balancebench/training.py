@@ -44,6 +44,7 @@ import torch
 
 from balancebench.balancing import BalancingMethod, get_method
 from balancebench.cg import CGDataset
+from balancebench.losses import robust_force_loss
 from balancebench.model import CGSchNet, GraphBatch, ModelConfig, batch_frames, fast_cpu_math, resolve_device
 from balancebench.neighbors import check_cutoff, neighbor_list
 
@@ -66,6 +67,9 @@ class TrainingSettings:
     divergence_factor: float = 1e6
     device: str = "auto"  # auto | cpu | cuda
     dtype: str = "float32"
+    # robust force loss of the training step (balancebench.losses; 2 = the MSE of Eq. 2); validation stays MSE
+    force_loss_alpha: float = 2.0
+    force_loss_scale: float = 1.0  # kcal/mol/A
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainingSettings":
@@ -120,10 +124,13 @@ class FrameSet:
 
 
 def loss_components(model: CGSchNet, graph: GraphBatch, forces_ref, energy_ref, energy_loss: str, n_beads: int,
-                    training: bool) -> torch.Tensor:
-    """[L_F, L_E] of Eq. 2 for one batch (see the module docstring for units)."""
+                    training: bool, force_loss_alpha: float = 2.0, force_loss_scale: float = 1.0) -> torch.Tensor:
+    """[L_F, L_E] of Eq. 2 for one batch (see the module docstring for units).
+
+    ``force_loss_alpha`` != 2 replaces the force MSE by the robust loss of :mod:`balancebench.losses`.
+    """
     energy, forces = model.energy_and_forces(graph, training=training)
-    loss_f = torch.mean((forces - forces_ref) ** 2)
+    loss_f = robust_force_loss(forces - forces_ref, force_loss_alpha, force_loss_scale)
     err_e = energy - energy_ref
     if energy_loss == "per_bead":
         err_e = err_e / n_beads
@@ -259,7 +266,9 @@ class Trainer:
     def _step(self, frames) -> np.ndarray:
         graph, f_ref, e_ref = self.train_frames.batch(frames)
         losses = loss_components(self.model, graph, f_ref, e_ref, self.settings.energy_loss,
-                                 self.train_frames.n_beads, training=True)
+                                 self.train_frames.n_beads, training=True,
+                                 force_loss_alpha=self.settings.force_loss_alpha,
+                                 force_loss_scale=self.settings.force_loss_scale)
         raw = losses.detach().double().cpu().numpy()
         if not np.isfinite(raw).all():
             return raw
@@ -359,7 +368,7 @@ def write_log(rows: list[dict], path: str | Path) -> None:
 
 def train_model(dataset: CGDataset, model_config: dict, training: dict, method_name: str, method_params: dict,
                 seed: int, out_dir: str | Path, checkpoint: str | Path | None = None, threads: int | None = None,
-                provenance: dict | None = None, progress=None) -> TrainingResult:
+                provenance: dict | None = None, progress=None, variant: str | None = None) -> TrainingResult:
     """Train and write ``model.pt``, ``hparams.json``, ``train_log.csv`` and ``status.json`` into ``out_dir``.
 
     Never raises for a diverging run: its status says ``diverged`` with the reason and epoch.
@@ -375,13 +384,14 @@ def train_model(dataset: CGDataset, model_config: dict, training: dict, method_n
     result = trainer.run(progress=progress)
     torch.save({k: v.detach().cpu() for k, v in trainer.model.state_dict().items()}, out / "model.pt")
     hparams = {"model": cfg.to_dict(), "training": dataclasses.asdict(settings), "method": method_name,
-               "method_params": method_params, "seed": int(seed), "n_beads": dataset.n_beads,
+               "method_params": method_params, "variant": variant or method_name, "seed": int(seed), "n_beads": dataset.n_beads,
                "bead_mass": float(dataset.masses[0]), "energy_unit": "kcal/mol", "length_unit": "angstrom",
                "device": str(trainer.device), "energy_shift_per_bead": float(trainer.model.energy_shift),
                "energy_scale": float(trainer.model.energy_scale), "provenance": provenance or {}}
     (out / "hparams.json").write_text(json.dumps(hparams, indent=2, sort_keys=True, default=str) + "\n")
     write_log(result.log, out / "train_log.csv")
-    (out / "status.json").write_text(json.dumps({**result.summary(), "method": method_name, "seed": int(seed),
+    (out / "status.json").write_text(json.dumps({**result.summary(), "method": method_name,
+                                                 "variant": variant or method_name, "seed": int(seed),
                                                  "provenance": provenance or {}}, indent=2, default=str) + "\n")
     if checkpoint is not None and Path(checkpoint).exists():
         Path(checkpoint).unlink()  # finished: a forced rerun starts afresh
