@@ -96,7 +96,6 @@ def _check_physics(config: dict) -> None:
             f"config error at model.cutoff: {model['cutoff']} A is not below half the smallest CG box edge "
             f"{0.5 * smallest_box:.2f} A; use more molecules or a shorter cutoff"
         )
-    _check_balancing(config)
     frame = md["nvt"]["frame_interval"] * 1000.0
     if frame < md["timestep"] or not math.isclose(frame / md["timestep"], round(frame / md["timestep"]), rel_tol=1e-9):
         raise ConfigError(
@@ -105,6 +104,7 @@ def _check_physics(config: dict) -> None:
         )
     if md["nvt"]["duration"] < 2 * md["nvt"]["frame_interval"]:
         raise ConfigError("config error at atomistic.nvt.duration: shorter than two frames")
+    _check_balancing(config)
 
 
 def _check_balancing(config: dict) -> None:

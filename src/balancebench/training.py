@@ -384,7 +384,8 @@ def train_model(dataset: CGDataset, model_config: dict, training: dict, method_n
     result = trainer.run(progress=progress)
     torch.save({k: v.detach().cpu() for k, v in trainer.model.state_dict().items()}, out / "model.pt")
     hparams = {"model": cfg.to_dict(), "training": dataclasses.asdict(settings), "method": method_name,
-               "method_params": method_params, "variant": variant or method_name, "seed": int(seed), "n_beads": dataset.n_beads,
+               "method_params": method_params, "variant": variant or method_name, "seed": int(seed),
+               "n_beads": dataset.n_beads,
                "bead_mass": float(dataset.masses[0]), "energy_unit": "kcal/mol", "length_unit": "angstrom",
                "device": str(trainer.device), "energy_shift_per_bead": float(trainer.model.energy_shift),
                "energy_scale": float(trainer.model.energy_scale), "provenance": provenance or {}}

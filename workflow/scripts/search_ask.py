@@ -1,6 +1,5 @@
 """Rule search_ask: the candidates of one generation (pymoo ask from the told state; grid: its values)."""
 
-import json
 
 from balancebench.search.driver import ask
 from balancebench.search.space import SearchSpec
