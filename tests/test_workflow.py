@@ -175,6 +175,14 @@ def test_diverging_trainings_are_recorded_and_the_dag_completes(repo, tiny_run, 
     assert "rule production:" not in proc.stdout + proc.stderr  # the atomistic stage was not rerun
     status = json.loads((results / "models" / "softadapt" / "seed1" / "status.json").read_text())
     assert status["status"] == "diverged" and "epoch" in status["reason"]
+    # every search candidate diverged: recorded, and the variants fall back to their configured parameters
+    for variant in ("constant", "constant_nsde"):
+        candidates = pd.read_csv(results / "search" / variant / "candidates.csv")
+        assert (candidates["status"] == "training_diverged").all() and not candidates["feasible"].any()
+        selected = json.loads((results / "search" / variant / "selected.json").read_text())
+        assert selected["status"] == "fallback" and "no candidate completed" in selected["reason"]
+    hparams = json.loads((results / "models" / "constant_nsde" / "seed1" / "hparams.json").read_text())
+    assert hparams["method_params"]["weights"] == [1.0, 1.0] and hparams["training"]["force_loss_alpha"] == 2.0
     sim = json.loads((results / "simulations" / "softadapt" / "seed1" / "status.json").read_text())
     assert sim["status"] == "skipped"
     table = pd.read_csv(results / "metrics" / "metrics.csv")
