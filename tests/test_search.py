@@ -220,3 +220,22 @@ def test_candidate_objectives_match_the_trainers_criterion(lj_dataset, tmp_path)
     assert ev["criterion"] == pytest.approx(status["best_criterion"], rel=1e-6)
     failed = evaluate_candidate(spec(), {"status": "diverged", "reason": "x"}, None, var_f, var_e)
     assert not failed["feasible"] and failed["objectives"] == {"val_force": 1e3, "val_energy": 1e3}
+
+
+def physics_record(sim_status="completed", d_ks=0.12):
+    return {"simulation_status": sim_status, "simulation_reason": "" if sim_status == "completed" else "T blew up",
+            "metrics": {"d_KS": {"value": d_ks}, "gr_w1": {"value": 0.3}, "delta_U": {"value": 5.0}}}
+
+
+def test_physics_objectives_from_the_nvt_metrics_and_unstable_runs_fail():
+    s = spec(objectives=("criterion", "d_KS"))
+    status = {"status": "completed", "best_epoch": 1}
+    log = pd.DataFrame({"epoch": [1], "val_force": [2.0], "val_energy": [3.0]})
+    ev = evaluate_candidate(s, status, log, 4.0, 6.0, physics_record())
+    assert ev["feasible"] and ev["objectives"] == {"criterion": pytest.approx(1.0), "d_KS": 0.12}
+    bad = evaluate_candidate(s, status, log, 4.0, 6.0, physics_record("unstable"))
+    assert not bad["feasible"] and bad["status"] == "simulation_unstable" and bad["reason"] == "T blew up"
+    assert bad["objectives"] == {"criterion": 1e3, "d_KS": 1e3}
+    missing = evaluate_candidate(s, status, log, 4.0, 6.0, physics_record(d_ks=None))
+    assert not missing["feasible"] and "non-finite" in missing["reason"]
+    assert evaluate_candidate(s, status, log, 4.0, 6.0, None)["status"] == "invalid"

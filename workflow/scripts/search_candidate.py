@@ -37,11 +37,14 @@ with snakemake_job(smk) as job:
         sim_config = {**smk.params.simulation, **spec.simulation}
         cfg = dict(smk.params.metrics_config)
         cfg["simulation"] = sim_config
-        simulate_model(out, dataset, sim_config, cfg["atomistic"]["temperature"], smk.params.seed, out / "nvt",
+        # the NVT temperature as rule simulate, the metric settings as rule model_metrics
+        temperature = sim_config.get("temperature") or cfg["atomistic"]["temperature"]
+        simulate_model(out, dataset, sim_config, temperature, smk.params.seed, out / "nvt",
                        provenance=json.dumps(job.provenance(), default=str), log=job.logger)
         physics = evaluate_model(smk.wildcards.variant, smk.params.seed, out, out / "nvt",
                                  Path(smk.input.observables).parent,
-                                 settings=MetricSettings.from_config(cfg, temperature=cfg["atomistic"]["temperature"]))
+                                 settings=MetricSettings.from_config(cfg, temperature=sim_config.get("temperature")))
+        job.logger.info("candidate NVT %s: %s", physics["simulation_status"], physics["simulation_reason"])
     var_f, var_e = target_variances(dataset, training.get("energy_loss", "total"))
     status = json.loads(Path(smk.output.status).read_text())
     evaluation = evaluate_candidate(spec, status, pd.read_csv(smk.output.log), var_f, var_e, physics,
