@@ -10,39 +10,6 @@ wildcard_constraints:
     c=r"\d+",
 
 
-def search_config(variant):
-    """The search's config entry (a job param: editing the search reruns it)."""
-    return config["balancing"]["searches"][VARIANTS[variant]["search"]]
-
-
-def told_input(wildcards):
-    g = int(wildcards.g)
-    return [] if g == 0 else [result(f"search/{wildcards.variant}/gen{g - 1}/told.pkl")]
-
-
-def generation_outputs(wildcards):
-    spec = SEARCHES[wildcards.variant]
-    gen = f"search/{wildcards.variant}/gen{wildcards.g}"
-    return {
-        "asked": result(f"{gen}/asked.pkl"),
-        "candidates": result(f"{gen}/candidates.json"),
-        "evaluations": [result(f"{gen}/c{i}/evaluation.json") for i in range(spec.n_candidates)],
-    }
-
-
-def all_generations(wildcards):
-    spec = SEARCHES[wildcards.variant]
-    return {
-        "told": result(f"search/{wildcards.variant}/gen{spec.n_generations - 1}/told.pkl"),
-        "candidates": [result(f"search/{wildcards.variant}/gen{g}/candidates.json") for g in range(spec.n_generations)],
-        "evaluations": [
-            result(f"search/{wildcards.variant}/gen{g}/c{i}/evaluation.json")
-            for g in range(spec.n_generations)
-            for i in range(spec.n_candidates)
-        ],
-    }
-
-
 rule search_ask:
     """The candidates of generation g from the state told after g - 1 (pymoo ask; grid: its values)."""
     input:
