@@ -16,7 +16,7 @@ from balancebench.seeding import derive_seed
 pytestmark = pytest.mark.e2e
 
 
-def snakemake(repo, *args, timeout=600):
+def snakemake(repo, *args, timeout=1800):  # the tiny run takes ~12 min on 2 shared cores
     return subprocess.run([sys.executable, "-m", "snakemake", "--nolock", *args], cwd=repo,
                           capture_output=True, text=True, timeout=timeout)
 
