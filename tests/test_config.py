@@ -95,6 +95,7 @@ def tiny(repo):
         (lambda b: b["searches"]["nsde"]["space"].__setitem__("gama", {"low": 0, "high": 1}),
          "balancing.searches.nsde.space.gama"),
         (lambda b: b["searches"]["nsde"].__setitem__("kind", "cmaes"), "balancing.searches.nsde.kind"),
+        (lambda b: b["searches"]["nsde"]["space"]["force_loss_alpha"].update(high=3.0), "balancing.searches.nsde.space"),
     ],
 )
 def test_bad_variants_and_searches_name_the_field(repo, mutate, field):

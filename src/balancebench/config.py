@@ -147,11 +147,18 @@ def _check_balancing(config: dict) -> None:
                   [{p: d[k] for p, d in spec["space"].items()} for k in ("low", "high")])
         for values in probes:
             try:
-                params, _ = apply_parameters(values, method, variant.get("params", {}))
+                params, training = apply_parameters(values, method, variant.get("params", {}))
                 get_method(method, **params)
             except (TypeError, ValueError) as err:
                 raise ConfigError(f"config error at balancing.searches.{search}: {values} is not valid for "
                                   f"variant {name!r}: {err}") from err
+            where = "space" if spec["kind"] != "grid" else "values"
+            if not -10.0 <= training.get("force_loss_alpha", 2.0) <= 2.0:
+                raise ConfigError(f"config error at balancing.searches.{search}.{where}: force_loss_alpha "
+                                  f"{training['force_loss_alpha']} is outside [-10, 2] (training.force_loss_alpha)")
+            if training.get("force_loss_scale", 1.0) <= 0:
+                raise ConfigError(f"config error at balancing.searches.{search}.{where}: force_loss_scale "
+                                  f"{training['force_loss_scale']} must be > 0 (kcal/mol/A)")
 
 
 def _training_setting_names() -> list[str]:
