@@ -9,9 +9,9 @@ rule simulate:
         status=rules.train.output.status,
         dataset=rules.cg_map.output.dataset,
     output:
-        trajectory=result("simulations/{method}/seed{seed}/trajectory.h5"),
-        thermo=result("simulations/{method}/seed{seed}/thermo.csv"),
-        status=result("simulations/{method}/seed{seed}/status.json"),
+        trajectory=result("simulations/{variant}/seed{seed}/trajectory.h5"),
+        thermo=result("simulations/{variant}/seed{seed}/thermo.csv"),
+        status=result("simulations/{variant}/seed{seed}/status.json"),
     params:
         simulation=config["simulation"],
         temperature=config["atomistic"]["temperature"],
@@ -23,9 +23,9 @@ rule simulate:
         gpu=0,
         runtime=240,
     log:
-        log_path("simulations/{method}/seed{seed}"),
+        log_path("simulations/{variant}/seed{seed}"),
     benchmark:
-        bench_path("simulations/{method}/seed{seed}")
+        bench_path("simulations/{variant}/seed{seed}")
     conda:
         "../../envs/train.yaml"
     script:
@@ -43,21 +43,21 @@ rule model_metrics:
         rdf=rules.atomistic_observables.output.rdf,
         msd=rules.atomistic_observables.output.msd,
     output:
-        metrics=result("metrics/models/{method}/seed{seed}.json"),
+        metrics=result("metrics/models/{variant}/seed{seed}.json"),
         figure=report(
-            result("simulations/{method}/seed{seed}/structure.png"),
+            result("simulations/{variant}/seed{seed}/structure.png"),
             caption="../report/model_structure.rst",
             category="CG simulations",
-            subcategory="{method}",
-            labels={"method": "{method}", "seed": "{seed}"},
+            subcategory="{variant}",
+            labels={"variant": "{variant}", "seed": "{seed}"},
         ),
     params:
         config=lambda wc: {k: config[k] for k in ("atomistic", "observables", "metrics", "simulation")},
         code=code_hash("metrics.py", "observables.py", "reference.py"),
     log:
-        log_path("metrics/{method}/seed{seed}"),
+        log_path("metrics/{variant}/seed{seed}"),
     benchmark:
-        bench_path("metrics/{method}/seed{seed}")
+        bench_path("metrics/{variant}/seed{seed}")
     conda:
         "../../envs/stats.yaml"
     script:
@@ -66,7 +66,7 @@ rule model_metrics:
 
 rule collect_metrics:
     input:
-        expand(result("metrics/models/{method}/seed{seed}.json"), method=METHODS, seed=SEEDS),
+        expand(result("metrics/models/{variant}/seed{seed}.json"), variant=VARIANTS, seed=SEEDS),
     output:
         table=report(
             result("metrics/metrics.csv"),

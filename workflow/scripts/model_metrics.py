@@ -9,7 +9,7 @@ smk = snakemake  # noqa: F821 (injected by Snakemake)
 with snakemake_job(smk) as job:
     cfg = smk.params.config
     settings = MetricSettings.from_config(cfg, temperature=cfg["simulation"]["temperature"])
-    record = evaluate_model(smk.wildcards.method, int(smk.wildcards.seed), Path(smk.input.train_status).parent,
+    record = evaluate_model(smk.wildcards.variant, int(smk.wildcards.seed), Path(smk.input.train_status).parent,
                             Path(smk.input.sim_status).parent, Path(smk.input.observables).parent,
                             settings=settings, figure=smk.output.figure)
     write_model_json(smk.output.metrics, record, provenance=job.provenance())
