@@ -318,7 +318,8 @@ def test_failed_run_is_excluded_explicitly_and_never_changes_other_verdicts():
     failed = tidy(groups, status={("C", 4, "m"): "unstable"})
     dropped = tidy(groups)
     dropped = dropped[~((dropped["method"] == "C") & (dropped["seed"] == "4"))].reset_index(drop=True)
-    ev_failed, ev_dropped = run(failed, posthoc_alpha=0.05), run(dropped, posthoc_alpha=0.05)
+    ev_failed = run(failed, posthoc_alpha=0.05, failed_values="exclude")
+    ev_dropped = run(dropped, posthoc_alpha=0.05, failed_values="exclude")
     key = ["metric", "group_a", "group_b"]
     only_m = [ev.posthoc[ev.posthoc["metric"] == "m"].set_index(key)[["p_adj", "reject"]]
               for ev in (ev_failed, ev_dropped)]
@@ -342,7 +343,7 @@ def test_failed_run_is_excluded_explicitly_and_never_changes_other_verdicts():
 def test_method_with_too_few_valid_runs_is_untestable_and_last():
     groups = {"m": {"A": [1.0, 1.1, 0.9, 1.05], "B": [5.0, 5.1, 4.9, 5.05], "C": [0.0, 0.1, 0.2, 0.3]}}
     frame = tidy(groups, status={("C", s, "m"): "diverged" for s in range(3)})
-    ev = run(frame)
+    ev = run(frame, failed_values="exclude")
     assert ev.ranking.loc["C", "m"] == 3  # k methods: scored last although its one value is the lowest
     assert ev.kruskal.loc[0, "n_methods"] == 2
     assert "untestable" in ev.kruskal.loc[0, "note"] and "C (1 valid)" in ev.kruskal.loc[0, "note"]
@@ -416,7 +417,7 @@ def test_parse_direction():
 
 
 def test_settings_from_the_configs(repo):
-    assert StatsSettings.from_config(validate_config({})["stats"]) == StatsSettings()
+    assert StatsSettings.from_config(validate_config({})["stats"]) == StatsSettings(bootstrap_replicates=200)
     paper = StatsSettings.from_config(load_config(repo / "config" / "paper.yaml")["stats"])
     assert (paper.alpha, paper.screening, paper.posthoc_alpha, paper.posthoc) == (0.1, 0.35, 0.35, "tukey")
     custom = StatsSettings.from_config(validate_config(
