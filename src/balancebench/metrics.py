@@ -646,6 +646,24 @@ def tidy_table(records: Iterable[Mapping]) -> pd.DataFrame:
     return df
 
 
+def timing_table(records: Iterable[Mapping]) -> pd.DataFrame:
+    """Provenance of t_ep / sigma_ep, one row per model: counted work, calibration, and the wall-clock values."""
+    rows = []
+    for rec in records:
+        d = rec.get("details", {})
+        timing = d.get("timing")
+        counted = isinstance(timing, Mapping)
+        cal = (timing or {}).get("calibration", {}) if counted else {}
+        rows.append({"method": rec["method"], "seed": int(rec["seed"]),
+                     "t_ep": rec["metrics"]["t_ep"]["value"], "sigma_ep": rec["metrics"]["sigma_ep"]["value"],
+                     "source": "counted work" if counted else "wall clock",
+                     "flops_ep": timing.get("flops_ep") if counted else None,
+                     "flop_rate": cal.get("flop_rate"), "machine": cal.get("machine"),
+                     "t_ep_wall": d.get("t_ep_wall"), "sigma_ep_wall": d.get("sigma_ep_wall")})
+    return pd.DataFrame(rows, columns=["method", "seed", "t_ep", "sigma_ep", "source", "flops_ep", "flop_rate",
+                                       "machine", "t_ep_wall", "sigma_ep_wall"])
+
+
 def write_model_json(path: str | Path, record: Mapping, **extra) -> None:
     """The per-model JSON (``record`` from :func:`compute_model_metrics`, plus ``extra`` keys)."""
     payload = dict(record)
@@ -943,5 +961,5 @@ __all__ = [
     "tidy_table", "write_model_json", "read_model_json", "write_tidy_csv", "canonical_cv_t", "prescreen_criteria",
     "prescreen", "prescreen_table", "read_status", "read_training_run", "read_cg_trajectory",
     "read_simulation_run", "evaluate_model", "plot_model", "epochs_to_target", "canonical_cv_t_target",
-    "friction_limited_msd_slope", "training_u_per_molecule", "CENSORED",
+    "friction_limited_msd_slope", "training_u_per_molecule", "timing_table", "CENSORED",
 ]

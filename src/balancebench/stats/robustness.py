@@ -270,7 +270,7 @@ def power_table(evaluation) -> pd.DataFrame:
                 if paired:
                     joined = pd.concat([by[a], by[b]], axis=1, join="inner").to_numpy(dtype=float)
                     diff = joined[:, 1] - joined[:, 0]
-                    n_now = int(len(diff))
+                    n_now = len(diff)
                     mean, sd = (float(diff.mean()), float(diff.std(ddof=1))) if n_now > 1 else (0.0, 0.0)
                 else:
                     xa, xb = by[a].to_numpy(dtype=float), by[b].to_numpy(dtype=float)
