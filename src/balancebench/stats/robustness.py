@@ -21,7 +21,7 @@ the inverse asymptotic relative efficiency of the deciding test against the t te
 normality: 1 for Tukey HSD, pi/3 for Dunn and Conover-Iman (Wilcoxon-type rank tests, ARE
 3/pi), pi (k+1) / (3 k) for the Friedman post-hocs. n is rounded up, at least 2; d = 0 gives
 infinity (no number of seeds separates equal means). The screening omnibus test is not
-modelled. ``power_now`` is the approximate power of the pair at the present seeds.
+modelled; metrics weighted 0 are skipped (they decide nothing). ``power_now`` is the approximate power of the pair at the present seeds.
 """
 
 from __future__ import annotations
@@ -256,6 +256,8 @@ def power_table(evaluation) -> pd.DataFrame:
     testable = evaluation.letters.set_index(["metric", "method"])["testable"] if len(evaluation.letters) else None
     rows = []
     for metric in metrics:
+        if settings.weight(metric) == 0:
+            continue  # reported-only metrics decide nothing
         frame, _ = _tested_values(data[data["metric"] == metric], directions[metric], settings)
         methods = [m for m in evaluation.table.methods if testable is None or bool(testable.get((metric, m), False))]
         k = len(methods)
