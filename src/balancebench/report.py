@@ -162,8 +162,10 @@ def _summary_blocks(ev: Evaluation, figures: Sequence[str] = ()) -> list[tuple[s
     blocks.append(("h2", "Failed runs"))
     failed = ev.table.failed_runs()
     if len(failed):
-        blocks += [("p", "Values of failed runs are excluded from the tests, counted in Tables 1-3 and the runs "
-                         f"are scored by the {FAILED_RUNS_METRIC} metric (docs/statistics.md)."),
+        policy = ("enter each metric's tests as the worst value" if s.failed_values == "worst"
+                  else "are excluded from the tests")
+        blocks += [("p", f"Values of failed runs {policy}; they are counted in Tables 1-3 and reported by the "
+                         f"{FAILED_RUNS_METRIC} metric (weight {s.weight(FAILED_RUNS_METRIC):g}; docs/statistics.md)."),
                    ("table", failed[["method", "seed", "status", "reason"]])]
     else:
         blocks.append(("p", "None: every run completed."))
