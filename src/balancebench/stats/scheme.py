@@ -92,9 +92,12 @@ class StatsSettings:
         return self.blocked_posthoc if self.design == "blocked" else self.posthoc
 
     def weight(self, metric: str) -> float:
-        """w_m: the configured weight, else 0 for :data:`REPORTED_ONLY` metrics and 1 for the rest."""
+        """w_m: the configured weight, else 0 for :data:`REPORTED_ONLY` metrics (failed_runs: 1 when failed values
+        are excluded, the only place they then count) and 1 for the rest."""
         if metric in self.metric_weights:
             return float(self.metric_weights[metric])
+        if metric == FAILED_RUNS_METRIC and self.failed_values == "exclude":
+            return 1.0  # excluded failures count only through this metric
         return 0.0 if metric in REPORTED_ONLY else 1.0
 
     @classmethod
