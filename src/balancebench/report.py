@@ -189,14 +189,20 @@ def _trust_blocks(ev: Evaluation) -> list[tuple[str, object]]:
         out.append(("p", "Rank stability not computed (stats.bootstrap.replicates: 0)."))
     pw = ev.power
     if pw is not None and len(pw):
+        def need(values, how):
+            if not len(values):
+                return "-"
+            value = float(values.max() if how == "max" else values.median())
+            return "never (equal means)" if math.isinf(value) else str(int(math.ceil(value)))
+
         rows = []
         for metric, g in pw.groupby("metric", sort=False):
             sig, non = g[g["reject"]], g[~g["reject"]]
             rows.append({"metric": metric, "seeds now": int(g["n_now"].max()),
                          "significant pairs": len(sig),
-                         "seeds for all significant (max)": sig["seeds_needed"].max() if len(sig) else np.nan,
+                         "seeds for all significant (max)": need(sig["seeds_needed"], "max"),
                          "non-significant pairs": len(non),
-                         "seeds for non-significant (median)": non["seeds_needed"].median() if len(non) else np.nan,
+                         "seeds for non-significant (median)": need(non["seeds_needed"], "median"),
                          "min power now (significant)": sig["power_now"].min() if len(sig) else np.nan})
         out += [("p", f"Seeds per variant each verdict would need at power {ev.settings.power_target:g} "
                       f"(normal approximation from the observed effect sizes, per-pair level posthoc_alpha / "
