@@ -32,10 +32,11 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 CATEGORY = "Evaluation scheme"
 EXPECTED_TABLE_LABELS = ["0 summary", "1 Kruskal-Wallis", "2 post-hoc pairs", "2b post-hoc tests compared",
-                         "3 ranking", "3b letters and scores", "failed values"]
+                         "3 ranking", "3b letters and scores", "4 rank stability", "5 seeds needed per verdict",
+                         "failed values"]
 EXPECTED_FIGURE_LABELS = ["box plots (PNG)", "box plots (SVG)"]
 EXPECTED_FILES = ["kruskal.csv", "posthoc.csv", "posthoc_comparison.csv", "ranking.csv", "letters.csv",
-                  "failures.csv", "summary.html", "boxplots.png", "boxplots.svg"]
+                  "failures.csv", "stability.csv", "power.csv", "summary.html", "boxplots.png", "boxplots.svg"]
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
                   "--window-size=1500,1000", "--virtual-time-budget=8000"]
