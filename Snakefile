@@ -23,6 +23,17 @@ include: "workflow/rules/simulation.smk"
 include: "workflow/rules/stats.smk"
 
 
+# Cheap aggregation rules run on the submitting host under a cluster executor (profiles/slurm):
+# a SLURM job each would cost more in queueing and status latency than the work itself.
+localrules:
+    all,
+    select_constant,
+    collect_metrics,
+    stats_tables,
+    stats_figures,
+    stats,
+
+
 rule all:
     input:
         all_targets(),
