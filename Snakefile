@@ -7,9 +7,21 @@
 # Stages (one rule file each): atomistic MD (LAMMPS) -> CG mapping -> training per
 # method x seed -> CG NVT (ASE) -> metrics -> statistics. See docs/ARCHITECTURE.md.
 
+import os
+import sys
+
 from snakemake.utils import min_version
 
 min_version("9.0")
+
+# The library comes from this checkout's src/ for the Snakefile and for every job (local, conda
+# env, SLURM job step: PYTHONPATH is inherited): envs/*.yaml pin only third-party packages, and a
+# job never runs an older installed copy than the code its code hash describes.
+SRC = os.path.join(workflow.basedir, "src")
+if SRC not in sys.path:
+    sys.path.insert(0, SRC)
+if os.environ.get("PYTHONPATH", "").split(os.pathsep)[0] != SRC:
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [SRC, os.environ.get("PYTHONPATH")]))
 
 
 configfile: "config/config.yaml"

@@ -3,6 +3,7 @@
 import json
 
 from balancebench.cg import read_dataset
+from balancebench.progress import EpochProgress
 from balancebench.training import train_model
 from balancebench.workflow_io import snakemake_job
 
@@ -16,8 +17,5 @@ with snakemake_job(smk) as job:
         read_dataset(smk.input.dataset), smk.params.model, smk.params.training, smk.params.method, params,
         smk.params.seed, out_dir=smk.output.model.rsplit("/", 1)[0], checkpoint=smk.params.checkpoint,
         threads=smk.threads, provenance=job.provenance(method=smk.params.method, method_params=params),
-        progress=lambda row: job.logger.info(
-            "epoch %d  %.2f s  train F %.4g E %.4g  val F %.4g E %.4g  coef %.3g %.3g  criterion %.4g",
-            row["epoch"], row["seconds"], row["train_force"], row["train_energy"], row["val_force"],
-            row["val_energy"], row["coef_force"], row["coef_energy"], row["criterion"]))
+        progress=EpochProgress(job.logger, max_epochs=smk.params.training["max_epochs"]))
     job.logger.info("training %s: %s", result.status, result.reason)
