@@ -9,7 +9,7 @@
 # The node has two partitions on the same host, `cpu` (default) and `gpu`, so profiles/slurm
 # submits unchanged; it has no GPUs (GresTypes empty), so GPU requests must be overridden to 0.
 # Accounting is disabled (no slurmdbd): submit with --slurm-no-account and query job states
-# with --slurm-status-command squeue (profiles/slurm/README.md).
+# with --slurm-status-command squeue (README.md, "On a SLURM cluster").
 # Needs root and apt-get (exit 3 otherwise: the test skips). Idempotent: start on a running
 # cluster only checks it. It writes /etc/slurm/slurm.conf and refuses to replace one it did not write.
 set -euo pipefail

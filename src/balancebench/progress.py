@@ -107,7 +107,8 @@ class Progress:
         rate = (done - self.start_done) / elapsed if elapsed > 0 else float("nan")
         line = (f"{self.label}: {done}/{self.total} {self.unit}s ({100.0 * fraction:.0f} %)"
                 + (f"  {_format_values(values)}" if values else "")
-                + f"  {rate:.3g} {self.unit}s/s  elapsed {format_duration(elapsed)}  ETA {format_duration(self.eta(done))}")
+                + f"  {rate:.3g} {self.unit}s/s  elapsed {format_duration(elapsed)}"
+                + f"  ETA {format_duration(self.eta(done))}")
         self.logger.info("%s", line)
         self.lines.append(line)
         return line
