@@ -138,6 +138,8 @@ def check_run(config: Path, out: Path, chromium: str) -> list[str]:
             problems.append(f"{figure} is not embedded in the report")
         elif name and not re.search(rf"<img[^>]+src=\"data:image/png;[^\"]*filename={re.escape(name)};base64,", dom):
             problems.append(f"{figure} is not displayed")
+        else:
+            print(f"figure in the report: {figure.relative_to(results)}")
     return problems
 
 
