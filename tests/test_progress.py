@@ -54,12 +54,15 @@ def test_a_line_per_tenth_with_the_eta_of_a_constant_rate(logger):
     assert progress.bar is None  # not a terminal
 
 
-def test_coarse_updates_still_log_once_per_crossing(logger):
-    progress = Progress(100, "x", logger=logger, clock=FakeClock(), stream=io.StringIO())
-    progress.update(35)  # jumps over 10, 20, 30 %: one line, the next at 40 %
-    progress.update(39)
-    progress.update(40)
-    assert [line.split()[1] for line in progress.lines] == ["35/100", "40/100"]
+@pytest.mark.parametrize("total, stride", [(125, 5), (1000, 7), (1000, 99), (1000, 100), (100, 35)])
+def test_lines_are_at_most_a_tenth_apart_at_any_steady_stride(logger, total, stride):
+    progress = Progress(total, "x", logger=logger, clock=FakeClock(), stream=io.StringIO())
+    for done in [*range(stride, total, stride), total]:
+        progress.update(done)
+    logged = [0] + [int(line.split()[1].split("/")[0]) for line in progress.lines]
+    gaps = np.diff(logged)
+    assert logged[-1] == total and gaps.max() <= max(0.1 * total, stride)
+    assert len(progress.lines) <= 2 * 10 + 1  # not a line per update for fine strides
 
 
 def test_slow_runs_log_every_max_interval(logger):

@@ -1,8 +1,10 @@
 """Progress of long loops for a person: lines in the rule log at a bounded rate, a tqdm bar on a terminal.
 
 :class:`Progress` follows ``done`` of ``total`` units (MD steps, frames, epochs, candidates). It logs a line
-when the fraction done crosses the next multiple of ``every`` (default 10 %), when ``max_interval`` seconds
-passed since the last line, and at the end. Each line has the fraction, the rate and the estimated time left,
+when the next update, at the stride of the last one, would leave more than ``every`` of the run (default
+10 %) since the last line, so lines are at most ``every`` apart when updates come at a steady stride (or at
+every update when one stride is longer); also when ``max_interval`` seconds passed since the last line, and at
+the end. Each line has the fraction, the rate and the estimated time left,
 
     ETA = (total - done) x elapsed / (done - done_at_start)    (seconds; mean time per unit so far)
 
@@ -70,7 +72,7 @@ class Progress:
         self.every, self.max_interval, self.clock = float(every), float(max_interval), clock
         self.start_done = self.done = int(start)
         self.started = self.last_time = clock()
-        self.next_fraction = (math.floor(self.start_done / self.total / self.every) + 1) * self.every
+        self.last_done = self.start_done
         self.lines: list[str] = []
         stream = sys.stderr if stream is None else stream
         self.bar = None
@@ -95,14 +97,15 @@ class Progress:
             if values:
                 self.bar.set_postfix({k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in values.items()},
                                      refresh=False)
-        self.done = done
+        stride, self.done = done - self.done, done
         now = self.clock()
         fraction = done / self.total
-        due = fraction + 1e-12 >= self.next_fraction or now - self.last_time >= self.max_interval or done >= self.total
+        # due when the next update (at the same stride) would leave more than `every` of the run unreported
+        due = (done + stride - self.last_done > self.every * self.total + 1e-9
+               or now - self.last_time >= self.max_interval or done >= self.total)
         if not due:
             return None
-        self.next_fraction = (math.floor(fraction / self.every + 1e-9) + 1) * self.every
-        self.last_time = now
+        self.last_done, self.last_time = done, now
         elapsed = now - self.started
         rate = (done - self.start_done) / elapsed if elapsed > 0 else float("nan")
         line = (f"{self.label}: {done}/{self.total} {self.unit}s ({100.0 * fraction:.0f} %)"
