@@ -101,6 +101,7 @@ start() {
     if node_idle && running "$STATE/slurmctld.pid" && running "$STATE/slurmd.pid"; then
         log "already running"; sinfo; return 0
     fi
+    [ "$(id -u)" -eq 0 ] || cannot "not root: slurmctld, slurmd and munged are started as root"
     write_config
     # munge: a key (the package creates one; create it if a minimal install did not)
     if [ ! -s /etc/munge/munge.key ]; then
