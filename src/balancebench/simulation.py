@@ -172,7 +172,7 @@ def initialise_velocities(atoms: Atoms, temperature: float, seed: int) -> None:
 def run_nvt(atoms: Atoms, settings: NVTSettings, progress=None) -> NVTResult:
     """Equilibrate then produce; ``atoms`` must carry a calculator and velocities (or get them here).
 
-    ``progress(step, total)`` is called every thermo interval if given.
+    ``progress(step, total, temperature)`` (temperature in K) is called every thermo interval if given.
     """
     if not np.any(atoms.get_momenta()):
         initialise_velocities(atoms, settings.temperature, settings.seed)
@@ -220,7 +220,7 @@ def run_nvt(atoms: Atoms, settings: NVTSettings, progress=None) -> NVTResult:
             frames.append(atoms.get_positions().copy())
             frame_times.append(step * settings.timestep / 1000.0)
         if progress is not None:
-            progress(step, total)
+            progress(step, total, temperature)
     return NVTResult(
         status=status, reason=reason, step=step, settings=asdict(settings),
         thermo={k: np.asarray(v) for k, v in records.items()},
@@ -251,6 +251,7 @@ def simulate_model(model_dir: str | Path, dataset, sim_config: dict, temperature
     import pandas as pd
 
     from balancebench.model import resolve_device
+    from balancebench.progress import Progress
     from balancebench.trajectory import H5MDWriter
 
     model_dir, out = Path(model_dir), Path(out_dir)
@@ -271,15 +272,11 @@ def simulate_model(model_dir: str | Path, dataset, sim_config: dict, temperature
         frame = int(dataset.split["test"][0])
         atoms = atoms_from_frame(dataset.positions[frame], dataset.box[frame], float(dataset.masses[0]), calc)
         total = settings.steps(settings.equilibration) + settings.steps(settings.production)
-        last = [0.0]
-
-        def progress(step, n):
-            if log is not None and step / n >= last[0] + 0.1:
-                last[0] = step / n
-                log.info("NVT %d / %d steps (%.0f %%)", step, n, 100.0 * step / n)
-
         start = time.perf_counter()
-        result = run_nvt(atoms, settings, progress=progress)
+        # a line at least every 10 % of the run (step, T, ETA) in the rule log; a bar on a terminal
+        with Progress(total, "NVT", logger=log, every=0.1) as reporter:
+            result = run_nvt(atoms, settings, progress=lambda step, n, temperature: reporter.update(
+                step, T=f"{temperature:.1f} K"))
         seconds = time.perf_counter() - start
         status = {**result.summary(), "start_frame": frame, "seconds": seconds,
                   "steps_per_second": result.step / seconds if seconds > 0 else None, "total_steps": total,

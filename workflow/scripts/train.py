@@ -3,6 +3,7 @@
 import json
 
 from balancebench.cg import read_dataset
+from balancebench.progress import EpochProgress
 from balancebench.search.space import apply_parameters
 from balancebench.training import train_model
 from balancebench.workflow_io import snakemake_job
@@ -23,8 +24,5 @@ with snakemake_job(smk) as job:
         provenance=job.provenance(variant=smk.params.variant, method=smk.params.method, method_params=params,
                                   replicate_seed=smk.params.replicate, run_seed=smk.params.seed,
                                   seed_design=smk.params.seed_design),
-        progress=lambda row: job.logger.info(
-            "epoch %d  %.2f s  train F %.4g E %.4g  val F %.4g E %.4g  coef %.3g %.3g  criterion %.4g",
-            row["epoch"], row["seconds"], row["train_force"], row["train_energy"], row["val_force"],
-            row["val_energy"], row["coef_force"], row["coef_energy"], row["criterion"]))
+        progress=EpochProgress(job.logger, max_epochs=training["max_epochs"]))
     job.logger.info("training %s: %s", result.status, result.reason)
