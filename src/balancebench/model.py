@@ -81,6 +81,20 @@ def resolve_device(name: str, setting: str = "device") -> torch.device:
     return torch.device(name)
 
 
+def activation_and_derivative(name: str, x: torch.Tensor, shifted: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """(act(x), act'(x)) for the explicit-force path; ``shifted=False`` leaves out ssp's constant -ln 2."""
+    if name == "ssp":
+        a = nn.functional.softplus(x)
+        return (a - LN2 if shifted else a), torch.sigmoid(x)
+    if name == "tanh":
+        a = torch.tanh(x)
+        return a, 1.0 - a * a
+    if name == "silu":
+        s = torch.sigmoid(x)
+        return x * s, s * (1.0 + x * (1.0 - s))
+    raise ValueError(f"unknown activation {name!r}; use one of ['silu', 'ssp', 'tanh']")
+
+
 class ShiftedSoftplus(nn.Module):
     """ssp(x) = softplus(x) - ln 2 (zero at x = 0)."""
 
@@ -158,7 +172,50 @@ def batch_frames(positions: list[torch.Tensor], lists: list[NeighborList]) -> Gr
     j = torch.cat([nl.j + o for nl, o in zip(lists, offsets)])
     shift = torch.cat([nl.shift for nl in lists])
     frame = torch.cat([torch.full((x.shape[0],), k, dtype=torch.long, device=x.device) for k, x in enumerate(positions)])
-    return GraphBatch(torch.cat(positions), NeighborList(i, j, shift, lists[0].cutoff), frame, len(positions))
+    # the per-frame parts let the model cache each frame's pair geometry on its list (see CGSchNet.pair_geometry)
+    return GraphBatch(torch.cat(positions), NeighborList(i, j, shift, lists[0].cutoff), frame, len(positions),
+                      {"frames": (list(positions), list(lists))})
+
+
+@dataclass
+class PairGeometry:
+    """What the explicit-force path needs of a pair list, all functions of the positions only (no parameters).
+
+    ``i, j`` (P,) pairs; ``unit`` (P, 3) r_ij / |r_ij|; ``rbf`` (P, G) Gaussians exp(gamma (r - mu_k)^2);
+    ``drbf`` (P, G) their r-derivative 2 gamma (r - mu_k) rbf (1/A); ``envelope`` (P, 1) C(r) and
+    ``denvelope`` (P, 1) dC/dr (1/A), both 0 beyond the cutoff; ``prior`` (P,) U_ex per pair (kcal/mol) and
+    ``dprior`` (P,) dU_ex/dr (kcal/mol/A), zeros without a prior.
+    """
+
+    i: torch.Tensor
+    j: torch.Tensor
+    unit: torch.Tensor
+    rbf: torch.Tensor
+    drbf: torch.Tensor
+    envelope: torch.Tensor
+    denvelope: torch.Tensor
+    prior: torch.Tensor
+    dprior: torch.Tensor
+
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in self.__dict__.values())
+
+
+def cat_geometries(parts: list[PairGeometry], n_beads: list[int]) -> PairGeometry:
+    """Join per-frame geometries into the geometry of the batched graph (bead indices offset frame by frame)."""
+    if len(parts) == 1:
+        return parts[0]
+    offsets = [0]
+    for n in n_beads[:-1]:
+        offsets.append(offsets[-1] + n)
+    return PairGeometry(torch.cat([g.i + o for g, o in zip(parts, offsets)]),
+                        torch.cat([g.j + o for g, o in zip(parts, offsets)]),
+                        *(torch.cat([getattr(g, name) for g in parts]) for name in
+                          ("unit", "rbf", "drbf", "envelope", "denvelope", "prior", "dprior")))
+
+
+GEOMETRY_CACHE_BYTES = 1 << 30  # at most this much cached pair geometry per process (training frames)
+_geometry_cache_used = [0]
 
 
 class CGSchNet(nn.Module):
@@ -199,17 +256,27 @@ class CGSchNet(nn.Module):
         self.energy_scale.fill_(float(scale))
 
     # -- energies ------------------------------------------------------------------
+    def initial_features(self, species: torch.Tensor | None, batch: "GraphBatch | int") -> torch.Tensor:
+        """h0 (N, hidden): the initial bead embedding, the one place it is made (every energy path calls this).
+
+        ``species`` (N,) int64 or None (one bead type); ``batch`` the GraphBatch (or, without one, the bead
+        count N). h0 does not depend on positions, so explicit forces stay valid for whatever is fused here.
+        """
+        n = batch if isinstance(batch, int) else batch.positions.shape[0]
+        if species is None:
+            species = torch.zeros(n, dtype=torch.long, device=self.embedding.weight.device)
+        return self.embedding(species)
+
     def bead_energies(self, positions: torch.Tensor, neighbors: NeighborList,
-                      species: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                      species: torch.Tensor | None = None, batch: "GraphBatch | None" = None
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
         """(per-bead network energies (N,), per-pair prior energies (P,)), kcal/mol."""
         r = neighbors.vectors(positions).norm(dim=-1)
         inside = r < self.cutoff  # a Verlet list carries pairs beyond the cutoff: they contribute nothing
         envelope = torch.where(inside, 0.5 * (torch.cos(r * (math.pi / self.cutoff)) + 1.0), torch.zeros_like(r))
         d = r[:, None] - self.offsets[None, :]
         rbf = torch.exp(self.gamma * (d * d))
-        if species is None:
-            species = torch.zeros(positions.shape[0], dtype=torch.long, device=positions.device)
-        h = self.embedding(species)
+        h = self.initial_features(species, batch if batch is not None else positions.shape[0])
         envelope = envelope[:, None]
         for block in self.interactions:
             h = h + block(h, rbf, envelope, neighbors.i, neighbors.j)
@@ -220,13 +287,135 @@ class CGSchNet(nn.Module):
 
     def forward(self, batch: GraphBatch) -> torch.Tensor:
         """Total energy per frame (B,), kcal/mol."""
-        bead, pair = self.bead_energies(batch.positions, batch.neighbors, batch.extras.get("species"))
+        bead, pair = self.bead_energies(batch.positions, batch.neighbors, batch.extras.get("species"), batch)
         energy = torch.zeros(batch.n_frames, dtype=bead.dtype, device=bead.device).index_add_(0, batch.frame, bead)
         if self.prior is not None:
             energy = energy.index_add_(0, batch.frame[batch.neighbors.i], pair)
         return energy
 
+    # -- explicit forces -------------------------------------------------------------------
+    def _geometry_key(self, positions: torch.Tensor) -> tuple:
+        return (self.cutoff, tuple(self.offsets.shape), float(self.offsets[-1]), self.gamma,
+                None if self.prior is None else (self.prior.sigma, self.prior.exponent),
+                positions.dtype, positions.device, positions.data_ptr(), positions._version)
+
+    @torch.no_grad()
+    def pair_geometry(self, positions: torch.Tensor, neighbors: NeighborList) -> PairGeometry:
+        """The :class:`PairGeometry` of ``neighbors`` at ``positions`` (computed without a graph)."""
+        dtype = self.offsets.dtype
+        vec = neighbors.vectors(positions.detach().to(dtype))
+        r = vec.norm(dim=-1)
+        inside = r < self.cutoff  # a Verlet list carries pairs beyond the cutoff: they contribute nothing
+        safe_r = torch.where(r > 0, r, torch.ones_like(r))
+        unit = vec / safe_r[:, None]
+        arg = r * (math.pi / self.cutoff)
+        zero = torch.zeros_like(r)
+        envelope = torch.where(inside, 0.5 * (torch.cos(arg) + 1.0), zero)
+        denvelope = torch.where(inside, (-0.5 * math.pi / self.cutoff) * torch.sin(arg), zero)
+        d = r[:, None] - self.offsets[None, :]
+        rbf = torch.exp(self.gamma * (d * d))
+        drbf = (2.0 * self.gamma) * d * rbf
+        if self.prior is not None:
+            prior = self.prior(safe_r, inside)
+            dprior = -self.prior.exponent * prior / safe_r
+        else:
+            prior, dprior = zero, zero
+        return PairGeometry(neighbors.i, neighbors.j, unit, rbf, drbf, envelope[:, None], denvelope[:, None],
+                            prior, dprior)
+
+    def batch_geometry(self, batch: GraphBatch) -> PairGeometry:
+        """The geometry of ``batch``; for batches of whole frames (``batch_frames``) each frame's part is cached on
+        its neighbour list, keyed by the positions tensor (identity and version) and the basis, within
+        ``GEOMETRY_CACHE_BYTES`` per process. Training frames never move, so the basis is computed once."""
+        parts = batch.extras.get("frames")
+        if parts is None:
+            return self.pair_geometry(batch.positions, batch.neighbors)
+        geoms = []
+        for x, nl in zip(*parts):
+            key = self._geometry_key(x)
+            cached = getattr(nl, "_geometry", None)
+            if cached is not None and cached[0] == key:
+                geoms.append(cached[1])
+                continue
+            g = self.pair_geometry(x, nl)
+            if _geometry_cache_used[0] + g.nbytes() <= GEOMETRY_CACHE_BYTES and not x.requires_grad:
+                if cached is None:
+                    _geometry_cache_used[0] += g.nbytes()
+                nl._geometry = (key, g)
+            geoms.append(g)
+        return cat_geometries(geoms, [x.shape[0] for x in parts[0]])
+
+    def explicit_energy_and_forces(self, batch: GraphBatch, geometry: PairGeometry | None = None,
+                                   forces: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(E per frame (B,), F (B*N, 3)) with forces written as forward operations (no autograd in x).
+
+        Forces come from the chain rule through the pair distances only (h0 and the per-bead layers do not see
+        positions): ``F_j = -sum_{pairs (i,j)} dE/dr_ij u_ij`` (and +u_ij on i), with
+
+            dE/dr_ij = dU_ex/dr + sum_blocks sum_f (g_i,f x_j,f + g_j,f x_i,f) dW_ij,f/dr,
+            dW/dr = (act'(z) * (drbf W1^T)) W2^T * C + f(r) * C'(r),
+
+        where g = dE/dm is back-propagated by hand through the readout and the blocks (per-bead, cheap).
+        Every operation is differentiable in the parameters, so a force loss needs a first-order backward only.
+        """
+        geom = geometry if geometry is not None else self.batch_geometry(batch)
+        act = self.config.activation
+        i, j, env = geom.i, geom.j, geom.envelope
+        h = self.initial_features(batch.extras.get("species"), batch)
+        saved = []
+        for block in self.interactions:
+            lin_a, lin_b = block.mlp[0], block.mlp[2]
+            z = torch.addmm(lin_a.bias, geom.rbf, lin_a.weight.t())
+            a, da = activation_and_derivative(act, z, shifted=False)
+            bias_b = lin_b.bias - LN2 * lin_b.weight.sum(1) if act == "ssp" else lin_b.bias  # ssp's -ln 2, folded
+            f = torch.addmm(bias_b, a, lin_b.weight.t())
+            w = f * env
+            x = block.conv.lin1(h)
+            xi, xj = x.index_select(0, i), x.index_select(0, j)
+            m = torch.zeros_like(x).index_add_(0, i, w * xj).index_add_(0, j, w * xi)
+            v, dv = activation_and_derivative(act, block.conv.lin2(m))
+            h = h + block.lin(v)
+            saved.append((z, da, f, w, xi, xj, dv))
+        o, do = activation_and_derivative(act, self.lin1(h))
+        y = self.lin2(o).squeeze(-1)
+        bead = self.energy_scale * y + self.energy_shift
+        energy = torch.zeros(batch.n_frames, dtype=bead.dtype, device=bead.device).index_add_(0, batch.frame, bead)
+        if self.prior is not None:
+            energy = energy.index_add_(0, batch.frame.index_select(0, i), geom.prior)
+        if not forces:
+            return energy, None
+        g = (self.energy_scale * (do * self.lin2.weight)) @ self.lin1.weight  # dE/dh after the last block (N, H)
+        dedr = geom.dprior
+        for t in range(len(self.interactions) - 1, -1, -1):
+            block = self.interactions[t]
+            z, da, f, w, xi, xj, dv = saved[t]
+            gm = ((g @ block.lin.weight) * dv) @ block.conv.lin2.weight  # dE/dm (N, F)
+            gi, gj = gm.index_select(0, i), gm.index_select(0, j)
+            dz = geom.drbf @ block.mlp[0].weight.t()
+            dw = ((da * dz) @ block.mlp[2].weight.t()) * env + f * geom.denvelope
+            dedr = dedr + ((gi * xj + gj * xi) * dw).sum(-1)
+            if t > 0:  # dE/dh0 is not needed: h0 does not depend on positions
+                gx = torch.zeros_like(gm).index_add_(0, i, w * gj).index_add_(0, j, w * gi)
+                g = g + gx @ block.conv.lin1.weight
+        fij = dedr[:, None] * geom.unit
+        n = batch.positions.shape[0]
+        forces_out = torch.zeros(n, 3, dtype=fij.dtype, device=fij.device).index_add_(0, i, fij).index_add_(0, j, -fij)
+        return energy, forces_out
+
     def energy_and_forces(self, batch: GraphBatch, training: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """(E per frame (B,) kcal/mol, F = -dE/dx (B*N, 3) kcal/mol/A) by explicit forces.
+
+        With ``training`` the result keeps its graph in the parameters (a first-order backward gives the force
+        loss gradient); otherwise it is computed without one. :meth:`energy_and_forces_autograd` is the
+        reference (autograd in x, double backward when training); both agree to rounding (tests/test_model.py).
+        """
+        if training:
+            return self.explicit_energy_and_forces(batch)
+        with torch.no_grad():
+            return self.explicit_energy_and_forces(batch)
+
+    def energy_and_forces_autograd(self, batch: GraphBatch, training: bool = False
+                                   ) -> tuple[torch.Tensor, torch.Tensor]:
         """(E per frame (B,) kcal/mol, F = -dE/dx (B*N, 3) kcal/mol/A); the graph is kept only when training."""
         positions = batch.positions
         if not positions.requires_grad:
