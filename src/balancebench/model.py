@@ -214,6 +214,7 @@ def cat_geometries(parts: list[PairGeometry], n_beads: list[int]) -> PairGeometr
                           ("unit", "rbf", "drbf", "envelope", "denvelope", "prior", "dprior")))
 
 
+PAIR_CHUNK = 4096  # pairs per chunk of the explicit-force path (tuned on CPU: keeps temporaries in cache)
 GEOMETRY_CACHE_BYTES = 1 << 30  # at most this much cached pair geometry per process (training frames)
 _geometry_cache_used = [0]
 
@@ -360,46 +361,58 @@ class CGSchNet(nn.Module):
         """
         geom = geometry if geometry is not None else self.batch_geometry(batch)
         act = self.config.activation
-        i, j, env = geom.i, geom.j, geom.envelope
+        n_pairs = geom.i.shape[0]
+        # pairs in chunks: the (chunk, filters) temporaries stay in cache (the step is memory-bound otherwise)
+        chunks = [slice(a, min(n_pairs, a + PAIR_CHUNK)) for a in range(0, max(n_pairs, 1), PAIR_CHUNK)]
         h = self.initial_features(batch.extras.get("species"), batch)
         saved = []
         for block in self.interactions:
             lin_a, lin_b = block.mlp[0], block.mlp[2]
-            z = torch.addmm(lin_a.bias, geom.rbf, lin_a.weight.t())
-            a, da = activation_and_derivative(act, z, shifted=False)
             bias_b = lin_b.bias - LN2 * lin_b.weight.sum(1) if act == "ssp" else lin_b.bias  # ssp's -ln 2, folded
-            f = torch.addmm(bias_b, a, lin_b.weight.t())
-            w = f * env
             x = block.conv.lin1(h)
-            xi, xj = x.index_select(0, i), x.index_select(0, j)
-            m = torch.zeros_like(x).index_add_(0, i, w * xj).index_add_(0, j, w * xi)
+            m = torch.zeros_like(x)
+            per_chunk = []
+            for c in chunks:
+                i, j = geom.i[c], geom.j[c]
+                a, da = activation_and_derivative(act, torch.addmm(lin_a.bias, geom.rbf[c], lin_a.weight.t()),
+                                                  shifted=False)
+                f = torch.addmm(bias_b, a, lin_b.weight.t())
+                w = f * geom.envelope[c]
+                xi, xj = x.index_select(0, i), x.index_select(0, j)
+                m = m.index_add(0, i, w * xj).index_add(0, j, w * xi)
+                per_chunk.append((da, f, w, xi, xj))
             v, dv = activation_and_derivative(act, block.conv.lin2(m))
             h = h + block.lin(v)
-            saved.append((z, da, f, w, xi, xj, dv))
+            saved.append((per_chunk, dv))
         o, do = activation_and_derivative(act, self.lin1(h))
         y = self.lin2(o).squeeze(-1)
         bead = self.energy_scale * y + self.energy_shift
         energy = torch.zeros(batch.n_frames, dtype=bead.dtype, device=bead.device).index_add_(0, batch.frame, bead)
         if self.prior is not None:
-            energy = energy.index_add_(0, batch.frame.index_select(0, i), geom.prior)
+            energy = energy.index_add_(0, batch.frame.index_select(0, geom.i), geom.prior)
         if not forces:
             return energy, None
         g = (self.energy_scale * (do * self.lin2.weight)) @ self.lin1.weight  # dE/dh after the last block (N, H)
-        dedr = geom.dprior
+        dedr = [geom.dprior[c] for c in chunks]
         for t in range(len(self.interactions) - 1, -1, -1):
             block = self.interactions[t]
-            z, da, f, w, xi, xj, dv = saved[t]
+            per_chunk, dv = saved[t]
             gm = ((g @ block.lin.weight) * dv) @ block.conv.lin2.weight  # dE/dm (N, F)
-            gi, gj = gm.index_select(0, i), gm.index_select(0, j)
-            dz = geom.drbf @ block.mlp[0].weight.t()
-            dw = ((da * dz) @ block.mlp[2].weight.t()) * env + f * geom.denvelope
-            dedr = dedr + ((gi * xj + gj * xi) * dw).sum(-1)
-            if t > 0:  # dE/dh0 is not needed: h0 does not depend on positions
-                gx = torch.zeros_like(gm).index_add_(0, i, w * gj).index_add_(0, j, w * gi)
+            gx = torch.zeros_like(gm)
+            for k, (c, (da, f, w, xi, xj)) in enumerate(zip(chunks, per_chunk)):
+                i, j = geom.i[c], geom.j[c]
+                gi, gj = gm.index_select(0, i), gm.index_select(0, j)
+                dz = geom.drbf[c] @ block.mlp[0].weight.t()
+                dw = ((da * dz) @ block.mlp[2].weight.t()) * geom.envelope[c] + f * geom.denvelope[c]
+                dedr[k] = dedr[k] + ((gi * xj + gj * xi) * dw).sum(-1)
+                if t > 0:  # dE/dh0 is not needed: h0 does not depend on positions
+                    gx = gx.index_add(0, i, w * gj).index_add(0, j, w * gi)
+            if t > 0:
                 g = g + gx @ block.conv.lin1.weight
-        fij = dedr[:, None] * geom.unit
+        fij = torch.cat(dedr)[:, None] * geom.unit
         n = batch.positions.shape[0]
-        forces_out = torch.zeros(n, 3, dtype=fij.dtype, device=fij.device).index_add_(0, i, fij).index_add_(0, j, -fij)
+        forces_out = torch.zeros(n, 3, dtype=fij.dtype, device=fij.device)
+        forces_out = forces_out.index_add_(0, geom.i, fij).index_add_(0, geom.j, -fij)
         return energy, forces_out
 
     def energy_and_forces(self, batch: GraphBatch, training: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
