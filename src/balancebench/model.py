@@ -387,9 +387,10 @@ class CGSchNet(nn.Module):
         o, do = activation_and_derivative(act, self.lin1(h))
         y = self.lin2(o).squeeze(-1)
         bead = self.energy_scale * y + self.energy_shift
-        energy = torch.zeros(batch.n_frames, dtype=bead.dtype, device=bead.device).index_add_(0, batch.frame, bead)
+        # out-of-place scatters throughout: the path also runs under torch.func.vmap (balancebench.multiseed)
+        energy = torch.zeros(batch.n_frames, dtype=bead.dtype, device=bead.device).index_add(0, batch.frame, bead)
         if self.prior is not None:
-            energy = energy.index_add_(0, batch.frame.index_select(0, geom.i), geom.prior)
+            energy = energy.index_add(0, batch.frame.index_select(0, geom.i), geom.prior)
         if not forces:
             return energy, None
         g = (self.energy_scale * (do * self.lin2.weight)) @ self.lin1.weight  # dE/dh after the last block (N, H)
@@ -412,7 +413,7 @@ class CGSchNet(nn.Module):
         fij = torch.cat(dedr)[:, None] * geom.unit
         n = batch.positions.shape[0]
         forces_out = torch.zeros(n, 3, dtype=fij.dtype, device=fij.device)
-        forces_out = forces_out.index_add_(0, geom.i, fij).index_add_(0, geom.j, -fij)
+        forces_out = forces_out.index_add(0, geom.i, fij).index_add(0, geom.j, -fij)
         return energy, forces_out
 
     def energy_and_forces(self, batch: GraphBatch, training: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
