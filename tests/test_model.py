@@ -1,5 +1,7 @@
 """CGSchNet: forces are -dE/dx, symmetries hold, the prior is Eq. 3, and it computes what torch_geometric's SchNet computes."""
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -236,3 +238,30 @@ def test_every_energy_path_builds_h0_through_initial_features(monkeypatch):
     e_ref, f_ref = model.energy_and_forces_autograd(graph)
     assert not torch.allclose(e_fast, e_base, rtol=1e-6)
     assert torch.allclose(e_fast, e_ref, rtol=1e-12) and torch.allclose(f_fast, f_ref, atol=1e-10)
+
+
+def test_filter_table_error_shrinks_as_h_to_the_fourth():
+    """Cubic Hermite table of W(r) = f(r) C(r): values O(h^4), derivatives O(h^3), both tiny at h = 0.005 A."""
+    from balancebench.model import FilterTable
+
+    model = model64(10)
+    r = torch.linspace(0.5, model.cutoff - 1e-6, 2001, dtype=torch.float64)
+    d = r[:, None] - model.offsets[None, :]
+    rbf = torch.exp(model.gamma * d * d)
+    drbf = 2 * model.gamma * d * rbf
+    env = 0.5 * (torch.cos(r * math.pi / model.cutoff) + 1)
+    denv = -0.5 * math.pi / model.cutoff * torch.sin(r * math.pi / model.cutoff)
+    block = model.interactions[1]
+    with torch.no_grad():
+        z = rbf @ block.mlp[0].weight.t() + block.mlp[0].bias
+        f = block.mlp[2](block.mlp[1](z))
+        df = (torch.sigmoid(z) * (drbf @ block.mlp[0].weight.t())) @ block.mlp[2].weight.t()
+        w, dw = f * env[:, None], df * env[:, None] + f * denv[:, None]
+    errors = []
+    for h in (0.08, 0.04, 0.005):
+        wt, dwt = FilterTable(model, h).filter(1, r)
+        errors.append(((wt - w).abs().max() / w.abs().max()).item())
+        if h == 0.005:
+            assert ((dwt - dw).abs().max() / dw.abs().max()).item() < 1e-7
+    assert errors[0] / errors[1] > 10  # ~16 for O(h^4)
+    assert errors[2] < 1e-9

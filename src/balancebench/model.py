@@ -196,9 +196,10 @@ class PairGeometry:
     denvelope: torch.Tensor
     prior: torch.Tensor
     dprior: torch.Tensor
+    r: torch.Tensor | None = None  # (P,) A; only the tabulated-filter path (MD) uses it
 
     def nbytes(self) -> int:
-        return sum(t.numel() * t.element_size() for t in self.__dict__.values())
+        return sum(t.numel() * t.element_size() for t in self.__dict__.values() if t is not None)
 
 
 def cat_geometries(parts: list[PairGeometry], n_beads: list[int]) -> PairGeometry:
@@ -324,6 +325,23 @@ class CGSchNet(nn.Module):
         return PairGeometry(neighbors.i, neighbors.j, unit, rbf, drbf, envelope[:, None], denvelope[:, None],
                             prior, dprior)
 
+    @torch.no_grad()
+    def table_geometry(self, positions: torch.Tensor, neighbors: NeighborList) -> PairGeometry:
+        """Geometry for the tabulated filter: pairs beyond the cutoff dropped (a Verlet list's skin), no basis."""
+        vec = neighbors.vectors(positions.detach())
+        r = vec.norm(dim=-1)
+        keep = (r < self.cutoff).nonzero().squeeze(-1)
+        vec, r = vec.index_select(0, keep), r.index_select(0, keep)
+        i, j = neighbors.i.index_select(0, keep), neighbors.j.index_select(0, keep)
+        safe_r = torch.where(r > 0, r, torch.ones_like(r))
+        if self.prior is not None:
+            prior = self.prior(safe_r, torch.ones_like(r, dtype=torch.bool))
+            dprior = -self.prior.exponent * prior / safe_r
+        else:
+            prior = dprior = torch.zeros_like(r)
+        none = r.new_zeros((0,))
+        return PairGeometry(i, j, vec / safe_r[:, None], none, none, none, none, prior, dprior, r)
+
     def batch_geometry(self, batch: GraphBatch) -> PairGeometry:
         """The geometry of ``batch``; for batches of whole frames (``batch_frames``) each frame's part is cached on
         its neighbour list, keyed by the positions tensor (identity and version) and the basis, within
@@ -347,7 +365,8 @@ class CGSchNet(nn.Module):
         return cat_geometries(geoms, [x.shape[0] for x in parts[0]])
 
     def explicit_energy_and_forces(self, batch: GraphBatch, geometry: PairGeometry | None = None,
-                                   forces: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+                                   forces: bool = True, table: "FilterTable | None" = None
+                                   ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(E per frame (B,), F (B*N, 3)) with forces written as forward operations (no autograd in x).
 
         Forces come from the chain rule through the pair distances only (h0 and the per-bead layers do not see
@@ -358,7 +377,11 @@ class CGSchNet(nn.Module):
 
         where g = dE/dm is back-propagated by hand through the readout and the blocks (per-bead, cheap).
         Every operation is differentiable in the parameters, so a force loss needs a first-order backward only.
+        With a :class:`FilterTable` (MD, frozen weights) W and dW/dr come from the table instead (``geometry``
+        then from :meth:`table_geometry`).
         """
+        if table is not None and geometry is None:
+            geometry = self.table_geometry(batch.positions, batch.neighbors)
         geom = geometry if geometry is not None else self.batch_geometry(batch)
         act = self.config.activation
         n_pairs = geom.i.shape[0]
@@ -374,10 +397,14 @@ class CGSchNet(nn.Module):
             per_chunk = []
             for c in chunks:
                 i, j = geom.i[c], geom.j[c]
-                a, da = activation_and_derivative(act, torch.addmm(lin_a.bias, geom.rbf[c], lin_a.weight.t()),
-                                                  shifted=False)
-                f = torch.addmm(bias_b, a, lin_b.weight.t())
-                w = f * geom.envelope[c]
+                if table is not None:  # MD with frozen weights: W and dW/dr from the tabulated filter
+                    w, dw = table.filter(len(saved), geom.r[c])
+                    da = f = dw
+                else:
+                    a, da = activation_and_derivative(
+                        act, torch.addmm(lin_a.bias, geom.rbf[c], lin_a.weight.t()), shifted=False)
+                    f = torch.addmm(bias_b, a, lin_b.weight.t())
+                    w = f * geom.envelope[c]
                 xi, xj = x.index_select(0, i), x.index_select(0, j)
                 m = m.index_add(0, i, w * xj).index_add(0, j, w * xi)
                 per_chunk.append((da, f, w, xi, xj))
@@ -403,8 +430,11 @@ class CGSchNet(nn.Module):
             for k, (c, (da, f, w, xi, xj)) in enumerate(zip(chunks, per_chunk)):
                 i, j = geom.i[c], geom.j[c]
                 gi, gj = gm.index_select(0, i), gm.index_select(0, j)
-                dz = geom.drbf[c] @ block.mlp[0].weight.t()
-                dw = ((da * dz) @ block.mlp[2].weight.t()) * geom.envelope[c] + f * geom.denvelope[c]
+                if table is not None:
+                    dw = f
+                else:
+                    dz = geom.drbf[c] @ block.mlp[0].weight.t()
+                    dw = ((da * dz) @ block.mlp[2].weight.t()) * geom.envelope[c] + f * geom.denvelope[c]
                 dedr[k] = dedr[k] + ((gi * xj + gj * xi) * dw).sum(-1)
                 if t > 0:  # dE/dh0 is not needed: h0 does not depend on positions
                     gx = gx.index_add(0, i, w * gj).index_add(0, j, w * gi)
@@ -441,15 +471,82 @@ class CGSchNet(nn.Module):
 
     # -- single frames (simulation, tests) --------------------------------------------
     def frame_energy_and_forces(self, positions: torch.Tensor, box, neighbors: NeighborList | None = None,
-                                training: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-        """E (scalar) and F (N, 3) of one periodic frame; builds the neighbour list if none is given."""
+                                training: bool = False, table: "FilterTable | None" = None
+                                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """E (scalar) and F (N, 3) of one periodic frame; builds the neighbour list if none is given.
+
+        With a :class:`FilterTable` (MD, frozen weights) the filter is interpolated (no graph is kept)."""
         check_cutoff(self.cutoff, box)
         if neighbors is None:
             neighbors = neighbor_list(positions, box, self.cutoff)
         batch = GraphBatch(positions, neighbors.to(positions.device),
                            torch.zeros(positions.shape[0], dtype=torch.long, device=positions.device), 1)
-        energy, forces = self.energy_and_forces(batch, training=training)
+        if table is not None:
+            with torch.no_grad():
+                energy, forces = self.explicit_energy_and_forces(batch, table=table)
+        else:
+            energy, forces = self.energy_and_forces(batch, training=training)
         return energy[0], forces
+
+
+class FilterTable:
+    """Each block's continuous filter W(r) = f(r) C(r) tabulated for MD (frozen weights): cubic Hermite on a grid.
+
+    Nodes r_k = k h on [0, r_c] carry the exact W and dW/dr (computed in float64 from the model's weights);
+    between nodes, with t = (r - r_k) / h::
+
+        W(r) = h00(t) W_k + h10(t) h W'_k + h01(t) W_k+1 + h11(t) h W'_k+1      (and its r-derivative)
+
+    Error (cubic Hermite interpolation): |W - W_h| <= h^4 / 384 max|W^(4)| and
+    |W' - W_h'| <= sqrt(3) h^3 / 216 max|W^(4)|. The Gaussians of width s = r_c / (G - 1) make
+    W^(4) ~ W / s^4, so h = 0.005 A leaves ~1e-8 relative or less, below float32 rounding
+    (tests/test_model.py checks energies and forces against the exact path). Rebuild the table whenever
+    the weights change.
+    """
+
+    def __init__(self, model: "CGSchNet", spacing: float = 0.005):
+        if not spacing > 0:
+            raise ValueError(f"filter table spacing must be > 0 A, got {spacing}")
+        self.cutoff = model.cutoff
+        n = int(math.ceil(self.cutoff / spacing))
+        self.h = self.cutoff / n
+        dtype, device = model.offsets.dtype, model.offsets.device
+        r = torch.linspace(0.0, self.cutoff, n + 1, dtype=torch.float64, device=device)
+        d = r[:, None] - model.offsets.double()[None, :]
+        rbf = torch.exp(model.gamma * d * d)
+        drbf = 2.0 * model.gamma * d * rbf
+        arg = r * (math.pi / self.cutoff)
+        env = (0.5 * (torch.cos(arg) + 1.0))[:, None]
+        denv = ((-0.5 * math.pi / self.cutoff) * torch.sin(arg))[:, None]
+        act = model.config.activation
+        self.rows = []
+        with torch.no_grad():
+            for block in model.interactions:
+                w1, b1 = block.mlp[0].weight.double(), block.mlp[0].bias.double()
+                w2, b2 = block.mlp[2].weight.double(), block.mlp[2].bias.double()
+                a, da = activation_and_derivative(act, rbf @ w1.t() + b1)
+                f = a @ w2.t() + b2
+                df = (da * (drbf @ w1.t())) @ w2.t()
+                w, dw = f * env, df * env + f * denv
+                # row k: [W_k, h W'_k, W_k+1, h W'_k+1]
+                rows = torch.cat([w[:-1], self.h * dw[:-1], w[1:], self.h * dw[1:]], dim=1)
+                self.rows.append(rows.to(dtype).contiguous())
+        self.n = n
+
+    def filter(self, block: int, r: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(W (P, F), dW/dr (P, F)) of block ``block`` at distances ``r`` (P,) below the cutoff."""
+        x = r / self.h
+        k = x.floor().clamp_(0, self.n - 1)
+        t = (x - k)[:, None]
+        rows = self.rows[block].index_select(0, k.long())
+        nf = rows.shape[1] // 4
+        t2 = t * t
+        t3 = t2 * t
+        basis = torch.stack([torch.cat([2 * t3 - 3 * t2 + 1, t3 - 2 * t2 + t, 3 * t2 - 2 * t3, t3 - t2], 1),
+                             torch.cat([6 * t2 - 6 * t, 3 * t2 - 4 * t + 1, 6 * t - 6 * t2, 3 * t2 - 2 * t], 1)
+                             / self.h], 1)  # (P, 2, 4)
+        out = torch.bmm(basis, rows.view(-1, 4, nf))  # (P, 2, F)
+        return out[:, 0], out[:, 1]
 
 
 def load_model(state_path, hparams: dict, device="cpu") -> CGSchNet:
