@@ -66,6 +66,7 @@ class TrainingSettings:
     divergence_factor: float = 1e6
     device: str = "auto"  # auto | cpu | cuda
     dtype: str = "float32"
+    multi_seed: bool = False  # seeds of one variant in one process (balancebench.multiseed.MultiSeedTrainer)
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainingSettings":
