@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from balancebench.balancing import get_method
-from balancebench.model import ModelConfig, batch_frames
+from balancebench.model import ModelConfig
 from balancebench.multiseed import MultiSeedTrainer, batched_energy_and_forces, pad_geometry
 from balancebench.training import Trainer, TrainingSettings
 

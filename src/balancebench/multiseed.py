@@ -119,7 +119,7 @@ class MultiSeedTrainer:
         from balancebench.balancing import get_method
         from balancebench.training import Trainer
 
-        if len(set(int(s) for s in seeds)) != len(list(seeds)):
+        if len({int(s) for s in seeds}) != len(list(seeds)):
             raise ValueError(f"training.multi_seed needs distinct seeds, got {list(seeds)}")
         self.trainers = [Trainer(dataset, model_config, settings, get_method(method_name, **method_params), seed)
                          for seed in seeds]
