@@ -76,3 +76,26 @@ def test_mismatched_batches_are_refused(lj_dataset):
     graphs = [trainers[0].train_frames.batch([0, 1])[0], trainers[1].train_frames.batch([0, 1, 2])[0]]
     with pytest.raises(ValueError, match="equal frame and bead counts"):
         batched_energy_and_forces([t.model for t in trainers], graphs)
+
+
+def test_train_seeds_writes_what_train_model_writes(lj_dataset, tmp_path):
+    import json
+
+    import pandas as pd
+
+    from balancebench.multiseed import train_seeds
+    from balancebench.training import train_model
+
+    training = dict(TRAINING, max_epochs=1)
+    train_seeds(lj_dataset, MODEL, training, "softadapt", {}, [7, 8], [tmp_path / "m7", tmp_path / "m8"], threads=1)
+    for seed in (7, 8):
+        train_model(lj_dataset, MODEL, training, "softadapt", {}, seed, tmp_path / f"s{seed}", threads=1)
+        a = torch.load(tmp_path / f"m{seed}" / "model.pt", weights_only=True)
+        b = torch.load(tmp_path / f"s{seed}" / "model.pt", weights_only=True)
+        assert all(torch.allclose(a[k], b[k], rtol=1e-9, atol=1e-12) for k in a)
+        assert json.loads((tmp_path / f"m{seed}" / "hparams.json").read_text()) == \
+            json.loads((tmp_path / f"s{seed}" / "hparams.json").read_text())
+        sa, sb = (json.loads((tmp_path / f"{p}{seed}" / "status.json").read_text()) for p in "ms")
+        assert sa["status"] == sb["status"] and sa["best_epoch"] == sb["best_epoch"]
+        la, lb = (pd.read_csv(tmp_path / f"{p}{seed}" / "train_log.csv") for p in "ms")
+        np.testing.assert_allclose(la["val_force"], lb["val_force"], rtol=1e-9)

@@ -276,3 +276,42 @@ class _Precomputed:
 
     def energy_and_forces(self, graph, training: bool = False):
         return self._result
+
+
+def train_seeds(dataset, model_config: dict, training: dict, method_name: str, method_params: dict, seeds,
+                out_dirs, threads: int | None = None, provenance: dict | None = None, progress=None) -> list:
+    """:func:`~balancebench.training.train_model` for several seeds in one process (``training.multi_seed``).
+
+    Writes into ``out_dirs[k]`` the files ``train_model`` writes for ``seeds[k]`` (model.pt, hparams.json,
+    train_log.csv, status.json; tests/test_multiseed.py compares them); returns the TrainingResults.
+    ``progress(seed, row)`` is called per seed and epoch.
+    """
+    import dataclasses
+    import json
+    from pathlib import Path
+
+    from balancebench.model import ModelConfig
+    from balancebench.training import TrainingSettings, write_log
+
+    if threads:
+        torch.set_num_threads(int(threads))
+    seeds, out_dirs = [int(s) for s in seeds], [Path(d) for d in out_dirs]
+    if len(seeds) != len(out_dirs):
+        raise ValueError(f"{len(seeds)} seeds but {len(out_dirs)} output directories")
+    cfg = ModelConfig.from_dict(model_config)
+    settings = TrainingSettings.from_dict(training)
+    multi = MultiSeedTrainer(dataset, cfg, settings, method_name, method_params, seeds)
+    results = multi.run(progress=progress)
+    for seed, out, trainer, result in zip(seeds, out_dirs, multi.trainers, results):
+        out.mkdir(parents=True, exist_ok=True)
+        torch.save({k: v.detach().cpu() for k, v in trainer.model.state_dict().items()}, out / "model.pt")
+        hparams = {"model": cfg.to_dict(), "training": dataclasses.asdict(settings), "method": method_name,
+                   "method_params": method_params, "seed": seed, "n_beads": dataset.n_beads,
+                   "bead_mass": float(dataset.masses[0]), "energy_unit": "kcal/mol", "length_unit": "angstrom",
+                   "device": str(trainer.device), "energy_shift_per_bead": float(trainer.model.energy_shift),
+                   "energy_scale": float(trainer.model.energy_scale), "provenance": provenance or {}}
+        (out / "hparams.json").write_text(json.dumps(hparams, indent=2, sort_keys=True, default=str) + "\n")
+        write_log(result.log, out / "train_log.csv")
+        (out / "status.json").write_text(json.dumps({**result.summary(), "method": method_name, "seed": seed,
+                                                     "provenance": provenance or {}}, indent=2, default=str) + "\n")
+    return results
