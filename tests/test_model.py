@@ -265,3 +265,23 @@ def test_filter_table_error_shrinks_as_h_to_the_fourth():
             assert ((dwt - dw).abs().max() / dw.abs().max()).item() < 1e-7
     assert errors[0] / errors[1] > 10  # ~16 for O(h^4)
     assert errors[2] < 1e-9
+
+
+def test_geometry_cache_budget_is_released_with_the_frames():
+    import gc
+
+    import balancebench.model as model_module
+
+    model = model64(11)
+    before = model_module._geometry_cache_used[0]
+    frames, lists = _frames_and_lists(model, seeds=(18,))
+    model.energy_and_forces(batch_frames(frames, lists))
+    size = lists[0]._geometry[1].nbytes()
+    assert model_module._geometry_cache_used[0] == before + size
+    with torch.no_grad():
+        frames[0][0] += 0.01  # stale entry replaced: the budget is not charged twice
+    model.energy_and_forces(batch_frames(frames, lists))
+    assert model_module._geometry_cache_used[0] == before + size
+    del frames, lists
+    gc.collect()
+    assert model_module._geometry_cache_used[0] == before

@@ -25,6 +25,7 @@ was slower on CPU: slicing its output costs a copy per block forward and backwar
 from __future__ import annotations
 
 import math
+import weakref
 from dataclasses import asdict, dataclass, field, fields
 
 import torch
@@ -220,6 +221,10 @@ GEOMETRY_CACHE_BYTES = 1 << 30  # at most this much cached pair geometry per pro
 _geometry_cache_used = [0]
 
 
+def _release_geometry(nbytes: int) -> None:
+    _geometry_cache_used[0] = max(0, _geometry_cache_used[0] - nbytes)
+
+
 class CGSchNet(nn.Module):
     """SchNet energy of bead configurations plus the excluded-volume prior; energies kcal/mol, lengths A."""
 
@@ -297,7 +302,7 @@ class CGSchNet(nn.Module):
 
     # -- explicit forces -------------------------------------------------------------------
     def _geometry_key(self, positions: torch.Tensor) -> tuple:
-        return (self.cutoff, tuple(self.offsets.shape), float(self.offsets[-1]), self.gamma,
+        return (self.cutoff, tuple(self.offsets.shape), float(self.offsets[-1]), self.gamma, self.offsets.dtype,
                 None if self.prior is None else (self.prior.sigma, self.prior.exponent),
                 positions.dtype, positions.device, positions.data_ptr(), positions._version)
 
@@ -357,10 +362,13 @@ class CGSchNet(nn.Module):
                 geoms.append(cached[1])
                 continue
             g = self.pair_geometry(x, nl)
+            if cached is not None:  # stale: release its share of the budget (a finalizer runs once)
+                cached[2]()
+                del nl._geometry
             if _geometry_cache_used[0] + g.nbytes() <= GEOMETRY_CACHE_BYTES and not x.requires_grad:
-                if cached is None:
-                    _geometry_cache_used[0] += g.nbytes()
-                nl._geometry = (key, g)
+                _geometry_cache_used[0] += g.nbytes()
+                # released when the entry is replaced or the list (with its cache) is garbage-collected
+                nl._geometry = (key, g, weakref.finalize(g, _release_geometry, g.nbytes()))
             geoms.append(g)
         return cat_geometries(geoms, [x.shape[0] for x in parts[0]])
 
