@@ -11,8 +11,11 @@ radial basis on [0, r_c], cosine cutoff ``C(r) = (cos(pi r / r_c) + 1) / 2`` for
 r < r_c (0 beyond), shifted softplus ``ssp(x) = ln(1 + e^x) - ln 2``, and a two-layer
 per-bead readout. ``mu`` (kcal/mol per bead) and ``s`` (kcal/mol) are buffers set from the
 training data (mean energy per bead, force scale x 1 A), the ScaleShift of schnetpack.
-Forces are ``F = -dE/dx`` by autograd, in one place (:meth:`CGSchNet.energy_and_forces`),
-with ``create_graph`` only while training.
+Forces ``F = -dE/dx`` come from :meth:`CGSchNet.energy_and_forces`, which writes them as forward
+operations (:meth:`CGSchNet.explicit_energy_and_forces`: dE/dr_ij by hand back-propagation), so a force
+loss needs a first-order backward only; :meth:`CGSchNet.energy_and_forces_autograd` (autograd in x,
+``create_graph`` while training) is the reference they are tested against. CG MD may replace the
+filter network by a cubic Hermite table (:class:`FilterTable`).
 
 The parameters are laid out exactly as in ``torch_geometric.nn.models.SchNet`` so that
 weights can be copied between the two (tests/test_model.py demands equal energies).
