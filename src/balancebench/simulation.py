@@ -42,13 +42,22 @@ class CGCalculator(Calculator):
     rebuilt when a bead has moved more than skin / 2. ``dtype`` float64 (default)
     evaluates a float32-trained model in double precision, which MD energy
     conservation needs.
+
+    Energies and forces come from the model's explicit-force path (no autograd).
+    ``filter_table`` (A, default 0.005) tabulates each block's radial filter and
+    its r-derivative on a grid of that spacing (cubic Hermite,
+    :class:`~balancebench.model.FilterTable`: ~1e-8 relative in the forces, below
+    float32 rounding), which removes the filter network from the MD step; ``None``
+    evaluates the filter network exactly. The table is built once from the
+    (frozen) weights.
     """
 
     implemented_properties = ["energy", "forces", "free_energy"]
 
-    def __init__(self, model, skin: float = 1.0, device: str = "cpu", dtype=torch.float64, **kwargs):
+    def __init__(self, model, skin: float = 1.0, device: str = "cpu", dtype=torch.float64,
+                 filter_table: float | None = 0.005, **kwargs):
         super().__init__(**kwargs)
-        from balancebench.model import fast_cpu_math
+        from balancebench.model import FilterTable, fast_cpu_math
         from balancebench.neighbors import VerletList
 
         fast_cpu_math()
@@ -56,6 +65,7 @@ class CGCalculator(Calculator):
         self.model = model.to(device=self.device, dtype=dtype).eval()
         for p in self.model.parameters():
             p.requires_grad_(False)
+        self.table = FilterTable(self.model, filter_table) if filter_table else None
         self.verlet = VerletList(model.cutoff, skin)
 
     @classmethod
@@ -77,7 +87,7 @@ class CGCalculator(Calculator):
         if np.count_nonzero(cell) != np.count_nonzero(box) or not all(self.atoms.pbc):
             raise ValueError("CGCalculator needs a periodic orthorhombic cell")
         x = torch.as_tensor(self.atoms.get_positions(), dtype=self.dtype, device=self.device)
-        energy, forces = self.model.frame_energy_and_forces(x, box, self.verlet.get(x, box))
+        energy, forces = self.model.frame_energy_and_forces(x, box, self.verlet.get(x, box), table=self.table)
         self.results["energy"] = self.results["free_energy"] = float(energy.detach()) * EV_PER_KCAL_MOL
         self.results["forces"] = forces.detach().cpu().numpy().astype(np.float64) * EV_PER_KCAL_MOL
 
