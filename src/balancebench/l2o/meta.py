@@ -125,14 +125,14 @@ def _unrolls(net, problem, settings: MetaSettings, meta_opt, train: bool = True)
         losses.append(float(meta.detach()) if torch.is_tensor(meta) else float(meta))
         if train:
             meta_opt.zero_grad(set_to_none=True)
-            if math.isfinite(float(meta)):
+            if math.isfinite(float(meta.detach())):
                 meta.backward()
                 total = torch.nn.utils.clip_grad_norm_(net.parameters(), settings.clip)
                 if math.isfinite(float(total)):
                     meta_opt.step()
         theta = theta.detach()
         state = net.detach_state(state)
-        if not math.isfinite(float(value)):
+        if not math.isfinite(float(value.detach())):
             break  # a diverged optimisee: the episode ends, the next one starts afresh
     return losses
 
