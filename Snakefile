@@ -19,6 +19,7 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/atomistic.smk"
 include: "workflow/rules/cg.smk"
 include: "workflow/rules/training.smk"
+include: "workflow/rules/l2o.smk"
 include: "workflow/rules/simulation.smk"
 include: "workflow/rules/stats.smk"
 

@@ -242,3 +242,43 @@ def compare_with_mgda(net: MultiGradientOptimizer, family, seeds, steps: int) ->
             "ml2o_final": float(a.mean()), "mgda_final": float(b.mean()),
             "ml2o_median": float(a.median()), "mgda_median": float(b.median()),
             "ml2o_wins": float((a < b).double().mean())}
+
+
+# --------------------------------------------------------------------------------------
+# The workflow entry point (rule meta_train_l2o)
+# --------------------------------------------------------------------------------------
+
+
+def run_meta_training(l2o_config: dict, optimizer_path: str | Path, record_path: str | Path,
+                      checkpoint: str | Path | None = None, n_objectives: int = 2, threads: int | None = None,
+                      progress=None, provenance: dict | None = None) -> dict:
+    """Meta-train from the config section ``l2o`` and write the artifact and its JSON record.
+
+    The record: the optimizer sizes and version, the settings, the per-episode meta-loss,
+    the wall time of meta-training (this process; ``resumed_from_episode`` says whether an
+    earlier process did part of it), and the held-out comparison with MGDA on the
+    quadratic family (:func:`compare_with_mgda`). Returns the record.
+    """
+    from balancebench.l2o.artifact import ARTIFACT_VERSION, save_optimizer
+
+    if threads:
+        torch.set_num_threads(int(threads))
+    cfg = dict(l2o_config or {})
+    spec = OptimizerSpec.from_dict({**cfg.get("optimizer", {}), "n_objectives": int(n_objectives)})
+    settings = MetaSettings.from_dict(dict(cfg.get("meta", {})))
+    t0 = time.perf_counter()
+    net, record = meta_train(spec, settings, checkpoint=checkpoint, progress=progress)
+    train_seconds = time.perf_counter() - t0
+    heldout = None
+    if settings.heldout_seeds > 0 and "quadratic" in settings._families:
+        seeds = [10_000 + settings.seed * 100 + i for i in range(settings.heldout_seeds)]
+        heldout = compare_with_mgda(net, settings._families["quadratic"], seeds, settings.heldout_steps)
+    record.update({"artifact_version": ARTIFACT_VERSION, "meta_training_seconds": train_seconds,
+                   "heldout_quadratic": heldout, "threads": torch.get_num_threads(),
+                   "provenance": provenance or {}})
+    save_optimizer(net, optimizer_path, record)
+    Path(record_path).parent.mkdir(parents=True, exist_ok=True)
+    Path(record_path).write_text(json.dumps(record, indent=2, sort_keys=True, default=str) + "\n")
+    if checkpoint is not None and Path(checkpoint).exists():
+        Path(checkpoint).unlink()  # finished: a forced rerun starts afresh
+    return record
