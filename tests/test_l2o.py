@@ -18,7 +18,8 @@ from balancebench.l2o import guard as guard_mod
 from balancebench.l2o.artifact import ARTIFACT_VERSION, load_optimizer, save_optimizer
 from balancebench.l2o.guard import guard, min_norm_direction
 from balancebench.l2o.meta import MetaSettings, compare_with_mgda, meta_train
-from balancebench.l2o.method import GML2O, ML2O
+from balancebench.balancing import get_method
+from balancebench.balancing.ml2o import GML2O, ML2O
 from balancebench.l2o.net import MultiGradientOptimizer, OptimizerSpec
 from balancebench.l2o.preprocess import log_sign
 from balancebench.l2o.problems import QuadraticFamily

@@ -5,7 +5,7 @@ Modules: :mod:`~balancebench.l2o.preprocess` (log/sign gradient features),
 :mod:`~balancebench.l2o.guard` (GML2O's guard and min-norm fallback),
 :mod:`~balancebench.l2o.problems` (meta-training problems), :mod:`~balancebench.l2o.meta`
 (truncated-BPTT meta-training, comparison with MGDA), :mod:`~balancebench.l2o.artifact`
-(the stored optimizer), :mod:`~balancebench.l2o.method` (the ``ml2o``/``gml2o`` balancing methods).
+(the stored optimizer). The ``ml2o``/``gml2o`` balancing methods are in :mod:`balancebench.balancing.ml2o`.
 """
 
 from balancebench.l2o.artifact import ARTIFACT_VERSION, load_optimizer, save_optimizer

@@ -45,7 +45,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from balancebench.balancing import min_norm_weights
+from balancebench.balancing.mgda import min_norm_weights
 
 __all__ = ["min_norm_direction", "GuardDecision", "guard", "fallback_step_size", "projection_weights"]
 

@@ -37,50 +37,8 @@ import torch
 from balancebench.l2o.artifact import load_optimizer
 from balancebench.l2o.guard import guard, min_norm_direction, projection_weights
 
-try:  # the contract package (branch `contract`)
-    from balancebench.balancing import OptimizerMethod, Param, per_loss_gradients, register
-    _CONTRACT = True
-except ImportError:  # pragma: no cover - the pre-contract single module: a local stand-in, nothing registered
-    from balancebench.balancing import BalancingMethod, Param, register  # type: ignore[assignment]
-
-    _CONTRACT = False
-
-    def per_loss_gradients(vec, params):  # same as the contract's helper
-        rows = []
-        for i in range(len(vec)):
-            g = torch.autograd.grad(vec[i], params, retain_graph=i < len(vec) - 1, allow_unused=True)
-            rows.append(torch.cat([(gi if gi is not None else torch.zeros_like(p)).reshape(-1)
-                                   for gi, p in zip(g, params)]))
-        return torch.stack(rows)
-
-    class OptimizerMethod(BalancingMethod):  # type: ignore[no-redef]
-        kind: ClassVar[str] = "optimizer"
-
-        def __init__(self, **params):
-            self._log_epoch, self._log_sums, self._log_counts = None, {}, {}
-            super().__init__(**params)
-
-        def make_optimizer(self, model_params, settings):
-            return None
-
-        def record(self, context, **values):
-            if self._log_epoch != context.epoch:
-                self._log_epoch, self._log_sums, self._log_counts = context.epoch, {}, {}
-            for key, v in values.items():
-                self._log_sums[key] = self._log_sums.get(key, 0.0) + float(v)
-                self._log_counts[key] = self._log_counts.get(key, 0) + 1
-
-        def record_weights(self, context, weights, prefix="coef"):
-            self.record(context, **{f"{prefix}_{c}": float(x) for c, x in zip(context.components, weights)})
-
-        def log_values(self):
-            out = {"coef_force": math.nan, "coef_energy": math.nan}
-            out.update({k: self._log_sums[k] / self._log_counts[k] for k in self._log_sums})
-            return out
-
-        def end_epoch(self, train_means, context):
-            pass
-
+from ._params import Param
+from .base import OptimizerMethod, per_loss_gradients, register
 
 __all__ = ["ML2O", "GML2O"]
 
@@ -110,6 +68,7 @@ def _file_digest(path: str) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:20]
 
 
+@register("ml2o")
 class ML2O(OptimizerMethod):
     """ML2O: the meta-trained multi-gradient optimizer applies the update (module docstring)."""
 
@@ -228,6 +187,7 @@ class ML2O(OptimizerMethod):
                 self._load_extra_state({"artifact": self._restored["artifact"], "state": self._restored["state"]})
 
 
+@register("gml2o")
 class GML2O(ML2O):
     """GML2O: the learned update passes the guard or the min-norm fallback step is taken (module docstring)."""
 
@@ -249,8 +209,3 @@ class GML2O(ML2O):
         eta_max = self.params["max_step_size"] or math.inf
         dec = guard(learned, grads, eta_max, tau, self.params["sigma"], self.params["max_step_ratio"])
         return dec.update, dec.weights, dec.accepted, dec.min_norm
-
-
-if _CONTRACT:
-    register("ml2o")(ML2O)
-    register("gml2o")(GML2O)
