@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 import torch
 
-from balancebench.l2o import guard as guard_mod
 from balancebench.l2o.artifact import ARTIFACT_VERSION, load_optimizer, save_optimizer
 from balancebench.l2o.guard import guard, min_norm_direction
 from balancebench.l2o.meta import MetaSettings, compare_with_mgda, meta_train
@@ -329,7 +328,7 @@ def _schnet_run(cls, path, frames, steps, kill_at=None, tmp=None):
         losses = loss_components(model, graph, f_ref, e_ref, "total", frames.n_beads, training=True)
         for p in params:
             p.grad = None
-        method.backward({"force": losses[0], "energy": losses[1]}, ctx)
+        method.backward(losses, ctx)
         method.step(ctx)
         if kill_at is not None and s + 1 == kill_at:
             torch.save({"model": model.state_dict(), "method": method.state_dict(), "step": s + 1}, tmp / "ckpt.pt")
@@ -358,3 +357,55 @@ def test_killed_ml2o_training_resumes_bit_identically(cls, tmp_path, lj_dataset,
     save_optimizer(other, path)
     with pytest.raises(ValueError, match="another learned optimizer"):
         _schnet_run(cls, path, frames, 8, tmp=tmp_path)
+
+
+# --------------------------------------------------------------------------------------
+# through the real Trainer (the contract's call order, checkpoints and log)
+# --------------------------------------------------------------------------------------
+
+TINY_MODEL = dict(hidden_channels=8, num_filters=8, num_interactions=1, num_gaussians=10, cutoff=7.5,
+                  prior_sigma=3.5, prior_exponent=12.0)
+TINY_TRAINING = dict(max_epochs=3, batch_size=8, learning_rate=2e-3, lr_decay=0.9, patience=10)
+
+
+@pytest.mark.parametrize("name", ["ml2o", "gml2o"])
+def test_trainer_runs_logs_acceptance_and_resumes_a_killed_run_bit_identically(name, tmp_path, lj_dataset,
+                                                                               meta_trained):
+    import pandas as pd
+
+    from balancebench.model import ModelConfig
+    from balancebench.training import Trainer, TrainingSettings, train_model
+
+    net, record, _ = meta_trained
+    path = str(tmp_path / "optimizer.pt")
+    save_optimizer(net, path, record)
+    params = {"optimizer_path": path}
+    result = train_model(lj_dataset, TINY_MODEL, TINY_TRAINING, name, params, seed=4, out_dir=tmp_path / "ref",
+                         threads=1)
+    assert result.status in ("completed", "diverged") and result.reason
+    log = pd.read_csv(tmp_path / "ref" / "train_log.csv")
+    assert {"coef_force", "coef_energy", "min_norm"} <= set(log.columns)
+    if name == "gml2o":
+        assert "acceptance" in log.columns and log["acceptance"].between(0, 1).all()
+        assert result.status == "completed", result.reason  # the guard keeps every step a min-norm-bounded one
+    np.testing.assert_allclose(log["lr"], [2e-3 * 0.9**e for e in range(len(log))])
+
+    def trainer(ckpt):
+        return Trainer(lj_dataset, ModelConfig(**TINY_MODEL), TrainingSettings(**TINY_TRAINING),
+                       get_method(name, **params), seed=4, checkpoint=ckpt)
+
+    def kill(row):
+        if row["epoch"] == 2:
+            raise _Killed
+
+    straight = trainer(None)
+    straight.run()
+    ckpt = tmp_path / "run.ckpt"
+    with pytest.raises(_Killed):
+        trainer(ckpt).run(progress=kill)
+    resumed = trainer(ckpt)
+    res = resumed.run()
+    assert res.resumed_from == 2
+    for (k, a), (_, b) in zip(straight.model.state_dict().items(), resumed.model.state_dict().items()):
+        assert torch.equal(a, b), k
+    assert pd.DataFrame(straight.log).drop(columns="seconds").equals(pd.DataFrame(resumed.log).drop(columns="seconds"))

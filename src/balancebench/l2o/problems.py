@@ -273,7 +273,8 @@ class SchNetProblem:
                 self.m = m
 
             def forward(self, g):
-                return loss_components(self.m, g, f_ref, e_ref, "total", self.m_n, training=True)
+                out = loss_components(self.m, g, f_ref, e_ref, "total", self.m_n, training=True)
+                return torch.stack([out["force"], out["energy"]]) if isinstance(out, dict) else out
 
         wrap = _Wrap(self.model)
         wrap.m_n = self.frames.n_beads
