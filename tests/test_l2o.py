@@ -409,3 +409,39 @@ def test_trainer_runs_logs_acceptance_and_resumes_a_killed_run_bit_identically(n
     for (k, a), (_, b) in zip(straight.model.state_dict().items(), resumed.model.state_dict().items()):
         assert torch.equal(a, b), k
     assert pd.DataFrame(straight.log).drop(columns="seconds").equals(pd.DataFrame(resumed.log).drop(columns="seconds"))
+
+
+# --------------------------------------------------------------------------------------
+# the Snakemake rule
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.e2e
+def test_rule_meta_train_l2o_writes_the_artifact_and_its_record(repo, tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    import yaml
+
+    config = yaml.safe_load((repo / "tests" / "data" / "tiny.yaml").read_text())
+    results = tmp_path / "results"
+    config["results_dir"] = str(results)
+    config["l2o"] = {"optimizer": {"specific_hidden": 6, "shared_hidden": 5},
+                     "meta": {"episodes": 3, "unroll": 5, "unrolls_per_episode": 2, "heldout_seeds": 1,
+                              "heldout_steps": 10,
+                              "families": {"quadratic": {"dim": 4, "batch": 2, "weight": 1.0},
+                                           "lj_schnet": {"n_frames": 12, "weight": 1.0}}}}
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    target = results / "l2o" / "optimizer.pt"
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "--nolock", str(target), "--cores", "1",
+                           "--configfile", str(path)], cwd=repo, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    net, record = load_optimizer(target, n_objectives=2, expected_spec={"specific_hidden": 6, "shared_hidden": 5})
+    assert record["episodes"] == 3 and len(record["curve"]) == 3
+    assert {r["family"] for r in record["curve"]} <= {"quadratic", "lj_schnet"}
+    on_disk = json.loads((results / "l2o" / "optimizer.json").read_text())
+    assert on_disk["artifact_version"] == ARTIFACT_VERSION and on_disk["meta_training_seconds"] > 0
+    assert on_disk["spec"]["n_objectives"] == 2 and on_disk["heldout_quadratic"]["problems"] == 2
+    assert not (results / "checkpoints" / "l2o" / "meta.pt").exists()
