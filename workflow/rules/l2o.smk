@@ -12,21 +12,21 @@ rule meta_train_l2o:
     output:
         optimizer=result("l2o/optimizer.pt"),
         record=result("l2o/optimizer.json"),
-    params:
-        l2o=config["l2o"],
-        checkpoint=result("checkpoints/l2o/meta.pt"),
-        code=code_hash("l2o", "model.py", "training.py", "neighbors.py", "cg.py"),
-    threads: 1
-    resources:
-        mem_mb=2000,
-        gpu=0,
-        runtime=lambda wc: max(10, int(config["l2o"]["meta"]["episodes"]) // 10),
     log:
         log_path("l2o/meta_train"),
     benchmark:
         bench_path("l2o/meta_train")
     conda:
         "../../envs/train.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        gpu=0,
+        runtime=lambda wc: max(10, int(config["l2o"]["meta"]["episodes"]) // 10),
+    params:
+        l2o=config["l2o"],
+        checkpoint=result("checkpoints/l2o/meta.pt"),
+        code=code_hash("l2o", "model.py", "training.py", "neighbors.py", "cg.py"),
     script:
         "../scripts/meta_train_l2o.py"
 
@@ -34,5 +34,7 @@ rule meta_train_l2o:
 def l2o_training_inputs(method, params):
     """Extra inputs of a training job: the optimizer artifact for ml2o / gml2o (else nothing)."""
     if method in ("ml2o", "gml2o"):
-        return {"l2o_optimizer": params.get("optimizer_path", result("l2o/optimizer.pt"))}
+        return {
+            "l2o_optimizer": params.get("optimizer_path", result("l2o/optimizer.pt"))
+        }
     return {}

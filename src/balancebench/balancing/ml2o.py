@@ -40,7 +40,7 @@ from balancebench.l2o.guard import guard, min_norm_direction, projection_weights
 from ._params import Param
 from .base import OptimizerMethod, per_loss_gradients, register
 
-__all__ = ["ML2O", "GML2O"]
+__all__ = ["GML2O", "ML2O"]
 
 
 def _path(v: Any) -> str:

@@ -19,7 +19,7 @@ import torch
 
 from balancebench.l2o.net import MultiGradientOptimizer, OptimizerSpec
 
-__all__ = ["ARTIFACT_FORMAT", "ARTIFACT_VERSION", "save_optimizer", "load_optimizer"]
+__all__ = ["ARTIFACT_FORMAT", "ARTIFACT_VERSION", "load_optimizer", "save_optimizer"]
 
 ARTIFACT_FORMAT = "balancebench-l2o-optimizer"
 #: bump when the network's inputs, layout or meaning of the output change

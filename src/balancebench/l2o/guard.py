@@ -45,13 +45,14 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-
-__all__ = ["min_norm_direction", "GuardDecision", "guard", "fallback_step_size", "projection_weights"]
+__all__ = ["GuardDecision", "fallback_step_size", "guard", "min_norm_direction", "projection_weights"]
 
 
 def min_norm_direction(grads: torch.Tensor) -> tuple[torch.Tensor, np.ndarray]:
     """(d (P,), alpha (k,)): the min-norm element of conv{g_i} of the rows of ``grads`` (k, P), float64 Gram."""
-    from balancebench.balancing.mgda import min_norm_weights  # here: balancing imports this package
+    from balancebench.balancing.mgda import (
+        min_norm_weights,  # here: balancing imports this package
+    )
 
     g = grads.detach()
     gram = (g.double() @ g.double().T).cpu().numpy()

@@ -36,7 +36,7 @@ from balancebench.l2o.problems import QuadraticBatch, family_from_dict
 
 log = logging.getLogger(__name__)
 
-__all__ = ["MetaSettings", "meta_train", "run_learned", "run_mgda", "compare_with_mgda", "episode_generator"]
+__all__ = ["MetaSettings", "compare_with_mgda", "episode_generator", "meta_train", "run_learned", "run_mgda"]
 
 
 @dataclass
@@ -67,7 +67,7 @@ class MetaSettings:
             raise ValueError("l2o.meta.families: at least one family needs a weight > 0")
 
     @classmethod
-    def from_dict(cls, d: dict) -> "MetaSettings":
+    def from_dict(cls, d: dict) -> MetaSettings:
         names = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - names)
         if unknown:

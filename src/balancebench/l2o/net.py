@@ -30,7 +30,7 @@ from torch import nn
 
 from balancebench.l2o.preprocess import log_sign
 
-__all__ = ["OptimizerSpec", "MultiGradientOptimizer"]
+__all__ = ["MultiGradientOptimizer", "OptimizerSpec"]
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,7 @@ class OptimizerSpec:
             raise ValueError(f"l2o.optimizer.history must be 'previous_update' or 'none', got {self.history!r}")
 
     @classmethod
-    def from_dict(cls, d: dict) -> "OptimizerSpec":
+    def from_dict(cls, d: dict) -> OptimizerSpec:
         names = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - names)
         if unknown:
@@ -81,7 +81,7 @@ class MultiGradientOptimizer(nn.Module):
 
     def init_state(self, n_coords: int, dtype=torch.float32, device=None) -> dict[str, torch.Tensor]:
         """Zero recurrent state for ``n_coords`` coordinates (and a zero previous update)."""
-        z = lambda width: torch.zeros(n_coords, width, dtype=dtype, device=device)  # noqa: E731
+        z = lambda width: torch.zeros(n_coords, width, dtype=dtype, device=device)
         state = {}
         for i in range(self.spec.n_objectives):
             state[f"h{i}"], state[f"c{i}"] = z(self.spec.specific_hidden), z(self.spec.specific_hidden)

@@ -33,8 +33,14 @@ from dataclasses import asdict, dataclass, fields
 import numpy as np
 import torch
 
-__all__ = ["QuadraticFamily", "QuadraticBatch", "LJSchNetFamily", "SchNetProblem", "lj_bead_dataset",
-           "family_from_dict"]
+__all__ = [
+    "LJSchNetFamily",
+    "QuadraticBatch",
+    "QuadraticFamily",
+    "SchNetProblem",
+    "family_from_dict",
+    "lj_bead_dataset",
+]
 
 
 def _log_uniform(gen: torch.Generator, lo: float, hi: float, shape, dtype) -> torch.Tensor:
@@ -86,7 +92,7 @@ class QuadraticFamily(_FamilyBase):
         if self.noise < 0 or not self.lr > 0 or not self.weight >= 0:
             raise ValueError("l2o.meta.families.quadratic: noise >= 0, lr > 0, weight >= 0 required")
 
-    def sample(self, gen: torch.Generator, dtype=torch.float64) -> "QuadraticBatch":
+    def sample(self, gen: torch.Generator, dtype=torch.float64) -> QuadraticBatch:
         b, n, k = self.batch, self.dim, 2
         a = _log_uniform(gen, *self.curvature, (b, k, n), dtype)
         s = _log_uniform(gen, *self.scale, (b, k), dtype)
@@ -217,7 +223,7 @@ class LJSchNetFamily(_FamilyBase):
             self._frames = FrameSet(data, data.split["train"], self.cutoff, torch.device("cpu"), torch.float32)
         return self._frames
 
-    def sample(self, gen: torch.Generator, dtype=torch.float32) -> "SchNetProblem":
+    def sample(self, gen: torch.Generator, dtype=torch.float32) -> SchNetProblem:
         from balancebench.model import ModelConfig
 
         cfg = ModelConfig(hidden_channels=self.hidden_channels, num_filters=self.num_filters,
