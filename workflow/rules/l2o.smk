@@ -1,10 +1,11 @@
 # Meta-training of the learned multi-gradient optimizer of the ml2o / gml2o variants
 # (seed 003, arXiv 2311.00559). docs/ml2o.md.
 #
-# A variant using the optimizer names the artifact in its method params
-# (balancing.variants.<v>.params.optimizer_path, default results/l2o/optimizer.pt); its
-# training rule must list that file as an input (see l2o_training_inputs below), so the
-# artifact is (re)built first and a new artifact retrains the variant.
+# A variant of method ml2o or gml2o reads the artifact named by its method param
+# optimizer_path. Its training job must (common.smk, train_inputs / method params):
+#   - list result("l2o/optimizer.pt") as an input (e.g. inputs["l2o_optimizer"]), so the
+#     artifact is built first and a new artifact retrains the variant;
+#   - pass optimizer_path=result("l2o/optimizer.pt") unless the variant's params name another file.
 
 
 rule meta_train_l2o:
@@ -29,12 +30,3 @@ rule meta_train_l2o:
         code=code_hash("l2o", "model.py", "training.py", "neighbors.py", "cg.py"),
     script:
         "../scripts/meta_train_l2o.py"
-
-
-def l2o_training_inputs(method, params):
-    """Extra inputs of a training job: the optimizer artifact for ml2o / gml2o (else nothing)."""
-    if method in ("ml2o", "gml2o"):
-        return {
-            "l2o_optimizer": params.get("optimizer_path", result("l2o/optimizer.pt"))
-        }
-    return {}
