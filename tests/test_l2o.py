@@ -197,8 +197,11 @@ def _beats_mgda(net, settings):
 
 @pytest.fixture(scope="module")
 def meta_trained():
+    threads = torch.get_num_threads()  # module scope: set up before the function-scoped _one_thread
+    torch.set_num_threads(1)
     settings = MetaSettings.from_dict(SMALL_META)
     net, record = meta_train(OptimizerSpec(), settings)
+    torch.set_num_threads(threads)
     return net, record, settings
 
 
