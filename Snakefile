@@ -36,6 +36,7 @@ include: "workflow/rules/atomistic.smk"
 include: "workflow/rules/cg.smk"
 include: "workflow/rules/training.smk"
 include: "workflow/rules/search.smk"
+include: "workflow/rules/l2o.smk"
 include: "workflow/rules/simulation.smk"
 include: "workflow/rules/stats.smk"
 

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import torch
 
-from balancebench.balancing import available_methods, get_method, missing_requirements
+from balancebench.balancing import available_methods, default_params, get_method, missing_requirements
 from balancebench.model import ModelConfig
 from balancebench.training import LOG_COLUMNS, Trainer, TrainingSettings, evaluate, train_model
 
@@ -39,7 +39,15 @@ def test_training_lowers_both_validation_errors(lj_dataset):
 def test_every_registered_method_trains_and_logs_its_coefficients(lj_dataset, tmp_path, method):
     if missing_requirements(method):
         pytest.skip(f"{method} needs the optional packages {missing_requirements(method)}")
-    result = train_model(lj_dataset, MODEL, dict(TRAINING, max_epochs=3), method, {}, seed=1, out_dir=tmp_path, threads=1)
+    params = {}
+    if "optimizer_path" in default_params(method):  # ml2o / gml2o: a learned optimizer (random here)
+        from balancebench.l2o import MultiGradientOptimizer, OptimizerSpec, save_optimizer
+
+        torch.manual_seed(0)
+        params["optimizer_path"] = str(tmp_path / "optimizer.pt")
+        save_optimizer(MultiGradientOptimizer(OptimizerSpec()), params["optimizer_path"])
+    result = train_model(lj_dataset, MODEL, dict(TRAINING, max_epochs=3), method, params, seed=1, out_dir=tmp_path,
+                         threads=1)
     assert result.status == "completed", result.reason
     log = pd.read_csv(tmp_path / "train_log.csv")
     assert len(log) == 3 and (log["seconds"] > 0).all()

@@ -4,6 +4,7 @@ import math
 
 from snakemake.exceptions import WorkflowError
 
+from balancebench.balancing import default_params
 from balancebench.config import ConfigError, check_duplicate_keys, validate_config, whole_section
 from balancebench.provenance import code_hash
 from balancebench.search.space import SearchSpec
@@ -71,9 +72,23 @@ def variant_method(variant):
     return VARIANTS[variant]["method"]
 
 
+# Workflow artifacts a method reads through a parameter: the rule that builds each is their producer.
+ARTIFACT_PARAMS = {"optimizer_path": "l2o/optimizer.pt"}  # ml2o / gml2o: rule meta_train_l2o
+
+
+def variant_artifacts(variant):
+    """{param: path} of the artifacts the variant's method reads and the variant does not set itself."""
+    own = VARIANTS[variant].get("params", {})
+    return {
+        param: result(path)
+        for param, path in ARTIFACT_PARAMS.items()
+        if param in default_params(variant_method(variant)) and param not in own
+    }
+
+
 def variant_params(variant):
-    """The variant's parameters as configured (defaults are filled by the registry)."""
-    return dict(VARIANTS[variant].get("params", {}))
+    """The variant's parameters as configured, its workflow artifacts filled in (other defaults: the registry)."""
+    return {**VARIANTS[variant].get("params", {}), **variant_artifacts(variant)}
 
 
 def variant_seed(variant, seed):
@@ -125,8 +140,8 @@ def all_generations(wildcards):
 
 
 def train_inputs(wildcards):
-    """The CG dataset, plus the search's selection for a variant with a search."""
-    inputs = {"dataset": result("cg/dataset.h5")}
+    """The CG dataset, the artifacts the variant's method reads, and the search's selection if it has one."""
+    inputs = {"dataset": result("cg/dataset.h5"), **variant_artifacts(wildcards.variant)}
     if wildcards.variant in SEARCHES:
         inputs["selected"] = result(f"search/{wildcards.variant}/selected.json")
     return inputs

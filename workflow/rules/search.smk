@@ -32,6 +32,7 @@ rule search_ask:
 rule search_candidate:
     """One candidate: train it (search.training overrides), a short NVT for physics objectives, its objectives."""
     input:
+        unpack(lambda wc: variant_artifacts(wc.variant)),
         candidates=rules.search_ask.output.candidates,
         dataset=rules.cg_map.output.dataset,
         observables=rules.atomistic_observables.output.observables,
