@@ -239,8 +239,8 @@ def test_search_killed_after_the_first_tell_resumes_to_the_same_candidates(repo,
     shutil.rmtree(search / "gen1")
     for name in ("selected.json", "candidates.csv", "pareto.csv", "cost.json", "front.png"):
         (search / name).unlink()
-    proc = snakemake(repo, "--cores", "2", "--configfile", str(config), str(search / "selected.json"),
-                     "--rerun-triggers", "mtime")
+    proc = snakemake(repo, str(search / "selected.json"), "--cores", "2", "--rerun-triggers", "mtime",
+                     "--configfile", str(config))
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-3000:]
     assert "rule search_ask:" in out and "wildcards: variant=constant_nsde, g=0" not in out  # resumed at g=1
