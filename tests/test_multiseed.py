@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from balancebench.balancing import get_method
+from balancebench.balancing import available_methods, get_method, missing_requirements
 from balancebench.model import ModelConfig
 from balancebench.multiseed import MultiSeedTrainer, batched_energy_and_forces, pad_geometry
 from balancebench.training import Trainer, TrainingSettings
@@ -78,6 +78,28 @@ def test_lockstep_training_gives_each_seed_its_single_run_weights(lj_dataset, me
     # the seeds did train apart
     w = [t.model.state_dict()["lin2.weight"] for t in multi.trainers]
     assert not torch.allclose(w[0], w[1])
+
+
+@pytest.mark.parametrize("method", available_methods())
+def test_every_registered_method_trains_lockstep_as_alone(lj_dataset, method):
+    """Every registered method goes through its own backward/step in lockstep, with no branch on its kind
+    (torchjd's batched Jacobians vmap over the seed slice's backward): 2 seeds, 2 epochs equal single runs."""
+    if missing_requirements(method):
+        pytest.skip(f"{method} needs the optional packages {missing_requirements(method)}")
+    torch.set_num_threads(1)
+    model = dict(MODEL, hidden_channels=8, num_filters=8, num_interactions=1, num_gaussians=8)
+    training = dict(TRAINING, max_epochs=2, batch_size=8)
+    multi = MultiSeedTrainer(lj_dataset, ModelConfig(**model), TrainingSettings(**training), method, {}, [4, 5])
+    results = multi.run()
+    for seed, trainer, result in zip([4, 5], multi.trainers, results):
+        alone = Trainer(lj_dataset, ModelConfig(**model), TrainingSettings(**training), get_method(method), seed)
+        ref = alone.run()
+        assert result.status == ref.status and len(result.log) == len(ref.log)
+        a, b = trainer.model.state_dict(), alone.model.state_dict()
+        assert all(torch.allclose(a[k], b[k], rtol=1e-9, atol=1e-12) for k in a), (method, seed)
+        for mine, theirs in zip(result.log, ref.log):
+            np.testing.assert_allclose([mine[c] for c in mine if c != "seconds"],
+                                       [theirs[c] for c in mine if c != "seconds"], rtol=1e-9, atol=1e-12)
 
 
 def test_each_seed_differentiates_its_own_losses_repeatedly(lj_dataset):

@@ -155,8 +155,8 @@ class _SeedSlice(torch.autograd.Function):
         outputs, cotangents = [], []
         for name, g in (("energy", grad_energy), ("forces", grad_forces)):
             if g is not None:
-                full = torch.zeros_like(shared[name])
-                full[s] = g
+                zeros = torch.zeros_like(shared[name])  # out of place: g may be vmapped (is_grads_batched)
+                full = torch.cat([zeros[:s], g.unsqueeze(0), zeros[s + 1:]])
                 outputs.append(shared[name])
                 cotangents.append(full)
         grads = torch.autograd.grad(outputs, shared["params"][s], cotangents, retain_graph=True, allow_unused=True)
