@@ -124,6 +124,23 @@ def test_each_seed_differentiates_its_own_losses_repeatedly(lj_dataset):
     assert all(p.grad is None for p in other)
 
 
+def test_per_seed_extras_are_vmapped_and_foreign_ones_refused(lj_dataset):
+    """A tensor extra that differs per seed (a conditioned method's preference) rides along the seed axis;
+    a differing non-tensor extra cannot be batched and is refused by name."""
+    trainers = [Trainer(lj_dataset, ModelConfig(**MODEL), TrainingSettings(**TRAINING), get_method("constant"), s)
+                for s in (1, 2)]
+    graphs = [t.train_frames.batch([0, 1])[0] for t in trainers]
+    for g, r in zip(graphs, ([0.3, 0.7], [0.9, 0.1])):
+        g.extras["preference"] = torch.tensor(r, dtype=torch.float64)
+    batched = batched_energy_and_forces([t.model for t in trainers], graphs, training=False)
+    for t, g, (e, f) in zip(trainers, graphs, batched):
+        e1, f1 = t.model.energy_and_forces(g)
+        assert torch.allclose(e, e1, rtol=1e-12) and torch.allclose(f, f1, rtol=1e-10, atol=1e-10)
+    graphs[0].extras["tag"], graphs[1].extras["tag"] = "a", "b"
+    with pytest.raises(ValueError, match="'tag'"):
+        batched_energy_and_forces([t.model for t in trainers], graphs)
+
+
 def test_mismatched_batches_are_refused(lj_dataset):
     trainers = [Trainer(lj_dataset, ModelConfig(**MODEL), TrainingSettings(**TRAINING), get_method("constant"), s)
                 for s in (1, 2)]

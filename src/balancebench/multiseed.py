@@ -159,7 +159,9 @@ class _SeedSlice(torch.autograd.Function):
                 full = torch.cat([zeros[:s], g.unsqueeze(0), zeros[s + 1:]])
                 outputs.append(shared[name])
                 cotangents.append(full)
-        grads = torch.autograd.grad(outputs, shared["params"][s], cotangents, retain_graph=True, allow_unused=True)
+        # grad mode is on here only under create_graph=True: then the product keeps its own graph
+        grads = torch.autograd.grad(outputs, shared["params"][s], cotangents, retain_graph=True, allow_unused=True,
+                                    create_graph=torch.is_grad_enabled())
         return (None, None, *grads)
 
 
