@@ -478,37 +478,3 @@ def train_model(dataset: CGDataset, model_config: dict, training: dict, method_n
     if checkpoint is not None and Path(checkpoint).exists():
         Path(checkpoint).unlink()  # finished: a forced rerun starts afresh
     return result
-
-
-def select_grid_point(status_paths: list, hparams_paths: list):
-    """(table of the grid, selection) for the constant method's grid search.
-
-    The winner is the completed grid point with the lowest best validation criterion
-    (the method-independent criterion of the module docstring, so points with different
-    weights are compared on the same scale). If every point diverged, the registry's
-    default weights are used and the selection says so.
-    """
-    import pandas as pd
-
-    from balancebench.balancing import default_params
-
-    rows = []
-    for status_path, hparams_path in zip(status_paths, hparams_paths):
-        status = json.loads(Path(status_path).read_text())
-        hparams = json.loads(Path(hparams_path).read_text())
-        weights = hparams["method_params"]["weights"]
-        rows.append({"force_weight": weights[0], "energy_weight": weights[1], "status": status["status"],
-                     "best_criterion": status["best_criterion"] if status["status"] == "completed" else None,
-                     "best_epoch": status["best_epoch"], "epochs_run": status["epochs_run"],
-                     "reason": status["reason"]})
-    table = pd.DataFrame(rows)
-    done = table[table["status"] == "completed"]
-    if done.empty:
-        weights = list(default_params("constant")["weights"])
-        return table, {"weights": weights, "criterion": None,
-                       "note": "no grid point completed training; the registry's default weights are used"}
-    best = done.loc[done["best_criterion"].astype(float).idxmin()]
-    table["selected"] = table.index == best.name
-    return table, {"weights": [float(best["force_weight"]), float(best["energy_weight"])],
-                   "criterion": float(best["best_criterion"]),
-                   "rule": "lowest best validation criterion MSE_F/Var(F) + MSE_E/Var(E) among completed points"}
