@@ -59,6 +59,7 @@ class ModelConfig:
     prior_sigma: float = 4.0  # A, Eq. 3
     prior_exponent: float = 12.0  # n_ex of Eq. 3
     use_prior: bool = True
+    preference_dim: int = 0  # >0: conditioned on a preference vector r of this length (COSMOS, see PreferenceFusion)
 
     @classmethod
     def from_dict(cls, d: dict) -> "ModelConfig":
@@ -66,7 +67,10 @@ class ModelConfig:
         unknown = set(d) - names
         if unknown:
             raise ValueError(f"unknown model hyperparameters {sorted(unknown)}; valid: {sorted(names)}")
-        return cls(**d)
+        config = cls(**d)
+        if not isinstance(config.preference_dim, int) or config.preference_dim < 0:
+            raise ValueError(f"model.preference_dim must be an integer >= 0, got {config.preference_dim!r}")
+        return config
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -137,6 +141,45 @@ class ExcludedVolumePrior(nn.Module):
         return torch.where(inside, (self.sigma / r) ** self.exponent, torch.zeros_like(r))
 
 
+class PreferenceFusion(nn.Module):
+    """h0' = W [h0 ; r] + b: a preference vector r (k,) concatenated to each bead's initial embedding h0 (H,)
+    and mapped back to width H (COSMOS, Ruchte & Grabocka 2021, Sec. 4: "we concatenate the input x with r").
+
+    Why here: r enters once, before the interaction blocks, so every block and the readout see it (FiLM per
+    block would add T x 2H x k weights for no known gain); the cost is one (H + k) x H matmul per bead.
+    r does not depend on positions, so at fixed r the energy is an ordinary function E(x; r) and
+    F = -dE/dx is conservative. Initialised as the identity on h0 plus Xavier-uniform weights on r, so
+    the conditioned model starts as a SchNet whose initial features are shifted by r.
+    """
+
+    def __init__(self, hidden: int, k: int):
+        super().__init__()
+        self.k = int(k)
+        self.lin = nn.Linear(hidden + self.k, hidden)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        hidden = self.lin.out_features
+        with torch.no_grad():
+            self.lin.weight.zero_()
+            self.lin.weight[:, :hidden] = torch.eye(hidden)
+            nn.init.xavier_uniform_(self.lin.weight[:, hidden:])
+            self.lin.bias.zero_()
+
+    def forward(self, h: torch.Tensor, r: torch.Tensor, frame: torch.Tensor | None) -> torch.Tensor:
+        r = r.to(dtype=h.dtype, device=h.device)
+        if r.shape[-1] != self.k or r.ndim not in (1, 2):
+            raise ValueError(f"the preference vector must have shape ({self.k},) or (B, {self.k}) "
+                             f"(model.preference_dim = {self.k}); got {tuple(r.shape)}")
+        if r.ndim == 1:
+            per_bead = r.expand(h.shape[0], self.k)
+        else:
+            if frame is None:
+                raise ValueError("a per-frame preference (B, k) needs the frame index of every bead")
+            per_bead = r.index_select(0, frame)
+        return self.lin(torch.cat([h, per_bead], dim=-1))
+
+
 @dataclass
 class GraphBatch:
     """B frames of N beads as one graph: positions (B*N, 3), a half neighbour list over all, frame index per bead."""
@@ -180,6 +223,9 @@ class CGSchNet(nn.Module):
         self.prior = ExcludedVolumePrior(config.prior_sigma, config.prior_exponent) if config.use_prior else None
         self.register_buffer("energy_shift", torch.zeros(()))  # mu, kcal/mol per bead
         self.register_buffer("energy_scale", torch.ones(()))  # s, kcal/mol
+        self.preference = PreferenceFusion(config.hidden_channels, config.preference_dim) \
+            if config.preference_dim > 0 else None
+        self.fixed_preference: torch.Tensor | None = None  # r used when a graph carries none (MD at fixed r)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -193,14 +239,46 @@ class CGSchNet(nn.Module):
         for lin in (self.lin1, self.lin2):
             nn.init.xavier_uniform_(lin.weight)
             lin.bias.data.fill_(0.0)
+        if self.preference is not None:
+            self.preference.reset_parameters()
 
     def set_energy_scale(self, shift_per_bead: float, scale: float) -> None:
         self.energy_shift.fill_(float(shift_per_bead))
         self.energy_scale.fill_(float(scale))
 
+    # -- preference conditioning (COSMOS) ------------------------------------------------
+    def fix_preference(self, r) -> None:
+        """Fix the preference r (k,) used whenever a graph carries none: the model becomes one force field E(x; r)."""
+        if self.preference is None:
+            raise ValueError("this model is not preference-conditioned (model.preference_dim = 0); "
+                             "a preference cannot be fixed")
+        r = torch.as_tensor(r, dtype=torch.float64).flatten()
+        if r.numel() != self.preference.k or not torch.isfinite(r).all() or (r < 0).any() or r.sum() <= 0:
+            raise ValueError(f"preference must be {self.preference.k} finite non-negative numbers with a positive sum "
+                             f"(model.preference_dim = {self.preference.k}); got {r.tolist()}")
+        self.fixed_preference = (r / r.sum()).to(self.energy_scale.device)
+
+    def initial_features(self, species: torch.Tensor, batch: GraphBatch | None = None) -> torch.Tensor:
+        """h0 (N, H) of every bead: the species embedding, fused with the preference when the model is conditioned.
+
+        The preference is ``batch.extras["preference"]`` ((k,) for the whole batch or (B, k) per frame), else
+        the one set by :meth:`fix_preference`; a conditioned model with neither refuses to guess.
+        """
+        h = self.embedding(species)
+        if self.preference is None:
+            return h
+        r = batch.extras.get("preference") if batch is not None else None
+        if r is None:
+            r = self.fixed_preference
+        if r is None:
+            raise ValueError(f"the model is conditioned on a preference (model.preference_dim = {self.preference.k}) "
+                             "but none was given: set graph.extras['preference'] or call fix_preference(r)")
+        return self.preference(h, r, batch.frame if batch is not None else None)
+
     # -- energies ------------------------------------------------------------------
     def bead_energies(self, positions: torch.Tensor, neighbors: NeighborList,
-                      species: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                      species: torch.Tensor | None = None,
+                      batch: GraphBatch | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(per-bead network energies (N,), per-pair prior energies (P,)), kcal/mol."""
         r = neighbors.vectors(positions).norm(dim=-1)
         inside = r < self.cutoff  # a Verlet list carries pairs beyond the cutoff: they contribute nothing
@@ -209,7 +287,7 @@ class CGSchNet(nn.Module):
         rbf = torch.exp(self.gamma * (d * d))
         if species is None:
             species = torch.zeros(positions.shape[0], dtype=torch.long, device=positions.device)
-        h = self.embedding(species)
+        h = self.initial_features(species, batch)
         envelope = envelope[:, None]
         for block in self.interactions:
             h = h + block(h, rbf, envelope, neighbors.i, neighbors.j)
@@ -220,7 +298,7 @@ class CGSchNet(nn.Module):
 
     def forward(self, batch: GraphBatch) -> torch.Tensor:
         """Total energy per frame (B,), kcal/mol."""
-        bead, pair = self.bead_energies(batch.positions, batch.neighbors, batch.extras.get("species"))
+        bead, pair = self.bead_energies(batch.positions, batch.neighbors, batch.extras.get("species"), batch)
         energy = torch.zeros(batch.n_frames, dtype=bead.dtype, device=bead.device).index_add_(0, batch.frame, bead)
         if self.prior is not None:
             energy = energy.index_add_(0, batch.frame[batch.neighbors.i], pair)
