@@ -155,8 +155,8 @@ class PreferenceFusion(nn.Module):
     def __init__(self, hidden: int, k: int):
         super().__init__()
         self.k = int(k)
-        self.lin = nn.Linear(hidden + self.k, hidden)
-        self.reset_parameters()
+        with torch.random.fork_rng(devices=[]):  # construction draws nothing: the shared weights init as without r
+            self.lin = nn.Linear(hidden + self.k, hidden)
 
     def reset_parameters(self) -> None:
         hidden = self.lin.out_features
