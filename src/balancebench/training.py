@@ -7,10 +7,13 @@ Loss of one batch of B frames with N beads (Eq. 2 of seed 000)::
     L_E = 1/B sum_frames (E^pred - U_A)^2                               (kcal/mol)^2   (energy_loss: total)
           1/B sum_frames ((E^pred - U_A) / N)^2                          (energy_loss: per_bead)
 
-Both components are logged unweighted. The coefficients come from a
-:mod:`balancebench.balancing` method: value-based methods get the history of
-raw per-epoch (or per-step) mean training losses, oldest first; gradient-based
-methods get the per-component gradients of all parameters every step.
+Both components are logged unweighted. The update comes from a
+:mod:`balancebench.balancing` method, which owns it: every step the trainer calls
+``method.prepare_batch``, computes the named losses ``{"force": L_F, "energy": L_E}``,
+zeroes the gradients, and calls ``method.backward(losses, context)`` and
+``method.step(context)``; every epoch it logs ``method.log_values()`` (the effective
+weights and any extras) and calls ``method.end_epoch``. It never asks which shape of
+method it holds (value, learned, gradient, conditioned, optimizer).
 
 Early stopping uses a criterion that does not depend on the method (the weighted
 loss changes meaning when the weights move): the validation errors normalised by
@@ -42,14 +45,20 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from balancebench.balancing import BalancingMethod, get_method
+from balancebench.balancing import COMPONENTS, BalancingMethod, TrainContext, get_method
 from balancebench.cg import CGDataset
-from balancebench.model import CGSchNet, GraphBatch, ModelConfig, batch_frames, fast_cpu_math, resolve_device
+from balancebench.model import (
+    CGSchNet,
+    GraphBatch,
+    ModelConfig,
+    batch_frames,
+    fast_cpu_math,
+    resolve_device,
+)
 from balancebench.neighbors import check_cutoff, neighbor_list
 
 log = logging.getLogger(__name__)
 
-COMPONENTS = ("force", "energy")
 LOG_COLUMNS = ("epoch", "seconds", "train_force", "train_energy", "val_force", "val_energy",
                "coef_force", "coef_energy", "lr", "criterion")
 
@@ -68,7 +77,7 @@ class TrainingSettings:
     dtype: str = "float32"
 
     @classmethod
-    def from_dict(cls, d: dict) -> "TrainingSettings":
+    def from_dict(cls, d: dict) -> TrainingSettings:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - names
         if unknown:
@@ -120,24 +129,31 @@ class FrameSet:
 
 
 def loss_components(model: CGSchNet, graph: GraphBatch, forces_ref, energy_ref, energy_loss: str, n_beads: int,
-                    training: bool) -> torch.Tensor:
-    """[L_F, L_E] of Eq. 2 for one batch (see the module docstring for units)."""
+                    training: bool) -> dict[str, torch.Tensor]:
+    """{"force": L_F, "energy": L_E} of Eq. 2 for one batch (see the module docstring for units)."""
     energy, forces = model.energy_and_forces(graph, training=training)
     loss_f = torch.mean((forces - forces_ref) ** 2)
     err_e = energy - energy_ref
     if energy_loss == "per_bead":
         err_e = err_e / n_beads
-    return torch.stack([loss_f, torch.mean(err_e**2)])
+    return {"force": loss_f, "energy": torch.mean(err_e**2)}
 
 
-def evaluate(model: CGSchNet, frames: FrameSet, batch_size: int, energy_loss: str) -> np.ndarray:
-    """Mean [MSE_F, MSE_E] over all frames (frame-weighted), no graph kept."""
-    total = np.zeros(2)
+def evaluate(model: CGSchNet, frames: FrameSet, batch_size: int, energy_loss: str,
+             method: BalancingMethod | None = None, context: TrainContext | None = None) -> np.ndarray:
+    """Mean [MSE_F, MSE_E] over all frames (frame-weighted), no graph kept.
+
+    With ``method``, its ``prepare_batch(graph, context, training=False)`` runs first (e.g. a
+    conditioned model's fixed evaluation preference).
+    """
+    total = np.zeros(len(COMPONENTS))
     for start in range(0, len(frames), batch_size):
         idx = range(start, min(len(frames), start + batch_size))
         graph, f_ref, e_ref = frames.batch(idx)
+        if method is not None:
+            method.prepare_batch(graph, context, training=False)
         losses = loss_components(model, graph, f_ref, e_ref, energy_loss, frames.n_beads, training=False)
-        total += losses.detach().double().cpu().numpy() * len(idx)
+        total += np.array([float(losses[c].detach()) for c in COMPONENTS]) * len(idx)
     return total / len(frames)
 
 
@@ -169,6 +185,21 @@ def _atomic_save(obj, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def _with_preference_dim(model_config: ModelConfig, method: BalancingMethod) -> ModelConfig:
+    """The model config with ``preference_dim = method.preference_dim`` (a conditioned method's model input).
+
+    The preference input itself (``ModelConfig.preference_dim``, read by ``CGSchNet``) belongs
+    to the model; a method that needs it on a model without it is refused here.
+    """
+    dim = int(getattr(method, "preference_dim", 0) or 0)
+    if any(f.name == "preference_dim" for f in dataclasses.fields(model_config)):
+        return dataclasses.replace(model_config, preference_dim=dim)
+    if dim > 0:
+        raise NotImplementedError(f"method {method.name!r} needs a model conditioned on a preference vector of "
+                                  f"length {dim}, but ModelConfig has no preference_dim field yet")
+    return model_config
+
+
 class Trainer:
     """One training run: a model, a balancing method, a dataset split, a seed."""
 
@@ -177,9 +208,7 @@ class Trainer:
         self.settings, self.method, self.seed = settings, method, int(seed)
         self.device = resolve_device(settings.device, "training.device")
         self.dtype = getattr(torch, settings.dtype)
-        if self.method.kind == "conditioned":
-            raise NotImplementedError(f"method {method.name!r} needs a preference-conditioned model, "
-                                      "which this trainer does not build yet")
+        model_config = _with_preference_dim(model_config, method)
         torch.manual_seed(self.seed)
         fast_cpu_math()
         if self.device.type == "cpu":
@@ -197,14 +226,19 @@ class Trainer:
         self.var_force = float(torch.var(self.train_frames.forces.double()))
         var_e = float(torch.var(self.train_frames.energy.double() / n)) if len(self.train_frames) > 1 else 0.0
         self.var_energy = var_e if var_e > 0 else 1.0
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=settings.learning_rate)
-        self.scheduler = torch.optim.lr_scheduler.ExponentialLR(self.optimizer, gamma=settings.lr_decay)
+        self.context = TrainContext(
+            model=self.model, model_params=[p for p in self.model.parameters() if p.requires_grad],
+            components=COMPONENTS, references={"force": self.var_force, "energy": self.var_energy},
+            generator=torch.Generator(device="cpu").manual_seed(self.seed), settings=settings)
+        method.setup(self.context)
+        self.optimizer = method.make_optimizer(self.context.model_params, settings)
+        self.context.optimizer = self.optimizer
+        self.scheduler = (torch.optim.lr_scheduler.ExponentialLR(self.optimizer, gamma=settings.lr_decay)
+                          if self.optimizer is not None else None)
         self.checkpoint = Path(checkpoint) if checkpoint else None
         self.run_hash = _run_hash(model_config.to_dict(), dataclasses.asdict(settings), method.name,
-                                  method.state_dict(), self.seed, dataset.energy.tobytes(),
+                                  method.params, self.seed, dataset.energy.tobytes(),
                                   np.asarray(dataset.split["train"]).tobytes())
-        self.history: list[list[float]] = []  # raw training losses per update period (value-based methods)
-        self.coefficients = np.asarray(method.initial_coefficients(2), dtype=np.float64)
         self.log: list[dict] = []
         self.best_state = None
         self.best_criterion = math.inf
@@ -216,9 +250,10 @@ class Trainer:
     # -- checkpoints -------------------------------------------------------------------
     def _state(self) -> dict:
         return {"hash": self.run_hash, "epoch": self.epoch, "model": self.model.state_dict(),
-                "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-                "method": self.method.state_dict(), "history": self.history, "coefficients": self.coefficients.tolist(),
-                "log": self.log, "best_state": self.best_state, "best_criterion": self.best_criterion,
+                "optimizer": self.optimizer.state_dict() if self.optimizer is not None else None,
+                "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+                "method": self.method.state_dict(), "generator": self.context.generator.get_state(),
+                "step": self.context.step, "log": self.log, "best_state": self.best_state, "best_criterion": self.best_criterion,
                 "best_epoch": self.best_epoch, "bad_epochs": self.bad_epochs, "first_loss": self.first_loss}
 
     def save_checkpoint(self) -> None:
@@ -236,11 +271,13 @@ class Trainer:
                         self.checkpoint)
             return 0
         self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
+        if self.optimizer is not None:
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
         self.method.load_state_dict(state["method"])
-        self.history, self.log = state["history"], state["log"]
-        self.coefficients = np.asarray(state["coefficients"], dtype=np.float64)
+        self.context.generator.set_state(state["generator"].cpu())
+        self.context.step, self.context.epoch = state["step"], state["epoch"]
+        self.log = state["log"]
         self.best_state, self.best_criterion = state["best_state"], state["best_criterion"]
         self.best_epoch, self.bad_epochs, self.first_loss = state["best_epoch"], state["bad_epochs"], state["first_loss"]
         self.epoch = state["epoch"]
@@ -248,38 +285,24 @@ class Trainer:
         return self.epoch
 
     # -- one step ------------------------------------------------------------------------
-    def _update_coefficients(self, losses: np.ndarray, unit: str) -> None:
-        """Value-based methods: append one period's mean raw losses, recompute every update_every periods."""
-        if self.method.kind != "value" or self.method.update_unit != unit:
-            return
-        self.history.append([float(x) for x in losses])
-        if len(self.history) % self.method.update_every == 0:
-            self.coefficients = np.asarray(self.method.coefficients(np.asarray(self.history)), dtype=np.float64)
+    def train_step(self, frame_indices) -> dict[str, float]:
+        """One optimisation step on the training frames ``frame_indices``; returns the raw losses.
 
-    def _step(self, frames) -> np.ndarray:
-        graph, f_ref, e_ref = self.train_frames.batch(frames)
+        If a loss is not finite nothing is updated (the caller records the divergence).
+        """
+        graph, f_ref, e_ref = self.train_frames.batch(frame_indices)
+        ctx = self.context
+        self.method.prepare_batch(graph, ctx, training=True)
         losses = loss_components(self.model, graph, f_ref, e_ref, self.settings.energy_loss,
                                  self.train_frames.n_beads, training=True)
-        raw = losses.detach().double().cpu().numpy()
-        if not np.isfinite(raw).all():
+        raw = {c: float(losses[c].detach()) for c in COMPONENTS}
+        if not all(math.isfinite(v) for v in raw.values()):
             return raw
-        self.optimizer.zero_grad(set_to_none=True)
-        if self.method.kind == "gradient":
-            params = [p for p in self.model.parameters() if p.requires_grad]
-            grads = []
-            for k in range(len(losses)):
-                g = torch.autograd.grad(losses[k], params, retain_graph=k < len(losses) - 1, allow_unused=True)
-                grads.append(torch.cat([(gi if gi is not None else torch.zeros_like(p)).reshape(-1)
-                                        for gi, p in zip(g, params)]))
-            direction = self.method.combine(torch.stack(grads), losses.detach())
-            offset = 0
-            for p in params:
-                p.grad = direction[offset:offset + p.numel()].view_as(p).to(p.dtype)
-                offset += p.numel()
-        else:
-            coef = torch.as_tensor(self.coefficients, dtype=losses.dtype, device=losses.device)  # data, no gradient
-            (coef * losses).sum().backward()
-        self.optimizer.step()
+        for p in [*ctx.model_params, *self.method.parameters()]:
+            p.grad = None
+        self.method.backward(losses, ctx)
+        self.method.step(ctx)
+        ctx.step += 1
         return raw
 
     # -- the loop ------------------------------------------------------------------------
@@ -290,13 +313,15 @@ class Trainer:
         while self.epoch < s.max_epochs and self.bad_epochs < s.patience:
             self.epoch += 1
             order = np.random.default_rng([self.seed, self.epoch]).permutation(len(self.train_frames))
-            coef_epoch = self.coefficients.copy()
-            lr = self.optimizer.param_groups[0]["lr"]
+            self.context.epoch = self.epoch
+            lr = (self.optimizer.param_groups[0]["lr"] if self.optimizer is not None
+                  else s.learning_rate * s.lr_decay ** (self.epoch - 1))
             self.model.train()
             start = time.perf_counter()
-            step_losses, step_weights = [], []
+            step_losses = []
             for b in range(0, len(order), s.batch_size):
-                raw = self._step(order[b:b + s.batch_size])
+                step = self.train_step(order[b:b + s.batch_size])
+                raw = np.array([step[c] for c in COMPONENTS])
                 if not np.isfinite(raw).all():
                     failure = f"non-finite loss at epoch {self.epoch} (L_F={raw[0]:.3g}, L_E={raw[1]:.3g})"
                     break
@@ -307,27 +332,25 @@ class Trainer:
                                f"the first step's {self.first_loss:.3g}")
                     break
                 step_losses.append(raw)
-                if self.method.kind == "gradient" and getattr(self.method, "last_weights", None) is not None:
-                    step_weights.append(np.asarray(self.method.last_weights, dtype=np.float64))
-                self._update_coefficients(raw, "step")
             seconds = time.perf_counter() - start
-            if step_weights:  # gradient methods: the effective weights of their combined directions, epoch mean
-                coef_epoch = np.mean(step_weights, axis=0)
             train = np.mean(step_losses, axis=0) if step_losses else np.full(2, np.nan)
             self.model.eval()
-            val = evaluate(self.model, self.val_frames, s.batch_size, s.energy_loss) if not failure else np.full(2, np.nan)
+            val = (evaluate(self.model, self.val_frames, s.batch_size, s.energy_loss, self.method, self.context)
+                   if not failure else np.full(2, np.nan))
             criterion = float(val[0] / self.var_force + val[1] / self.var_energy)
             if not failure and not math.isfinite(criterion):
                 failure = f"non-finite validation error at epoch {self.epoch}"
             row = {"epoch": self.epoch, "seconds": seconds, "train_force": train[0], "train_energy": train[1],
-                   "val_force": val[0], "val_energy": val[1], "coef_force": coef_epoch[0], "coef_energy": coef_epoch[1],
-                   "lr": lr, "criterion": criterion}
+                   "val_force": val[0], "val_energy": val[1], "lr": lr, "criterion": criterion}
+            values = {k: float(v) for k, v in self.method.log_values().items()}  # coef_force, coef_energy, extras
+            row = {k: row[k] if k in row else values.pop(k) for k in LOG_COLUMNS} | values
             self.log.append(row)
             if failure:
                 log.warning("%s", failure)
                 break
-            self.scheduler.step()
-            self._update_coefficients(train, "epoch")
+            if self.scheduler is not None:
+                self.scheduler.step()
+            self.method.end_epoch(dict(zip(COMPONENTS, (float(x) for x in train))), self.context)
             if criterion < self.best_criterion * (1.0 - s.min_delta):
                 self.best_criterion, self.best_epoch, self.bad_epochs = criterion, self.epoch, 0
                 self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
@@ -335,7 +358,7 @@ class Trainer:
                 self.bad_epochs += 1
             self.save_checkpoint()
             if progress is not None:
-                progress(row)
+                progress({**row, "max_epochs": s.max_epochs})
         if failure:
             status, reason = "diverged", failure
         elif self.bad_epochs >= s.patience:
@@ -348,19 +371,33 @@ class Trainer:
                               list(self.log), resumed)
 
 
+def log_columns(rows: list[dict]) -> list[str]:
+    """LOG_COLUMNS, then the method's extra columns (``log_values`` keys) in order of first appearance."""
+    cols = list(LOG_COLUMNS)
+    for row in rows:
+        cols += [k for k in row if k not in cols]
+    return cols
+
+
 def write_log(rows: list[dict], path: str | Path) -> None:
-    """The per-epoch CSV (columns LOG_COLUMNS); non-finite values of a diverged epoch are written as 'nan'."""
+    """The per-epoch CSV (LOG_COLUMNS, then the method's extras, e.g. ``log_var_force``); non-finite values
+    of a diverged epoch are written as 'nan', an extra missing from a row as an empty field."""
+    cols = log_columns(rows)
     with open(path, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=LOG_COLUMNS)
+        writer = csv.DictWriter(fh, fieldnames=cols, restval="")
         writer.writeheader()
         for row in rows:
-            writer.writerow({k: row[k] for k in LOG_COLUMNS})
+            writer.writerow({k: row[k] for k in cols if k in row})
 
 
 def train_model(dataset: CGDataset, model_config: dict, training: dict, method_name: str, method_params: dict,
                 seed: int, out_dir: str | Path, checkpoint: str | Path | None = None, threads: int | None = None,
-                provenance: dict | None = None, progress=None) -> TrainingResult:
-    """Train and write ``model.pt``, ``hparams.json``, ``train_log.csv`` and ``status.json`` into ``out_dir``.
+                provenance: dict | None = None, progress=None, variant: str | None = None) -> TrainingResult:
+    """Train and write ``model.pt``, ``hparams.json``, ``train_log.csv``, ``method_state.pt`` and ``status.json``
+    into ``out_dir``.
+
+    ``variant``: the name the comparison uses for this method + parameters (recorded for
+    provenance; default the method name).
 
     Never raises for a diverging run: its status says ``diverged`` with the reason and epoch.
     """
@@ -374,14 +411,17 @@ def train_model(dataset: CGDataset, model_config: dict, training: dict, method_n
     trainer = Trainer(dataset, cfg, settings, method, seed, checkpoint=checkpoint)
     result = trainer.run(progress=progress)
     torch.save({k: v.detach().cpu() for k, v in trainer.model.state_dict().items()}, out / "model.pt")
+    variant = variant or method_name
     hparams = {"model": cfg.to_dict(), "training": dataclasses.asdict(settings), "method": method_name,
-               "method_params": method_params, "seed": int(seed), "n_beads": dataset.n_beads,
+               "method_params": method_params, "variant": variant, "backward_passes": method.backward_passes, "seed": int(seed), "n_beads": dataset.n_beads,
                "bead_mass": float(dataset.masses[0]), "energy_unit": "kcal/mol", "length_unit": "angstrom",
                "device": str(trainer.device), "energy_shift_per_bead": float(trainer.model.energy_shift),
                "energy_scale": float(trainer.model.energy_scale), "provenance": provenance or {}}
     (out / "hparams.json").write_text(json.dumps(hparams, indent=2, sort_keys=True, default=str) + "\n")
     write_log(result.log, out / "train_log.csv")
-    (out / "status.json").write_text(json.dumps({**result.summary(), "method": method_name, "seed": int(seed),
+    torch.save(trainer.method.state_dict(), out / "method_state.pt")  # the method's final state (learned weights)
+    (out / "status.json").write_text(json.dumps({**result.summary(), "method": method_name, "variant": variant,
+                                                 "seed": int(seed),
                                                  "provenance": provenance or {}}, indent=2, default=str) + "\n")
     if checkpoint is not None and Path(checkpoint).exists():
         Path(checkpoint).unlink()  # finished: a forced rerun starts afresh

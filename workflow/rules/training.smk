@@ -1,7 +1,7 @@
 # CG force-field training per {method} x {seed}, and the grid search of the constant
 # method's coefficients (seed 000 Sec. 2.2, 2.4). docs/training.md.
 
-TRAIN_CODE = code_hash("model.py", "neighbors.py", "training.py", "balancing.py", "cg.py")
+TRAIN_CODE = code_hash("model.py", "neighbors.py", "training.py", "balancing", "cg.py")
 
 
 wildcard_constraints:

@@ -1,0 +1,78 @@
+"""Loss-balancing methods behind one registry and one contract (seed 000 Sec. 2.4, Eq. 4-8, and later methods).
+
+A model is trained on named loss components (``"force"``: the force MSE, ``"energy"``:
+the squared energy error). A *balancing method* owns how they become a parameter
+update: coefficients (value), learned weights (learned), a combination of per-loss
+gradients (gradient), a preference-conditioned model (conditioned) or the update
+itself (optimizer). See :mod:`balancebench.balancing.base` for the contract and
+``docs/balancing.md`` for the formulas and how to add a method::
+
+    from balancebench.balancing import get_method
+    m = get_method("softadapt", beta=0.1, order=1)
+    lam = m.coefficients(history)      # history (t, k), oldest first, per-period mean losses
+
+One file per method or small family: ``constant``, ``ratio``, ``softadapt``, ``dwa``
+(value), ``uncertainty``, ``gradnorm`` (learned), ``mgda``, ``pcgrad``,
+``torchjd_adapter`` (gradient).
+"""
+
+from __future__ import annotations
+
+from . import (  # noqa: F401  (register the methods)
+    constant,
+    dwa,
+    gradnorm,
+    mgda,
+    pcgrad,
+    ratio,
+    softadapt,
+    torchjd_adapter,
+    uncertainty,
+)
+from ._numerics import backward_difference_stencil
+from ._params import Param
+from .base import (
+    COMPONENTS,
+    KINDS,
+    BalancingMethod,
+    ConditionedMethod,
+    GradientMethod,
+    LearnedMethod,
+    OptimizerMethod,
+    TrainContext,
+    ValueMethod,
+    available_methods,
+    default_params,
+    get_method,
+    loss_vector,
+    missing_requirements,
+    per_loss_gradients,
+    register,
+    unregister,
+    write_direction,
+)
+from .mgda import min_norm_weights
+
+__all__ = [
+    "COMPONENTS",
+    "KINDS",
+    "BalancingMethod",
+    "ConditionedMethod",
+    "GradientMethod",
+    "LearnedMethod",
+    "OptimizerMethod",
+    "Param",
+    "TrainContext",
+    "ValueMethod",
+    "available_methods",
+    "backward_difference_stencil",
+    "default_params",
+    "get_method",
+    "loss_vector",
+    "min_norm_weights",
+    "missing_requirements",
+    "per_loss_gradients",
+    "register",
+    "unregister",
+    "write_direction",
+]
