@@ -7,11 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-import balancebench.balancing_cosmos  # noqa: F401  (registers "cosmos")
 from balancebench.balancing import get_method
 from balancebench.model import CGSchNet, ModelConfig
 from balancebench.pareto import model_errors, target_variances
-from balancebench.training import FrameSet, fit_energy_scale
+from balancebench.training import FrameSet, Trainer, TrainingSettings, train_model
 
 MODEL = dict(hidden_channels=16, num_filters=16, num_interactions=2, num_gaussians=16, cutoff=7.5, prior_sigma=3.5)
 
@@ -111,7 +110,7 @@ def test_unconditioned_model_is_unchanged_by_the_fusion_option():
     ({"alpha": 0.0}, "alpha"), ({"alpha": -1.0}, "alpha"), ({"alpha": [1.0, 0.0]}, "alpha"),
     ({"alpha": [1.0, 1.0, 1.0]}, "alpha"), ({"penalty": -0.1}, "penalty"),
     ({"eval_preference": [0.5]}, "eval_preference"), ({"fixed_preference": [-1, 2]}, "fixed_preference"),
-    ({"loss_scale": "rms"}, "loss_scale"),
+    ({"loss_scale": "rms"}, "loss_scale"), ({"test_rays": 0}, "test_rays"),
 ])
 def test_bad_settings_are_refused_naming_the_setting(params, field):
     with pytest.raises(ValueError, match=f"parameter '{field}' of balancing method 'cosmos'"):
@@ -188,47 +187,24 @@ def test_target_variance_scaling_needs_references():
     m = get_method("cosmos")
     with pytest.raises(ValueError, match="references"):
         m.setup(SimpleNamespace(components=("force", "energy"), references={"force": 1.0}))
-    get_method("cosmos", loss_scale="none").setup(SimpleNamespace(components=("force", "energy"), references={}))
+    get_method("cosmos", loss_scale="raw").setup(SimpleNamespace(components=("force", "energy"), references={}))
 
 
 # -- training ------------------------------------------------------------------------------------
-def tiny_training(dataset, seed, epochs, method=None, weights=None, lr=3e-3):
-    """The contract's step (prepare_batch, loss components, backward, step) on a few frames; returns
-    (model, normalised validation errors). ``method=None`` trains a plain model on ``weights``."""
-    torch.manual_seed(seed)
-    k = 0 if method is None else method.preference_dim
-    model = CGSchNet(ModelConfig(**MODEL, preference_dim=k))
-    frames = FrameSet(dataset, dataset.split["train"], 7.5, "cpu", torch.float32)
-    val = FrameSet(dataset, dataset.split["validation"], 7.5, "cpu", torch.float32)
-    model.set_energy_scale(*fit_energy_scale(model, frames))
-    refs = target_variances(dataset)
-    ctx = SimpleNamespace(model=model, model_params=list(model.parameters()), components=("force", "energy"),
-                          references=refs, generator=torch.Generator().manual_seed(seed), epoch=0, step=0,
-                          settings=SimpleNamespace(learning_rate=lr))
-    if method is not None:
-        method.setup(ctx)
-        ctx.optimizer = method.make_optimizer(ctx.model_params, ctx.settings)
-    else:
-        ctx.optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+def tiny_training(dataset, seed, epochs, method):
+    """``epochs`` epochs of :meth:`Trainer.train_step` (the contract's step, no early stopping); returns
+    (trainer, validation (f_F, f_E) at r = (1, 0) for a conditioned model)."""
+    trainer = Trainer(dataset, ModelConfig(**MODEL), TrainingSettings(batch_size=4, learning_rate=3e-3),
+                      method, seed)
     for epoch in range(1, epochs + 1):
-        ctx.epoch = epoch
-        order = np.random.default_rng([seed, epoch]).permutation(len(frames))
+        trainer.context.epoch = epoch
+        order = np.random.default_rng([seed, epoch]).permutation(len(trainer.train_frames))
         for b in range(0, len(order), 4):
-            graph, f_ref, e_ref = frames.batch(order[b:b + 4])
-            if method is not None:
-                method.prepare_batch(graph, ctx, training=True)
-            energy, forces = model.energy_and_forces(graph, training=True)
-            losses = {"force": torch.mean((forces - f_ref) ** 2), "energy": torch.mean((energy - e_ref) ** 2)}
-            ctx.optimizer.zero_grad()
-            if method is not None:
-                method.backward(losses, ctx)
-                method.step(ctx)
-            else:
-                (weights[0] * losses["force"] + weights[1] * losses["energy"]).backward()
-                ctx.optimizer.step()
-    pref = None if method is None else [1.0, 0.0]
-    errors = np.array(model_errors(model, val, 8, "total", pref)) / [refs["force"], refs["energy"]]
-    return model, errors
+            trainer.train_step(order[b:b + 4])
+    refs = trainer.context.references
+    pref = [1.0, 0.0] if method.preference_dim else None
+    errors = model_errors(trainer.model, trainer.val_frames, 8, "total", pref)
+    return trainer, np.array(errors) / [refs["force"], refs["energy"]]
 
 
 def test_a_vertex_with_no_penalty_reproduces_constant_weight_training(lj_dataset):
@@ -236,11 +212,11 @@ def test_a_vertex_with_no_penalty_reproduces_constant_weight_training(lj_dataset
     weights (1, 0) (Adam is invariant to the 1/Var(F) scale) on a model with one constant extra input.
     Its validation force error lies within the spread of two seeds of the plain training."""
     torch.set_num_threads(1)
-    plain = [tiny_training(lj_dataset, seed, 6, weights=[1.0, 0.0])[1][0] for seed in (0, 1)]
+    plain = [tiny_training(lj_dataset, seed, 6, get_method("constant", weights=[1.0, 0.0]))[1][0] for seed in (0, 1)]
     vertex = tiny_training(lj_dataset, 0, 6, get_method("cosmos", fixed_preference=[1.0, 0.0], penalty=0.0))[1][0]
     spread = abs(plain[0] - plain[1])
     assert abs(vertex - plain[0]) < max(2.0 * spread, 0.1 * plain[0]), (vertex, plain)
-    untrained = tiny_training(lj_dataset, 0, 0, weights=[1.0, 0.0])[1][0]
+    untrained = tiny_training(lj_dataset, 0, 0, get_method("constant", weights=[1.0, 0.0]))[1][0]
     assert vertex < 0.5 * untrained  # it learned, like the plain one
 
 
@@ -250,9 +226,40 @@ def test_cosmos_training_gives_a_preference_ordered_front(lj_dataset):
     from balancebench.pareto import evaluate_front
 
     torch.set_num_threads(1)
-    model, _ = tiny_training(lj_dataset, 0, 10, get_method("cosmos"))
-    val = FrameSet(lj_dataset, lj_dataset.split["validation"], 7.5, "cpu", torch.float32)
-    front = evaluate_front(model, val, target_variances(lj_dataset), rays=5)
+    trainer, _ = tiny_training(lj_dataset, 0, 10, get_method("cosmos"))
+    front = evaluate_front(trainer.model, trainer.val_frames, trainer.context.references, rays=5)
     assert front["f_energy"].iloc[-1] < front["f_energy"].iloc[0]
     assert front["f_energy"].iloc[0] > 1.05 * front["f_energy"].iloc[-1]
     assert np.isfinite(front[["f_force", "f_energy"]].to_numpy()).all()
+
+
+def test_train_model_writes_the_front_and_the_chosen_preference_that_simulation_uses(lj_dataset, tmp_path):
+    """train_model on COSMOS: front.csv (K rays, a non-dominated subset), hparams["preference"] = the ray with
+    the lowest criterion, the log's coef columns = epoch means of r; the calculator runs at that r."""
+    import json
+
+    import pandas as pd
+
+    from balancebench.simulation import CGCalculator, atoms_from_frame
+
+    result = train_model(lj_dataset, MODEL, dict(max_epochs=2, batch_size=8, patience=5), "cosmos",
+                         {"test_rays": 7}, seed=0, out_dir=tmp_path, threads=1, variant="cosmos")
+    assert result.status == "completed", result.reason
+    front = pd.read_csv(tmp_path / "front.csv")
+    assert len(front) == 7 and front["non_dominated"].any()
+    hparams = json.loads((tmp_path / "hparams.json").read_text())
+    best = front.loc[front["criterion"].idxmin()]
+    assert hparams["preference"] == pytest.approx([best["pref_force"], best["pref_energy"]])
+    assert hparams["model"]["preference_dim"] == 2
+    log = pd.read_csv(tmp_path / "train_log.csv")
+    np.testing.assert_allclose(log["coef_force"] + log["coef_energy"], 1.0, rtol=1e-12)
+    assert {"pref_force", "cosine"} <= set(log.columns)
+    calc = CGCalculator.from_checkpoint(tmp_path)
+    assert calc.preference == pytest.approx(hparams["preference"])
+    atoms = atoms_from_frame(lj_dataset.positions[0], lj_dataset.box[0], calculator=calc)
+    other = atoms_from_frame(lj_dataset.positions[0], lj_dataset.box[0],
+                             calculator=CGCalculator.from_checkpoint(tmp_path, preference=[0.05, 0.95]))
+    assert np.isfinite(atoms.get_potential_energy())
+    assert atoms.get_potential_energy() != other.get_potential_energy()
+    with pytest.raises(ValueError, match="length 2"):
+        CGCalculator.from_checkpoint(tmp_path, preference=[1.0])

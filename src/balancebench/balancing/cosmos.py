@@ -14,7 +14,7 @@ Algorithm 1 of the seed, per optimisation step (one batch):
 Normalisation (``loss_scale``): ``target_variance`` divides L_F by Var(F) ((kcal/mol/A)^2) and L_E by
 Var(E) ((kcal/mol)^2) of the training targets (``context.references``), so both are 1 - R^2-like,
 dimensionless and O(1): r, the Dirichlet sampling and the cosine then mean the same for force and
-energy (REFERENCES.md sec. 4, "Scale"). ``none`` is the released code (raw losses), for comparison.
+energy (REFERENCES.md sec. 4, "Scale"). ``raw`` is the released code (raw losses), for comparison.
 
 Defaults are the reference code's generic settings (github ruchtem/cosmos, settings.py; Multi-MNIST):
 alpha = 1.2, lambda = 2. Its other settings: Adult/COMPAS alpha 0.5, lambda 0.01; CelebA alpha 1,
@@ -33,9 +33,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from balancebench.balancing import BalancingMethod, Param, _choice, _finite_float, register
-
-COMPONENTS = ("force", "energy")
+from ._params import Param, _choice, _finite_float, _int_at_least
+from .base import COMPONENTS, ConditionedMethod, loss_vector, register
 
 
 def _alpha(v: Any) -> list[float]:
@@ -81,35 +80,36 @@ def cosmos_objective(losses, preference, penalty: float):
 
 
 @register("cosmos")
-class Cosmos(BalancingMethod):
+class Cosmos(ConditionedMethod):
     """COSMOS (seed 002): Dirichlet preferences per batch, Eq. 5 on normalised losses; see the module docstring."""
 
-    kind: ClassVar[str] = "conditioned"
     preference_dim: ClassVar[int] = len(COMPONENTS)
     params: ClassVar[dict[str, Param]] = {
         "alpha": Param(1.2, _alpha, "Dirichlet concentration of the sampled preferences (seed code default 1.2)"),
         "penalty": Param(2.0, _penalty, "lambda of Eq. 5, weight of the cosine term (seed code default 2)"),
-        "loss_scale": Param("target_variance", _choice("target_variance", "none"),
-                            "normalise each loss by its target variance (context.references) or use raw losses"),
+        "loss_scale": Param("target_variance", _choice("target_variance", "raw"),
+                            "divide each loss by its target variance (context.references) or use the raw losses"),
         "eval_preference": Param([0.5, 0.5], _simplex, "r used outside training (validation, early stopping)"),
         "fixed_preference": Param(None, _optional_simplex, "train at this one r instead of sampling (ablation)"),
+        "test_rays": Param(25, _int_at_least(1), "K test rays of the front written after training (seed: 25)"),
     }
 
     def _configure(self) -> None:
         super()._configure()
-        self.update_unit, self.update_every = "step", 1
         self.backward_passes = 1
-        self._current = None  # r of the current batch (float64 torch tensor)
-        self._epoch = None
-        self._sum_r = np.zeros(len(COMPONENTS))
-        self._sum_cos = 0.0
-        self._n = 0
+        refs = getattr(self, "_refs", None)  # kept from setup() when load_state_dict reconfigures
+        self._scale = None if refs is None else self._scales(refs)
+
+    def _scales(self, refs: dict) -> list[float]:
+        if self.params["loss_scale"] == "raw":
+            return [1.0] * len(COMPONENTS)
+        missing = [c for c in COMPONENTS if not (c in refs and np.isfinite(refs[c]) and refs[c] > 0)]
+        if missing:
+            raise ValueError(f"cosmos with loss_scale 'target_variance' needs positive references for {missing}; "
+                             f"got {refs!r}")
+        return [float(refs[c]) for c in COMPONENTS]
 
     # -- pure helpers ----------------------------------------------------------------------
-    def coefficients(self, history: Any) -> np.ndarray:
-        """The evaluation preference (a conditioned method has no history-driven coefficients)."""
-        return np.asarray(self.params["eval_preference"], dtype=np.float64)
-
     def sample_preference(self, generator) -> np.ndarray:
         """One r ~ Dir(alpha) (k,), float64; the only draw is one integer from the torch ``generator``."""
         import torch
@@ -119,78 +119,45 @@ class Cosmos(BalancingMethod):
         seed = int(torch.randint(0, 2**62, (1,), generator=generator))
         return np.random.default_rng(seed).dirichlet(self.params["alpha"])
 
-    def _scales(self, context, components) -> list[float]:
-        if self.params["loss_scale"] == "none":
-            return [1.0] * len(components)
-        refs = getattr(context, "references", None) or {}
-        missing = [c for c in components if not (c in refs and np.isfinite(refs[c]) and refs[c] > 0)]
-        if missing:
-            raise ValueError(f"cosmos with loss_scale 'target_variance' needs positive references for {missing}; "
-                             f"got {refs!r}")
-        return [float(refs[c]) for c in components]
+    def sample_preferences(self, n: int, k: int, generator: Any = None):
+        import torch
+
+        if k != self.preference_dim:
+            raise ValueError(f"cosmos is defined for the {self.preference_dim} components {COMPONENTS}, got k = {k}")
+        return torch.as_tensor(np.stack([self.sample_preference(generator) for _ in range(n)]), dtype=torch.float64)
+
+    def evaluation_preference(self, k: int):
+        import torch
+
+        return torch.as_tensor(self.params["eval_preference"], dtype=torch.float64)
+
+    def conditioned_loss(self, losses, preferences):
+        """Mean over rows of Eq. 5 for normalised losses (n, k) under preferences (n, k)."""
+        import torch
+
+        return torch.stack([cosmos_objective(l, r, self.params["penalty"])[0]
+                            for l, r in zip(losses, preferences)]).mean()
 
     # -- the training contract ---------------------------------------------------------------
     def setup(self, context) -> None:
-        self._scale_values = self._scales(context, tuple(getattr(context, "components", COMPONENTS)))
-
-    def parameters(self) -> list:
-        return []
-
-    def make_optimizer(self, model_params, settings):
-        import torch
-
-        return torch.optim.Adam(list(model_params), lr=settings.learning_rate)
-
-    def prepare_batch(self, graph, context, training: bool) -> None:
-        """Write this batch's r into ``graph.extras["preference"]``: sampled when training, else eval_preference."""
-        import torch
-
-        if training:
-            epoch = getattr(context, "epoch", None)
-            if epoch != self._epoch:  # a new epoch: the logged means start afresh
-                self._epoch, self._sum_r, self._sum_cos, self._n = epoch, np.zeros(len(COMPONENTS)), 0.0, 0
-            r = self.sample_preference(context.generator)
-        else:
-            r = np.asarray(self.params["eval_preference"], dtype=np.float64)
-        self._current = torch.as_tensor(r, dtype=torch.float64)
-        graph.extras["preference"] = self._current
+        if tuple(context.components) != COMPONENTS:
+            raise ValueError(f"cosmos needs the loss components {COMPONENTS}, got {tuple(context.components)}")
+        self._refs = dict(getattr(context, "references", None) or {})
+        self._scale = self._scales(self._refs)
 
     def backward(self, losses: dict, context) -> None:
         """Gradient of Eq. 5 at this batch's r into the model parameters' .grad (one backward pass)."""
         import torch
 
-        if self._current is None:
+        if self._preference is None:
             raise RuntimeError("cosmos.backward called before prepare_batch: the batch has no preference")
-        components = tuple(getattr(context, "components", COMPONENTS))
-        vector = torch.stack([losses[c] for c in components])
-        scales = torch.as_tensor(getattr(self, "_scale_values", None) or self._scales(context, components),
-                                 dtype=vector.dtype, device=vector.device)
-        objective, cosine = cosmos_objective(vector / scales, self._current, self.params["penalty"])
+        if self._scale is None:
+            self.setup(context)
+        vector = loss_vector(losses, COMPONENTS)
+        scale = torch.as_tensor(self._scale, dtype=vector.dtype, device=vector.device)
+        objective, cosine = cosmos_objective(vector / scale, self._preference, self.params["penalty"])
         objective.backward()
-        self._sum_r += self._current.numpy()
-        self._sum_cos += float(cosine.detach())
-        self._n += 1
-
-    def step(self, context) -> None:
-        context.optimizer.step()
-
-    def end_epoch(self, train_means: dict, context) -> None:
-        pass
-
-    def log_values(self) -> dict[str, float]:
-        """Epoch means of the applied r (coef_force, coef_energy = pref_force, pref_energy) and of the cosine."""
-        if self._n == 0:
-            r, cos = np.asarray(self.params["eval_preference"]), float("nan")
-        else:
-            r, cos = self._sum_r / self._n, self._sum_cos / self._n
-        return {"coef_force": float(r[0]), "coef_energy": float(r[1]), "pref_force": float(r[0]),
-                "pref_energy": float(r[1]), "cosine": float(cos)}
-
-    def _extra_state(self) -> dict[str, Any]:
-        return {"epoch": self._epoch, "sum_r": self._sum_r.tolist(), "sum_cos": self._sum_cos, "n": self._n}
-
-    def _load_extra_state(self, state: dict[str, Any]) -> None:
-        self._epoch = state.get("epoch")
-        self._sum_r = np.asarray(state.get("sum_r", [0.0] * len(COMPONENTS)), dtype=np.float64)
-        self._sum_cos = float(state.get("sum_cos", 0.0))
-        self._n = int(state.get("n", 0))
+        r = self._preference.detach().cpu()
+        self.record_weights(context, r)  # coef_force, coef_energy: the epoch mean of r
+        self.record_weights(context, r, prefix="pref")
+        self.record(context, cosine=float(cosine.detach()))
