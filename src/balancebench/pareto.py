@@ -77,7 +77,7 @@ def hypervolume(points, reference_point=DEFAULT_REFERENCE_POINT, outside: str = 
     """
     from pymoo.indicators.hv import HV
 
-    f = np.asarray(points, dtype=np.float64).reshape(-1, len(np.atleast_1d(reference_point)))
+    f = np.atleast_2d(np.asarray(points, dtype=np.float64))
     ref = check_reference_point(reference_point, f.shape[1])
     if outside not in ("clip", "raise"):
         raise ValueError(f"outside must be 'clip' or 'raise', got {outside!r}")
