@@ -128,6 +128,51 @@ def test_plot_fronts_writes_a_figure(tmp_path):
     front = pd.DataFrame({"f_force": [0.3, 0.1, 0.6], "f_energy": [0.4, 0.8, 0.2], "non_dominated": [True] * 3})
     points = pd.DataFrame({"method": ["softadapt"], "seed": [1], "status": ["completed"], "f_force": [0.5],
                            "f_energy": [0.5]})
-    grid = pd.DataFrame({"energy_weight": [0.01], "status": ["completed"], "f_force": [0.2], "f_energy": [0.6]})
+    grid = pd.DataFrame({"method": ["constant"], "label": ["w_E=0.01"], "status": ["completed"], "f_force": [0.2],
+                         "f_energy": [0.6]})
     plot_fronts(tmp_path / "front.png", {("cosmos", 1): front}, points, (1, 1), grid)
     assert (tmp_path / "front.png").stat().st_size > 5000
+
+
+def write_model(d, status, best_epoch, val, front=None, preference=None):
+    import json
+
+    d.mkdir(parents=True)
+    (d / "status.json").write_text(json.dumps({"status": status, "best_epoch": best_epoch}))
+    pd.DataFrame({"epoch": [1, 2], "seconds": [1.0, 2.0], "val_force": [9.0, val[0]], "val_energy": [9.0, val[1]]}
+                 ).to_csv(d / "train_log.csv", index=False)
+    if front is not None:
+        front.to_csv(d / "front.csv", index=False)
+        (d / "hparams.json").write_text(json.dumps({"preference": preference, "preference_choice": {
+            "ray": 1, "criterion": 0.7, "rule": "lowest"}}))
+
+
+def test_collect_reads_fronts_logs_and_search_trainings(tmp_path):
+    """Points come from the best epoch of each log over the references; HV and the note follow."""
+    from balancebench.pareto import collect, fronts_table, summary_note, training_seconds
+
+    refs = {"force": 2.0, "energy": 10.0}
+    front = pd.DataFrame({"ray": [0, 1, 2], "pref_force": [0.9, 0.5, 0.1], "pref_energy": [0.1, 0.5, 0.9],
+                          "f_force": [0.3, 0.1, 0.6], "f_energy": [0.4, 0.8, 0.2], "criterion": [0.7, 0.9, 0.8],
+                          "non_dominated": [True, True, True]})
+    write_model(tmp_path / "cosmos1", "completed", 2, (0, 0), front, [0.9, 0.1])
+    write_model(tmp_path / "soft1", "completed", 2, (1.0, 5.0))  # -> (0.5, 0.5)
+    write_model(tmp_path / "soft2", "diverged", 0, (1.0, 5.0))
+    write_model(tmp_path / "c0", "completed", 2, (0.4, 2.0))  # -> (0.2, 0.2)
+    tables = collect(refs, {("cosmos", 1): tmp_path / "cosmos1"},
+                     {("softadapt", 1): tmp_path / "soft1", ("softadapt", 2): tmp_path / "soft2"},
+                     [{"variant": "constant", "label": "w_E=0.01", "dir": tmp_path / "c0", "seed": 1}], (1, 1))
+    pts = tables["points"].set_index("seed")
+    assert pts.loc[1, "f_force"] == pytest.approx(0.5) and pts.loc[1, "f_energy"] == pytest.approx(0.5)
+    assert pts.loc[2, "status"] == "diverged" and np.isnan(pts.loc[2, "f_force"])
+    hv = tables["hv_summary"].set_index("set")
+    assert hv.loc["cosmos front", "hypervolume"] == pytest.approx(HAND_HV)
+    assert hv.loc["constant search trainings", "hypervolume"] == pytest.approx(0.64)
+    assert tables["chosen"].loc[0, "pref_force"] == 0.9
+    assert len(fronts_table(tables["fronts"])) == 3
+    cost = cost_table([{"variant": "cosmos", "role": "final", "seconds": training_seconds(tmp_path / "cosmos1")[0],
+                        "epochs": 2}])
+    note = summary_note(tables, cost, (1, 1))
+    assert "cosmos: HV per seed 0.5400" in note and "constant search trainings: HV 0.6400" in note
+    with pytest.raises(ValueError, match="pareto.reference_point"):
+        collect(refs, {}, {}, [], (1.0,))

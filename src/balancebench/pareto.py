@@ -181,20 +181,103 @@ def conditioned_outputs(model, frames, references: dict, out_dir, batch_size: in
 
 
 # -- collecting the fronts and points of a workflow run ---------------------------------------
-def model_point(model_dir, frames, references: dict, batch_size: int, energy_loss: str) -> dict:
-    """(f_F, f_E) of one trained model directory on ``frames`` (at its recorded preference when conditioned)."""
-    from balancebench.model import load_model
-
+def point_from_log(model_dir, references: dict) -> dict:
+    """(f_F, f_E) of a trained model from its own log: the validation errors of its best epoch (the weights it
+    kept) over the target variances; NaN for a run that did not complete."""
     model_dir = Path(model_dir)
     status = json.loads((model_dir / "status.json").read_text())
-    hparams = json.loads((model_dir / "hparams.json").read_text())
-    row = {"model_dir": str(model_dir), "method": hparams.get("variant") or hparams.get("method"),
-           "seed": hparams.get("seed"), "status": status["status"]}
-    if status["status"] != "completed":
-        return {**row, "f_force": float("nan"), "f_energy": float("nan")}
-    model = load_model(model_dir / "model.pt", hparams).to(dtype=frames.energy.dtype)
-    mse_f, mse_e = model_errors(model, frames, batch_size, energy_loss, hparams.get("preference"))
-    return {**row, "f_force": mse_f / references["force"], "f_energy": mse_e / references["energy"]}
+    row = {"status": status["status"], "f_force": float("nan"), "f_energy": float("nan")}
+    log_path = model_dir / "train_log.csv"
+    if status["status"] != "completed" or not log_path.exists():
+        return row
+    log = pd.read_csv(log_path)
+    best = log[log["epoch"] == int(status.get("best_epoch", 0))]
+    if best.empty:
+        return {**row, "status": "missing"}
+    return {**row, "f_force": float(best["val_force"].iloc[0]) / references["force"],
+            "f_energy": float(best["val_energy"].iloc[0]) / references["energy"]}
+
+
+def collect(references: dict, conditioned: dict, finals: dict, candidates: list[dict] | None = None,
+            reference_point=DEFAULT_REFERENCE_POINT):
+    """Everything the pareto rule writes, from the model directories of one workflow run.
+
+    ``conditioned``: {(variant, seed): dir} of COSMOS models (their ``front.csv`` and ``hparams.json``);
+    ``finals``: {(variant, seed): dir} of every other variant's trained models; ``candidates``: search
+    trainings [{variant, label, dir}] (the constant grid points among them). Returns a dict of tables:
+    fronts, chosen, points, hypervolume (tidy metric rows), hv_summary.
+    """
+    check_reference_point(reference_point)
+    fronts, chosen = {}, []
+    for (variant, seed), d in conditioned.items():
+        d = Path(d)
+        status = json.loads((d / "status.json").read_text())
+        if status["status"] != "completed" or not (d / "front.csv").exists():
+            chosen.append({"variant": variant, "seed": int(seed), "status": status["status"]})
+            continue
+        fronts[(variant, int(seed))] = pd.read_csv(d / "front.csv")
+        hp = json.loads((d / "hparams.json").read_text())
+        pc = hp.get("preference_choice", {})
+        chosen.append({"variant": variant, "seed": int(seed), "status": "completed",
+                       "pref_force": hp["preference"][0], "pref_energy": hp["preference"][1],
+                       "ray": pc.get("ray"), "criterion": pc.get("criterion"), "rule": pc.get("rule")})
+    points = pd.DataFrame([{"method": v, "seed": int(s), "role": "final", "label": "", **point_from_log(d, references)}
+                           for (v, s), d in finals.items()],
+                          columns=["method", "seed", "role", "label", "status", "f_force", "f_energy"])
+    cand = pd.DataFrame([{"method": c["variant"], "seed": c.get("seed"), "role": "search", "label": c.get("label", ""),
+                          **point_from_log(c["dir"], references)} for c in candidates or []],
+                        columns=["method", "seed", "role", "label", "status", "f_force", "f_energy"])
+    hv = hypervolume_rows(fronts, points, reference_point)
+    summary = [{"set": f"{v} front", "variant": v, "seed": s, "points": int(f["non_dominated"].sum()),
+                "hypervolume": hypervolume(f.loc[f["non_dominated"].astype(bool), ["f_force", "f_energy"]]
+                                           .to_numpy(dtype=float), reference_point)}
+               for (v, s), f in sorted(fronts.items(), key=lambda kv: (kv[0][0], kv[0][1]))]
+    for variant, group in (cand.groupby("method", sort=True) if len(cand) else []):
+        ok = group[group["status"] == "completed"]
+        summary.append({"set": f"{variant} search trainings", "variant": variant, "seed": None, "points": len(ok),
+                        "hypervolume": hypervolume(ok[["f_force", "f_energy"]].to_numpy(dtype=float), reference_point)
+                        if len(ok) else 0.0})
+    for variant, group in (points.groupby("method", sort=True) if len(points) else []):
+        for _, p in group.iterrows():
+            summary.append({"set": f"{variant} model", "variant": variant, "seed": int(p["seed"]),
+                            "points": int(p["status"] == "completed"),
+                            "hypervolume": hypervolume([[p["f_force"], p["f_energy"]]], reference_point)})
+    return {"fronts": fronts, "chosen": pd.DataFrame(chosen), "points": points, "candidates": cand, "hypervolume": hv,
+            "hv_summary": pd.DataFrame(summary, columns=["set", "variant", "seed", "points", "hypervolume"])}
+
+
+def fronts_table(fronts: dict) -> pd.DataFrame:
+    """All fronts as one tidy table (variant, seed, FRONT_COLUMNS)."""
+    frames = [f.assign(variant=v, seed=int(s)) for (v, s), f in fronts.items()]
+    if not frames:
+        return pd.DataFrame(columns=["variant", "seed", *FRONT_COLUMNS])
+    table = pd.concat(frames, ignore_index=True)
+    return table[["variant", "seed", *[c for c in FRONT_COLUMNS if c in table]]]
+
+
+def summary_note(tables: dict, cost: pd.DataFrame, reference_point) -> str:
+    """The closing note: mean COSMOS hypervolume vs each search's set of trainings, and the training-cost ratio."""
+    hv = tables["hv_summary"]
+    lines = [f"# Pareto fronts and cost (reference point {list(map(float, reference_point))}, "
+             "objectives MSE_F/Var(F), MSE_E/Var(E) on the validation frames)", ""]
+    fronts = hv[hv["set"].str.endswith(" front")]
+    for variant, group in fronts.groupby("variant", sort=True):
+        values = group["hypervolume"].to_numpy(dtype=float)
+        lines.append(f"- {variant}: HV per seed {', '.join(f'{x:.4f}' for x in values)} "
+                     f"(mean {values.mean():.4f}, {len(values)} seeds)")
+    for _, row in hv[hv["set"].str.endswith(" search trainings")].iterrows():
+        lines.append(f"- {row['set']}: HV {row['hypervolume']:.4f} from {row['points']} completed trainings")
+    if len(tables["chosen"]):
+        for _, c in tables["chosen"].iterrows():
+            if c.get("status") == "completed":
+                lines.append(f"- {c['variant']} seed {c['seed']}: simulated at r = ({c['pref_force']:.3f}, "
+                             f"{c['pref_energy']:.3f}) (ray {c['ray']}, criterion {c['criterion']:.4f})")
+    if len(cost):
+        lines += ["", "Training cost (seconds of training epochs; constant = grid + final trainings):", ""]
+        for _, row in cost.iterrows():
+            lines.append(f"- {row['variant']}: {row['seconds']:.1f} s in {row['trainings']} trainings "
+                         f"({row['search_trainings']} search), x{row['ratio_to_cheapest']:.2f} the cheapest")
+    return "\n".join(lines) + "\n"
 
 
 def hypervolume_rows(fronts: dict, points: pd.DataFrame, reference_point) -> pd.DataFrame:
@@ -253,7 +336,8 @@ def training_seconds(model_dir) -> tuple[float, int]:
 # -- the figure ------------------------------------------------------------------------------
 def plot_fronts(path, fronts: dict, points: pd.DataFrame, reference_point=DEFAULT_REFERENCE_POINT,
                 grid: pd.DataFrame | None = None) -> None:
-    """COSMOS fronts (one line per seed) with every other trained model and each constant grid point as markers."""
+    """COSMOS fronts (one line per seed) with every other trained model and each search training (the constant
+    grid points; ``grid``: method, label, status, f_force, f_energy) as markers."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -270,11 +354,14 @@ def plot_fronts(path, fronts: dict, points: pd.DataFrame, reference_point=DEFAUL
     for k, (variant, group) in enumerate(done.groupby("method", sort=True) if len(done) else []):
         ax.plot(group["f_force"], group["f_energy"], markers[k % len(markers)], ms=6, mfc="none", label=variant)
     if grid is not None and len(grid):
-        g = grid[grid["status"] == "completed"]
-        ax.plot(g["f_force"], g["f_energy"], "kx", ms=8, label="constant grid points")
-        for _, row in g.iterrows():
-            ax.annotate(f"w_E={row['energy_weight']:g}", (row["f_force"], row["f_energy"]), fontsize=7,
-                        xytext=(3, 3), textcoords="offset points")
+        done_grid = grid[grid["status"] == "completed"]
+        for k, (variant, g) in enumerate(done_grid.groupby("method", sort=True)):
+            ax.plot(g["f_force"], g["f_energy"], "x+1"[k % 3], color="k", ms=8,
+                    label=f"{variant} search trainings")
+            for _, row in g.iterrows():
+                if row.get("label"):
+                    ax.annotate(str(row["label"]), (row["f_force"], row["f_energy"]), fontsize=7,
+                                xytext=(3, 3), textcoords="offset points")
     ref = check_reference_point(reference_point)
     ax.axvline(ref[0], color="0.6", lw=0.8, ls=":")
     ax.axhline(ref[1], color="0.6", lw=0.8, ls=":")
