@@ -9,10 +9,10 @@ import torch
 
 from balancebench.balancing import get_method
 from balancebench.model import CGSchNet, ModelConfig
-from balancebench.pareto import model_errors, target_variances
+from balancebench.pareto import model_errors
 from balancebench.training import FrameSet, Trainer, TrainingSettings, train_model
 
-MODEL = dict(hidden_channels=16, num_filters=16, num_interactions=2, num_gaussians=16, cutoff=7.5, prior_sigma=3.5)
+MODEL = {"hidden_channels": 16, "num_filters": 16, "num_interactions": 2, "num_gaussians": 16, "cutoff": 7.5, "prior_sigma": 3.5}
 
 
 def conditioned_atoms(preference, seed=0, n_side=3, spacing=5.6):
@@ -242,7 +242,7 @@ def test_train_model_writes_the_front_and_the_chosen_preference_that_simulation_
 
     from balancebench.simulation import CGCalculator, atoms_from_frame
 
-    result = train_model(lj_dataset, MODEL, dict(max_epochs=2, batch_size=8, patience=5), "cosmos",
+    result = train_model(lj_dataset, MODEL, {"max_epochs": 2, "batch_size": 8, "patience": 5}, "cosmos",
                          {"test_rays": 7}, seed=0, out_dir=tmp_path, threads=1, variant="cosmos")
     assert result.status == "completed", result.reason
     front = pd.read_csv(tmp_path / "front.csv")

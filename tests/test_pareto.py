@@ -149,7 +149,12 @@ def write_model(d, status, best_epoch, val, front=None, preference=None):
 
 def test_collect_reads_fronts_logs_and_search_trainings(tmp_path):
     """Points come from the best epoch of each log over the references; HV and the note follow."""
-    from balancebench.pareto import collect, fronts_table, summary_note, training_seconds
+    from balancebench.pareto import (
+        collect,
+        fronts_table,
+        summary_note,
+        training_seconds,
+    )
 
     refs = {"force": 2.0, "energy": 10.0}
     front = pd.DataFrame({"ray": [0, 1, 2], "pref_force": [0.9, 0.5, 0.1], "pref_energy": [0.1, 0.5, 0.9],
@@ -176,3 +181,12 @@ def test_collect_reads_fronts_logs_and_search_trainings(tmp_path):
     assert "cosmos: HV per seed 0.5400" in note and "constant search trainings: HV 0.6400" in note
     with pytest.raises(ValueError, match="pareto.reference_point"):
         collect(refs, {}, {}, [], (1.0,))
+
+
+@pytest.mark.parametrize("bad", [[1.0], [1.0, -1.0], ["a", 1.0], [1.0, 1.0, 1.0]])
+def test_config_refuses_a_bad_reference_point(demo_config, bad):
+    from balancebench.config import ConfigError, validate_config
+
+    assert validate_config(dict(demo_config))["pareto"]["reference_point"] == [1.0, 1.0]
+    with pytest.raises(ConfigError, match="pareto.reference_point"):
+        validate_config({**demo_config, "pareto": {"reference_point": bad}})

@@ -176,7 +176,7 @@ def conditioned_outputs(model, frames, references: dict, out_dir, batch_size: in
     front.to_csv(Path(out_dir) / "front.csv", index=False)
     choice = choose_preference(front)
     model.fix_preference(choice["preference"])
-    return {"preference": choice["preference"], "preference_choice": {**choice, "rays": int(len(front)),
+    return {"preference": choice["preference"], "preference_choice": {**choice, "rays": len(front),
                                                                       "references": dict(references)}}
 
 
@@ -258,8 +258,8 @@ def fronts_table(fronts: dict) -> pd.DataFrame:
 def summary_note(tables: dict, cost: pd.DataFrame, reference_point) -> str:
     """The closing note: mean COSMOS hypervolume vs each search's set of trainings, and the training-cost ratio."""
     hv = tables["hv_summary"]
-    lines = [f"# Pareto fronts and cost (reference point {list(map(float, reference_point))}, "
-             "objectives MSE_F/Var(F), MSE_E/Var(E) on the validation frames)", ""]
+    lines = [(f"# Pareto fronts and cost (reference point {list(map(float, reference_point))}, "
+             "objectives MSE_F/Var(F), MSE_E/Var(E) on the validation frames)"), ""]
     fronts = hv[hv["set"].str.endswith(" front")]
     for variant, group in fronts.groupby("variant", sort=True):
         values = group["hypervolume"].to_numpy(dtype=float)
@@ -330,7 +330,7 @@ def training_seconds(model_dir) -> tuple[float, int]:
     """(total training seconds, epochs) from a model's train_log.csv (sum of the per-epoch seconds)."""
     path = Path(model_dir) / "train_log.csv"
     log = pd.read_csv(path) if path.exists() and path.stat().st_size else pd.DataFrame(columns=["seconds"])
-    return float(pd.to_numeric(log["seconds"], errors="coerce").fillna(0.0).sum()), int(len(log))
+    return float(pd.to_numeric(log["seconds"], errors="coerce").fillna(0.0).sum()), len(log)
 
 
 # -- the figure ------------------------------------------------------------------------------
