@@ -190,3 +190,21 @@ def test_config_refuses_a_bad_reference_point(demo_config, bad):
     assert validate_config(dict(demo_config))["pareto"]["reference_point"] == [1.0, 1.0]
     with pytest.raises(ConfigError, match="pareto.reference_point"):
         validate_config({**demo_config, "pareto": {"reference_point": bad}})
+
+
+def test_conditioned_outputs_fall_back_when_no_ray_is_finite(tmp_path, lj_dataset):
+    """A model whose every ray gives a non-finite error records the evaluation preference instead of crashing."""
+    import torch
+
+    from balancebench.model import CGSchNet, ModelConfig
+    from balancebench.pareto import conditioned_outputs
+    from balancebench.training import FrameSet
+
+    model = CGSchNet(ModelConfig(hidden_channels=8, num_filters=8, num_interactions=1, num_gaussians=8, cutoff=7.5,
+                                 preference_dim=2))
+    with torch.no_grad():
+        model.lin2.bias.fill_(float("nan"))
+    frames = FrameSet(lj_dataset, lj_dataset.split["validation"][:2], 7.5, "cpu", torch.float32)
+    out = conditioned_outputs(model, frames, {"force": 1.0, "energy": 1.0}, tmp_path, 2, "total", rays=3)
+    assert out["preference"] == [0.5, 0.5] and "fallback" in out["preference_choice"]["rule"]
+    assert len(pd.read_csv(tmp_path / "front.csv")) == 3

@@ -169,12 +169,20 @@ def choose_preference(front: pd.DataFrame) -> dict:
 
 
 def conditioned_outputs(model, frames, references: dict, out_dir, batch_size: int, energy_loss: str,
-                        rays: int = DEFAULT_RAYS) -> dict:
+                        rays: int = DEFAULT_RAYS, fallback=(0.5, 0.5)) -> dict:
     """After training a conditioned model: write ``front.csv`` into ``out_dir``, fix the chosen r on the model
-    and return the hparams entries (``preference``, ``preference_choice``) that simulation reads."""
+    and return the hparams entries (``preference``, ``preference_choice``) that simulation reads.
+
+    If no ray gives finite errors, ``fallback`` (the evaluation preference) is recorded with a note, so the
+    run never crashes and its NVT shows what that model does.
+    """
     front = evaluate_front(model, frames, references, batch_size, energy_loss, rays)
     front.to_csv(Path(out_dir) / "front.csv", index=False)
-    choice = choose_preference(front)
+    try:
+        choice = choose_preference(front)
+    except ValueError as err:
+        choice = {"preference": [float(x) for x in fallback], "ray": None, "criterion": None,
+                  "rule": f"fallback to the evaluation preference: {err}"}
     model.fix_preference(choice["preference"])
     return {"preference": choice["preference"], "preference_choice": {**choice, "rays": len(front),
                                                                       "references": dict(references)}}

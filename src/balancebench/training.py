@@ -422,7 +422,8 @@ def train_model(dataset: CGDataset, model_config: dict, training: dict, method_n
 
         hparams.update(conditioned_outputs(trainer.model, trainer.val_frames, trainer.context.references, out,
                                            settings.batch_size, settings.energy_loss,
-                                           int(method.params.get("test_rays", 25))))
+                                           int(method.params.get("test_rays", 25)),
+                                           method.params.get("eval_preference", (0.5, 0.5))))
     (out / "hparams.json").write_text(json.dumps(hparams, indent=2, sort_keys=True, default=str) + "\n")
     write_log(result.log, out / "train_log.csv")
     torch.save(trainer.method.state_dict(), out / "method_state.pt")  # the method's final state (learned weights)
