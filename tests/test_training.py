@@ -162,3 +162,15 @@ def test_bad_settings_are_named():
         TrainingSettings.from_dict({"learning_rat": 1.0})
     with pytest.raises(ValueError, match="energy_loss"):
         TrainingSettings.from_dict({"energy_loss": "mean"})
+
+
+def test_the_trainer_never_asks_which_shape_of_method_it_holds():
+    """The method owns its update: no branch on method.kind (or isinstance of a shape) in the training module."""
+    import inspect
+
+    import balancebench.training as training
+
+    source = inspect.getsource(training)
+    assert ".kind" not in source
+    for shape in ("ValueMethod", "LearnedMethod", "GradientMethod", "ConditionedMethod", "OptimizerMethod"):
+        assert shape not in source

@@ -90,8 +90,7 @@ class TorchJDMethod(GradientMethod):
 
     def _configure(self) -> None:
         super()._configure()
-        if not hasattr(self, "_aggregator"):
-            self._aggregator = None
+        self._aggregator = None  # stateless: rebuilt from the (possibly reloaded) parameters on first use
 
     def make_aggregator(self):
         raise NotImplementedError
