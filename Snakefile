@@ -7,24 +7,53 @@
 # Stages (one rule file each): atomistic MD (LAMMPS) -> CG mapping -> training per
 # method x seed -> CG NVT (ASE) -> metrics -> statistics. See docs/ARCHITECTURE.md.
 
+import os
+import sys
+
 from snakemake.utils import min_version
 
 min_version("9.0")
 
+# The library comes from this checkout's src/ for the Snakefile and for every job (local, conda
+# env, SLURM job step: PYTHONPATH is inherited): envs/*.yaml pin only third-party packages, and a
+# job never runs an older installed copy than the code its code hash describes.
+SRC = os.path.join(workflow.basedir, "src")
+if SRC not in sys.path:
+    sys.path.insert(0, SRC)
+if os.environ.get("PYTHONPATH", "").split(os.pathsep)[0] != SRC:
+    # set, not required: the linter's envvars check is about variables a user must provide
+    os.environ.update(PYTHONPATH=os.pathsep.join(filter(None, [SRC, os.environ.get("PYTHONPATH")])))
+
 
 configfile: "config/config.yaml"
+
+
+report: "workflow/report/workflow.rst"
 
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/atomistic.smk"
 include: "workflow/rules/cg.smk"
 include: "workflow/rules/training.smk"
+include: "workflow/rules/search.smk"
+include: "workflow/rules/l2o.smk"
 include: "workflow/rules/simulation.smk"
 include: "workflow/rules/stats.smk"
 
 
+# Cheap aggregation rules run on the submitting host under a cluster executor (profiles/slurm):
+# a SLURM job each would cost more in queueing and status latency than the work itself.
+localrules:
+    all,
+    select_constant,
+    collect_metrics,
+    stats_tables,
+    stats_figures,
+    stats,
+
+
 rule all:
+    default_target: True
     input:
         all_targets(),
         rules.stats.input,
-    default_target: True

@@ -7,9 +7,14 @@
    appended that switches the report app to a view: the list of tables, the list of
    figures, the summary page; dumps the rendered DOM and takes a screenshot;
 4. checks that every result file is embedded in the report, that the table and figure
-   lists show every label and that the summary page is rendered.
+   lists show every label, that the summary page is rendered and that the landing page
+   shows the workflow description (workflow/report/workflow.rst, rendered).
 
     .venv/bin/python scripts/check_stats_report.py [--out /tmp/balancebench_report_check]
+
+With ``--run-config CONFIG`` it reports an existing run of the whole workflow instead (the
+config that run used): every figure under its results directory must be embedded, and the
+description and one figure per category must render.
 
 Exit status: 0 all present, 1 something missing, 77 no Chromium found (skip).
 Screenshots: OUT/screenshot_{tables,figures,summary}.png.
@@ -32,14 +37,18 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 CATEGORY = "Evaluation scheme"
 EXPECTED_TABLE_LABELS = ["0 summary", "1 Kruskal-Wallis", "2 post-hoc pairs", "2b post-hoc tests compared",
-                         "3 ranking", "3b letters and scores", "failed values"]
+                         "3 ranking", "3b letters and scores", "4 rank stability", "5 seeds needed per verdict",
+                         "failed values"]
 EXPECTED_FIGURE_LABELS = ["box plots (PNG)", "box plots (SVG)"]
 EXPECTED_FILES = ["kruskal.csv", "posthoc.csv", "posthoc_comparison.csv", "ranking.csv", "letters.csv",
-                  "failures.csv", "summary.html", "boxplots.png", "boxplots.svg"]
+                  "failures.csv", "stability.csv", "power.csv", "summary.html", "boxplots.png", "boxplots.svg"]
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
                   "--window-size=1500,1000", "--virtual-time-budget=8000"]
 SKIP = 77
+# the rendered title and a rendered emphasis of workflow/report/workflow.rst (raw RST would not match)
+DESCRIPTION_MARKERS = ['<h1 class="title">balancebench: which loss-balancing method should you use?',
+                       "<strong>Atomistic reference</strong>"]
 
 
 def find_chromium() -> str | None:
@@ -102,10 +111,43 @@ def render(chromium: str, report: Path, view: dict, name: str, out: Path) -> tup
     return dom, shot
 
 
+def check_description(chromium: str, report: Path, out: Path) -> list[str]:
+    """The landing page shows the rendered workflow description."""
+    dom, shot = render(chromium, report, {}, "description", out)
+    problems = [f"description: {marker!r} is not rendered" for marker in DESCRIPTION_MARKERS if marker not in dom]
+    if not shot.exists() or shot.stat().st_size < 5000:
+        problems.append(f"description: no screenshot ({shot})")
+    return problems
+
+
+def check_run(config: Path, out: Path, chromium: str) -> list[str]:
+    """The report of an existing run (``config``): description rendered, every figure embedded and shown."""
+    out.mkdir(parents=True, exist_ok=True)
+    results = Path(yaml.safe_load(config.read_text())["results_dir"])
+    figures = sorted(p for ext in ("png", "svg") for p in results.rglob(f"*.{ext}"))
+    report = out / "report.html"
+    subprocess.run([sys.executable, "-m", "snakemake", "--nolock", "--configfile", str(config), "--report", str(report)],
+                   cwd=REPO, check=True, capture_output=True, text=True)
+    problems = check_description(chromium, report, out) if figures else ["no figures under " + str(results)]
+    for figure in figures:
+        name = figure.name if figure.suffix == ".png" else None
+        view = {"content": "img", "show": str(figure.relative_to(results))} if name else {}
+        dom, _ = render(chromium, report, view, f"figure_{len(problems)}", out)
+        match = re.search(r'data-embedded-results="([^"]*)"', dom)
+        embedded = json.loads(match.group(1).replace("&quot;", '"')) if match else []
+        if not any(path.endswith(str(figure.relative_to(results))) for path in embedded):
+            problems.append(f"{figure} is not embedded in the report")
+        elif name and not re.search(rf"<img[^>]+src=\"data:image/png;[^\"]*filename={re.escape(name)};base64,", dom):
+            problems.append(f"{figure} is not displayed")
+        else:
+            print(f"figure in the report: {figure.relative_to(results)}")
+    return problems
+
+
 def check(out: Path, chromium: str) -> list[str]:
     """Build the report, render its views; return the list of problems (empty: all present)."""
     report = build_report(out)
-    problems = []
+    problems = check_description(chromium, report, out)
     views = {
         "tables": ({"navbarMode": "subcategory", "category": CATEGORY, "subcategory": "Tables"}, EXPECTED_TABLE_LABELS),
         "figures": ({"navbarMode": "subcategory", "category": CATEGORY, "subcategory": "Figures",
@@ -140,11 +182,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "balancebench_report_check")
     parser.add_argument("--chromium", default=os.environ.get("CHROMIUM") or find_chromium())
+    parser.add_argument("--run-config", type=Path, help="report this finished run (its config) instead")
     args = parser.parse_args(argv)
     if not args.chromium:
         print("SKIP: no chromium/google-chrome on PATH (Debian: apt-get install chromium)")
         return SKIP
-    problems = check(args.out, args.chromium)
+    problems = check_run(args.run_config, args.out, args.chromium) if args.run_config else check(args.out, args.chromium)
     for problem in problems:
         print(f"MISSING: {problem}")
     print("report OK: every table and figure present" if not problems else f"{len(problems)} problem(s)")

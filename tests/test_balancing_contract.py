@@ -21,6 +21,7 @@ from balancebench.balancing import (
     BalancingMethod,
     TrainContext,
     available_methods,
+    default_params,
     get_method,
     missing_requirements,
 )
@@ -57,13 +58,32 @@ def losses_of(model, x, f_ref, e_ref, frames):
     return {"force": torch.mean((-grad - f_ref[frames]) ** 2), "energy": torch.mean((energy - e_ref[frames]) ** 2)}
 
 
+_L2O_ARTIFACT: list = []
+
+
+def method_params(name) -> dict:
+    """Defaults, except that ml2o / gml2o read a (random) learned-optimizer artifact written once here."""
+    if "optimizer_path" not in default_params(name):
+        return {}
+    if not _L2O_ARTIFACT:
+        import tempfile
+
+        from balancebench.l2o import MultiGradientOptimizer, OptimizerSpec, save_optimizer
+
+        torch.manual_seed(0)
+        path = f"{tempfile.mkdtemp()}/optimizer.pt"
+        save_optimizer(MultiGradientOptimizer(OptimizerSpec()), path)
+        _L2O_ARTIFACT.append(path)
+    return {"optimizer_path": _L2O_ARTIFACT[0]}
+
+
 def make(name, seed=0):
     if missing_requirements(name):
         pytest.skip(f"{name} needs the optional packages {missing_requirements(name)}")
     torch.manual_seed(seed)
     model = TinyEnergy().double()
     x, f_ref, e_ref = problem()
-    method = get_method(name)
+    method = get_method(name, **method_params(name))
     ctx = TrainContext(model=model, model_params=[p for p in model.parameters() if p.requires_grad],
                        components=COMPONENTS, references={"force": float(f_ref.var()), "energy": float(e_ref.var())},
                        generator=torch.Generator().manual_seed(seed),

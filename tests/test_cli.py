@@ -90,3 +90,15 @@ def test_console_script_runs_on_a_synthetic_table(tmp_path):
                            "--no-figures"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "Final ordering:" in proc.stdout
+
+
+def test_rank_blocked_design_and_trust_tables(user_table, tmp_path):
+    out = tmp_path / "blocked"
+    assert main(["rank", str(user_table), "--out", str(out), "--design", "blocked", "--blocked-posthoc", "nemenyi",
+                 "--bootstrap", "20", "--no-figures", "--quiet"]) == 0
+    assert set(pd.read_csv(out / "kruskal.csv")["test"]) == {"friedman"}
+    assert set(pd.read_csv(out / "posthoc.csv")["posthoc"]) <= {"nemenyi"}
+    stability = pd.read_csv(out / "stability.csv")
+    assert list(stability.columns[:3]) == ["method", "rank", "p_same_rank"] and (stability["replicates"] == 20).all()
+    summary = (out / "summary.md").read_text()
+    assert "Friedman" in summary and "Rank stability" in summary and "Seeds per variant" in summary

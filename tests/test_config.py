@@ -37,10 +37,6 @@ def test_defaults_are_filled():
         (lambda c: c["atomistic"]["nvt"].__setitem__("frame_interval", 0.25), "atomistic.nvt.frame_interval"),
         (lambda c: c.__setitem__("seed", "abc"), "seed"),
         (lambda c: c["model"].__setitem__("cutoff", 14.0), "model.cutoff"),
-        (lambda c: c["balancing"].__setitem__("methods", ["constant", "softadapt_normalised"]), "balancing.methods"),
-        (lambda c: c["balancing"]["params"].__setitem__("softadapt", {"beta": 0.1, "oder": 2}),
-         "balancing.params.softadapt"),
-        (lambda c: c["balancing"]["params"].__setitem__("ratio", {"reference": "energy"}), "balancing.params.ratio"),
         (lambda c: c["training"].__setitem__("learning_rate", -1.0), "training.learning_rate"),
         (lambda c: c["training"].__setitem__("seeds", []), "training.seeds"),
         (lambda c: c["simulation"].__setitem__("thermostat", "berendsen"), "simulation.thermostat"),
@@ -71,3 +67,74 @@ def test_snakemake_refuses_a_bad_config_before_any_job(repo, tmp_path, demo_conf
     assert proc.returncode != 0
     assert "atomistic.temperature" in proc.stdout + proc.stderr
     assert not (tmp_path / "results").exists()
+
+
+def tiny(repo):
+    return yaml.safe_load((repo / "tests" / "data" / "tiny.yaml").read_text())
+
+
+@pytest.mark.parametrize(
+    "mutate, field",
+    [
+        (lambda b: b["variants"].__setitem__("x", {"method": "softadapt_normalised"}), "balancing.variants.x.method"),
+        (lambda b: b["variants"]["softadapt"].__setitem__("params", {"beta": 0.1, "oder": 2}),
+         "balancing.variants.softadapt.params"),
+        (lambda b: b["variants"].__setitem__("r", {"method": "ratio", "params": {"reference": "energy"}}),
+         "balancing.variants.r.params"),
+        (lambda b: b["variants"]["softadapt"].__setitem__("search", "grid"), "balancing.variants.softadapt.search"),
+        (lambda b: b["variants"]["constant"].__setitem__("search", "gird"), "balancing.variants.constant.search"),
+        (lambda b: b["variants"].__setitem__("bad/name", {"method": "ratio"}), "balancing.variants"),
+        (lambda b: b["variants"]["constant"].__setitem__("metod", "ratio"), "balancing.variants.constant"),
+        (lambda b: b.__setitem__("variants", {"constant": {"method": "constant"}}), "balancing.variants"),
+        (lambda b: b["searches"]["grid"].__setitem__("values", [-1.0]), "balancing.searches.grid"),
+        (lambda b: b["searches"]["nsde"]["space"]["energy_weight"].update(low=1.0, high=1e-3),
+         "balancing.searches.nsde.space.energy_weight.low"),
+        (lambda b: b["searches"]["nsde"].__setitem__("population", 3), "balancing.searches.nsde.population"),
+        (lambda b: b["searches"]["nsde"].__setitem__("objectives", ["val_force", "rmsd"]),
+         "balancing.searches.nsde.objectives"),
+        (lambda b: b["searches"]["nsde"]["space"].__setitem__("gama", {"low": 0, "high": 1}),
+         "balancing.searches.nsde.space.gama"),
+        (lambda b: b["searches"]["nsde"].__setitem__("kind", "cmaes"), "balancing.searches.nsde.kind"),
+        (lambda b: b["searches"]["nsde"]["space"]["force_loss_alpha"].update(high=3.0), "balancing.searches.nsde.space"),
+    ],
+)
+def test_bad_variants_and_searches_name_the_field(repo, mutate, field):
+    config = tiny(repo)
+    mutate(config["balancing"])
+    with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
+        validate_config(config)
+
+
+def test_variants_of_one_method_side_by_side_and_seed_design_default(repo):
+    config = validate_config(tiny(repo))
+    methods = [v["method"] for v in config["balancing"]["variants"].values()]
+    assert methods.count("softadapt") == 2 and config["training"]["seed_design"] == "independent"
+    assert config["balancing"]["variants"]["softadapt"]["search"] is None
+    assert config["training"]["force_loss_alpha"] == 2.0  # the MSE of Eq. 2 unless a search selects a shape
+
+
+def test_a_reused_variant_name_is_refused_not_merged(repo, tmp_path):
+    text = (repo / "tests" / "data" / "tiny.yaml").read_text()
+    text = text.replace("    constant_nsde: {method: constant, search: nsde}",
+                        "    constant_nsde: {method: constant, search: nsde}\n    softadapt: {method: ratio}")
+    path = tmp_path / "dup.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=r"balancing\.variants\.softadapt: key given twice"):
+        load_config(path)
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--cores", "1", "--configfile", str(path),
+                           "--config", f"results_dir={tmp_path / 'results'}"],
+                          cwd=repo, capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0
+    assert "balancing.variants.softadapt: key given twice" in proc.stdout + proc.stderr
+    assert not (tmp_path / "results").exists()
+
+
+def test_balancing_is_taken_whole_from_the_last_config_file(repo, tmp_path):
+    from balancebench.config import whole_section
+
+    path = tmp_path / "t.yaml"
+    path.write_text((repo / "tests" / "data" / "tiny.yaml").read_text())
+    section = whole_section("balancing", ["config/config.yaml", str(path)], [str(path)])
+    assert set(section["variants"]) == {"constant", "softadapt", "softadapt_sharp", "constant_nsde"}
+    assert set(section["searches"]["nsde"]["space"]) == {"energy_weight", "force_loss_alpha"}  # not merged
+    assert whole_section("balancing", [str(path)], [])["variants"] == section["variants"]

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from balancebench import metrics as mt
+from balancebench.stats.scheme import REPORTED_ONLY
 from balancebench import observables as ob
 from balancebench.trajectory import H5MDWriter
 
@@ -58,7 +59,7 @@ def train_log(seconds, diverged_at=None):
         loss[diverged_at:] = np.nan
     return pd.DataFrame({"epoch": np.arange(1, n + 1), "seconds": seconds, "train_force": loss,
                          "train_energy": loss, "val_force": loss, "val_energy": loss,
-                         "coef_force": 1.0, "coef_energy": 0.5, "lr": 1e-3})
+                         "coef_force": 1.0, "coef_energy": 0.5, "lr": 1e-3, "criterion": 2 * loss})
 
 
 def simulation(status="completed", n_frames=40, n_beads=64, box=20.0, seed=1):
@@ -87,15 +88,17 @@ def test_registry_declares_the_ten_metrics_with_direction_and_stage():
     assert set(PAPER_METRICS) <= set(mt.METRICS)
     assert [n for n, m in mt.METRICS.items() if m.paper] == PAPER_METRICS
     extra = [n for n, m in mt.METRICS.items() if not m.paper]
-    assert extra == ["gr_w1"]
+    assert extra == ["gr_w1", "N_target"]
+    assert set(extra) <= set(REPORTED_ONLY)  # the statistics weigh the extras 0 by default
     for name, m in mt.METRICS.items():
         assert m.direction in ("lower", "higher", "target"), name
         assert m.stage in ("training", "simulation"), name
         assert m.unit and m.description and m.symbol, name
         assert bool(m.target) == (m.direction == "target"), name
     assert mt.METRICS["mean_T"].direction == "target" and mt.METRICS["s_MSD"].direction == "target"
+    assert mt.METRICS["CV_T"].direction == "target"  # the canonical value, not "lower is better"
     assert mt.METRICS["p_KS"].direction == "higher" and mt.METRICS["d_KS"].direction == "lower"
-    assert mt.TRAINING_METRICS == ("N_ep", "t_ep", "sigma_ep")
+    assert mt.TRAINING_METRICS == ("N_ep", "t_ep", "sigma_ep", "N_target")
     table = mt.registry_table()
     assert list(table["name"]) == list(mt.METRICS) and {"unit", "direction", "target"} <= set(table.columns)
 
@@ -299,11 +302,11 @@ def test_training_metrics_from_a_hand_written_log(tmp_path):
     run = tmp_path / "models" / "ratio" / "seed1"
     run.mkdir(parents=True)
     (run / "train_log.csv").write_text(
-        "epoch,seconds,train_force,train_energy,val_force,val_energy,coef_force,coef_energy,lr\n"
-        "1,2.0,1.0,4.0,1.1,4.2,1.0,0.25,0.001\n"
-        "2,4.0,0.8,3.0,0.9,3.1,1.0,0.27,0.001\n"
-        "3,3.0,0.7,2.5,0.8,2.9,1.0,0.28,0.001\n"
-        "4,3.0,0.7,2.4,0.85,3.0,1.0,0.29,0.0005\n")  # epoch 4: a patience epoch, still counted
+        "epoch,seconds,train_force,train_energy,val_force,val_energy,coef_force,coef_energy,lr,criterion\n"
+        "1,2.0,1.0,4.0,1.1,4.2,1.0,0.25,0.001,2.0\n"
+        "2,4.0,0.8,3.0,0.9,3.1,1.0,0.27,0.001,1.04\n"
+        "3,3.0,0.7,2.5,0.8,2.9,1.0,0.28,0.001,1.0\n"
+        "4,3.0,0.7,2.4,0.85,3.0,1.0,0.29,0.0005,1.1\n")  # epoch 4: a patience epoch, still counted
     (run / "status.json").write_text(json.dumps({"status": "completed", "reason": "early stopping", "epoch": 4}))
     training = mt.read_training_run(run)
     record = mt.compute_model_metrics("ratio", 1, training, None, make_reference())
@@ -311,6 +314,8 @@ def test_training_metrics_from_a_hand_written_log(tmp_path):
     assert m["N_ep"]["value"] == 4.0
     assert m["t_ep"]["value"] == pytest.approx(3.0)
     assert m["sigma_ep"]["value"] == pytest.approx(math.sqrt(0.5))  # population std of 2, 4, 3, 3
+    assert m["N_target"]["value"] == 2.0  # 1.04 <= 1.05 x the best 1.0
+    assert record["details"]["t_ep_wall"] == pytest.approx(3.0)
     assert all(m[k]["status"] == "completed" for k in mt.TRAINING_METRICS)
     assert m["delta_U"]["value"] is None and m["delta_U"]["status"] == "missing"
     assert_no_nan(record)
@@ -521,3 +526,56 @@ def test_missing_simulation_directory_reads_as_missing(tmp_path):
     assert record["simulation_status"] == "missing"
     assert record["metrics"]["CV_T"]["status"] == "missing" and record["metrics"]["N_ep"]["status"] == "completed"
     assert mt.prescreen(record)["verdict"] == "not_run"
+
+
+# --------------------------------------------------------------------------- issue 13: physics of the targets
+
+
+def test_cv_t_target_is_the_canonical_fluctuation_of_3n_minus_3_momenta():
+    """Oracle: Maxwell-Boltzmann velocities of N beads with the centre-of-mass velocity removed."""
+    rng = np.random.default_rng(0)
+    n = 27
+    v = rng.standard_normal((20000, n, 3))
+    v -= v.mean(axis=1, keepdims=True)
+    temperature = (v**2).sum(axis=(1, 2))
+    cv = temperature.std() / temperature.mean()
+    assert mt.canonical_cv_t_target(n) == pytest.approx(math.sqrt(2 / (3 * n - 3)))
+    assert cv == pytest.approx(mt.canonical_cv_t_target(n), rel=0.02)
+    assert mt.metric_target("CV_T", None, mt.MetricSettings(), n_beads=n) == mt.canonical_cv_t_target(n)
+
+
+def test_friction_limit_of_the_msd_slope():
+    """Benzene beads (78.11 g/mol) at 340 K with gamma = 2/ps: D_max = kT / (m gamma) ~ 1.81 A^2/ps."""
+    limit = mt.friction_limited_msd_slope(340.0, 78.114, 2.0)
+    assert limit / 6 == pytest.approx(1.809, rel=1e-3)
+    assert mt.friction_limited_msd_slope(340.0, 78.114, 4.0) == pytest.approx(limit / 2)
+
+
+def test_epochs_to_target_and_censored_n_ep():
+    assert mt.epochs_to_target([5.0, 2.0, 1.02, 1.0, 1.2], 0.05) == 3.0
+    assert mt.epochs_to_target([5.0, 2.0, 1.02, 1.0, 1.2], 0.0) == 4.0
+    training = mt.TrainingRun(status={"status": "completed", "reason": "max_epochs 3 reached", "epoch": 3},
+                              log=train_log([1.0, 1.0, 1.0]))
+    m = mt.compute_model_metrics("constant", 1, training, None, make_reference())["metrics"]
+    assert m["N_ep"]["status"] == "censored" and m["N_ep"]["value"] == 3.0
+    assert m["t_ep"]["status"] == "completed"
+
+
+def test_counted_timing_replaces_wall_clock_and_wall_stays_as_provenance():
+    training = mt.TrainingRun(status={"status": "completed", "reason": "early stopping", "epoch": 3},
+                              log=train_log([1.0, 2.0, 3.0]))
+    timing = {"t_ep": 0.5, "sigma_ep": 0.0, "epoch_flops": [5e8, 5e8], "flops_ep": 5e8, "calibration": {}}
+    record = mt.compute_model_metrics("constant", 1, training, None, make_reference(), timing=timing)
+    assert record["metrics"]["t_ep"]["value"] == 0.5 and record["metrics"]["sigma_ep"]["value"] == 0.0
+    assert record["details"]["t_ep_wall"] == pytest.approx(2.0)
+
+
+def test_delta_u_reference_is_the_training_frames_mean():
+    ref = make_reference(u_per_molecule=-6.8, n_molecules=64)
+    thermo = thermo_frame(u=-7.0 * 64)
+    sim = mt.SimulationRun(status={"status": "completed"}, thermo=thermo, positions=np.zeros((2, 64, 3)))
+    atomistic = mt.compute_model_metrics("c", 1, None, sim, ref)["metrics"]["delta_U"]["value"]
+    training = mt.compute_model_metrics("c", 1, None, sim, ref, u_reference=-7.0)
+    assert atomistic == pytest.approx(100 * 0.2 / 6.8)
+    assert training["metrics"]["delta_U"]["value"] == pytest.approx(0.0, abs=1e-9)
+    assert training["details"]["u_reference_source"] == "training frames"

@@ -1,5 +1,7 @@
 """CGSchNet: forces are -dE/dx, symmetries hold, the prior is Eq. 3, and it computes what torch_geometric's SchNet computes."""
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -127,3 +129,159 @@ def test_same_numbers_as_torch_geometric_schnet():
 def test_unknown_hyperparameter_is_named():
     with pytest.raises(ValueError, match="num_filterz"):
         ModelConfig.from_dict({"num_filterz": 3})
+
+
+# -- the explicit-force path (model.explicit_energy_and_forces) against autograd -------------------------------
+
+
+def _frames_and_lists(model, seeds=(11, 12), reach=0.0):
+    frames = [liquid_like(seed=s) for s in seeds]
+    lists = [neighbor_list(x, BOX, model.cutoff + reach) for x in frames]
+    return frames, lists
+
+
+@pytest.mark.parametrize("activation", ["ssp", "tanh", "silu"])
+@pytest.mark.parametrize("chunk", [64, 1 << 20])
+def test_explicit_forces_equal_autograd_forces(activation, chunk, monkeypatch):
+    """Same energies and forces as dE/dx by autograd (prior on, Verlet-like list with pairs beyond the cutoff)."""
+    import balancebench.model as model_module
+
+    monkeypatch.setattr(model_module, "PAIR_CHUNK", chunk)  # 64: many chunks; 2^20: one
+    model = model64(5, activation=activation)
+    frames, lists = _frames_and_lists(model, reach=1.5)
+    graph = batch_frames(frames, lists)
+    e_fast, f_fast = model.energy_and_forces(graph)
+    e_ref, f_ref = model.energy_and_forces_autograd(graph)
+    assert torch.allclose(e_fast, e_ref, rtol=1e-12, atol=0)
+    assert ((f_fast - f_ref).norm() / f_ref.norm()).item() < 1e-10  # float64 rounding of large prior terms
+    # and a perturbed model (1 % in one filter weight) is told apart
+    with torch.no_grad():
+        model.interactions[0].mlp[2].weight[0, 0] *= 1.01
+    _, f_other = model.energy_and_forces_autograd(graph)
+    assert ((f_fast - f_other).norm() / f_ref.norm()).item() > 1e-6
+
+
+def test_explicit_forces_are_minus_finite_difference_gradient_on_a_verlet_list():
+    model = model64(6)
+    x = liquid_like(seed=13)
+    nl = neighbor_list(x, BOX, model.cutoff + 2.0)
+    graph = GraphBatch(x, nl, torch.zeros(len(x), dtype=torch.long), 1)
+    _, forces = model.explicit_energy_and_forces(graph)
+    h = 1e-5
+    for bead, dim in ((0, 0), (7, 1), (23, 2), (39, 0)):
+        xp, xm = x.clone(), x.clone()
+        xp[bead, dim] += h
+        xm[bead, dim] -= h
+        ep, _ = model.explicit_energy_and_forces(GraphBatch(xp, nl, graph.frame, 1), forces=False)
+        em, _ = model.explicit_energy_and_forces(GraphBatch(xm, nl, graph.frame, 1), forces=False)
+        fd = -(ep - em).item() / (2 * h)
+        assert forces[bead, dim].item() == pytest.approx(fd, rel=1e-5, abs=1e-8)
+
+
+@pytest.mark.parametrize("activation", ["ssp", "silu"])
+def test_training_gradients_equal_the_double_backward(activation, monkeypatch):
+    """The force + energy loss gradient through explicit forces (first-order backward) equals autograd's double
+    backward through -dE/dx, parameter by parameter (float64)."""
+    import balancebench.model as model_module
+
+    monkeypatch.setattr(model_module, "PAIR_CHUNK", 100)
+    model = model64(7, activation=activation)
+    frames, lists = _frames_and_lists(model, seeds=(14, 15, 16))
+    graph = batch_frames(frames, lists)
+    target = torch.randn(sum(len(x) for x in frames), 3, generator=torch.Generator().manual_seed(0),
+                         dtype=torch.float64)
+    params = [p for p in model.parameters()]
+
+    def grads(energy_forces):
+        energy, forces = energy_forces(graph, training=True)
+        loss = torch.mean((forces - target) ** 2) + 1e-2 * torch.mean((energy + 300.0) ** 2)
+        return loss.detach(), torch.autograd.grad(loss, params)
+
+    loss_fast, g_fast = grads(model.energy_and_forces)
+    loss_ref, g_ref = grads(model.energy_and_forces_autograd)
+    assert loss_fast.item() == pytest.approx(loss_ref.item(), rel=1e-12)
+    for (name, _), a, b in zip(model.named_parameters(), g_fast, g_ref):
+        assert torch.allclose(a, b, rtol=1e-9, atol=1e-12 * b.abs().max().item()), name
+    assert any(b.abs().max() > 0 for b in g_ref[1:])
+
+
+def test_geometry_cache_is_used_and_invalidated_when_positions_change():
+    model = model64(8)
+    frames, lists = _frames_and_lists(model)
+    e1, f1 = model.energy_and_forces(batch_frames(frames, lists))
+    assert all(hasattr(nl, "_geometry") for nl in lists)
+    cached = lists[0]._geometry[1]
+    e2, f2 = model.energy_and_forces(batch_frames(frames, lists))
+    assert lists[0]._geometry[1] is cached and torch.equal(e1, e2) and torch.equal(f1, f2)
+    with torch.no_grad():
+        frames[0][3] += 0.05  # in place: the version counter moves, the cache must not be used
+    e3, f3 = model.energy_and_forces(batch_frames(frames, lists))
+    e_ref, f_ref = model.energy_and_forces_autograd(batch_frames(frames, lists))
+    assert lists[0]._geometry[1] is not cached
+    assert torch.allclose(e3, e_ref, rtol=1e-12) and torch.allclose(f3, f_ref, atol=1e-10)
+    assert not torch.allclose(e3, e1, rtol=1e-12)
+
+
+def test_every_energy_path_builds_h0_through_initial_features(monkeypatch):
+    """initial_features is the one place h0 is made: shifting it moves both paths' energies identically."""
+    model = model64(9)
+    frames, lists = _frames_and_lists(model, seeds=(17,))
+    graph = batch_frames(frames, lists)
+    e_base, _ = model.energy_and_forces(graph)
+    original = CGSchNet.initial_features
+
+    def shifted(self, species, batch):
+        return original(self, species, batch) + 0.3
+
+    monkeypatch.setattr(CGSchNet, "initial_features", shifted)
+    e_fast, f_fast = model.energy_and_forces(graph)
+    e_ref, f_ref = model.energy_and_forces_autograd(graph)
+    assert not torch.allclose(e_fast, e_base, rtol=1e-6)
+    assert torch.allclose(e_fast, e_ref, rtol=1e-12) and torch.allclose(f_fast, f_ref, atol=1e-10)
+
+
+def test_filter_table_error_shrinks_as_h_to_the_fourth():
+    """Cubic Hermite table of W(r) = f(r) C(r): values O(h^4), derivatives O(h^3), both tiny at h = 0.005 A."""
+    from balancebench.model import FilterTable
+
+    model = model64(10)
+    r = torch.linspace(0.5, model.cutoff - 1e-6, 2001, dtype=torch.float64)
+    d = r[:, None] - model.offsets[None, :]
+    rbf = torch.exp(model.gamma * d * d)
+    drbf = 2 * model.gamma * d * rbf
+    env = 0.5 * (torch.cos(r * math.pi / model.cutoff) + 1)
+    denv = -0.5 * math.pi / model.cutoff * torch.sin(r * math.pi / model.cutoff)
+    block = model.interactions[1]
+    with torch.no_grad():
+        z = rbf @ block.mlp[0].weight.t() + block.mlp[0].bias
+        f = block.mlp[2](block.mlp[1](z))
+        df = (torch.sigmoid(z) * (drbf @ block.mlp[0].weight.t())) @ block.mlp[2].weight.t()
+        w, dw = f * env[:, None], df * env[:, None] + f * denv[:, None]
+    errors = []
+    for h in (0.08, 0.04, 0.005):
+        wt, dwt = FilterTable(model, h).filter(1, r)
+        errors.append(((wt - w).abs().max() / w.abs().max()).item())
+        if h == 0.005:
+            assert ((dwt - dw).abs().max() / dw.abs().max()).item() < 1e-7
+    assert errors[0] / errors[1] > 10  # ~16 for O(h^4)
+    assert errors[2] < 1e-9
+
+
+def test_geometry_cache_budget_is_released_with_the_frames():
+    import gc
+
+    import balancebench.model as model_module
+
+    model = model64(11)
+    before = model_module._geometry_cache_used[0]
+    frames, lists = _frames_and_lists(model, seeds=(18,))
+    model.energy_and_forces(batch_frames(frames, lists))
+    size = lists[0]._geometry[1].nbytes()
+    assert model_module._geometry_cache_used[0] == before + size
+    with torch.no_grad():
+        frames[0][0] += 0.01  # stale entry replaced: the budget is not charged twice
+    model.energy_and_forces(batch_frames(frames, lists))
+    assert model_module._geometry_cache_used[0] == before + size
+    del frames, lists
+    gc.collect()
+    assert model_module._geometry_cache_used[0] == before

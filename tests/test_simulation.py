@@ -140,3 +140,30 @@ def test_cg_calculator_round_trips_a_checkpoint(tmp_path, lj_dataset):
     assert np.isfinite(atoms.get_potential_energy())
     assert atoms.get_masses()[0] == pytest.approx(78.114)
     assert calc.hparams["model"]["cutoff"] == 7.5
+
+
+def test_cg_calculator_table_forces_equal_the_exact_filter_and_autograd():
+    """The tabulated filter (default) gives the forces of the exact filter network and of autograd to 1e-6."""
+    import torch
+
+    from balancebench.model import GraphBatch
+    from balancebench.simulation import EV_PER_KCAL_MOL, CGCalculator
+
+    atoms = cg_model_atoms(seed=2)
+    tabulated = atoms.get_forces(), atoms.get_potential_energy()
+    model = atoms.calc.model
+    exact_calc = CGCalculator(model, skin=1.0, filter_table=None)
+    assert atoms.calc.table is not None and exact_calc.table is None
+    atoms.calc = exact_calc
+    exact = atoms.get_forces(), atoms.get_potential_energy()
+    x = torch.as_tensor(atoms.get_positions(), dtype=torch.float64)
+    from balancebench.neighbors import neighbor_list
+
+    nl = neighbor_list(x, np.diag(atoms.cell.array), model.cutoff)
+    e_ref, f_ref = model.energy_and_forces_autograd(GraphBatch(x, nl, torch.zeros(len(x), dtype=torch.long), 1))
+    f_ref = f_ref.numpy() * EV_PER_KCAL_MOL
+    scale = np.abs(f_ref).max()
+    assert scale > 1e-3
+    np.testing.assert_allclose(exact[0], f_ref, rtol=0, atol=1e-10 * scale)
+    np.testing.assert_allclose(tabulated[0], f_ref, rtol=0, atol=1e-6 * scale)
+    assert tabulated[1] == pytest.approx(float(e_ref[0].detach()) * EV_PER_KCAL_MOL, rel=1e-9)

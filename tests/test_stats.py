@@ -318,7 +318,8 @@ def test_failed_run_is_excluded_explicitly_and_never_changes_other_verdicts():
     failed = tidy(groups, status={("C", 4, "m"): "unstable"})
     dropped = tidy(groups)
     dropped = dropped[~((dropped["method"] == "C") & (dropped["seed"] == "4"))].reset_index(drop=True)
-    ev_failed, ev_dropped = run(failed, posthoc_alpha=0.05), run(dropped, posthoc_alpha=0.05)
+    ev_failed = run(failed, posthoc_alpha=0.05, failed_values="exclude")
+    ev_dropped = run(dropped, posthoc_alpha=0.05, failed_values="exclude")
     key = ["metric", "group_a", "group_b"]
     only_m = [ev.posthoc[ev.posthoc["metric"] == "m"].set_index(key)[["p_adj", "reject"]]
               for ev in (ev_failed, ev_dropped)]
@@ -342,7 +343,7 @@ def test_failed_run_is_excluded_explicitly_and_never_changes_other_verdicts():
 def test_method_with_too_few_valid_runs_is_untestable_and_last():
     groups = {"m": {"A": [1.0, 1.1, 0.9, 1.05], "B": [5.0, 5.1, 4.9, 5.05], "C": [0.0, 0.1, 0.2, 0.3]}}
     frame = tidy(groups, status={("C", s, "m"): "diverged" for s in range(3)})
-    ev = run(frame)
+    ev = run(frame, failed_values="exclude")
     assert ev.ranking.loc["C", "m"] == 3  # k methods: scored last although its one value is the lowest
     assert ev.kruskal.loc[0, "n_methods"] == 2
     assert "untestable" in ev.kruskal.loc[0, "note"] and "C (1 valid)" in ev.kruskal.loc[0, "note"]
@@ -416,9 +417,253 @@ def test_parse_direction():
 
 
 def test_settings_from_the_configs(repo):
-    assert StatsSettings.from_config(validate_config({})["stats"]) == StatsSettings()
+    assert StatsSettings.from_config(validate_config({})["stats"]) == StatsSettings(bootstrap_replicates=200)
     paper = StatsSettings.from_config(load_config(repo / "config" / "paper.yaml")["stats"])
     assert (paper.alpha, paper.screening, paper.posthoc_alpha, paper.posthoc) == (0.1, 0.35, 0.35, "tukey")
     custom = StatsSettings.from_config(validate_config(
         {"stats": {"directions": {"mean_T": {"direction": "target", "target": 340}}}})["stats"])
     assert custom.directions == {"mean_T": Direction("target", 340.0)}
+
+
+# --------------------------------------------------------------------------- issue 13: a verdict that holds
+
+from balancebench.metrics import METRICS  # noqa: E402
+from balancebench.stats import ordering_text, synthetic_metrics_table  # noqa: E402
+from balancebench.stats.blocked import blocked_posthoc, complete_blocks, friedman  # noqa: E402
+from balancebench.stats.robustness import (  # noqa: E402
+    _replicate_ranks,
+    _tested_matrix,
+    power_table,
+    rank_stability,
+    seeds_needed,
+)
+
+# R's friedman.test example (Hollander & Wolfe, RoundingTimes: 22 players x 3 base-running methods). R 4.2.2:
+#   friedman.test(RoundingTimes): Friedman chi-squared = 11.1428571429, df = 2, p-value = 0.00380504077551
+#   Nemenyi, R: ptukey(|Rbar_i - Rbar_j| / sqrt(k (k+1) / (6 n)) * sqrt(2), k, Inf, lower.tail = FALSE)
+#   Conover, R: 2 * pt(|R_i - R_j| / sqrt(2 (n A - sum R_j^2) / ((n-1)(k-1))), (n-1)(k-1), lower.tail = FALSE)
+ROUNDING_TIMES = np.array([
+    5.40, 5.50, 5.55, 5.85, 5.70, 5.75, 5.20, 5.60, 5.50, 5.55, 5.50, 5.40, 5.90, 5.85, 5.70, 5.45, 5.55, 5.60,
+    5.40, 5.40, 5.35, 5.45, 5.50, 5.35, 5.25, 5.15, 5.00, 5.85, 5.80, 5.70, 5.25, 5.20, 5.10, 5.65, 5.55, 5.45,
+    5.60, 5.35, 5.45, 5.05, 5.00, 4.95, 5.50, 5.50, 5.40, 5.45, 5.55, 5.50, 5.55, 5.55, 5.35, 5.45, 5.50, 5.55,
+    5.50, 5.45, 5.25, 5.65, 5.60, 5.40, 5.70, 5.65, 5.55, 6.30, 6.30, 6.25]).reshape(22, 3)
+ROUNDING_R = {"friedman": (11.1428571429, 2, 0.00380504077551),
+              "nemenyi": {("RoundOut", "NarrowAngle"): 0.637427167019, ("RoundOut", "WideAngle"): 0.00440982044545,
+                          ("NarrowAngle", "WideAngle"): 0.0613707592552},
+              "conover": {("RoundOut", "NarrowAngle"): 0.301209021439, ("RoundOut", "WideAngle"): 0.000691453476085,
+                          ("NarrowAngle", "WideAngle"): 0.0122828573479}}
+
+
+def _rounding_blocks():
+    return pd.DataFrame(ROUNDING_TIMES, columns=["RoundOut", "NarrowAngle", "WideAngle"])
+
+
+def test_friedman_and_its_posthocs_match_r():
+    blocks = _rounding_blocks()
+    result = friedman(blocks)
+    assert (result.statistic, result.df, result.pvalue) == pytest.approx(ROUNDING_R["friedman"], abs=1e-6)
+    for test in ("nemenyi", "conover"):
+        pairs = blocked_posthoc(blocks, test, p_adjust="bonferroni" if test == "conover" else "holm").pairs
+        got = {(r.group_a, r.group_b): r.pvalue for r in pairs.itertuples()}
+        for pair, p in ROUNDING_R[test].items():
+            expected = min(1.0, 3 * p) if test == "conover" else p  # conover: Bonferroni over the 3 pairs
+            assert got[pair] == pytest.approx(expected, abs=1e-6), (test, pair)
+
+
+def test_blocked_path_of_the_scheme_reproduces_r_and_auto_design():
+    rows = [{"method": m, "seed": str(s), "metric": "time", "value": repr(float(v)), "status": "completed"}
+            for s, row in enumerate(ROUNDING_TIMES) for m, v in zip(["RoundOut", "NarrowAngle", "WideAngle"], row)]
+    ev = run(pd.DataFrame(rows), design="blocked", blocked_posthoc="nemenyi", posthoc_alpha=0.05)
+    k = ev.kruskal.iloc[0]
+    assert k["test"] == "friedman" and k["pvalue"] == pytest.approx(ROUNDING_R["friedman"][2], abs=1e-6)
+    # at 0.05 only RoundOut-WideAngle is rejected (p 0.0044): WideAngle beats RoundOut, NarrowAngle ties both
+    assert ev.ordering == "NarrowAngle = WideAngle > RoundOut"
+    stats = validate_config({})["stats"]
+    assert StatsSettings.from_config(stats, seed_design="paired").design == "blocked"
+    assert StatsSettings.from_config(stats, seed_design="independent").design == "independent"
+    assert StatsSettings.from_config(stats).design == "independent"
+
+
+def test_incomplete_blocks_are_dropped_and_named():
+    wide = _rounding_blocks()
+    wide.iloc[3, 1] = np.nan
+    blocks, dropped = complete_blocks(wide)
+    assert len(blocks) == 21 and dropped == ["3"]
+
+
+def _all_failed_table(variant="ratio"):
+    table = synthetic_metrics_table(n_seeds=5, failed_runs={(variant, s): "diverged" for s in range(5)}, seed=0)
+    return table.astype(str).replace("nan", "")
+
+
+@pytest.mark.parametrize("design, posthoc", [("independent", "tukey"), ("independent", "dunn"),
+                                             ("independent", "conover"), ("blocked", "tukey")])
+def test_variant_whose_every_run_failed_ranks_last(design, posthoc):
+    ev = run(_all_failed_table(), design=design, posthoc=posthoc)
+    assert ev.ranking.index[-1] == "ratio" and ev.ranking["rank"].iloc[-1] > ev.ranking["rank"].iloc[-2]
+    for metric in ev.metrics:
+        if ev.settings.weight(metric):
+            assert ev.ranking.loc["ratio", metric] == ev.ranking[metric].max()
+
+
+def test_variant_whose_every_run_failed_ranks_last_through_the_cli(tmp_path, capsys):
+    from balancebench.cli import main
+
+    path = tmp_path / "failed.csv"
+    _all_failed_table().to_csv(path, index=False)
+    assert main(["rank", str(path), "--out", str(tmp_path / "out"), "--no-figures", "--quiet",
+                 "--bootstrap", "10"]) == 0
+    ranking = pd.read_csv(tmp_path / "out" / "ranking.csv")
+    assert ranking["method"].iloc[-1] == "ratio"
+
+
+def test_variant_whose_every_run_failed_ranks_last_through_snakemake(repo, tmp_path):
+    import subprocess
+    import sys
+
+    import yaml
+
+    table = tmp_path / "failed.csv"
+    _all_failed_table().to_csv(table, index=False)
+    config = yaml.safe_load((repo / "config" / "config.yaml").read_text())
+    config["results_dir"] = str(tmp_path / "results")
+    config["stats"]["metrics_table"] = str(table)
+    config.setdefault("stats", {})["bootstrap"] = {"replicates": 10, "seed": 0}
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(yaml.safe_dump(config))
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "stats", "--cores", "1", "--configfile", str(cfg)],
+                          cwd=repo, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    ranking = pd.read_csv(tmp_path / "results" / "stats" / "ranking.csv")
+    assert ranking["method"].iloc[-1] == "ratio"
+    summary = (tmp_path / "results" / "stats" / "summary.md").read_text()
+    assert "Rank stability" in summary and "Seeds per variant" in summary
+
+
+def test_failed_values_enter_as_the_worst_and_exclusion_is_the_alternative():
+    groups = {"m": {"A": [1.0, 1.1, 0.9, 1.05, 0.95], "B": [5.0, 5.1, 4.9, 5.05, 4.95],
+                    "C": [0.1, 0.2, 0.0, 0.15, 0.05]}}
+    frame = tidy(groups, status={("C", s, "m"): "unstable" for s in range(3)})
+    worst = run(frame, posthoc="dunn")
+    letters = worst.letters[worst.letters["metric"] == "m"].set_index("method")
+    assert letters.loc["C", "tested_mean"] > letters.loc["B", "tested_mean"]  # 3 of 5 worse than every value
+    assert "3 failed value(s) entered as the worst value" in worst.kruskal.loc[0, "note"]
+    excluded = run(frame, posthoc="dunn", failed_values="exclude")
+    letters = excluded.letters[excluded.letters["metric"] == "m"].set_index("method")
+    assert letters.loc["C", "tested_mean"] == pytest.approx(0.1)
+
+
+def test_censored_values_enter_tied_with_the_largest():
+    groups = {"N_ep": {"A": [10, 12, 11, 13], "B": [30, 28, 29, 31], "C": [15, 14, 50, 50]}}
+    frame = tidy(groups)
+    frame.loc[(frame["method"] == "C") & frame["seed"].isin(["2", "3"]), "status"] = "censored"
+    ev = run(frame, posthoc="dunn")
+    assert "2 censored value(s)" in ev.kruskal.loc[0, "note"]
+    assert ev.letters[ev.letters["metric"] == "N_ep"].set_index("method").loc["C", "n_valid"] == 4
+
+
+def test_paper_table_2_decisions_through_the_score_rule():
+    """Seed 000's Table 2 (Tukey at 0.35) through score = 1 + #significantly better (REFERENCES.md sec. 5).
+
+    mean diff = mean(B) - mean(A); metrics absent from Table 2 were not screened: everyone scores 1. N_ep, t_ep,
+    sigma_ep, Delta U and CV_T are lower-is-better; s_MSD read as higher-is-better gives the referee's ordering
+    Original SA > Weighted SA > Constant = Ratio > Normalized SA, lower-is-better separates Ratio from Constant.
+    Neither is the paper's Table 3 (Weighted SA > Constant > Ratio = Original SA > Normalized SA).
+    """
+    names = {"constant": "Constant", "ratio": "Ratio"}
+    table2 = [  # group A, group B, then (mean diff, reject) for N_ep, t_ep, sigma_ep, Delta U, CV_T, s_MSD
+        ("constant", "ratio", (77.0, 0), (-0.250, 0), (0.014, 0), (16.237, 0), (16.237, 0), (-0.018, 0)),
+        ("constant", "Normalized SA", (797.0, 1), (-12.972, 1), (-0.294, 1), (4.381, 0), (50.383, 1), (-0.040, 1)),
+        ("constant", "Original SA", (207.2, 0), (-12.523, 1), (-0.382, 1), (1.627, 0), (-0.638, 0), (-0.019, 0)),
+        ("constant", "Weighted SA", (401.0, 1), (-12.943, 1), (-0.221, 1), (-0.414, 0), (15.701, 0), (-0.011, 0)),
+        ("ratio", "Normalized SA", (720.0, 1), (-12.722, 1), (-0.308, 1), (-2.860, 0), (34.594, 1), (-0.022, 0)),
+        ("ratio", "Original SA", (130.2, 0), (-12.273, 1), (-0.395, 1), (-5.613, 0), (-16.875, 0), (0.007, 0)),
+        ("ratio", "Weighted SA", (324.0, 1), (-12.693, 1), (-0.235, 1), (-7.613, 0), (-0.536, 0), (0.007, 0)),
+        ("Normalized SA", "Original SA", (-589.8, 1), (0.449, 0), (-0.086, 0), (-2.753, 0), (-51.468, 1),
+         (0.022, 0)),
+        ("Normalized SA", "Weighted SA", (-396.0, 1), (0.029, 0), (0.074, 0), (-4.794, 0), (-35.130, 1), (0.029, 0)),
+        ("Original SA", "Weighted SA", (193.8, 0), (-0.420, 0), (0.16, 1), (-2.041, 0), (16.339, 0), (0.007, 0)),
+    ]
+    methods = ["Constant", "Ratio", "Original SA", "Weighted SA", "Normalized SA"]
+    tested = ["N_ep", "t_ep", "sigma_ep", "delta_U", "CV_T", "s_MSD"]
+
+    def ordering(s_msd_higher):
+        scores = pd.DataFrame(1, index=methods, columns=[n for n, m in METRICS.items() if m.paper])
+        for j, metric in enumerate(tested):
+            better = []
+            for a, b, *cols in table2:
+                a, b = names.get(a, a), names.get(b, b)
+                diff, reject = cols[j]
+                if reject:
+                    higher = metric == "s_MSD" and s_msd_higher
+                    a_better = diff < 0 if higher else diff > 0
+                    better.append((a, b) if a_better else (b, a))
+            scores[metric] = pd.Series(metric_scores(methods, better))
+        assert len(scores.columns) == 10
+        return ordering_text(rank_methods(scores))
+
+    assert ordering(True) == "Original SA > Weighted SA > Constant = Ratio > Normalized SA"
+    assert ordering(False) == "Original SA > Weighted SA > Ratio > Constant > Normalized SA"
+    # the paper's Table 3 totals (19, 21, 21, 17, 22) give a different ordering than either
+    paper = pd.DataFrame({"total": [19, 21, 21, 17, 22]}, index=methods)
+    assert ordering_text(rank_methods(paper)) == "Weighted SA > Constant > Ratio = Original SA > Normalized SA"
+
+
+def test_paper_config_ranks_exactly_the_ten_paper_metrics(repo):
+    settings = StatsSettings.from_config(load_config(repo / "config" / "paper.yaml")["stats"])
+    weighted = [m for m in [*METRICS, FAILED_RUNS_METRIC] if settings.weight(m) > 0]
+    assert weighted == [n for n, m in METRICS.items() if m.paper] and len(weighted) == 10
+
+
+# --------------------------------------------------------------------------- stability and power
+
+
+def _synthetic(groups, n_metrics=2):
+    return tidy({f"m{i}": groups for i in range(n_metrics)})
+
+
+def test_rank_stability_known_answers_and_determinism():
+    separated = run(_synthetic(SEPARATED), bootstrap_replicates=100, bootstrap_seed=3)
+    st = separated.stability.set_index("method")
+    assert separated.ordering == "A > B > C"
+    assert (st["p_same_rank"] >= 0.99).all() and st["p_same_ranks"].iloc[0] >= 0.99
+    again = run(_synthetic(SEPARATED), bootstrap_replicates=100, bootstrap_seed=3)
+    pd.testing.assert_frame_equal(separated.stability, again.stability)
+    equal = {m: [1.0, 1.0, 1.0, 1.0, 1.0] for m in "ABC"}
+    tied = run(_synthetic(equal), bootstrap_replicates=50)
+    assert tied.ordering == "A = B = C" and (tied.stability["rank"] == 1).all()
+    assert (tied.stability["p_same_rank"] == 1.0).all()
+
+
+def test_rank_stability_is_low_for_noise():
+    rng = np.random.default_rng(1)
+    noise = {m: list(rng.normal(size=5)) for m in "ABCD"}
+    ev = run(tidy({f"m{i}": noise for i in range(3)}), posthoc="dunn", bootstrap_replicates=100)
+    assert ev.stability["p_same_ranks"].iloc[0] < 0.9
+
+
+@pytest.mark.parametrize("design, posthoc, blocked_posthoc", [
+    ("independent", "tukey", "conover"), ("independent", "dunn", "conover"), ("independent", "conover", "conover"),
+    ("blocked", "tukey", "conover"), ("blocked", "tukey", "nemenyi")])
+def test_bootstrap_inner_loop_reproduces_the_full_scheme(design, posthoc, blocked_posthoc):
+    """The numpy fast path of the bootstrap gives the full evaluation's ranks on the observed table."""
+    frame = synthetic_metrics_table(n_seeds=5, failed_runs={("ratio", 1): "unstable", ("softadapt", 3): "diverged"},
+                                    seed=4).astype(str).replace("nan", "")
+    ev = run(frame, design=design, posthoc=posthoc, blocked_posthoc=blocked_posthoc)
+    methods = list(ev.table.methods)
+    seeds = {m: list(ev.table.runs.loc[ev.table.runs["method"] == m, "seed"]) for m in methods}
+    fast = _replicate_ranks(_tested_matrix(ev), methods, seeds, ev.settings, design == "blocked")
+    np.testing.assert_array_equal(fast, ev.ranking["rank"].reindex(methods).to_numpy())
+
+
+def test_seeds_needed_known_answers():
+    # two-sample, d = 1, alpha 0.05, power 0.8: 2 (1.95996 + 0.84162)^2 = 15.70 -> 16
+    assert seeds_needed(1.0, 0.05, 0.8, paired=False) == 16
+    assert seeds_needed(1.0, 0.05, 0.8, paired=True) == 8
+    assert seeds_needed(0.0, 0.05, 0.8, paired=False) == np.inf
+    assert seeds_needed(np.inf, 0.05, 0.8, paired=False) == 2
+    ev = run(_synthetic(SEPARATED, 1), posthoc="tukey")
+    power = power_table(ev)
+    assert len(power) == 3 and power["reject"].all() and (power["seeds_needed"] <= 5).all()
+    equal = run(_synthetic({m: [1.0, 2.0, 3.0, 4.0] for m in "AB"}, 1))
+    assert power_table(equal)["seeds_needed"].iloc[0] == np.inf

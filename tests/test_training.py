@@ -5,14 +5,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
-from balancebench.balancing import available_methods, get_method, missing_requirements
+from balancebench.balancing import available_methods, default_params, get_method, missing_requirements
 from balancebench.model import ModelConfig
 from balancebench.training import LOG_COLUMNS, Trainer, TrainingSettings, evaluate, train_model
 
@@ -40,7 +39,15 @@ def test_training_lowers_both_validation_errors(lj_dataset):
 def test_every_registered_method_trains_and_logs_its_coefficients(lj_dataset, tmp_path, method):
     if missing_requirements(method):
         pytest.skip(f"{method} needs the optional packages {missing_requirements(method)}")
-    result = train_model(lj_dataset, MODEL, dict(TRAINING, max_epochs=3), method, {}, seed=1, out_dir=tmp_path, threads=1)
+    params = {}
+    if "optimizer_path" in default_params(method):  # ml2o / gml2o: a learned optimizer (random here)
+        from balancebench.l2o import MultiGradientOptimizer, OptimizerSpec, save_optimizer
+
+        torch.manual_seed(0)
+        params["optimizer_path"] = str(tmp_path / "optimizer.pt")
+        save_optimizer(MultiGradientOptimizer(OptimizerSpec()), params["optimizer_path"])
+    result = train_model(lj_dataset, MODEL, dict(TRAINING, max_epochs=3), method, params, seed=1, out_dir=tmp_path,
+                         threads=1)
     assert result.status == "completed", result.reason
     log = pd.read_csv(tmp_path / "train_log.csv")
     assert len(log) == 3 and (log["seconds"] > 0).all()
@@ -100,10 +107,18 @@ def test_a_method_of_each_shape_registered_in_a_test_file_trains_two_epochs(lj_d
 
 
 RUNNER = """
-import sys, torch
+import os, signal, sys, torch
 sys.path.insert(0, {tests!r})
 from conftest import lennard_jones_bead_dataset
-from balancebench.training import train_model
+from balancebench.training import Trainer, train_model
+if len(sys.argv) > 3:  # SIGKILL ourselves at the second step of this epoch: mid-epoch, whatever the speed
+    kill_epoch, plain_step, calls = int(sys.argv[3]), Trainer.train_step, []
+    def train_step(self, frames):
+        calls.append(self.epoch)
+        if calls.count(kill_epoch) == 2:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return plain_step(self, frames)
+    Trainer.train_step = train_step
 train_model(lennard_jones_bead_dataset(), {model!r}, {training!r}, {method!r}, {{}}, seed=5,
             out_dir=sys.argv[1], checkpoint=sys.argv[2], threads=1)
 """
@@ -121,19 +136,10 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path, method, epochs):
                          capture_output=True, text=True, env=env, timeout=300)
     assert ref.returncode == 0, ref.stderr
     ckpt = tmp_path / "killed.ckpt"
-    proc = subprocess.Popen([sys.executable, str(script), str(tmp_path / "killed"), str(ckpt)], env=env)
-    deadline = time.time() + 300
-    while time.time() < deadline:
-        if ckpt.exists():
-            try:
-                if torch.load(ckpt, weights_only=False)["epoch"] >= 2:
-                    time.sleep(0.3)  # into the next epoch: the kill lands mid-epoch
-                    break
-            except Exception:  # noqa: BLE001  (caught mid-replace: try again)
-                pass
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    killed = subprocess.run([sys.executable, str(script), str(tmp_path / "killed"), str(ckpt), "3"], env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert torch.load(ckpt, weights_only=False)["epoch"] == 2  # the last checkpoint is epoch 2's
     assert not (tmp_path / "killed" / "status.json").exists(), "the run finished before it was killed"
     resumed = subprocess.run([sys.executable, str(script), str(tmp_path / "killed"), str(ckpt)],
                              capture_output=True, text=True, env=env, timeout=300)

@@ -11,10 +11,12 @@ import pytest
 import torch
 import yaml
 
+from balancebench.seeding import derive_seed
+
 pytestmark = pytest.mark.e2e
 
 
-def snakemake(repo, *args, timeout=600):
+def snakemake(repo, *args, timeout=1800):  # the tiny run takes ~12 min on 2 shared cores
     return subprocess.run([sys.executable, "-m", "snakemake", "--nolock", *args], cwd=repo,
                           capture_output=True, text=True, timeout=timeout)
 
@@ -38,11 +40,26 @@ def test_paper_dag_lists_atomistic_jobs_with_resources(repo):
     proc = snakemake(repo, "-n", "--configfile", "config/paper.yaml", "--config", "results_dir=/nonexistent/paper")
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out
-    for rule in ("build_system", "equilibrate", "production", "atomistic_observables", "cg_map", "train_constant_grid",
-                 "select_constant", "train", "simulate", "model_metrics", "collect_metrics", "stats_tables"):
+    for rule in ("build_system", "equilibrate", "production", "atomistic_observables", "cg_map", "search_ask",
+                 "search_candidate", "search_tell", "search_select", "train", "simulate", "model_metrics",
+                 "collect_metrics", "stats_tables"):
         assert f"rule {rule}:" in out
     assert "runtime=" in out and "mem_mb=8000" in out
-    assert out.count("rule train:") == 25 and out.count("rule train_constant_grid:") == 5  # 5 methods x 5 seeds
+    # 7 variants x 5 seeds; candidates: the grid's 5 + nsde and de, 15 per generation x 10 generations each
+    assert out.count("rule train:") == 35 and out.count("rule search_candidate:") == 5 + 2 * 150
+
+
+def test_slurm_dag_lists_one_gpu_training_job_per_candidate_per_generation(repo):
+    proc = snakemake(repo, "-n", "--configfile", "config/paper.yaml", "--profile", "profiles/slurm",
+                     "--config", "results_dir=/nonexistent/paper")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    blocks = [b for b in out.split("\n\n") if "rule search_candidate:" in b]
+    for variant in ("constant_nsde", "constant_de"):
+        for g in range(10):
+            mine = [b for b in blocks if f"wildcards: variant={variant}, g={g}, c=" in b]
+            assert len(mine) == 15, (variant, g, len(mine))
+    assert all("gpu=1" in b for b in blocks)  # profiles/slurm set-resources search_candidate
 
 
 def test_paper_profile_puts_training_and_simulation_on_the_gpu(repo):
@@ -102,20 +119,43 @@ def test_tiny_pipeline_end_to_end(repo, tiny_run):
     for rule in ("build_system", "equilibrate", "production", "observables"):
         assert (results / "benchmarks" / "atomistic" / f"{rule}.tsv").exists()
     # the grid search picked the constant weights every constant seed used
-    selected = json.loads((results / "models" / "constant_grid" / "selected.json").read_text())
+    selected = json.loads((results / "search" / "constant" / "selected.json").read_text())
+    assert selected["kind"] == "grid" and selected["cost"]["trainings"] == 2
     for seed in (1, 2):
         hparams = json.loads((results / "models" / "constant" / f"seed{seed}" / "hparams.json").read_text())
-        assert hparams["method_params"]["weights"] == selected["weights"]
-        assert hparams["provenance"]["seed"] == 7 and hparams["seed"] == seed
-    for method in ("constant", "softadapt"):
+        assert hparams["method_params"]["weights"] == [1.0, selected["values"]["energy_weight"]]
+        assert hparams["provenance"]["seed"] == 7 and hparams["provenance"]["replicate_seed"] == seed
+        assert hparams["seed"] == derive_seed(seed, "constant")  # training.seed_design: independent
+    # two settings of one method side by side, keyed by variant name
+    for seed in (1, 2):
+        a, b = (json.loads((results / "models" / v / f"seed{seed}" / "hparams.json").read_text())
+                for v in ("softadapt", "softadapt_sharp"))
+        assert a["method"] == b["method"] == "softadapt" and (a["variant"], b["variant"]) == ("softadapt",
+                                                                                           "softadapt_sharp")
+        assert a["method_params"]["beta"] == 0.1 and b["method_params"]["beta"] == 10.0
+    # the 2-generation NSGA-II search: every candidate recorded, within bounds, its selection trained
+    search = results / "search" / "constant_nsde"
+    candidates = pd.read_csv(search / "candidates.csv")
+    assert len(candidates) == 2 * 4 and sorted(candidates["generation"].unique()) == [0, 1]
+    assert candidates["param_energy_weight"].between(1e-3, 1.0).all()
+    assert candidates["param_force_loss_alpha"].between(0.0, 2.0).all()
+    assert (candidates["seconds"] > 0).all() and candidates["status"].notna().all()
+    assert (search / "front.png").stat().st_size > 0 and (search / "pareto.csv").stat().st_size > 0
+    chosen = json.loads((search / "selected.json").read_text())
+    hparams = json.loads((results / "models" / "constant_nsde" / "seed1" / "hparams.json").read_text())
+    if chosen["status"] == "selected":
+        assert hparams["method_params"]["weights"] == [1.0, chosen["values"]["energy_weight"]]
+        assert hparams["training"]["force_loss_alpha"] == chosen["values"]["force_loss_alpha"]
+    variants = ("constant", "softadapt", "softadapt_sharp", "constant_nsde")
+    for variant in variants:
         for seed in (1, 2):
-            log = pd.read_csv(results / "models" / method / f"seed{seed}" / "train_log.csv")
+            log = pd.read_csv(results / "models" / variant / f"seed{seed}" / "train_log.csv")
             assert len(log) == 2
-            sim = json.loads((results / "simulations" / method / f"seed{seed}" / "status.json").read_text())
+            sim = json.loads((results / "simulations" / variant / f"seed{seed}" / "status.json").read_text())
             assert sim["status"] == "completed", sim
-            assert (results / "simulations" / method / f"seed{seed}" / "structure.png").stat().st_size > 0
+            assert (results / "simulations" / variant / f"seed{seed}" / "structure.png").stat().st_size > 0
     table = pd.read_csv(results / "metrics" / "metrics.csv")
-    assert set(table["method"]) == {"constant", "softadapt"} and len(table) == 4 * 11
+    assert set(table["method"]) == set(variants) and len(table) == 8 * 11
     assert table["value"].notna().all() and (table["status"] == "completed").all()
     for name in ("kruskal.csv", "posthoc.csv", "ranking.csv", "letters.csv", "summary.md", "figures/boxplots.png"):
         assert (results / "stats" / name).stat().st_size > 0
@@ -130,11 +170,19 @@ def test_diverging_trainings_are_recorded_and_the_dag_completes(repo, tiny_run, 
     config, results = copy_run(tiny_run, tmp_path, training={"learning_rate": 1.0e4, "max_epochs": 6, "patience": 6})
     # a copied results dir has no Snakemake metadata (params changes are tracked per path), so force the rules,
     # as a user reruns single rules
-    proc = snakemake(repo, "--cores", "2", "--configfile", str(config), "--forcerun", "train", "train_constant_grid")
+    proc = snakemake(repo, "--cores", "2", "--configfile", str(config), "--forcerun", "train", "search_candidate")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "rule production:" not in proc.stdout + proc.stderr  # the atomistic stage was not rerun
     status = json.loads((results / "models" / "softadapt" / "seed1" / "status.json").read_text())
     assert status["status"] == "diverged" and "epoch" in status["reason"]
+    # every search candidate diverged: recorded, and the variants fall back to their configured parameters
+    for variant in ("constant", "constant_nsde"):
+        candidates = pd.read_csv(results / "search" / variant / "candidates.csv")
+        assert (candidates["status"] == "training_diverged").all() and not candidates["feasible"].any()
+        selected = json.loads((results / "search" / variant / "selected.json").read_text())
+        assert selected["status"] == "fallback" and "no candidate completed" in selected["reason"]
+    hparams = json.loads((results / "models" / "constant_nsde" / "seed1" / "hparams.json").read_text())
+    assert hparams["method_params"]["weights"] == [1.0, 1.0] and hparams["training"]["force_loss_alpha"] == 2.0
     sim = json.loads((results / "simulations" / "softadapt" / "seed1" / "status.json").read_text())
     assert sim["status"] == "skipped"
     table = pd.read_csv(results / "metrics" / "metrics.csv")
@@ -178,3 +226,22 @@ def test_lammps_failure_fails_that_job_with_lammps_message(repo, tiny_config):
     assert "ERROR" in lammps_log
     assert "LammpsError" in script_log and "read_data" in script_log
     assert not (results / "atomistic" / "equilibrated.data").exists()
+
+
+def test_search_killed_after_the_first_tell_resumes_to_the_same_candidates(repo, tiny_run, tmp_path):
+    """Delete everything of the NSGA-II search after generation 0's tell (as a kill would leave it), rerun:
+    generation 1's candidates and the selection equal the uninterrupted run's."""
+    config, results = copy_run(tiny_run, tmp_path)
+    search = results / "search" / "constant_nsde"
+    before = pd.read_csv(search / "candidates.csv")
+    shutil.rmtree(search / "gen1")
+    for name in ("selected.json", "candidates.csv", "pareto.csv", "cost.json", "front.png"):
+        (search / name).unlink()
+    proc = snakemake(repo, "--cores", "2", "--configfile", str(config), str(search / "selected.json"),
+                     "--rerun-triggers", "mtime")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    assert "rule search_ask:" in out and "wildcards: variant=constant_nsde, g=0" not in out  # resumed at g=1
+    after = pd.read_csv(search / "candidates.csv")
+    cols = [c for c in before.columns if c.startswith(("param_", "obj_"))]
+    pd.testing.assert_frame_equal(before[["generation", "candidate", *cols]], after[["generation", "candidate", *cols]])

@@ -2,7 +2,8 @@
 
 Subcommands (argparse; add new ones in :func:`build_parser`):
 
-    balancebench rank metrics.csv [--posthoc tukey|dunn|conover] [--alpha 0.1] [--out DIR]
+    balancebench rank metrics.csv [--design independent|blocked] [--posthoc tukey|dunn|conover] [--alpha 0.1]
+                      [--failed-values worst|exclude] [--bootstrap 200] [--out DIR]
     balancebench synthetic-table metrics.csv [--seeds 5] [--fail METHOD:SEED:STATUS]
 
 ``rank`` runs the evaluation scheme (docs/statistics.md) on any tidy metrics CSV
@@ -27,6 +28,7 @@ from balancebench.stats import (
     parse_direction,
     synthetic_metrics_table,
 )
+from balancebench.stats.blocked import BLOCKED_POSTHOCS
 from balancebench.stats.hypothesis import P_ADJUST
 
 DEFAULT_OUT = "balancebench_stats"
@@ -75,7 +77,19 @@ def build_parser() -> argparse.ArgumentParser:
     rank.add_argument("--min-valid-runs", type=int, default=2,
                       help="a method with fewer valid runs of a metric is not tested on it and scored last (default 2)")
     rank.add_argument("--no-failure-metric", action="store_true",
-                      help="do not score failed runs as the extra metric 'failed_runs'")
+                      help="do not report failed runs as the extra metric 'failed_runs' (weight 0 unless --weight)")
+    rank.add_argument("--design", choices=("independent", "blocked"), default="independent",
+                      help="independent: Kruskal-Wallis + --posthoc; blocked: Friedman with the seeds as blocks "
+                           "(paired seeds) + --blocked-posthoc (default independent)")
+    rank.add_argument("--blocked-posthoc", choices=BLOCKED_POSTHOCS, default="conover",
+                      help="pairwise test of the blocked design (default conover, p adjusted with --p-adjust)")
+    rank.add_argument("--failed-values", choices=("worst", "exclude"), default="worst",
+                      help="failed runs enter the tests as the worst value (default) or are excluded")
+    rank.add_argument("--bootstrap", type=int, default=200, metavar="N",
+                      help="bootstrap resamples of the seeds for the rank stability (default 200; 0: none)")
+    rank.add_argument("--bootstrap-seed", type=int, default=0, help="seed of the resampling (default 0)")
+    rank.add_argument("--power", type=_probability, default=0.8,
+                      help="power at which the seeds needed per verdict are computed (default 0.8)")
     rank.add_argument("--out", type=Path, default=Path(DEFAULT_OUT),
                       help=f"folder for the CSV tables, summary.md and figures (default ./{DEFAULT_OUT})")
     rank.add_argument("--no-figures", action="store_true", help="skip the box plots")
@@ -93,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_rank(args: argparse.Namespace) -> int:
-    from balancebench.report import POSTHOC_NAMES, console_report, plot_boxplots, write_tables
+    from balancebench.report import console_report, pairwise_name, plot_boxplots, write_tables
 
     directions = dict(parse_direction(spec) for spec in args.direction)
     table = load_metrics_table(args.metrics, directions=directions)
@@ -103,7 +117,9 @@ def cmd_rank(args: argparse.Namespace) -> int:
         alpha=args.alpha, screening=args.screening,
         posthoc_alpha=args.screening if args.posthoc_alpha is None else args.posthoc_alpha,
         posthoc=args.posthoc, p_adjust=args.p_adjust, min_valid_runs=args.min_valid_runs,
-        metric_weights=dict(args.weight), directions=directions, failures_as_metric=not args.no_failure_metric)
+        metric_weights=dict(args.weight), directions=directions, failures_as_metric=not args.no_failure_metric,
+        design=args.design, blocked_posthoc=args.blocked_posthoc, failed_values=args.failed_values,
+        bootstrap_replicates=args.bootstrap, bootstrap_seed=args.bootstrap_seed, power_target=args.power)
     if table.defaulted:
         print(f"Assumed direction 'lower' (not in the CSV or --direction) for: {', '.join(table.defaulted)}")
     evaluation = evaluate(table, settings)
@@ -111,7 +127,7 @@ def cmd_rank(args: argparse.Namespace) -> int:
     if not args.no_figures:
         png, svg = args.out / "figures" / "boxplots.png", args.out / "figures" / "boxplots.svg"
         plot_boxplots(table, evaluation.kruskal, evaluation.letters, png, [svg],
-                      posthoc_label=f"{POSTHOC_NAMES[settings.posthoc]} at {settings.posthoc_alpha:g}")
+                      posthoc_label=f"{pairwise_name(settings)} at {settings.posthoc_alpha:g}")
         figures = ["figures/boxplots.png"]
     paths = write_tables(evaluation, args.out, figures=figures)
     if not args.quiet:

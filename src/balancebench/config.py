@@ -96,7 +96,6 @@ def _check_physics(config: dict) -> None:
             f"config error at model.cutoff: {model['cutoff']} A is not below half the smallest CG box edge "
             f"{0.5 * smallest_box:.2f} A; use more molecules or a shorter cutoff"
         )
-    _check_balancing(config)
     frame = md["nvt"]["frame_interval"] * 1000.0
     if frame < md["timestep"] or not math.isclose(frame / md["timestep"], round(frame / md["timestep"]), rel_tol=1e-9):
         raise ConfigError(
@@ -105,31 +104,124 @@ def _check_physics(config: dict) -> None:
         )
     if md["nvt"]["duration"] < 2 * md["nvt"]["frame_interval"]:
         raise ConfigError("config error at atomistic.nvt.duration: shorter than two frames")
+    _check_balancing(config)
 
 
 def _check_balancing(config: dict) -> None:
-    """Method names and parameters are checked against the registry before any job runs."""
+    """Variants and searches against the registry, before any job runs (docs/search.md)."""
     balancing = config.get("balancing")
     if not balancing:
         return
     from balancebench.balancing import available_methods, get_method
+    from balancebench.search.space import apply_parameters, check_search, check_variant_search
 
-    known = available_methods()
-    for name in balancing["methods"]:
-        if name not in known:
-            raise ConfigError(f"config error at balancing.methods: unknown method {name!r}; available: {known}")
-    for name, params in balancing["params"].items():
-        if name not in known:
-            raise ConfigError(f"config error at balancing.params.{name}: unknown method; available: {known}")
+    training_fields = set(config.get("training", {})) | set(_training_setting_names())
+    searches = balancing.get("searches", {})
+    for name, spec in searches.items():
         try:
-            get_method(name, **params)
+            check_search(name, spec, training_fields)
+        except ValueError as err:
+            raise ConfigError(f"config error at {err}") from None
+    known = available_methods()
+    for name, variant in balancing.get("variants", {}).items():
+        field = f"balancing.variants.{name}"
+        method = variant["method"]
+        if method not in known:
+            raise ConfigError(f"config error at {field}.method: unknown method {method!r}; available: {known}")
+        try:
+            get_method(method, **variant.get("params", {}))
         except (TypeError, ValueError) as err:
-            raise ConfigError(f"config error at balancing.params.{name}: {err}") from err
-    if len(balancing["methods"]) < 2:
-        raise ConfigError("config error at balancing.methods: the statistics compare methods; give at least two")
+            raise ConfigError(f"config error at {field}.params: {err}") from err
+        search = variant.get("search")
+        if search is None:
+            continue
+        if search not in searches:
+            raise ConfigError(f"config error at {field}.search: unknown search {search!r}; "
+                              f"balancing.searches has: {sorted(searches)}")
+        try:
+            check_variant_search(name, method, search, searches[search])
+        except ValueError as err:
+            raise ConfigError(f"config error at {err}") from None
+        spec = searches[search]
+        probes = ([{spec["parameter"]: v} for v in spec["values"]] if spec["kind"] == "grid" else
+                  [{p: d[k] for p, d in spec["space"].items()} for k in ("low", "high")])
+        for values in probes:
+            try:
+                params, training = apply_parameters(values, method, variant.get("params", {}))
+                get_method(method, **params)
+            except (TypeError, ValueError) as err:
+                raise ConfigError(f"config error at balancing.searches.{search}: {values} is not valid for "
+                                  f"variant {name!r}: {err}") from err
+            where = "space" if spec["kind"] != "grid" else "values"
+            if not -10.0 <= training.get("force_loss_alpha", 2.0) <= 2.0:
+                raise ConfigError(f"config error at balancing.searches.{search}.{where}: force_loss_alpha "
+                                  f"{training['force_loss_alpha']} is outside [-10, 2] (training.force_loss_alpha)")
+            if training.get("force_loss_scale", 1.0) <= 0:
+                raise ConfigError(f"config error at balancing.searches.{search}.{where}: force_loss_scale "
+                                  f"{training['force_loss_scale']} must be > 0 (kcal/mol/A)")
+
+
+def _training_setting_names() -> list[str]:
+    import dataclasses
+
+    from balancebench.training import TrainingSettings
+
+    return [f.name for f in dataclasses.fields(TrainingSettings)]
+
+
+class DuplicateKeyError(ConfigError):
+    """A YAML mapping names the same key twice (PyYAML would silently keep the last)."""
+
+
+def _path_aware_duplicates(text: str, name: str) -> None:
+    """Raise DuplicateKeyError naming the dotted path of a key given twice in one mapping."""
+    root = yaml.compose(text, Loader=yaml.SafeLoader)
+
+    def walk(node, path):
+        if isinstance(node, yaml.MappingNode):
+            seen = {}
+            for key_node, value_node in node.value:
+                key = key_node.value
+                dotted = f"{path}.{key}" if path else str(key)
+                if key in seen:
+                    raise DuplicateKeyError(
+                        f"config error at {dotted}: key given twice (lines {seen[key] + 1} and "
+                        f"{key_node.start_mark.line + 1} of {name}); YAML would silently keep the last")
+                seen[key] = key_node.start_mark.line
+                walk(value_node, dotted)
+        elif isinstance(node, yaml.SequenceNode):
+            for k, item in enumerate(node.value):
+                walk(item, f"{path}[{k}]")
+
+    if root is not None:
+        walk(root, "")
+
+
+def check_duplicate_keys(path: str | Path) -> None:
+    """Raise DuplicateKeyError if the YAML file at ``path`` repeats a key in one mapping (e.g. a variant name)."""
+    _path_aware_duplicates(Path(path).read_text(), str(path))
+
+
+def whole_section(section: str, configfiles, command_line_files) -> dict | None:
+    """The ``section`` of the last config file that has one, command-line files winning over the workflow's.
+
+    Snakemake merges nested mappings of several config files key by key; for ``balancing`` (variants and
+    searches) that would add the defaults' variants to a comparison, so the workflow replaces it whole.
+    """
+    cli = [str(f) for f in command_line_files or []]
+    ordered = [f for f in map(str, configfiles) if f not in cli] + cli
+    found = None
+    for path in ordered:
+        with open(path) as fh:
+            data = yaml.safe_load(fh) or {}
+        if isinstance(data, dict) and section in data:
+            found = copy.deepcopy(data[section])
+    return found
 
 
 def load_config(path: str | Path) -> dict:
+    """Read (refusing duplicate keys), validate and fill defaults."""
+    check_duplicate_keys(path)
     with open(path) as fh:
         config = yaml.safe_load(fh) or {}
     return validate_config(config)

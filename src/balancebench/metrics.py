@@ -33,6 +33,7 @@ its status.json (``missing``).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from dataclasses import asdict, dataclass
@@ -50,7 +51,8 @@ from balancebench.provenance import json_default
 LOWER, HIGHER, TARGET = "lower", "higher", "target"
 TRAINING, SIMULATION = "training", "simulation"
 COMPLETED, DIVERGED, UNSTABLE, MISSING, INVALID = "completed", "diverged", "unstable", "missing", "invalid"
-METRIC_STATUSES = (COMPLETED, DIVERGED, UNSTABLE, MISSING, INVALID)
+CENSORED = "censored"  # a measured lower bound (N_ep of a run stopped by max_epochs)
+METRIC_STATUSES = (COMPLETED, CENSORED, DIVERGED, UNSTABLE, MISSING, INVALID)
 
 
 @dataclass(frozen=True)
@@ -67,27 +69,39 @@ class Metric:
 
 METRICS: dict[str, Metric] = {m.name: m for m in (
     Metric("N_ep", "N_{ep}", "epochs", "number of training epochs run, early-stopping patience epochs included "
-           "(every row of train_log.csv)", LOWER, TRAINING),
-    Metric("t_ep", "t_{ep}", "s", "mean wall time of the training part of an epoch", LOWER, TRAINING),
-    Metric("sigma_ep", "\\sigma_{ep}", "s", "population standard deviation of the epoch wall times", LOWER, TRAINING),
+           "(every row of train_log.csv); status censored when max_epochs stopped the run (a lower bound)",
+           LOWER, TRAINING),
+    Metric("t_ep", "t_{ep}", "s", "counted work of a training epoch (FLOPs, torch FlopCounterMode over the trained "
+           "configuration's epochs) divided by the machine's calibrated FLOP rate (balancebench.timing); the "
+           "wall-clock mean stays in the model JSON (t_ep_wall)", LOWER, TRAINING),
+    Metric("sigma_ep", "\\sigma_{ep}", "s", "population standard deviation of the counted epoch work over the "
+           "calibrated FLOP rate (0 for a method whose step cost does not depend on the batch or its state)",
+           LOWER, TRAINING),
     Metric("delta_U", "\\Delta U", "%", "100 |<U_CG>/N_CG - <U_A>/N_A| / |<U_A>/N_A|: absolute percentage "
-           "difference of the mean production CG potential energy from the atomistic mean U_A, per molecule",
-           LOWER, SIMULATION),
+           "difference of the mean production CG potential energy from the mean U_A of the training frames "
+           "(as the paper says), per molecule", LOWER, SIMULATION),
     Metric("CV_U", "CV_{U_{CG}}", "1", "std / |mean| of the production CG potential energy (whole system)",
            LOWER, SIMULATION),
     Metric("mean_T", "\\overline{T}", "K", "mean production temperature of the CG run", TARGET, SIMULATION,
            target="the thermostat temperature of the CG NVT run (config atomistic.temperature, 340 K)"),
-    Metric("CV_T", "CV_T", "1", "std / |mean| of the production temperature", LOWER, SIMULATION),
+    Metric("CV_T", "CV_T", "1", "std / |mean| of the production temperature", TARGET, SIMULATION,
+           target="the canonical value sqrt(2 / (3 N - 3)) of N beads (kinetic-temperature fluctuation in NVT, "
+                  "centre-of-mass momentum removed); lower is not better: a thermostat that suppresses "
+                  "fluctuations is as wrong as one that inflates them"),
     Metric("d_KS", "d_{KS}", "1", "two-sample KS statistic between CG and atomistic pair-distance distributions "
            "(normalised r^2 g(r) on [0, r_max], deterministic inverse-CDF samples)", LOWER, SIMULATION),
     Metric("p_KS", "p_{KS}", "1", "p-value of that KS test at the fixed sample size ks_sample_size (a monotone "
            "function of d_KS; reported for fidelity to the paper)", HIGHER, SIMULATION),
     Metric("s_MSD", "s_{MSD}", "A^2/ps", "least-squares slope of the last msd_slope_fraction (30 %) of the CG "
            "centre-of-mass MSD curve", TARGET, SIMULATION,
-           target="the same slope of the atomistic MSD (results/atomistic/msd.csv, same settings)"),
+           target="the same slope of the atomistic MSD (results/atomistic/msd.csv, same settings); the Langevin "
+                  "friction caps it at 6 kT / (m gamma) (details.s_MSD_friction_limit, docs/metrics.md)"),
     Metric("gr_w1", "W_1", "A", "Wasserstein-1 distance int |F_CG(r) - F_A(r)| dr between the CG and atomistic "
            "pair-distance distributions (normalised r^2 g(r) on [0, r_max], as for d_KS): a sample-size-free g(r) "
            "distance", LOWER, SIMULATION, paper=False),
+    Metric("N_target", "N_{target}", "epochs", "epochs until the validation criterion first came within "
+           "metrics.target_tolerance (5 %) of the run's best value: the efficiency beside N_ep, free of the "
+           "patience epochs and of the max_epochs cap", LOWER, TRAINING, paper=False),
 )}
 
 TRAINING_METRICS = tuple(n for n, m in METRICS.items() if m.stage == TRAINING)
@@ -121,6 +135,9 @@ class MetricSettings:
     msd_remove_drift: bool = True
     rdf_r_max: float = 12.0
     ks_sample_size: int = 1000
+    target_tolerance: float = 0.05  # N_target: epochs to come within this fraction of the run's best criterion
+    friction: float | None = None  # 1/ps, Langevin friction of the CG run (for the s_MSD friction limit)
+    bead_mass: float | None = None  # g/mol
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any], temperature: float | None = None) -> "MetricSettings":
@@ -138,6 +155,8 @@ class MetricSettings:
             msd_slope_fraction=float(obs.get("msd_slope_fraction", default.msd_slope_fraction)),
             rdf_r_max=float(met.get("rdf_r_max", default.rdf_r_max)),
             ks_sample_size=int(met.get("ks_sample_size", default.ks_sample_size)),
+            target_tolerance=float(met.get("target_tolerance", default.target_tolerance)),
+            friction=_optional_float((config.get("simulation") or {}).get("friction")),
         )
 
 
@@ -228,6 +247,45 @@ def training_metrics(seconds: Iterable[float]) -> dict[str, float]:
     if not np.all(np.isfinite(s)) or np.any(s < 0):
         raise ValueError("non-finite or negative epoch durations in the training log")
     return {"N_ep": float(s.size), "t_ep": float(s.mean()), "sigma_ep": float(s.std())}
+
+
+def epochs_to_target(criterion: Iterable[float], tolerance: float = 0.05) -> float:
+    """N_target: the first epoch (1-based) whose validation criterion is <= (1 + tolerance) x the run's best.
+
+    Free of the patience epochs after the best one and of the max_epochs cap (a run that improves until the
+    cap still reached 95 % of its final quality at some epoch), so it compares convergence speed where N_ep
+    is censored.
+    """
+    c = np.asarray(list(criterion), dtype=np.float64)
+    if c.size == 0 or not np.any(np.isfinite(c)):
+        raise ValueError("no finite validation criterion in the training log")
+    if not tolerance >= 0:
+        raise ValueError(f"metrics.target_tolerance must be >= 0, got {tolerance}")
+    best = np.nanmin(np.where(np.isfinite(c), c, np.nan))
+    reached = np.flatnonzero(np.isfinite(c) & (c <= best + tolerance * abs(best)))
+    return float(reached[0] + 1)
+
+
+def canonical_cv_t_target(n_beads: int) -> float:
+    """CV_T of the canonical ensemble for N beads with the centre-of-mass momentum removed: sqrt(2 / (3N - 3)).
+
+    The kinetic temperature T = 2K / (k_B f) with f = 3N - 3 degrees of freedom is a sum of f squared
+    Gaussian momenta: Var(T) / <T>^2 = 2 / f.
+    """
+    if n_beads < 2:
+        raise ValueError(f"CV_T target needs at least 2 beads, got {n_beads}")
+    return math.sqrt(2.0 / (3.0 * n_beads - 3.0))
+
+
+def friction_limited_msd_slope(temperature: float, mass: float, friction: float) -> float:
+    """6 D_max (A^2/ps) with D_max = k_B T / (m gamma): the MSD slope of a free particle under Langevin friction.
+
+    Interactions only slow diffusion down, so a CG run thermostatted with friction gamma cannot exceed it;
+    T in K, m in g/mol, gamma in 1/ps. (k_B T / m in A^2/ps^2 = 0.831446 T / m.)
+    """
+    if not (temperature > 0 and mass > 0 and friction > 0):
+        raise ValueError("temperature, mass and friction must be > 0 for the friction limit")
+    return 6.0 * 0.8314462618 * temperature / mass / friction
 
 
 def production_mask(production: Iterable) -> np.ndarray:
@@ -395,11 +453,15 @@ def structure_metrics(curves: Curves, reference: Reference, settings: MetricSett
     return {"d_KS": d, "p_KS": p, "gr_w1": gr_w1(r, curves.rdf_g, g_ref)}
 
 
-def metric_target(name: str, reference: Reference | None, settings: MetricSettings) -> float | None:
-    """Numeric target of a ``target`` metric (mean_T: settings.temperature K; s_MSD: the atomistic
-    slope A^2/ps), None for ``lower``/``higher`` metrics or when the reference is missing."""
+def metric_target(name: str, reference: Reference | None, settings: MetricSettings,
+                  n_beads: int | None = None) -> float | None:
+    """Numeric target of a ``target`` metric (mean_T: settings.temperature K; CV_T: sqrt(2 / (3N - 3)) of the
+    run's N beads; s_MSD: the atomistic slope A^2/ps), None for ``lower``/``higher`` metrics or when the
+    reference or the bead count is missing."""
     if name == "mean_T":
         return float(settings.temperature)
+    if name == "CV_T":
+        return canonical_cv_t_target(int(n_beads)) if n_beads else None
     if name == "s_MSD":
         if reference is None:
             return None
@@ -415,17 +477,24 @@ def metric_target(name: str, reference: Reference | None, settings: MetricSettin
 
 def compute_model_metrics(method: str, seed: int, training: TrainingRun | None, simulation: SimulationRun | None,
                           reference: Reference | None, settings: MetricSettings | None = None,
-                          curves: Curves | None = None) -> dict:
+                          curves: Curves | None = None, timing: Mapping | None = None,
+                          u_reference: float | None = None, n_beads: int | None = None) -> dict:
     """All metrics of one model as a JSON-ready dict.
 
     Returns ``{"method", "seed", "training_status", "training_reason", "simulation_status",
     "simulation_reason", "n_beads", "metrics": {name: {"value", "status", "reason", "unit",
     "direction", "target"}}, "details": {...}}``. ``curves`` (from :func:`simulation_curves`)
-    may be passed to avoid computing g(r) and MSD twice (e.g. when plotting too).
+    may be passed to avoid computing g(r) and MSD twice (e.g. when plotting too). ``timing``: the
+    counted-work record of :func:`balancebench.timing.time_run` (t_ep, sigma_ep; without it they are the
+    wall-clock values of the log); ``u_reference``: mean U_A per molecule of the training frames (kcal/mol),
+    the reference of Delta U; ``n_beads``: the bead count (for the CV_T target when the run failed).
     """
     settings = settings or MetricSettings()
     results: dict[str, tuple[float | None, str, str]] = {}
     details: dict[str, Any] = {}
+    if u_reference is not None and reference is not None:  # Delta U against the training frames' mean U_A
+        reference = dataclasses.replace(reference, u_per_molecule=float(u_reference))
+        details["u_reference_source"] = "training frames"
 
     # training
     t_status = _status_of(training.status if training else None)
@@ -435,14 +504,30 @@ def compute_model_metrics(method: str, seed: int, training: TrainingRun | None, 
             results[name] = (None, MISSING, "no training log")
     else:
         try:
-            values = training_metrics(training.log["seconds"])
+            wall = training_metrics(training.log["seconds"])
+            details["t_ep_wall"], details["sigma_ep_wall"] = wall["t_ep"], wall["sigma_ep"]
+            values = {"N_ep": wall["N_ep"]}
+            if timing is not None:  # counted work (balancebench.timing): load-free
+                values.update(t_ep=float(timing["t_ep"]), sigma_ep=float(timing["sigma_ep"]))
+                details["timing"] = {k: timing[k] for k in ("epoch_flops", "flops_ep", "calibration") if k in timing}
+            else:
+                values.update(t_ep=wall["t_ep"], sigma_ep=wall["sigma_ep"])
+                details["timing"] = "wall clock (no counted-work timing given)"
+            try:
+                values["N_target"] = epochs_to_target(training.log["criterion"], settings.target_tolerance)
+            except (KeyError, ValueError) as err:
+                values["N_target"] = None
+                details["N_target_error"] = str(err)
             status, reason = COMPLETED, ""
             if t_status == DIVERGED:
                 status, reason = DIVERGED, _join("training diverged", t_reason) + "; counted up to the divergence"
             elif t_status != COMPLETED:  # e.g. no status.json: keep the values, flag them
                 status, reason = MISSING if t_status == MISSING else INVALID, f"training status {t_status!r}"
             for name in TRAINING_METRICS:
-                results[name] = (values[name], status, reason)
+                results[name] = (values[name], status, reason if values[name] is not None or status != COMPLETED
+                                 else f"training log: {details.get('N_target_error', '')}")
+            if status == COMPLETED and "max_epochs" in t_reason:
+                results["N_ep"] = (values["N_ep"], CENSORED, "stopped by max_epochs: N_ep is a lower bound")
         except (KeyError, ValueError) as err:
             for name in TRAINING_METRICS:
                 results[name] = (None, INVALID, f"training log: {err}")
@@ -462,15 +547,20 @@ def compute_model_metrics(method: str, seed: int, training: TrainingRun | None, 
         value, status, reason = results[name]
         if value is not None and not np.isfinite(value):  # the invariant: never a silent NaN
             value, status, reason = None, INVALID, f"non-finite value ({value})"
-        if value is None and status == COMPLETED:
+        if value is None and status in (COMPLETED, CENSORED):
             status = INVALID
         metrics[name] = {"value": None if value is None else float(value), "status": status, "reason": reason,
                          "unit": meta.unit, "direction": meta.direction,
-                         "target": metric_target(name, reference, settings)}
+                         "target": metric_target(name, reference, settings, details.get("n_beads") or n_beads)}
     details["reference"] = None if reference is None else {
         "u_per_molecule_kcal_mol": reference.u_per_molecule, "n_molecules": reference.n_molecules,
         "temperature_K": reference.temperature, "s_MSD_A2_per_ps": metric_target("s_MSD", reference, settings),
     }
+    if settings.friction and settings.bead_mass:
+        limit = friction_limited_msd_slope(settings.temperature, settings.bead_mass, settings.friction)
+        target = metric_target("s_MSD", reference, settings)
+        details["s_MSD_friction_limit"] = limit
+        details["s_MSD_target_attainable"] = None if target is None else bool(target < limit)
     details["settings"] = asdict(settings)
     return {
         "method": str(method), "seed": int(seed),
@@ -554,6 +644,24 @@ def tidy_table(records: Iterable[Mapping]) -> pd.DataFrame:
     df["value"] = df["value"].astype(float)
     df["target"] = df["target"].astype(float)
     return df
+
+
+def timing_table(records: Iterable[Mapping]) -> pd.DataFrame:
+    """Provenance of t_ep / sigma_ep, one row per model: counted work, calibration, and the wall-clock values."""
+    rows = []
+    for rec in records:
+        d = rec.get("details", {})
+        timing = d.get("timing")
+        counted = isinstance(timing, Mapping)
+        cal = (timing or {}).get("calibration", {}) if counted else {}
+        rows.append({"method": rec["method"], "seed": int(rec["seed"]),
+                     "t_ep": rec["metrics"]["t_ep"]["value"], "sigma_ep": rec["metrics"]["sigma_ep"]["value"],
+                     "source": "counted work" if counted else "wall clock",
+                     "flops_ep": timing.get("flops_ep") if counted else None,
+                     "flop_rate": cal.get("flop_rate"), "machine": cal.get("machine"),
+                     "t_ep_wall": d.get("t_ep_wall"), "sigma_ep_wall": d.get("sigma_ep_wall")})
+    return pd.DataFrame(rows, columns=["method", "seed", "t_ep", "sigma_ep", "source", "flops_ep", "flop_rate",
+                                       "machine", "t_ep_wall", "sigma_ep_wall"])
 
 
 def write_model_json(path: str | Path, record: Mapping, **extra) -> None:
@@ -701,11 +809,24 @@ def read_simulation_run(directory: str | Path) -> SimulationRun:
 
 def evaluate_model(method: str, seed: int, model_dir: str | Path, simulation_dir: str | Path,
                    atomistic_dir: str | Path, settings: MetricSettings | None = None,
-                   figure: str | Path | None = None) -> dict:
-    """Read one model's files, compute its metrics and (optionally) write its comparison figure."""
+                   figure: str | Path | None = None, timing: str | Path | Mapping | None = None,
+                   u_reference: float | None = None) -> dict:
+    """Read one model's files, compute its metrics and (optionally) write its comparison figure.
+
+    ``timing``: the counted-work JSON of the ``time_training`` rule (or its dict); ``u_reference``: the mean
+    U_A per molecule of the training frames (:func:`training_u_per_molecule`).
+    """
     settings = settings or MetricSettings()
     reference = Reference.load(atomistic_dir)
     training = read_training_run(model_dir)
+    hparams_path = Path(model_dir) / "hparams.json"
+    hparams = json.loads(hparams_path.read_text()) if hparams_path.exists() else {}
+    if settings.bead_mass is None and hparams.get("bead_mass"):
+        settings = dataclasses.replace(settings, bead_mass=float(hparams["bead_mass"]))
+    if isinstance(timing, (str, Path)):
+        timing = json.loads(Path(timing).read_text())
+    if timing is not None and timing.get("status", "completed") != "completed":
+        timing = None  # the timing pass failed: fall back to wall clock, said in details.timing
     simulation = read_simulation_run(simulation_dir)
     curves = None
     if (simulation.status.get("status") == COMPLETED and training.status.get("status") != DIVERGED
@@ -714,10 +835,17 @@ def evaluate_model(method: str, seed: int, model_dir: str | Path, simulation_dir
             curves = simulation_curves(simulation.positions, simulation.boxes, simulation.times, reference, settings)
         except ValueError:
             curves = None  # compute_model_metrics records the reason
-    record = compute_model_metrics(method, seed, training, simulation, reference, settings, curves=curves)
+    record = compute_model_metrics(method, seed, training, simulation, reference, settings, curves=curves,
+                                   timing=timing, u_reference=u_reference, n_beads=hparams.get("n_beads"))
     if figure is not None:
         plot_model(figure, reference, curves, settings, record=record)
     return record
+
+
+def training_u_per_molecule(dataset) -> float:
+    """Mean U_A per molecule (kcal/mol) over the training frames of a CG dataset (the reference of Delta U)."""
+    train = np.asarray(dataset.split["train"])
+    return float(np.mean(np.asarray(dataset.energy)[train]) / dataset.n_beads)
 
 
 # --------------------------------------------------------------------------- figure
@@ -832,5 +960,6 @@ __all__ = [
     "common_rdf_range", "simulation_curves", "structure_metrics", "metric_target", "compute_model_metrics",
     "tidy_table", "write_model_json", "read_model_json", "write_tidy_csv", "canonical_cv_t", "prescreen_criteria",
     "prescreen", "prescreen_table", "read_status", "read_training_run", "read_cg_trajectory",
-    "read_simulation_run", "evaluate_model", "plot_model",
+    "read_simulation_run", "evaluate_model", "plot_model", "epochs_to_target", "canonical_cv_t_target",
+    "friction_limited_msd_slope", "training_u_per_molecule", "timing_table", "CENSORED",
 ]

@@ -11,8 +11,11 @@ radial basis on [0, r_c], cosine cutoff ``C(r) = (cos(pi r / r_c) + 1) / 2`` for
 r < r_c (0 beyond), shifted softplus ``ssp(x) = ln(1 + e^x) - ln 2``, and a two-layer
 per-bead readout. ``mu`` (kcal/mol per bead) and ``s`` (kcal/mol) are buffers set from the
 training data (mean energy per bead, force scale x 1 A), the ScaleShift of schnetpack.
-Forces are ``F = -dE/dx`` by autograd, in one place (:meth:`CGSchNet.energy_and_forces`),
-with ``create_graph`` only while training.
+Forces ``F = -dE/dx`` come from :meth:`CGSchNet.energy_and_forces`, which writes them as forward
+operations (:meth:`CGSchNet.explicit_energy_and_forces`: dE/dr_ij by hand back-propagation), so a force
+loss needs a first-order backward only; :meth:`CGSchNet.energy_and_forces_autograd` (autograd in x,
+``create_graph`` while training) is the reference they are tested against. CG MD may replace the
+filter network by a cubic Hermite table (:class:`FilterTable`).
 
 The parameters are laid out exactly as in ``torch_geometric.nn.models.SchNet`` so that
 weights can be copied between the two (tests/test_model.py demands equal energies).
@@ -25,6 +28,7 @@ was slower on CPU: slicing its output costs a copy per block forward and backwar
 from __future__ import annotations
 
 import math
+import weakref
 from dataclasses import asdict, dataclass, field, fields
 
 import torch
@@ -83,6 +87,20 @@ def resolve_device(name: str, setting: str = "device") -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise RuntimeError(f"{setting} is 'cuda' but no CUDA device is available; use 'auto' or 'cpu'")
     return torch.device(name)
+
+
+def activation_and_derivative(name: str, x: torch.Tensor, shifted: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """(act(x), act'(x)) for the explicit-force path; ``shifted=False`` leaves out ssp's constant -ln 2."""
+    if name == "ssp":
+        a = nn.functional.softplus(x)
+        return (a - LN2 if shifted else a), torch.sigmoid(x)
+    if name == "tanh":
+        a = torch.tanh(x)
+        return a, 1.0 - a * a
+    if name == "silu":
+        s = torch.sigmoid(x)
+        return x * s, s * (1.0 + x * (1.0 - s))
+    raise ValueError(f"unknown activation {name!r}; use one of ['silu', 'ssp', 'tanh']")
 
 
 class ShiftedSoftplus(nn.Module):
@@ -201,7 +219,56 @@ def batch_frames(positions: list[torch.Tensor], lists: list[NeighborList]) -> Gr
     j = torch.cat([nl.j + o for nl, o in zip(lists, offsets)])
     shift = torch.cat([nl.shift for nl in lists])
     frame = torch.cat([torch.full((x.shape[0],), k, dtype=torch.long, device=x.device) for k, x in enumerate(positions)])
-    return GraphBatch(torch.cat(positions), NeighborList(i, j, shift, lists[0].cutoff), frame, len(positions))
+    # the per-frame parts let the model cache each frame's pair geometry on its list (see CGSchNet.pair_geometry)
+    return GraphBatch(torch.cat(positions), NeighborList(i, j, shift, lists[0].cutoff), frame, len(positions),
+                      {"frames": (list(positions), list(lists))})
+
+
+@dataclass
+class PairGeometry:
+    """What the explicit-force path needs of a pair list, all functions of the positions only (no parameters).
+
+    ``i, j`` (P,) pairs; ``unit`` (P, 3) r_ij / |r_ij|; ``rbf`` (P, G) Gaussians exp(gamma (r - mu_k)^2);
+    ``drbf`` (P, G) their r-derivative 2 gamma (r - mu_k) rbf (1/A); ``envelope`` (P, 1) C(r) and
+    ``denvelope`` (P, 1) dC/dr (1/A), both 0 beyond the cutoff; ``prior`` (P,) U_ex per pair (kcal/mol) and
+    ``dprior`` (P,) dU_ex/dr (kcal/mol/A), zeros without a prior.
+    """
+
+    i: torch.Tensor
+    j: torch.Tensor
+    unit: torch.Tensor
+    rbf: torch.Tensor
+    drbf: torch.Tensor
+    envelope: torch.Tensor
+    denvelope: torch.Tensor
+    prior: torch.Tensor
+    dprior: torch.Tensor
+    r: torch.Tensor | None = None  # (P,) A; only the tabulated-filter path (MD) uses it
+
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in self.__dict__.values() if t is not None)
+
+
+def cat_geometries(parts: list[PairGeometry], n_beads: list[int]) -> PairGeometry:
+    """Join per-frame geometries into the geometry of the batched graph (bead indices offset frame by frame)."""
+    if len(parts) == 1:
+        return parts[0]
+    offsets = [0]
+    for n in n_beads[:-1]:
+        offsets.append(offsets[-1] + n)
+    return PairGeometry(torch.cat([g.i + o for g, o in zip(parts, offsets)]),
+                        torch.cat([g.j + o for g, o in zip(parts, offsets)]),
+                        *(torch.cat([getattr(g, name) for g in parts]) for name in
+                          ("unit", "rbf", "drbf", "envelope", "denvelope", "prior", "dprior")))
+
+
+PAIR_CHUNK = 4096  # pairs per chunk of the explicit-force path (tuned on CPU: keeps temporaries in cache)
+GEOMETRY_CACHE_BYTES = 1 << 30  # at most this much cached pair geometry per process (training frames)
+_geometry_cache_used = [0]
+
+
+def _release_geometry(nbytes: int) -> None:
+    _geometry_cache_used[0] = max(0, _geometry_cache_used[0] - nbytes)
 
 
 class CGSchNet(nn.Module):
@@ -258,36 +325,41 @@ class CGSchNet(nn.Module):
                              f"(model.preference_dim = {self.preference.k}); got {r.tolist()}")
         self.fixed_preference = (r / r.sum()).to(self.energy_scale.device)
 
-    def initial_features(self, species: torch.Tensor, batch: GraphBatch | None = None) -> torch.Tensor:
-        """h0 (N, H) of every bead: the species embedding, fused with the preference when the model is conditioned.
+    # -- energies ------------------------------------------------------------------
+    def initial_features(self, species: torch.Tensor | None, batch: "GraphBatch | int") -> torch.Tensor:
+        """h0 (N, hidden): the initial bead embedding, the one place it is made (every energy path calls this).
 
-        The preference is ``batch.extras["preference"]`` ((k,) for the whole batch or (B, k) per frame), else
-        the one set by :meth:`fix_preference`; a conditioned model with neither refuses to guess.
+        ``species`` (N,) int64 or None (one bead type); ``batch`` the GraphBatch (or, without one, the bead
+        count N). h0 does not depend on positions, so explicit forces stay valid for whatever is fused here.
+        A preference-conditioned model (``preference_dim`` > 0, COSMOS) fuses r here (:class:`PreferenceFusion`):
+        ``batch.extras["preference"]`` ((k,) for the whole batch or (B, k) per frame), else the one set by
+        :meth:`fix_preference`; with neither it refuses to guess.
         """
+        n = batch if isinstance(batch, int) else batch.positions.shape[0]
+        if species is None:
+            species = torch.zeros(n, dtype=torch.long, device=self.embedding.weight.device)
         h = self.embedding(species)
         if self.preference is None:
             return h
-        r = batch.extras.get("preference") if batch is not None else None
+        graph = None if isinstance(batch, int) else batch
+        r = graph.extras.get("preference") if graph is not None else None
         if r is None:
             r = self.fixed_preference
         if r is None:
             raise ValueError(f"the model is conditioned on a preference (model.preference_dim = {self.preference.k}) "
                              "but none was given: set graph.extras['preference'] or call fix_preference(r)")
-        return self.preference(h, r, batch.frame if batch is not None else None)
+        return self.preference(h, r, graph.frame if graph is not None else None)
 
-    # -- energies ------------------------------------------------------------------
     def bead_energies(self, positions: torch.Tensor, neighbors: NeighborList,
-                      species: torch.Tensor | None = None,
-                      batch: GraphBatch | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                      species: torch.Tensor | None = None, batch: "GraphBatch | None" = None
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
         """(per-bead network energies (N,), per-pair prior energies (P,)), kcal/mol."""
         r = neighbors.vectors(positions).norm(dim=-1)
         inside = r < self.cutoff  # a Verlet list carries pairs beyond the cutoff: they contribute nothing
         envelope = torch.where(inside, 0.5 * (torch.cos(r * (math.pi / self.cutoff)) + 1.0), torch.zeros_like(r))
         d = r[:, None] - self.offsets[None, :]
         rbf = torch.exp(self.gamma * (d * d))
-        if species is None:
-            species = torch.zeros(positions.shape[0], dtype=torch.long, device=positions.device)
-        h = self.initial_features(species, batch)
+        h = self.initial_features(species, batch if batch is not None else positions.shape[0])
         envelope = envelope[:, None]
         for block in self.interactions:
             h = h + block(h, rbf, envelope, neighbors.i, neighbors.j)
@@ -304,7 +376,174 @@ class CGSchNet(nn.Module):
             energy = energy.index_add_(0, batch.frame[batch.neighbors.i], pair)
         return energy
 
+    # -- explicit forces -------------------------------------------------------------------
+    def _geometry_key(self, positions: torch.Tensor) -> tuple:
+        return (self.cutoff, tuple(self.offsets.shape), float(self.offsets[-1]), self.gamma, self.offsets.dtype,
+                None if self.prior is None else (self.prior.sigma, self.prior.exponent),
+                positions.dtype, positions.device, positions.data_ptr(), positions._version)
+
+    @torch.no_grad()
+    def pair_geometry(self, positions: torch.Tensor, neighbors: NeighborList) -> PairGeometry:
+        """The :class:`PairGeometry` of ``neighbors`` at ``positions`` (computed without a graph)."""
+        dtype = self.offsets.dtype
+        vec = neighbors.vectors(positions.detach().to(dtype))
+        r = vec.norm(dim=-1)
+        inside = r < self.cutoff  # a Verlet list carries pairs beyond the cutoff: they contribute nothing
+        safe_r = torch.where(r > 0, r, torch.ones_like(r))
+        unit = vec / safe_r[:, None]
+        arg = r * (math.pi / self.cutoff)
+        zero = torch.zeros_like(r)
+        envelope = torch.where(inside, 0.5 * (torch.cos(arg) + 1.0), zero)
+        denvelope = torch.where(inside, (-0.5 * math.pi / self.cutoff) * torch.sin(arg), zero)
+        d = r[:, None] - self.offsets[None, :]
+        rbf = torch.exp(self.gamma * (d * d))
+        drbf = (2.0 * self.gamma) * d * rbf
+        if self.prior is not None:
+            prior = self.prior(safe_r, inside)
+            dprior = -self.prior.exponent * prior / safe_r
+        else:
+            prior, dprior = zero, zero
+        return PairGeometry(neighbors.i, neighbors.j, unit, rbf, drbf, envelope[:, None], denvelope[:, None],
+                            prior, dprior)
+
+    @torch.no_grad()
+    def table_geometry(self, positions: torch.Tensor, neighbors: NeighborList) -> PairGeometry:
+        """Geometry for the tabulated filter: pairs beyond the cutoff dropped (a Verlet list's skin), no basis."""
+        vec = neighbors.vectors(positions.detach())
+        r = vec.norm(dim=-1)
+        keep = (r < self.cutoff).nonzero().squeeze(-1)
+        vec, r = vec.index_select(0, keep), r.index_select(0, keep)
+        i, j = neighbors.i.index_select(0, keep), neighbors.j.index_select(0, keep)
+        safe_r = torch.where(r > 0, r, torch.ones_like(r))
+        if self.prior is not None:
+            prior = self.prior(safe_r, torch.ones_like(r, dtype=torch.bool))
+            dprior = -self.prior.exponent * prior / safe_r
+        else:
+            prior = dprior = torch.zeros_like(r)
+        none = r.new_zeros((0,))
+        return PairGeometry(i, j, vec / safe_r[:, None], none, none, none, none, prior, dprior, r)
+
+    def batch_geometry(self, batch: GraphBatch) -> PairGeometry:
+        """The geometry of ``batch``; for batches of whole frames (``batch_frames``) each frame's part is cached on
+        its neighbour list, keyed by the positions tensor (identity and version) and the basis, within
+        ``GEOMETRY_CACHE_BYTES`` per process. Training frames never move, so the basis is computed once."""
+        parts = batch.extras.get("frames")
+        if parts is None:
+            return self.pair_geometry(batch.positions, batch.neighbors)
+        geoms = []
+        for x, nl in zip(*parts):
+            key = self._geometry_key(x)
+            cached = getattr(nl, "_geometry", None)
+            if cached is not None and cached[0] == key:
+                geoms.append(cached[1])
+                continue
+            g = self.pair_geometry(x, nl)
+            if cached is not None:  # stale: release its share of the budget (a finalizer runs once)
+                cached[2]()
+                del nl._geometry
+            if _geometry_cache_used[0] + g.nbytes() <= GEOMETRY_CACHE_BYTES and not x.requires_grad:
+                _geometry_cache_used[0] += g.nbytes()
+                # released when the entry is replaced or the list (with its cache) is garbage-collected
+                nl._geometry = (key, g, weakref.finalize(g, _release_geometry, g.nbytes()))
+            geoms.append(g)
+        return cat_geometries(geoms, [x.shape[0] for x in parts[0]])
+
+    def explicit_energy_and_forces(self, batch: GraphBatch, geometry: PairGeometry | None = None,
+                                   forces: bool = True, table: "FilterTable | None" = None
+                                   ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(E per frame (B,), F (B*N, 3)) with forces written as forward operations (no autograd in x).
+
+        Forces come from the chain rule through the pair distances only (h0 and the per-bead layers do not see
+        positions): ``F_j = -sum_{pairs (i,j)} dE/dr_ij u_ij`` (and +u_ij on i), with
+
+            dE/dr_ij = dU_ex/dr + sum_blocks sum_f (g_i,f x_j,f + g_j,f x_i,f) dW_ij,f/dr,
+            dW/dr = (act'(z) * (drbf W1^T)) W2^T * C + f(r) * C'(r),
+
+        where g = dE/dm is back-propagated by hand through the readout and the blocks (per-bead, cheap).
+        Every operation is differentiable in the parameters, so a force loss needs a first-order backward only.
+        With a :class:`FilterTable` (MD, frozen weights) W and dW/dr come from the table instead (``geometry``
+        then from :meth:`table_geometry`).
+        """
+        if table is not None and geometry is None:
+            geometry = self.table_geometry(batch.positions, batch.neighbors)
+        geom = geometry if geometry is not None else self.batch_geometry(batch)
+        act = self.config.activation
+        n_pairs = geom.i.shape[0]
+        # pairs in chunks: the (chunk, filters) temporaries stay in cache (the step is memory-bound otherwise)
+        chunks = [slice(a, min(n_pairs, a + PAIR_CHUNK)) for a in range(0, max(n_pairs, 1), PAIR_CHUNK)]
+        h = self.initial_features(batch.extras.get("species"), batch)
+        saved = []
+        for block in self.interactions:
+            lin_a, lin_b = block.mlp[0], block.mlp[2]
+            bias_b = lin_b.bias - LN2 * lin_b.weight.sum(1) if act == "ssp" else lin_b.bias  # ssp's -ln 2, folded
+            x = block.conv.lin1(h)
+            m = torch.zeros_like(x)
+            per_chunk = []
+            for c in chunks:
+                i, j = geom.i[c], geom.j[c]
+                if table is not None:  # MD with frozen weights: W and dW/dr from the tabulated filter
+                    w, dw = table.filter(len(saved), geom.r[c])
+                    da = f = dw
+                else:
+                    a, da = activation_and_derivative(
+                        act, torch.addmm(lin_a.bias, geom.rbf[c], lin_a.weight.t()), shifted=False)
+                    f = torch.addmm(bias_b, a, lin_b.weight.t())
+                    w = f * geom.envelope[c]
+                xi, xj = x.index_select(0, i), x.index_select(0, j)
+                m = m.index_add(0, i, w * xj).index_add(0, j, w * xi)
+                per_chunk.append((da, f, w, xi, xj))
+            v, dv = activation_and_derivative(act, block.conv.lin2(m))
+            h = h + block.lin(v)
+            saved.append((per_chunk, dv))
+        o, do = activation_and_derivative(act, self.lin1(h))
+        y = self.lin2(o).squeeze(-1)
+        bead = self.energy_scale * y + self.energy_shift
+        # out-of-place scatters throughout: the path also runs under torch.func.vmap (balancebench.multiseed)
+        energy = torch.zeros(batch.n_frames, dtype=bead.dtype, device=bead.device).index_add(0, batch.frame, bead)
+        if self.prior is not None:
+            energy = energy.index_add(0, batch.frame.index_select(0, geom.i), geom.prior)
+        if not forces:
+            return energy, None
+        g = (self.energy_scale * (do * self.lin2.weight)) @ self.lin1.weight  # dE/dh after the last block (N, H)
+        dedr = [geom.dprior[c] for c in chunks]
+        for t in range(len(self.interactions) - 1, -1, -1):
+            block = self.interactions[t]
+            per_chunk, dv = saved[t]
+            gm = ((g @ block.lin.weight) * dv) @ block.conv.lin2.weight  # dE/dm (N, F)
+            gx = torch.zeros_like(gm)
+            for k, (c, (da, f, w, xi, xj)) in enumerate(zip(chunks, per_chunk)):
+                i, j = geom.i[c], geom.j[c]
+                gi, gj = gm.index_select(0, i), gm.index_select(0, j)
+                if table is not None:
+                    dw = f
+                else:
+                    dz = geom.drbf[c] @ block.mlp[0].weight.t()
+                    dw = ((da * dz) @ block.mlp[2].weight.t()) * geom.envelope[c] + f * geom.denvelope[c]
+                dedr[k] = dedr[k] + ((gi * xj + gj * xi) * dw).sum(-1)
+                if t > 0:  # dE/dh0 is not needed: h0 does not depend on positions
+                    gx = gx.index_add(0, i, w * gj).index_add(0, j, w * gi)
+            if t > 0:
+                g = g + gx @ block.conv.lin1.weight
+        fij = torch.cat(dedr)[:, None] * geom.unit
+        n = batch.positions.shape[0]
+        forces_out = torch.zeros(n, 3, dtype=fij.dtype, device=fij.device)
+        forces_out = forces_out.index_add(0, geom.i, fij).index_add(0, geom.j, -fij)
+        return energy, forces_out
+
     def energy_and_forces(self, batch: GraphBatch, training: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """(E per frame (B,) kcal/mol, F = -dE/dx (B*N, 3) kcal/mol/A) by explicit forces.
+
+        With ``training`` the result keeps its graph in the parameters (a first-order backward gives the force
+        loss gradient); otherwise it is computed without one. :meth:`energy_and_forces_autograd` is the
+        reference (autograd in x, double backward when training); both agree to rounding (tests/test_model.py).
+        """
+        if training:
+            return self.explicit_energy_and_forces(batch)
+        with torch.no_grad():
+            return self.explicit_energy_and_forces(batch)
+
+    def energy_and_forces_autograd(self, batch: GraphBatch, training: bool = False
+                                   ) -> tuple[torch.Tensor, torch.Tensor]:
         """(E per frame (B,) kcal/mol, F = -dE/dx (B*N, 3) kcal/mol/A); the graph is kept only when training."""
         positions = batch.positions
         if not positions.requires_grad:
@@ -316,15 +555,82 @@ class CGSchNet(nn.Module):
 
     # -- single frames (simulation, tests) --------------------------------------------
     def frame_energy_and_forces(self, positions: torch.Tensor, box, neighbors: NeighborList | None = None,
-                                training: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-        """E (scalar) and F (N, 3) of one periodic frame; builds the neighbour list if none is given."""
+                                training: bool = False, table: "FilterTable | None" = None
+                                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """E (scalar) and F (N, 3) of one periodic frame; builds the neighbour list if none is given.
+
+        With a :class:`FilterTable` (MD, frozen weights) the filter is interpolated (no graph is kept)."""
         check_cutoff(self.cutoff, box)
         if neighbors is None:
             neighbors = neighbor_list(positions, box, self.cutoff)
         batch = GraphBatch(positions, neighbors.to(positions.device),
                            torch.zeros(positions.shape[0], dtype=torch.long, device=positions.device), 1)
-        energy, forces = self.energy_and_forces(batch, training=training)
+        if table is not None:
+            with torch.no_grad():
+                energy, forces = self.explicit_energy_and_forces(batch, table=table)
+        else:
+            energy, forces = self.energy_and_forces(batch, training=training)
         return energy[0], forces
+
+
+class FilterTable:
+    """Each block's continuous filter W(r) = f(r) C(r) tabulated for MD (frozen weights): cubic Hermite on a grid.
+
+    Nodes r_k = k h on [0, r_c] carry the exact W and dW/dr (computed in float64 from the model's weights);
+    between nodes, with t = (r - r_k) / h::
+
+        W(r) = h00(t) W_k + h10(t) h W'_k + h01(t) W_k+1 + h11(t) h W'_k+1      (and its r-derivative)
+
+    Error (cubic Hermite interpolation): |W - W_h| <= h^4 / 384 max|W^(4)| and
+    |W' - W_h'| <= sqrt(3) h^3 / 216 max|W^(4)|. The Gaussians of width s = r_c / (G - 1) make
+    W^(4) ~ W / s^4, so h = 0.005 A leaves ~1e-8 relative or less, below float32 rounding
+    (tests/test_model.py checks energies and forces against the exact path). Rebuild the table whenever
+    the weights change.
+    """
+
+    def __init__(self, model: "CGSchNet", spacing: float = 0.005):
+        if not spacing > 0:
+            raise ValueError(f"filter table spacing must be > 0 A, got {spacing}")
+        self.cutoff = model.cutoff
+        n = int(math.ceil(self.cutoff / spacing))
+        self.h = self.cutoff / n
+        dtype, device = model.offsets.dtype, model.offsets.device
+        r = torch.linspace(0.0, self.cutoff, n + 1, dtype=torch.float64, device=device)
+        d = r[:, None] - model.offsets.double()[None, :]
+        rbf = torch.exp(model.gamma * d * d)
+        drbf = 2.0 * model.gamma * d * rbf
+        arg = r * (math.pi / self.cutoff)
+        env = (0.5 * (torch.cos(arg) + 1.0))[:, None]
+        denv = ((-0.5 * math.pi / self.cutoff) * torch.sin(arg))[:, None]
+        act = model.config.activation
+        self.rows = []
+        with torch.no_grad():
+            for block in model.interactions:
+                w1, b1 = block.mlp[0].weight.double(), block.mlp[0].bias.double()
+                w2, b2 = block.mlp[2].weight.double(), block.mlp[2].bias.double()
+                a, da = activation_and_derivative(act, rbf @ w1.t() + b1)
+                f = a @ w2.t() + b2
+                df = (da * (drbf @ w1.t())) @ w2.t()
+                w, dw = f * env, df * env + f * denv
+                # row k: [W_k, h W'_k, W_k+1, h W'_k+1]
+                rows = torch.cat([w[:-1], self.h * dw[:-1], w[1:], self.h * dw[1:]], dim=1)
+                self.rows.append(rows.to(dtype).contiguous())
+        self.n = n
+
+    def filter(self, block: int, r: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(W (P, F), dW/dr (P, F)) of block ``block`` at distances ``r`` (P,) below the cutoff."""
+        x = r / self.h
+        k = x.floor().clamp_(0, self.n - 1)
+        t = (x - k)[:, None]
+        rows = self.rows[block].index_select(0, k.long())
+        nf = rows.shape[1] // 4
+        t2 = t * t
+        t3 = t2 * t
+        basis = torch.stack([torch.cat([2 * t3 - 3 * t2 + 1, t3 - 2 * t2 + t, 3 * t2 - 2 * t3, t3 - t2], 1),
+                             torch.cat([6 * t2 - 6 * t, 3 * t2 - 4 * t + 1, 6 * t - 6 * t2, 3 * t2 - 2 * t], 1)
+                             / self.h], 1)  # (P, 2, 4)
+        out = torch.bmm(basis, rows.view(-1, 4, nf))  # (P, 2, F)
+        return out[:, 0], out[:, 1]
 
 
 def load_model(state_path, hparams: dict, device="cpu") -> CGSchNet:

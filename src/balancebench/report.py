@@ -25,10 +25,20 @@ TABLE_FILES = {
     "ranking": "ranking.csv",
     "letters": "letters.csv",
     "failures": "failures.csv",
+    "stability": "stability.csv",
+    "power": "power.csv",
     "summary": "summary.md",
     "summary_html": "summary.html",
 }
 POSTHOC_NAMES = {"tukey": "Tukey HSD", "dunn": "Dunn", "conover": "Conover-Iman"}
+BLOCKED_NAMES = {"conover": "Conover (Friedman)", "nemenyi": "Nemenyi"}
+
+
+def pairwise_name(settings) -> str:
+    if settings.design == "blocked":
+        name = BLOCKED_NAMES[settings.blocked_posthoc]
+        return name + (f" with {settings.p_adjust.capitalize()}" if settings.blocked_posthoc == "conover" else "")
+    return POSTHOC_NAMES[settings.posthoc] + ("" if settings.posthoc == "tukey" else f" with {settings.p_adjust.capitalize()}")
 
 
 def write_tables(evaluation: Evaluation, out_dir: str | Path, figures: Sequence[str] = ()) -> dict[str, Path]:
@@ -45,6 +55,11 @@ def write_tables(evaluation: Evaluation, out_dir: str | Path, figures: Sequence[
     evaluation.ranking.reset_index().to_csv(paths["ranking"], index=False)
     evaluation.letters.to_csv(paths["letters"], index=False)
     evaluation.table.excluded_rows().to_csv(paths["failures"], index=False)
+    stability = evaluation.stability if evaluation.stability is not None else pd.DataFrame(
+        columns=["method", "rank", "p_same_rank", "p_rank_or_better", "mean_rank", "rank_q05", "rank_q95",
+                 "p_same_ranks", "replicates", "seed"])
+    stability.to_csv(paths["stability"], index=False)
+    (evaluation.power if evaluation.power is not None else pd.DataFrame()).to_csv(paths["power"], index=False)
     paths["summary"].write_text(summary_markdown(evaluation, figures))
     paths["summary_html"].write_text(summary_html(evaluation))
     return paths
@@ -76,10 +91,11 @@ def markdown_table(frame: pd.DataFrame, headers: Sequence[str] | None = None) ->
 def _table1(ev: Evaluation) -> pd.DataFrame:
     k = ev.kruskal
     return pd.DataFrame({
-        "metric": k["metric"], "better": k["direction"], "tested": k["tested"], "H": k["statistic"],
+        "metric": k["metric"], "better": k["direction"], "tested": k["tested"],
+        ("Q" if ev.settings.design == "blocked" else "H"): k["statistic"],
         "df": k["df"], "p": k["pvalue"], f"p <= {ev.settings.alpha:g}": k["significant"],
         f"post-hoc (p <= {ev.settings.screening:g})": k["screened"], "valid runs": k["n_valid"],
-        "failed runs": k["n_failed"], "note": k["note"],
+        "failed runs": k["n_failed"], "weight": k["weight"], "note": k["note"],
     })
 
 
@@ -108,21 +124,23 @@ def disagreements(ev: Evaluation) -> pd.DataFrame:
 def _summary_blocks(ev: Evaluation, figures: Sequence[str] = ()) -> list[tuple[str, object]]:
     """The summary as blocks (kind, content), kind in h1, h2, p, ul, table, img; rendered as markdown or HTML."""
     s = ev.settings
-    name = POSTHOC_NAMES[s.posthoc] + ("" if s.posthoc == "tukey" else f" with {s.p_adjust.capitalize()}")
-    weights = ", ".join(f"{m} = {w:g}" for m, w in s.metric_weights.items()) or "all 1"
+    name = pairwise_name(s)
+    omnibus = "Friedman (seeds as blocks)" if s.design == "blocked" else "Kruskal-Wallis"
+    weights = ", ".join(f"{m} = {s.weight(m):g}" for m in ev.metrics)
     blocks: list[tuple[str, object]] = [
         ("h1", "balancebench: statistics of the methods"),
         ("p", f"Final ordering (lower total score is better): {ev.ordering}"),
         ("ul", [
             f"{len(ev.table.methods)} methods, {len(ev.table.runs)} runs ({int(ev.table.runs['failed'].sum())} "
             f"failed), {len(ev.table.metrics)} metrics",
-            f"Kruskal-Wallis significance level: {s.alpha:g}; post-hoc screening: Kruskal-Wallis p <= {s.screening:g}",
+            f"design: {s.design}; {omnibus} significance level: {s.alpha:g}; post-hoc screening: p <= {s.screening:g}",
+            f"failed values: {'entered as the worst value of each metric' if s.failed_values == 'worst' else 'excluded'}",
             f"post-hoc: {name}, pairs rejected at p <= {s.posthoc_alpha:g}",
             f"a method needs >= {s.min_valid_runs} completed values of a metric to be tested on it; "
             f"metric weights: {weights}",
             "score of a method on a metric = 1 + number of methods significantly better; total = weighted sum",
         ]),
-        ("h2", "Table 1: Kruskal-Wallis test per metric"),
+        ("h2", f"Table 1: {omnibus} test per metric"),
         ("table", _table1(ev)),
         ("h2", f"Table 2: pairwise {name} for the screened metrics"),
         ("table", _table2(ev)) if len(ev.posthoc) else ("p", "No metric passed the screening level."),
@@ -136,15 +154,18 @@ def _summary_blocks(ev: Evaluation, figures: Sequence[str] = ()) -> list[tuple[s
     ]
     diff = disagreements(ev)
     if len(diff):
-        cols = ["metric", "group_a", "group_b"] + [f"{c}_{n}" for n in POSTHOCS for c in ("p", "reject")]
+        cols = [c for c in diff.columns if c != "verdicts_agree"]
         blocks.append(("table", diff[cols]))
     else:
-        blocks.append(("p", "Tukey HSD, Dunn and Conover-Iman agree on every pair of every screened metric."))
+        blocks.append(("p", "The post-hoc tests agree on every pair of every screened metric."))
+    blocks += _trust_blocks(ev)
     blocks.append(("h2", "Failed runs"))
     failed = ev.table.failed_runs()
     if len(failed):
-        blocks += [("p", "Values of failed runs are excluded from the tests, counted in Tables 1-3 and the runs "
-                         f"are scored by the {FAILED_RUNS_METRIC} metric (docs/statistics.md)."),
+        policy = ("enter each metric's tests as the worst value" if s.failed_values == "worst"
+                  else "are excluded from the tests")
+        blocks += [("p", f"Values of failed runs {policy}; they are counted in Tables 1-3 and reported by the "
+                         f"{FAILED_RUNS_METRIC} metric (weight {s.weight(FAILED_RUNS_METRIC):g}; docs/statistics.md)."),
                    ("table", failed[["method", "seed", "status", "reason"]])]
     else:
         blocks.append(("p", "None: every run completed."))
@@ -153,6 +174,41 @@ def _summary_blocks(ev: Evaluation, figures: Sequence[str] = ()) -> list[tuple[s
     if figures:
         blocks += [("h2", "Figures")] + [("img", f) for f in figures]
     return blocks
+
+
+def _trust_blocks(ev: Evaluation) -> list[tuple[str, object]]:
+    """Rank stability (bootstrap over seeds) and seeds needed per verdict (docs/statistics.md)."""
+    out: list[tuple[str, object]] = [("h2", "How much to trust the ranking")]
+    st = ev.stability
+    if st is not None and len(st):
+        out += [("p", f"Rank stability: {int(st['replicates'].iloc[0])} bootstrap resamples of the seeds (seed "
+                      f"{int(st['seed'].iloc[0])}); p_same_rank = fraction in which the variant holds its rank; "
+                      f"every variant keeps its rank in {100 * float(st['p_same_ranks'].iloc[0]):.1f} % of them."),
+                ("table", st.drop(columns=["p_same_ranks", "replicates", "seed"]))]
+    else:
+        out.append(("p", "Rank stability not computed (stats.bootstrap.replicates: 0)."))
+    pw = ev.power
+    if pw is not None and len(pw):
+        def need(values, how):
+            if not len(values):
+                return "-"
+            value = float(values.max() if how == "max" else values.median())
+            return "never (equal means)" if math.isinf(value) else str(int(math.ceil(value)))
+
+        rows = []
+        for metric, g in pw.groupby("metric", sort=False):
+            sig, non = g[g["reject"]], g[~g["reject"]]
+            rows.append({"metric": metric, "seeds now": int(g["n_now"].max()),
+                         "significant pairs": len(sig),
+                         "seeds for all significant (max)": need(sig["seeds_needed"], "max"),
+                         "non-significant pairs": len(non),
+                         "seeds for non-significant (median)": need(non["seeds_needed"], "median"),
+                         "min power now (significant)": sig["power_now"].min() if len(sig) else np.nan})
+        out += [("p", f"Seeds per variant each verdict would need at power {ev.settings.power_target:g} "
+                      f"(normal approximation from the observed effect sizes, per-pair level posthoc_alpha / "
+                      f"number of pairs; infinite: equal means; power.csv has every pair)."),
+                ("table", pd.DataFrame(rows))]
+    return out
 
 
 def summary_markdown(ev: Evaluation, figures: Sequence[str] = ()) -> str:
@@ -209,13 +265,16 @@ def console_report(ev: Evaluation) -> str:
     with pd.option_context("display.width", 200, "display.max_columns", 50, "display.max_colwidth", 60,
                            "display.float_format", lambda v: f"{v:.4g}"):
         parts = [
-            "Table 1: Kruskal-Wallis", _table1(ev).drop(columns=["note"]).to_string(index=False), "",
-            f"Table 2: pairwise {POSTHOC_NAMES[ev.settings.posthoc]} (screened metrics)",
+            f"Table 1: {'Friedman' if ev.settings.design == 'blocked' else 'Kruskal-Wallis'}", _table1(ev).drop(columns=["note"]).to_string(index=False), "",
+            f"Table 2: pairwise {pairwise_name(ev.settings)} (screened metrics)",
             _table2(ev).to_string(index=False) if len(ev.posthoc) else "(no metric passed the screening level)", "",
             "Table 3: scores (1 = best), total, rank", ev.ranking.to_string(), "",
             "Compact letter display", _letters_wide(ev).to_string(index=False), "",
             f"Final ordering: {ev.ordering}",
         ]
+        if ev.stability is not None and len(ev.stability):
+            parts += ["", "Rank stability (bootstrap over seeds)",
+                      ev.stability.drop(columns=["replicates", "seed"]).to_string(index=False)]
     diff = disagreements(ev)
     if len(diff):
         parts.append(f"Post-hoc choice changes {len(diff)} verdict(s): see posthoc_comparison.csv")

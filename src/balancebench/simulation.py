@@ -42,14 +42,22 @@ class CGCalculator(Calculator):
     rebuilt when a bead has moved more than skin / 2. ``dtype`` float64 (default)
     evaluates a float32-trained model in double precision, which MD energy
     conservation needs.
+
+    Energies and forces come from the model's explicit-force path (no autograd).
+    ``filter_table`` (A, default 0.005) tabulates each block's radial filter and
+    its r-derivative on a grid of that spacing (cubic Hermite,
+    :class:`~balancebench.model.FilterTable`: ~1e-8 relative in the forces, below
+    float32 rounding), which removes the filter network from the MD step; ``None``
+    evaluates the filter network exactly. The table is built once from the
+    (frozen) weights.
     """
 
     implemented_properties = ["energy", "forces", "free_energy"]
 
-    def __init__(self, model, skin: float = 1.0, device: str = "cpu", dtype=torch.float64, preference=None,
-                 **kwargs):
+    def __init__(self, model, skin: float = 1.0, device: str = "cpu", dtype=torch.float64,
+                 filter_table: float | None = 0.005, preference=None, **kwargs):
         super().__init__(**kwargs)
-        from balancebench.model import fast_cpu_math
+        from balancebench.model import FilterTable, fast_cpu_math
         from balancebench.neighbors import VerletList
 
         fast_cpu_math()
@@ -57,6 +65,7 @@ class CGCalculator(Calculator):
         self.model = model.to(device=self.device, dtype=dtype).eval()
         for p in self.model.parameters():
             p.requires_grad_(False)
+        self.table = FilterTable(self.model, filter_table) if filter_table else None
         self.verlet = VerletList(model.cutoff, skin)
         self.preference = self._fix_preference(preference)
 
@@ -102,7 +111,7 @@ class CGCalculator(Calculator):
         if np.count_nonzero(cell) != np.count_nonzero(box) or not all(self.atoms.pbc):
             raise ValueError("CGCalculator needs a periodic orthorhombic cell")
         x = torch.as_tensor(self.atoms.get_positions(), dtype=self.dtype, device=self.device)
-        energy, forces = self.model.frame_energy_and_forces(x, box, self.verlet.get(x, box))
+        energy, forces = self.model.frame_energy_and_forces(x, box, self.verlet.get(x, box), table=self.table)
         self.results["energy"] = self.results["free_energy"] = float(energy.detach()) * EV_PER_KCAL_MOL
         self.results["forces"] = forces.detach().cpu().numpy().astype(np.float64) * EV_PER_KCAL_MOL
 
@@ -197,7 +206,7 @@ def initialise_velocities(atoms: Atoms, temperature: float, seed: int) -> None:
 def run_nvt(atoms: Atoms, settings: NVTSettings, progress=None) -> NVTResult:
     """Equilibrate then produce; ``atoms`` must carry a calculator and velocities (or get them here).
 
-    ``progress(step, total)`` is called every thermo interval if given.
+    ``progress(step, total, temperature)`` (temperature in K) is called every thermo interval if given.
     """
     if not np.any(atoms.get_momenta()):
         initialise_velocities(atoms, settings.temperature, settings.seed)
@@ -245,7 +254,7 @@ def run_nvt(atoms: Atoms, settings: NVTSettings, progress=None) -> NVTResult:
             frames.append(atoms.get_positions().copy())
             frame_times.append(step * settings.timestep / 1000.0)
         if progress is not None:
-            progress(step, total)
+            progress(step, total, temperature)
     return NVTResult(
         status=status, reason=reason, step=step, settings=asdict(settings),
         thermo={k: np.asarray(v) for k, v in records.items()},
@@ -276,6 +285,7 @@ def simulate_model(model_dir: str | Path, dataset, sim_config: dict, temperature
     import pandas as pd
 
     from balancebench.model import resolve_device
+    from balancebench.progress import Progress
     from balancebench.trajectory import H5MDWriter
 
     model_dir, out = Path(model_dir), Path(out_dir)
@@ -296,15 +306,11 @@ def simulate_model(model_dir: str | Path, dataset, sim_config: dict, temperature
         frame = int(dataset.split["test"][0])
         atoms = atoms_from_frame(dataset.positions[frame], dataset.box[frame], float(dataset.masses[0]), calc)
         total = settings.steps(settings.equilibration) + settings.steps(settings.production)
-        last = [0.0]
-
-        def progress(step, n):
-            if log is not None and step / n >= last[0] + 0.1:
-                last[0] = step / n
-                log.info("NVT %d / %d steps (%.0f %%)", step, n, 100.0 * step / n)
-
         start = time.perf_counter()
-        result = run_nvt(atoms, settings, progress=progress)
+        # a line at least every 10 % of the run (step, T, ETA) in the rule log; a bar on a terminal
+        with Progress(total, "NVT", logger=log, every=0.1) as reporter:
+            result = run_nvt(atoms, settings, progress=lambda step, n, temperature: reporter.update(
+                step, T=f"{temperature:.1f} K"))
         seconds = time.perf_counter() - start
         status = {**result.summary(), "start_frame": frame, "seconds": seconds,
                   "steps_per_second": result.step / seconds if seconds > 0 else None, "total_steps": total,

@@ -47,6 +47,7 @@ import torch
 
 from balancebench.balancing import COMPONENTS, BalancingMethod, TrainContext, get_method
 from balancebench.cg import CGDataset
+from balancebench.losses import robust_force_loss
 from balancebench.model import (
     CGSchNet,
     GraphBatch,
@@ -75,6 +76,9 @@ class TrainingSettings:
     divergence_factor: float = 1e6
     device: str = "auto"  # auto | cpu | cuda
     dtype: str = "float32"
+    # robust force loss of the training step (balancebench.losses; 2 = the MSE of Eq. 2); validation stays MSE
+    force_loss_alpha: float = 2.0
+    force_loss_scale: float = 1.0  # kcal/mol/A
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainingSettings:
@@ -129,10 +133,14 @@ class FrameSet:
 
 
 def loss_components(model: CGSchNet, graph: GraphBatch, forces_ref, energy_ref, energy_loss: str, n_beads: int,
-                    training: bool) -> dict[str, torch.Tensor]:
-    """{"force": L_F, "energy": L_E} of Eq. 2 for one batch (see the module docstring for units)."""
+                    training: bool, force_loss_alpha: float = 2.0,
+                    force_loss_scale: float = 1.0) -> dict[str, torch.Tensor]:
+    """{"force": L_F, "energy": L_E} of Eq. 2 for one batch (see the module docstring for units).
+
+    ``force_loss_alpha`` != 2 replaces the force MSE by the robust loss of :mod:`balancebench.losses`.
+    """
     energy, forces = model.energy_and_forces(graph, training=training)
-    loss_f = torch.mean((forces - forces_ref) ** 2)
+    loss_f = robust_force_loss(forces - forces_ref, force_loss_alpha, force_loss_scale)
     err_e = energy - energy_ref
     if energy_loss == "per_bead":
         err_e = err_e / n_beads
@@ -294,7 +302,9 @@ class Trainer:
         ctx = self.context
         self.method.prepare_batch(graph, ctx, training=True)
         losses = loss_components(self.model, graph, f_ref, e_ref, self.settings.energy_loss,
-                                 self.train_frames.n_beads, training=True)
+                                 self.train_frames.n_beads, training=True,
+                                 force_loss_alpha=self.settings.force_loss_alpha,
+                                 force_loss_scale=self.settings.force_loss_scale)
         raw = {c: float(losses[c].detach()) for c in COMPONENTS}
         if not all(math.isfinite(v) for v in raw.values()):
             return raw

@@ -4,10 +4,21 @@ import math
 
 from snakemake.exceptions import WorkflowError
 
-from balancebench.config import ConfigError, validate_config
+from balancebench.balancing import default_params
+from balancebench.config import ConfigError, check_duplicate_keys, validate_config, whole_section
 from balancebench.provenance import code_hash
+from balancebench.search.space import SearchSpec
+from balancebench.seeding import run_seed
 
 try:
+    for _configfile in workflow.configfiles:  # PyYAML merges a key given twice (a reused variant name): refuse it
+        check_duplicate_keys(_configfile)
+    # balancing is taken whole from the last config file that has it (command-line files win over the
+    # workflow's config/config.yaml): Snakemake merges nested mappings key by key, which would add the
+    # default variants to the comparison and mix search spaces (docs/search.md)
+    _balancing = whole_section("balancing", workflow.configfiles, workflow.overwrite_configfiles)
+    if _balancing is not None:
+        config["balancing"] = _balancing
     validate_config(config)
 except ConfigError as err:
     raise WorkflowError(str(err))
@@ -44,27 +55,95 @@ def md_runtime_minutes(config, phase):
     return max(10, math.ceil(steps / steps_per_second / 60.0))
 
 
-METHODS = list(config["balancing"]["methods"])
+VARIANTS = dict(config["balancing"]["variants"])
 SEEDS = list(config["training"]["seeds"])
-GRID = list(config["balancing"]["constant_grid"]["energy_weights"])
-GRID_SEED = config["balancing"]["constant_grid"]["seed"]
-if GRID_SEED is None:
-    GRID_SEED = SEEDS[0]
+SEED_DESIGN = config["training"]["seed_design"]
 # training settings without the seed list: adding a seed must not rerun the models already trained
-TRAINING = {k: v for k, v in config["training"].items() if k != "seeds"}
-USE_GRID = "constant" in METHODS and config["balancing"]["constant_grid"]["enabled"]
+TRAINING = {k: v for k, v in config["training"].items() if k not in ("seeds", "seed_design")}
+# one search run per variant that names a search: results/search/{variant}/
+SEARCHES = {
+    name: SearchSpec.from_config(v["search"], config["balancing"]["searches"][v["search"]])
+    for name, v in VARIANTS.items()
+    if v.get("search")
+}
 
 
-def method_params(method):
-    """The method's parameters from config (balancing.params.<method>), defaults filled by the registry."""
-    return dict(config["balancing"]["params"].get(method, {}))
+def variant_method(variant):
+    return VARIANTS[variant]["method"]
+
+
+# Workflow artifacts a method reads through a parameter: the rule that builds each is their producer.
+ARTIFACT_PARAMS = {"optimizer_path": "l2o/optimizer.pt"}  # ml2o / gml2o: rule meta_train_l2o
+
+
+def variant_artifacts(variant):
+    """{param: path} of the artifacts the variant's method reads and the variant does not set itself."""
+    own = VARIANTS[variant].get("params", {})
+    return {
+        param: result(path)
+        for param, path in ARTIFACT_PARAMS.items()
+        if param in default_params(variant_method(variant)) and param not in own
+    }
+
+
+def variant_params(variant):
+    """The variant's parameters as configured, its workflow artifacts filled in (other defaults: the registry)."""
+    return {**VARIANTS[variant].get("params", {}), **variant_artifacts(variant)}
+
+
+def variant_seed(variant, seed):
+    """The seed the variant trains with at replicate seed ``seed`` (training.seed_design, balancebench.seeding)."""
+    return run_seed(int(seed), variant, SEED_DESIGN)
+
+
+def search_seed(variant):
+    """Replicate seed of a search's candidate trainings (null: the first training seed)."""
+    seed = SEARCHES[variant].seed
+    return SEEDS[0] if seed is None else seed
+
+
+def search_last_generation(variant):
+    return SEARCHES[variant].n_generations - 1
+
+
+def search_config(variant):
+    """The search's config entry (a job param: editing the search reruns it)."""
+    return config["balancing"]["searches"][VARIANTS[variant]["search"]]
+
+
+def told_input(wildcards):
+    g = int(wildcards.g)
+    return [] if g == 0 else [result(f"search/{wildcards.variant}/gen{g - 1}/told.pkl")]
+
+
+def generation_outputs(wildcards):
+    spec = SEARCHES[wildcards.variant]
+    gen = f"search/{wildcards.variant}/gen{wildcards.g}"
+    return {
+        "asked": result(f"{gen}/asked.pkl"),
+        "candidates": result(f"{gen}/candidates.json"),
+        "evaluations": [result(f"{gen}/c{i}/evaluation.json") for i in range(spec.n_candidates)],
+    }
+
+
+def all_generations(wildcards):
+    spec = SEARCHES[wildcards.variant]
+    return {
+        "told": result(f"search/{wildcards.variant}/gen{spec.n_generations - 1}/told.pkl"),
+        "candidates": [result(f"search/{wildcards.variant}/gen{g}/candidates.json") for g in range(spec.n_generations)],
+        "evaluations": [
+            result(f"search/{wildcards.variant}/gen{g}/c{i}/evaluation.json")
+            for g in range(spec.n_generations)
+            for i in range(spec.n_candidates)
+        ],
+    }
 
 
 def train_inputs(wildcards):
-    """The CG dataset, plus the grid-search winner for the constant method."""
-    inputs = {"dataset": result("cg/dataset.h5")}
-    if wildcards.method == "constant" and USE_GRID:
-        inputs["selected"] = result("models/constant_grid/selected.json")
+    """The CG dataset, the artifacts the variant's method reads, and the search's selection if it has one."""
+    inputs = {"dataset": result("cg/dataset.h5"), **variant_artifacts(wildcards.variant)}
+    if wildcards.variant in SEARCHES:
+        inputs["selected"] = result(f"search/{wildcards.variant}/selected.json")
     return inputs
 
 
@@ -78,5 +157,6 @@ def all_targets():
         result("metrics/metrics.csv"),
         result("metrics/prescreen.csv"),
     ]
-    targets += expand(result("simulations/{method}/seed{seed}/structure.png"), method=METHODS, seed=SEEDS)
+    targets += expand(result("simulations/{variant}/seed{seed}/structure.png"), variant=VARIANTS, seed=SEEDS)
+    targets += expand(result("search/{variant}/front.png"), variant=SEARCHES)
     return targets

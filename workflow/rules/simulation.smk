@@ -9,9 +9,9 @@ rule simulate:
         status=rules.train.output.status,
         dataset=rules.cg_map.output.dataset,
     output:
-        trajectory=result("simulations/{method}/seed{seed}/trajectory.h5"),
-        thermo=result("simulations/{method}/seed{seed}/thermo.csv"),
-        status=result("simulations/{method}/seed{seed}/status.json"),
+        trajectory=result("simulations/{variant}/seed{seed}/trajectory.h5"),
+        thermo=result("simulations/{variant}/seed{seed}/thermo.csv"),
+        status=result("simulations/{variant}/seed{seed}/status.json"),
     params:
         simulation=config["simulation"],
         temperature=config["atomistic"]["temperature"],
@@ -23,17 +23,70 @@ rule simulate:
         gpu=0,
         runtime=240,
     log:
-        log_path("simulations/{method}/seed{seed}"),
+        log_path("simulations/{variant}/seed{seed}"),
     benchmark:
-        bench_path("simulations/{method}/seed{seed}")
+        bench_path("simulations/{variant}/seed{seed}")
     conda:
         "../../envs/train.yaml"
     script:
         "../scripts/simulate.py"
 
 
+rule timing_calibration:
+    """FLOP rate of one reference training step on this machine: the seconds per FLOP shared by every run."""
+    input:
+        dataset=rules.cg_map.output.dataset,
+    output:
+        calibration=result("timing/calibration.json"),
+    params:
+        timing=config["metrics"]["timing"],
+        model=config["model"],
+        training=TRAINING,
+        seed=config["seed"],
+        device=config["training"]["device"],
+        code=code_hash("timing.py", "training.py", "model.py"),
+    threads: 1
+    log:
+        log_path("timing/calibration"),
+    benchmark:
+        bench_path("timing/calibration")
+    conda:
+        "../../envs/train.yaml"
+    script:
+        "../scripts/stats_timing_calibration.py"
+
+
+rule time_training:
+    """Counted work (FLOPs) per epoch of one trained configuration: t_ep and sigma_ep free of machine load."""
+    input:
+        model=rules.train.output.model,
+        hparams=rules.train.output.hparams,
+        status=rules.train.output.status,
+        dataset=rules.cg_map.output.dataset,
+        calibration=rules.timing_calibration.output.calibration,
+    output:
+        timing=result("timing/{variant}/seed{seed}.json"),
+    params:
+        timing=config["metrics"]["timing"],
+        device=config["training"]["device"],
+        code=code_hash("timing.py", "training.py", "model.py", "balancing"),
+    threads: 1
+    resources:
+        mem_mb=4000,
+    log:
+        log_path("timing/{variant}/seed{seed}"),
+    benchmark:
+        bench_path("timing/{variant}/seed{seed}")
+    conda:
+        "../../envs/train.yaml"
+    script:
+        "../scripts/stats_time_training.py"
+
+
 rule model_metrics:
     input:
+        timing=rules.time_training.output.timing,
+        dataset=rules.cg_map.output.dataset,
         train_log=rules.train.output.log,
         train_status=rules.train.output.status,
         trajectory=rules.simulate.output.trajectory,
@@ -43,21 +96,21 @@ rule model_metrics:
         rdf=rules.atomistic_observables.output.rdf,
         msd=rules.atomistic_observables.output.msd,
     output:
-        metrics=result("metrics/models/{method}/seed{seed}.json"),
+        metrics=result("metrics/models/{variant}/seed{seed}.json"),
         figure=report(
-            result("simulations/{method}/seed{seed}/structure.png"),
+            result("simulations/{variant}/seed{seed}/structure.png"),
             caption="../report/model_structure.rst",
             category="CG simulations",
-            subcategory="{method}",
-            labels={"method": "{method}", "seed": "{seed}"},
+            subcategory="{variant}",
+            labels={"variant": "{variant}", "seed": "{seed}"},
         ),
     params:
         config=lambda wc: {k: config[k] for k in ("atomistic", "observables", "metrics", "simulation")},
-        code=code_hash("metrics.py", "observables.py", "reference.py"),
+        code=code_hash("metrics.py", "observables.py", "reference.py", "timing.py"),
     log:
-        log_path("metrics/{method}/seed{seed}"),
+        log_path("metrics/{variant}/seed{seed}"),
     benchmark:
-        bench_path("metrics/{method}/seed{seed}")
+        bench_path("metrics/{variant}/seed{seed}")
     conda:
         "../../envs/stats.yaml"
     script:
@@ -66,7 +119,7 @@ rule model_metrics:
 
 rule collect_metrics:
     input:
-        expand(result("metrics/models/{method}/seed{seed}.json"), method=METHODS, seed=SEEDS),
+        expand(result("metrics/models/{variant}/seed{seed}.json"), variant=VARIANTS, seed=SEEDS),
     output:
         table=report(
             result("metrics/metrics.csv"),
@@ -80,6 +133,7 @@ rule collect_metrics:
             category="Evaluation scheme",
             subcategory="Metrics",
         ),
+        timing=result("metrics/timing.csv"),
     params:
         prescreen=config["metrics"]["prescreen"],
         code=code_hash("metrics.py"),

@@ -51,6 +51,20 @@ rule stats_tables:
             subcategory="Tables",
             labels={"table": "failed values"},
         ),
+        stability=report(
+            result("stats/stability.csv"),
+            caption="../report/stats_stability.rst",
+            category="Evaluation scheme",
+            subcategory="Tables",
+            labels={"table": "4 rank stability"},
+        ),
+        power=report(
+            result("stats/power.csv"),
+            caption="../report/stats_power.rst",
+            category="Evaluation scheme",
+            subcategory="Tables",
+            labels={"table": "5 seeds needed per verdict"},
+        ),
         summary=result("stats/summary.md"),
         summary_html=report(
             result("stats/summary.html"),
@@ -62,6 +76,7 @@ rule stats_tables:
         evaluation=result("stats/evaluation.json"),
     params:
         stats=config["stats"],
+        seed_design=config["training"].get("seed_design", "independent"),
         code=code_hash("stats", "report.py"),
     log:
         log_path("stats/stats_tables"),
@@ -95,6 +110,7 @@ rule stats_figures:
         ),
     params:
         stats=config["stats"],
+        seed_design=config["training"].get("seed_design", "independent"),
         code=code_hash("stats", "report.py"),
     log:
         log_path("stats/stats_figures"),

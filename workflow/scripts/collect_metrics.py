@@ -1,6 +1,6 @@
 """Rule collect_metrics: the tidy table (method, seed, metric, value, status, ...) and the pre-screening verdicts."""
 
-from balancebench.metrics import prescreen_table, read_model_json, tidy_table, write_tidy_csv
+from balancebench.metrics import prescreen_table, read_model_json, tidy_table, timing_table, write_tidy_csv
 from balancebench.workflow_io import snakemake_job
 
 smk = snakemake  # noqa: F821 (injected by Snakemake)
@@ -8,3 +8,4 @@ with snakemake_job(smk):
     records = [read_model_json(path) for path in smk.input]
     write_tidy_csv(smk.output.table, tidy_table(records))
     prescreen_table(records, smk.params.prescreen).to_csv(smk.output.prescreen, index=False)
+    timing_table(records).to_csv(smk.output.timing, index=False)

@@ -2,14 +2,16 @@
 
 from pathlib import Path
 
-from balancebench.metrics import MetricSettings, evaluate_model, write_model_json
+from balancebench.cg import read_dataset
+from balancebench.metrics import MetricSettings, evaluate_model, training_u_per_molecule, write_model_json
 from balancebench.workflow_io import snakemake_job
 
 smk = snakemake  # noqa: F821 (injected by Snakemake)
 with snakemake_job(smk) as job:
     cfg = smk.params.config
     settings = MetricSettings.from_config(cfg, temperature=cfg["simulation"]["temperature"])
-    record = evaluate_model(smk.wildcards.method, int(smk.wildcards.seed), Path(smk.input.train_status).parent,
+    record = evaluate_model(smk.wildcards.variant, int(smk.wildcards.seed), Path(smk.input.train_status).parent,
                             Path(smk.input.sim_status).parent, Path(smk.input.observables).parent,
-                            settings=settings, figure=smk.output.figure)
+                            settings=settings, figure=smk.output.figure, timing=smk.input.timing,
+                            u_reference=training_u_per_molecule(read_dataset(smk.input.dataset)))
     write_model_json(smk.output.metrics, record, provenance=job.provenance())

@@ -2,14 +2,14 @@
 
 import pandas as pd
 
-from balancebench.report import POSTHOC_NAMES, plot_boxplots
+from balancebench.report import pairwise_name, plot_boxplots
 from balancebench.stats import StatsSettings, load_metrics_table
 from balancebench.workflow_io import snakemake_job
 
 smk = snakemake  # noqa: F821 (injected by Snakemake)
 with snakemake_job(smk):
-    settings = StatsSettings.from_config(smk.params.stats)
+    settings = StatsSettings.from_config(smk.params.stats, seed_design=smk.params.seed_design)
     table = load_metrics_table(smk.input.metrics, directions=settings.directions)
     letters = pd.read_csv(smk.input.letters, keep_default_na=False, na_values={"mean": [""], "median": [""]})
     plot_boxplots(table, pd.read_csv(smk.input.kruskal), letters, smk.output.png, [smk.output.svg],
-                  posthoc_label=f"{POSTHOC_NAMES[settings.posthoc]} at {settings.posthoc_alpha:g}")
+                  posthoc_label=f"{pairwise_name(settings)} at {settings.posthoc_alpha:g}")

@@ -8,7 +8,7 @@ from balancebench.workflow_io import snakemake_job
 
 smk = snakemake  # noqa: F821 (injected by Snakemake)
 with snakemake_job(smk) as job:
-    settings = StatsSettings.from_config(smk.params.stats)
+    settings = StatsSettings.from_config(smk.params.stats, seed_design=smk.params.seed_design)
     table = load_metrics_table(smk.input.metrics, directions=settings.directions)
     if table.defaulted:
         job.logger.warning("no direction for %s: assumed 'lower is better'", ", ".join(table.defaulted))
@@ -18,5 +18,5 @@ with snakemake_job(smk) as job:
     paths = write_tables(evaluation, out_dir, figures=[str(figure.relative_to(out_dir))])
     for name, filename in TABLE_FILES.items():
         assert str(paths[name]) == str(smk.output[name]), (paths[name], smk.output[name])
-    job.logger.info("ordering: %s", evaluation.ordering)
+    job.logger.info("ordering: %s (design %s)", evaluation.ordering, settings.design)
     job.write_json(smk.output.evaluation, evaluation.summary(), metrics_table=str(smk.input.metrics))

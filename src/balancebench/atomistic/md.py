@@ -33,6 +33,7 @@ import numpy as np
 
 from balancebench.atomistic import forcefield as ff
 from balancebench.lammps_runtime import import_lammps
+from balancebench.progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -247,6 +248,7 @@ def _run_traced(session: LammpsSession, duration_ps: float, trace: list, phase: 
     chunk = s.steps(s.thermo_interval)
     first = session.step
     done = 0
+    reporter = Progress(total, f"LAMMPS {phase}", logger=log, every=0.1)  # a line per 10 % of the stage
     while done < total:
         n = min(chunk, total - done)
         session.run(n, phase=(first, first + total))
@@ -256,8 +258,12 @@ def _run_traced(session: LammpsSession, duration_ps: float, trace: list, phase: 
         row.update({k: values[k] for k in ("temperature", "pressure", "density", "volume")})
         row["U_A_per_molecule"] = values["U_A"] / session.n_molecules
         trace.append(row)
+        reporter.update(done, T=f"{row['temperature']:.1f} K", P=f"{row['pressure']:.0f} atm",
+                        density=f"{row['density']:.4f} g/cm^3")
         if not np.all(np.isfinite([row["temperature"], row["pressure"], row["density"]])):
+            reporter.close()
             raise LammpsError(f"non-finite thermodynamics in {phase} at t = {row['time_ps']:.3f} ps: {row}")
+    reporter.close()
     log.info("%s done at t = %.1f ps: T = %.1f K, P = %.0f atm, density = %.4f g/cm^3, U_A = %.3f kcal/mol/molecule",
              phase, trace[-1]["time_ps"], trace[-1]["temperature"], trace[-1]["pressure"], trace[-1]["density"],
              trace[-1]["U_A_per_molecule"])
@@ -307,7 +313,8 @@ def production(data_in: str | Path, writer, settings: MDSettings, lammps_log: st
                threads: int = 1, progress_every: int = 0) -> dict:
     """NVT production writing per-frame all-atom and per-molecule data through ``writer`` (H5MDWriter).
 
-    ``progress_every`` > 0 logs a progress line (frames, ns/day, ETA) that often.
+    ``progress_every`` > 0 logs a progress line (frames, T, ns/day, ETA) every that many frames
+    (:class:`balancebench.progress.Progress`, a bar on a terminal).
     Returns a summary of the run (frames, mean U_A per molecule, temperature, density).
     """
     import time as _time
@@ -337,6 +344,8 @@ def production(data_in: str | Path, writer, settings: MDSettings, lammps_log: st
         session.command(f"thermo {steps_per_frame}")
         u_a, temps, dens = [], [], []
         started = _time.perf_counter()
+        reporter = (Progress(n_frames, "LAMMPS production", logger=log, every=min(1.0, progress_every / n_frames),
+                             unit="frame") if progress_every else None)
         for frame in range(1, n_frames + 1):
             session.run(steps_per_frame)
             step = frame * steps_per_frame
@@ -360,12 +369,12 @@ def production(data_in: str | Path, writer, settings: MDSettings, lammps_log: st
             u_a.append(values["U_A"])
             temps.append(values["temperature"])
             dens.append(values["density"])
-            if progress_every and (frame % progress_every == 0 or frame == n_frames):
-                elapsed = _time.perf_counter() - started
-                ns_per_day = time * 1e-3 / elapsed * 86400.0
-                log.info("frame %d/%d (%.0f%%), %.1f ns/day, ETA %.0f s", frame, n_frames, 100.0 * frame / n_frames,
-                         ns_per_day, elapsed / frame * (n_frames - frame))
-                writer.flush()
+            if reporter is not None:
+                ns_per_day = time * 1e-3 / max(_time.perf_counter() - started, 1e-9) * 86400.0
+                if reporter.update(frame, T=f"{values['temperature']:.1f} K", speed=f"{ns_per_day:.2f} ns/day"):
+                    writer.flush()
+        if reporter is not None:
+            reporter.close()
         writer.flush()
     return {
         "frames": n_frames,

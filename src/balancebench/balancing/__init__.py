@@ -13,7 +13,7 @@ itself (optimizer). See :mod:`balancebench.balancing.base` for the contract and
 
 One file per method or small family: ``constant``, ``ratio``, ``softadapt``, ``dwa``
 (value), ``uncertainty``, ``gradnorm`` (learned), ``mgda``, ``pcgrad``,
-``torchjd_adapter`` (gradient), ``cosmos`` (conditioned).
+``torchjd_adapter`` (gradient), ``cosmos`` (conditioned, seed 002), ``ml2o``, ``gml2o`` (optimizer, seed 003).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from . import (  # noqa: F401  (register the methods)
     dwa,
     gradnorm,
     mgda,
+    ml2o,
     pcgrad,
     ratio,
     softadapt,

@@ -168,8 +168,14 @@ def _rank_posthoc(groups: Mapping[str, np.ndarray], method: str, p_adjust: str) 
     ranks = ss.rankdata(frame["value"].to_numpy())
     location = {name: float(ranks[(frame["group"] == name).to_numpy()].mean()) for name in arrays}
     pairs = list(itertools.combinations(arrays, 2))
+    within = sum(float(np.var(ranks[(frame["group"] == name).to_numpy()])) for name in arrays)
     if np.ptp(frame["value"].to_numpy()) == 0.0:
         adjusted = dict.fromkeys(pairs, 1.0)  # all values tied: both statistics are 0/0; no pair differs
+    elif method == "conover" and within == 0.0:
+        # every group's values tied within the group (e.g. a variant whose every run failed, scored as the
+        # worst value): H = N - 1 and the Conover-Iman denominator is 0. Mean ranks that differ are then
+        # infinitely many standard errors apart (p = 0), equal ones not at all (p = 1), as for Tukey HSD.
+        adjusted = {(a, b): (1.0 if location[a] == location[b] else 0.0) for a, b in pairs}
     else:
         adjusted = dict(zip(pairs, adjust_pvalues([matrix.loc[a, b] for a, b in pairs], p_adjust)))
     return PairwiseResult(method, _pair_frame(arrays, lambda a, b: adjusted[(a, b)]), location, "mean rank")

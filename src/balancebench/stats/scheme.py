@@ -23,16 +23,31 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from balancebench.stats.blocked import BLOCKED_POSTHOCS, blocked_posthoc, complete_blocks, friedman
 from balancebench.stats.hypothesis import P_ADJUST, POSTHOCS, kruskal_wallis, posthoc
 from balancebench.stats.ranking import compact_letter_display, metric_scores, ordering_text, rank_methods
-from balancebench.stats.table import Direction, MetricsTable, MetricsTableError, direction_from_config
+from balancebench.stats.table import CENSORED, RUN_FAILURES, Direction, MetricsTable, MetricsTableError, direction_from_config
 
 FAILED_RUNS_METRIC = "failed_runs"
 
 
+DESIGNS = ("independent", "blocked")
+FAILED_VALUES = ("worst", "exclude")
+#: metrics reported but weighted 0 in the total unless stats.metric_weights names them: the extras beside
+#: the paper's ten (the g(r) Wasserstein distance, epochs-to-target, the failure count)
+REPORTED_ONLY = ("gr_w1", "N_target", FAILED_RUNS_METRIC)
+
+
 @dataclass(frozen=True)
 class StatsSettings:
-    """Levels and choices of the scheme (config key ``stats``; defaults = the seed paper)."""
+    """Levels and choices of the scheme (config key ``stats``; defaults = the seed paper's levels).
+
+    design: ``independent`` (Kruskal-Wallis + ``posthoc``) or ``blocked`` (Friedman over the seeds as blocks
+    + ``blocked_posthoc``); the config's ``auto`` resolves to blocked when ``training.seed_design`` is paired.
+    failed_values: ``worst`` (a failed run's value enters the tests as worse than every measured value) or
+    ``exclude`` (dropped from its metric's tests). bootstrap_replicates: seed resamples of the rank stability
+    (0: none). power_target: the power at which the seeds needed per verdict are computed.
+    """
 
     alpha: float = 0.1
     screening: float = 0.35
@@ -43,9 +58,15 @@ class StatsSettings:
     metric_weights: dict[str, float] = field(default_factory=dict)
     directions: dict[str, Direction] = field(default_factory=dict)
     failures_as_metric: bool = True
+    design: str = "independent"
+    blocked_posthoc: str = "conover"
+    failed_values: str = "worst"
+    bootstrap_replicates: int = 0
+    bootstrap_seed: int = 0
+    power_target: float = 0.8
 
     def __post_init__(self):
-        for name in ("alpha", "screening", "posthoc_alpha"):
+        for name in ("alpha", "screening", "posthoc_alpha", "power_target"):
             value = getattr(self, name)
             if not 0.0 < value < 1.0:
                 raise ValueError(f"stats.{name} must be in (0, 1), got {value}")
@@ -55,22 +76,57 @@ class StatsSettings:
             raise ValueError(f"stats.p_adjust {self.p_adjust!r} is not one of {', '.join(P_ADJUST)}")
         if self.min_valid_runs < 2:
             raise ValueError(f"stats.min_valid_runs must be >= 2, got {self.min_valid_runs}")
+        if self.design not in DESIGNS:
+            raise ValueError(f"stats.design {self.design!r} is not one of {', '.join(DESIGNS)} (or auto in the config)")
+        if self.blocked_posthoc not in BLOCKED_POSTHOCS:
+            raise ValueError(f"stats.blocked_posthoc {self.blocked_posthoc!r} is not one of "
+                             f"{', '.join(BLOCKED_POSTHOCS)}")
+        if self.failed_values not in FAILED_VALUES:
+            raise ValueError(f"stats.failed_values {self.failed_values!r} is not one of {', '.join(FAILED_VALUES)}")
+        if self.bootstrap_replicates < 0:
+            raise ValueError(f"stats.bootstrap.replicates must be >= 0, got {self.bootstrap_replicates}")
+
+    @property
+    def pairwise(self) -> str:
+        """The post-hoc test that decides the ranking under the chosen design."""
+        return self.blocked_posthoc if self.design == "blocked" else self.posthoc
+
+    def weight(self, metric: str) -> float:
+        """w_m: the configured weight, else 0 for :data:`REPORTED_ONLY` metrics (failed_runs: 1 when failed values
+        are excluded, the only place they then count) and 1 for the rest."""
+        if metric in self.metric_weights:
+            return float(self.metric_weights[metric])
+        if metric == FAILED_RUNS_METRIC and self.failed_values == "exclude":
+            return 1.0  # excluded failures count only through this metric
+        return 0.0 if metric in REPORTED_ONLY else 1.0
 
     @classmethod
-    def from_config(cls, stats: dict) -> "StatsSettings":
-        """From the validated ``stats`` block of the workflow config."""
+    def from_config(cls, stats: dict, seed_design: str | None = None) -> "StatsSettings":
+        """From the validated ``stats`` block of the workflow config; ``seed_design`` = training.seed_design."""
+        design = stats.get("design", "auto")
+        if design == "auto":
+            design = "blocked" if seed_design == "paired" else "independent"
+        boot = dict(stats.get("bootstrap") or {})
+        power = dict(stats.get("power") or {})
         return cls(alpha=stats["alpha"], screening=stats["screening"], posthoc_alpha=stats["posthoc_alpha"],
                    posthoc=stats["posthoc"], p_adjust=stats["p_adjust"], min_valid_runs=stats["min_valid_runs"],
                    metric_weights=dict(stats["metric_weights"]),
                    directions={m: direction_from_config(e) for m, e in stats["directions"].items()},
-                   failures_as_metric=stats["failures_as_metric"])
+                   failures_as_metric=stats["failures_as_metric"], design=design,
+                   blocked_posthoc=stats.get("blocked_posthoc", "conover"),
+                   failed_values=stats.get("failed_values", "worst"),
+                   bootstrap_replicates=int(boot.get("replicates", 200)), bootstrap_seed=int(boot.get("seed", 0)),
+                   power_target=float(power.get("target", 0.8)))
 
     def as_dict(self) -> dict:
         return {"alpha": self.alpha, "screening": self.screening, "posthoc_alpha": self.posthoc_alpha,
                 "posthoc": self.posthoc, "p_adjust": self.p_adjust, "min_valid_runs": self.min_valid_runs,
                 "metric_weights": dict(self.metric_weights),
                 "directions": {m: d.spec() for m, d in self.directions.items()},
-                "failures_as_metric": self.failures_as_metric}
+                "failures_as_metric": self.failures_as_metric, "design": self.design,
+                "blocked_posthoc": self.blocked_posthoc, "failed_values": self.failed_values,
+                "bootstrap": {"replicates": self.bootstrap_replicates, "seed": self.bootstrap_seed},
+                "power": {"target": self.power_target}}
 
 
 @dataclass
@@ -94,6 +150,8 @@ class Evaluation:
     ranking: pd.DataFrame
     ordering: str
     notes: list[str]
+    stability: pd.DataFrame | None = None
+    power: pd.DataFrame | None = None
 
     def summary(self) -> dict:
         """A JSON-serialisable digest (settings, ordering, ranks, notes)."""
@@ -109,7 +167,22 @@ class Evaluation:
             "screened_metrics": self.kruskal.loc[self.kruskal["screened"], "metric"].tolist(),
             "failed_runs": self.table.failed_runs().to_dict(orient="records"),
             "notes": list(self.notes),
+            "stability": None if self.stability is None else self.stability.to_dict(orient="records"),
+            "seeds_needed": None if self.power is None else _power_digest(self.power),
         }
+
+
+def _power_digest(power: pd.DataFrame) -> dict:
+    """Per metric: the largest finite seeds-per-variant needed by a significant verdict and by a non-significant one."""
+    out = {}
+    for metric, rows in power.groupby("metric", sort=False):
+        entry = {}
+        for label, mask in (("significant", rows["reject"]), ("not_significant", ~rows["reject"])):
+            need = rows.loc[mask, "seeds_needed"]
+            finite = need[np.isfinite(need)]
+            entry[label] = None if finite.empty else int(finite.max())
+        out[str(metric)] = entry
+    return out
 
 
 def _metric_long(table: MetricsTable, include_failures: bool) -> tuple[pd.DataFrame, tuple[str, ...], dict[str, Direction]]:
@@ -131,16 +204,60 @@ def _metric_long(table: MetricsTable, include_failures: bool) -> tuple[pd.DataFr
     return data, metrics, directions
 
 
-def evaluate(table: MetricsTable, settings: StatsSettings | None = None) -> Evaluation:
-    """Run the whole scheme on a validated table."""
+IMPUTED = (*RUN_FAILURES, "invalid")  # statuses whose value enters the tests as the worst (failed_values: worst)
+
+
+def _tested_values(rows: pd.DataFrame, direction: Direction, settings: StatsSettings) -> tuple[pd.DataFrame, list[str]]:
+    """The rows that enter the tests, with ``tested`` = the value the tests compare, and notes.
+
+    - completed: ``direction.tested(value)``;
+    - censored (a lower bound): at least its value, entered tied with the metric's largest tested value
+      (the worst end for lower-is-better; for N_ep the censored value is max_epochs, already the largest);
+    - failed (diverged, unstable, invalid) with failed_values ``worst``: worse than every measured value,
+      all failures tied: max + span (lower/target) or min - span (higher), span = range of the measured
+      values (1 if they are all equal or there are none);
+    - missing (and every failure under ``exclude``): not tested.
+    """
+    notes = []
+    measured = rows[~rows["excluded"]].copy()
+    measured["tested"] = direction.tested(measured["value"].to_numpy())
+    censored = measured["status"] == CENSORED
+    if censored.any():
+        if direction.higher_is_better:
+            raise MetricsTableError("censored values (lower bounds) are only meaningful for a metric where lower is "
+                                    "better or that has a target")
+        measured.loc[censored, "tested"] = float(measured["tested"].max())
+        notes.append(f"{int(censored.sum())} censored value(s) (lower bounds) entered tied with the largest value")
+    if settings.failed_values == "worst":
+        failed = rows[rows["status"].isin(IMPUTED)].copy()
+        if len(failed):
+            vals = measured["tested"].to_numpy()
+            span = float(np.ptp(vals)) if vals.size and np.ptp(vals) > 0 else 1.0
+            if direction.higher_is_better:
+                worst = (float(vals.min()) if vals.size else 0.0) - span
+            else:
+                worst = (float(vals.max()) if vals.size else 0.0) + span
+            failed["tested"] = worst
+            measured = pd.concat([measured, failed])
+            notes.append(f"{len(failed)} failed value(s) entered as the worst value")
+    return measured, notes
+
+
+def evaluate(table: MetricsTable, settings: StatsSettings | None = None, lean: bool = False) -> Evaluation:
+    """Run the whole scheme on a validated table.
+
+    ``lean``: only the deciding post-hoc test, no letters, no stability or power (the bootstrap's inner loop).
+    """
     settings = settings or StatsSettings()
     data, metrics, directions = _metric_long(table, settings.failures_as_metric)
     methods = list(table.methods)
-    k = len(methods)
+    blocked = settings.design == "blocked"
     runs_per_method = table.runs.groupby("method", sort=False).size()
     notes: list[str] = []
-    if table.defaulted:
+    if table.defaulted and not lean:
         notes.append(f"direction not given, assumed 'lower is better' for: {', '.join(table.defaulted)}")
+    tests = BLOCKED_POSTHOCS if blocked else POSTHOCS
+    chosen_name = settings.pairwise
 
     kruskal_rows, posthoc_rows, comparison_rows, letter_rows = [], [], [], []
     scores = pd.DataFrame(index=pd.Index(methods, name="method"), columns=list(metrics), dtype=int)
@@ -148,21 +265,36 @@ def evaluate(table: MetricsTable, settings: StatsSettings | None = None) -> Eval
     for metric in metrics:
         direction = directions[metric]
         rows = by_metric[metric]
+        tested_rows, metric_notes = _tested_values(rows, direction, settings)
+        tested_rows = tested_rows[tested_rows["method"].isin(methods)]
+        groups_all = {m: tested_rows.loc[tested_rows["method"] == m, "tested"].to_numpy(dtype=float) for m in methods}
         valid = rows[~rows["excluded"]]
-        groups_all = {m: direction.tested(valid.loc[valid["method"] == m, "value"].to_numpy()) for m in methods}
         raw = {m: valid.loc[valid["method"] == m, "value"].to_numpy() for m in methods}
         n_failed = {m: int((rows["excluded"] & (rows["method"] == m)).sum()) for m in methods}
         n_missing = {m: int(runs_per_method[m] - (rows["method"] == m).sum()) for m in methods}
         untestable = [m for m in methods if groups_all[m].size < settings.min_valid_runs]
         testable = [m for m in methods if m not in untestable]
-        groups = {m: groups_all[m] for m in testable}
-        metric_notes = []
+        metric_notes = [] if lean else metric_notes
         if untestable:
-            metric_notes.append(f"untestable (fewer than {settings.min_valid_runs} valid runs), scored last: "
+            metric_notes.append(f"untestable (fewer than {settings.min_valid_runs} values), scored last: "
                                 + ", ".join(f"{m} ({groups_all[m].size} valid)" for m in untestable))
         if any(n_missing.values()):
             metric_notes.append("rows missing (no row at all for a run of the method): "
                                 + ", ".join(f"{m} ({n})" for m, n in n_missing.items() if n))
+        blocks = None
+        if blocked and len(testable) >= 2:
+            wide = tested_rows[tested_rows["method"].isin(testable)].pivot_table(
+                index="seed", columns="method", values="tested", aggfunc="first")
+            wide = wide.reindex(columns=testable)
+            blocks, dropped = complete_blocks(wide)
+            if dropped:
+                metric_notes.append(f"incomplete blocks (seeds) left out of the blocked test: {', '.join(dropped)}")
+            if len(blocks) < 2:
+                metric_notes.append("not tested: fewer than two complete blocks (seeds)")
+                untestable, testable, blocks = methods[:], [], None
+            groups = {m: blocks[m].to_numpy() for m in testable} if blocks is not None else {}
+        else:
+            groups = {m: groups_all[m] for m in testable}
 
         statistic = pvalue = np.nan
         dof = len(testable) - 1
@@ -171,84 +303,100 @@ def evaluate(table: MetricsTable, settings: StatsSettings | None = None) -> Eval
         different: list[tuple[str, str]] = []
         location = {m: float(groups[m].mean()) for m in testable}
         if len(testable) >= 2:
-            kw = kruskal_wallis(groups)
-            statistic, pvalue, dof = kw.statistic, kw.pvalue, kw.df
-            if kw.note:
-                metric_notes.append(kw.note)
+            omnibus = friedman(blocks) if blocked else kruskal_wallis(groups)
+            statistic, pvalue, dof = omnibus.statistic, omnibus.pvalue, omnibus.df
+            if omnibus.note:
+                metric_notes.append(omnibus.note)
             significant = pvalue <= settings.alpha
             screened = pvalue <= settings.screening
         else:
-            metric_notes.append("not tested: fewer than two methods with enough valid runs")
+            metric_notes.append("not tested: fewer than two methods with enough values")
 
         if screened:
-            results = {name: posthoc(groups, name, settings.p_adjust) for name in POSTHOCS}
-            chosen = results[settings.posthoc]
+            names = (chosen_name,) if lean else tests
+            if blocked:
+                results = {name: blocked_posthoc(blocks, name, settings.p_adjust) for name in names}
+            else:
+                results = {name: posthoc(groups, name, settings.p_adjust) for name in names}
+            chosen = results[chosen_name]
             location = chosen.location
             for name, result in results.items():
                 result.pairs["reject"] = result.pairs["pvalue"] <= settings.posthoc_alpha
-            for _, pair in chosen.pairs.iterrows():
-                a, b = pair["group_a"], pair["group_b"]
+            for pair in chosen.pairs.itertuples(index=False):
+                a, b = pair.group_a, pair.group_b
                 winner = ""
-                if pair["reject"]:
+                if pair.reject:
                     different.append((a, b))
                     la, lb = location[a], location[b]
                     if la != lb:
                         a_better = (la > lb) if direction.higher_is_better else (la < lb)
                         winner = a if a_better else b
                         better.append((winner, b if a_better else a))
-                posthoc_rows.append({
-                    "metric": metric, "posthoc": chosen.method, "group_a": a, "group_b": b,
-                    "mean_a": pair["mean_a"], "mean_b": pair["mean_b"], "mean_diff": pair["mean_diff"],
-                    "p_adj": pair["pvalue"], "reject": bool(pair["reject"]), "better": winner,
-                    "n_a": groups[a].size, "n_b": groups[b].size, "failed_a": n_failed[a], "failed_b": n_failed[b],
-                    "tested": direction.tested_label,
-                })
-            merged = None
-            for name, result in results.items():
-                part = result.pairs[["group_a", "group_b", "pvalue", "reject"]].rename(
-                    columns={"pvalue": f"p_{name}", "reject": f"reject_{name}"})
-                merged = part if merged is None else merged.merge(part, on=["group_a", "group_b"], how="left",
-                                                                      validate="one_to_one")
-            merged.insert(0, "metric", metric)
-            verdicts = merged[[f"reject_{n}" for n in POSTHOCS]]
-            merged["verdicts_agree"] = verdicts.eq(verdicts.iloc[:, 0], axis=0).all(axis=1)
-            comparison_rows.extend(merged.to_dict(orient="records"))
+                if not lean:
+                    posthoc_rows.append({
+                        "metric": metric, "posthoc": chosen.method, "group_a": a, "group_b": b,
+                        "mean_a": pair.mean_a, "mean_b": pair.mean_b, "mean_diff": pair.mean_diff,
+                        "p_adj": pair.pvalue, "reject": bool(pair.reject), "better": winner,
+                        "n_a": groups[a].size, "n_b": groups[b].size, "failed_a": n_failed[a], "failed_b": n_failed[b],
+                        "tested": direction.tested_label,
+                    })
+            if not lean:
+                merged = None
+                for name, result in results.items():
+                    part = result.pairs[["group_a", "group_b", "pvalue", "reject"]].rename(
+                        columns={"pvalue": f"p_{name}", "reject": f"reject_{name}"})
+                    merged = part if merged is None else merged.merge(part, on=["group_a", "group_b"], how="left",
+                                                                          validate="one_to_one")
+                merged.insert(0, "metric", metric)
+                verdicts = merged[[f"reject_{n}" for n in tests]]
+                merged["verdicts_agree"] = verdicts.eq(verdicts.iloc[:, 0], axis=0).all(axis=1)
+                comparison_rows.extend(merged.to_dict(orient="records"))
 
         metric_score = metric_scores(methods, better, untestable)
         scores[metric] = pd.Series(metric_score)
-        best_first = sorted(testable, key=lambda m: (-location[m] if direction.higher_is_better else location[m],
-                                                     methods.index(m)))
-        letters = compact_letter_display(best_first, different)
-        for m in methods:
-            tested_vals = groups_all[m]
-            letter_rows.append({
-                "metric": metric, "method": m, "letters": letters.get(m, ""), "score": metric_score[m],
-                "n_valid": int(tested_vals.size), "n_failed": n_failed[m], "n_missing": n_missing[m],
-                "mean": float(raw[m].mean()) if raw[m].size else np.nan,
-                "median": float(np.median(raw[m])) if raw[m].size else np.nan,
-                "tested_mean": float(tested_vals.mean()) if tested_vals.size else np.nan,
-                "testable": m in testable,
-            })
+        if not lean:
+            best_first = sorted(testable, key=lambda m: (-location[m] if direction.higher_is_better else location[m],
+                                                         methods.index(m)))
+            letters = compact_letter_display(best_first, different)
+            for m in methods:
+                tested_vals = groups_all[m]
+                letter_rows.append({
+                    "metric": metric, "method": m, "letters": letters.get(m, ""), "score": metric_score[m],
+                    "n_valid": int(raw[m].size), "n_failed": n_failed[m], "n_missing": n_missing[m],
+                    "mean": float(raw[m].mean()) if raw[m].size else np.nan,
+                    "median": float(np.median(raw[m])) if raw[m].size else np.nan,
+                    "tested_mean": float(tested_vals.mean()) if tested_vals.size else np.nan,
+                    "testable": m in testable,
+                })
         kruskal_rows.append({
-            "metric": metric, "direction": direction.describe(), "tested": direction.tested_label,
+            "metric": metric, "test": "friedman" if blocked else "kruskal-wallis",
+            "direction": direction.describe(), "tested": direction.tested_label,
             "statistic": statistic, "df": dof, "pvalue": pvalue, "significant": bool(significant),
             "screened": bool(screened), "n_methods": len(testable),
-            "n_valid": int(sum(groups_all[m].size for m in methods)), "n_failed": int(sum(n_failed.values())),
-            "note": "; ".join(metric_notes),
+            "n_valid": int(sum(raw[m].size for m in methods)), "n_failed": int(sum(n_failed.values())),
+            "weight": settings.weight(metric), "note": "; ".join(metric_notes),
         })
-        notes.extend(f"{metric}: {n}" for n in metric_notes if not n.startswith("all values identical"))
+        notes.extend(f"{metric}: {n}" for n in metric_notes if not n.startswith(("all values identical", "every block")))
 
     kruskal = pd.DataFrame(kruskal_rows)
     posthoc_table = pd.DataFrame(posthoc_rows, columns=[
         "metric", "posthoc", "group_a", "group_b", "mean_a", "mean_b", "mean_diff", "p_adj", "reject", "better",
         "n_a", "n_b", "failed_a", "failed_b", "tested"])
     comparison = pd.DataFrame(comparison_rows, columns=["metric", "group_a", "group_b"]
-                              + [f"{c}_{n}" for n in POSTHOCS for c in ("p", "reject")] + ["verdicts_agree"])
+                              + [f"{c}_{n}" for n in tests for c in ("p", "reject")] + ["verdicts_agree"])
     letters_table = pd.DataFrame(letter_rows)
-    ranked = rank_methods(scores.astype(int), settings.metric_weights)
+    weights = {**{m: settings.weight(m) for m in metrics}, **settings.metric_weights}  # unknown names raise
+    ranked = rank_methods(scores.astype(int), weights)
     failed_counts = table.runs.groupby("method", sort=False)["failed"].sum()
     ranked.insert(len(ranked.columns) - 2, "n_runs", [int(runs_per_method[m]) for m in ranked.index])
     ranked.insert(len(ranked.columns) - 2, "n_failed_runs", [int(failed_counts[m]) for m in ranked.index])
-    return Evaluation(settings=settings, table=table, metrics=metrics, directions=directions, kruskal=kruskal,
-                      posthoc=posthoc_table, posthoc_comparison=comparison, letters=letters_table,
-                      ranking=ranked, ordering=ordering_text(ranked), notes=notes)
+    evaluation = Evaluation(settings=settings, table=table, metrics=metrics, directions=directions, kruskal=kruskal,
+                            posthoc=posthoc_table, posthoc_comparison=comparison, letters=letters_table,
+                            ranking=ranked, ordering=ordering_text(ranked), notes=notes)
+    if not lean:
+        from balancebench.stats.robustness import power_table, rank_stability
+
+        if settings.bootstrap_replicates > 0:
+            evaluation.stability = rank_stability(evaluation)
+        evaluation.power = power_table(evaluation)
+    return evaluation

@@ -20,7 +20,7 @@ PIPELINE_METRICS = {
     "delta_U": ("lower", None, 15.0, 8.0, 0.5),
     "CV_U": ("lower", None, 0.05, 0.02, 0.5),
     "mean_T": ("target", 340.0, 340.0, 2.0, 0.3),
-    "CV_T": ("lower", None, 0.06, 0.01, 2.0),
+    "CV_T": ("target", 0.0733, 0.07, 0.01, 2.0),  # canonical sqrt(2 / (3N - 3)) of N = 125 beads
     "d_KS": ("lower", None, 0.05, 0.02, 0.3),
     "p_KS": ("higher", None, 0.4, 0.15, 0.3),
     "s_MSD": ("target", 0.6, 0.65, 0.03, 1.5),

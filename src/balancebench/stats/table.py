@@ -7,7 +7,9 @@ Contract (docs/statistics.md): one row per (method, seed, metric) with columns
 (training failed), ``unstable`` (the CG simulation blew up), ``missing`` (an
 input was absent) or ``invalid`` (the metric is undefined on the data); any
 status but ``completed`` excludes that row from its metric's tests. A run
-(method, seed) *failed* when any of its rows says ``diverged`` or ``unstable``.
+(method, seed) *failed* when any of its rows says ``diverged`` or ``unstable``. ``censored``
+marks a measured value that is only a lower bound (N_ep of a run stopped by max_epochs):
+it is used, with the handling of docs/statistics.md.
 
 Nothing here turns bad input into NaN: a value that is not a number, a completed
 row without a finite value, a duplicate row or a method with a single seed is an
@@ -25,8 +27,10 @@ import pandas as pd
 REQUIRED_COLUMNS = ("method", "seed", "metric", "value", "status")
 OPTIONAL_COLUMNS = ("direction", "target", "reason")
 COMPLETED = "completed"
+CENSORED = "censored"  # a value that is only a lower bound (N_ep of a run stopped by max_epochs)
+MEASURED = (COMPLETED, CENSORED)
 RUN_FAILURES = ("diverged", "unstable")
-STATUSES = (COMPLETED, *RUN_FAILURES, "missing", "invalid")
+STATUSES = (COMPLETED, CENSORED, *RUN_FAILURES, "missing", "invalid")
 DIRECTIONS = ("lower", "higher", "target")
 _MAX_LISTED = 10
 
@@ -197,13 +201,13 @@ def validate_metrics_table(frame: pd.DataFrame, directions: dict[str, Direction]
         items = [f"{_row_label(frame.iloc[i - 2], i)}: value {frame['value'].iloc[i - 2]!r}" for i in _lines(not_a_number)]
         raise MetricsTableError(f"{source}: non-numeric value(s): {_listed(items)}")
     values = numeric.astype(float)
-    completed = frame["status"] == COMPLETED
+    completed = frame["status"].isin(MEASURED)
     no_value = completed & ~np.isfinite(values.fillna(np.nan).to_numpy())
     if no_value.any():
         items = [f"{_row_label(frame.iloc[i - 2], i)}: value {frame['value'].iloc[i - 2]!r}" for i in _lines(no_value)]
         raise MetricsTableError(
             f"{source}: completed row(s) without a finite value (a failed value must say its status: "
-            f"{', '.join(STATUSES[1:])}; never a completed NaN): {_listed(items)}")
+            f"{', '.join(STATUSES[2:])}; never a completed NaN): {_listed(items)}")
 
     duplicated = frame.duplicated(["method", "seed", "metric"], keep=False)
     if duplicated.any():
@@ -233,7 +237,7 @@ def validate_metrics_table(frame: pd.DataFrame, directions: dict[str, Direction]
                  reason=("reason", lambda s: "; ".join(sorted({x for x in s if x}))))
             .reset_index())
     runs["failed"] = runs["status"] != COMPLETED
-    data["excluded"] = data["status"] != COMPLETED
+    data["excluded"] = ~data["status"].isin(MEASURED)
     return MetricsTable(data=data, methods=methods, metrics=metrics, directions=resolved,
                         defaulted=tuple(defaulted), runs=runs)
 

@@ -1,0 +1,211 @@
+"""The ``ml2o`` and ``gml2o`` balancing methods (seed 003): a meta-trained optimizer owns the update.
+
+Optimizer shape of the method contract (CONTRACT.md): :meth:`make_optimizer` returns None,
+:meth:`backward` computes the per-objective gradients g_force, g_energy of the model's
+parameters (two backward passes; the force loss through the force double backward, the
+graph retained between them; unreached parameters get zeros), :meth:`step` applies
+
+    ml2o:   theta <- theta + lr_e * m,       m = learned optimizer(g_force, g_energy, history)
+    gml2o:  theta <- theta + (lr_e * m  if the guard accepts it  else  -eta_e d_min-norm)
+
+(guard: :mod:`balancebench.l2o.guard`). lr_e = lr * lr_decay^(e - 1) in epoch e (the
+trainer's schedule: with no shared optimizer the trainer has no scheduler, so the method
+applies it), lr defaulting to ``training.learning_rate``. The fallback's trust length is
+tau_e = lr_e sqrt(P) (the length of a step of lr_e per coordinate, as Adam's) and its
+largest step size ``max_step_size`` (eta_max; null = no cap, since L is unknown). Logged per epoch: ``coef_force``/``coef_energy``, the epoch
+mean of the effective weights (for a learned update the least-squares weights w with
+u ~ -sum_i w_i g_i, L1-normalised; for a fallback step the MGDA weights alpha), for
+gml2o ``acceptance`` (fraction of steps whose learned update was accepted), and
+``min_norm`` (epoch mean of |d|, the Pareto-criticality measure at the iterates).
+
+The learned optimizer is read from ``optimizer_path`` (the artifact of the rule
+``meta_train_l2o``); a missing or mismatched artifact is refused with its name and what
+differs. Its recurrent state is part of :meth:`state_dict`, so a resumed training is
+bit-identical on CPU; resuming with another artifact is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from balancebench.l2o.artifact import load_optimizer
+from balancebench.l2o.guard import guard, min_norm_direction, projection_weights
+
+from ._params import Param
+from .base import OptimizerMethod, per_loss_gradients, register
+
+__all__ = ["GML2O", "ML2O"]
+
+
+def _path(v: Any) -> str:
+    if not isinstance(v, (str, Path)) or not str(v):
+        raise ValueError(f"expected a file path, got {v!r}")
+    return str(v)
+
+
+def _optional_positive(v: Any) -> float | None:
+    if v is None:
+        return None
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
+        raise ValueError(f"expected null or a number > 0, got {v!r}")
+    return float(v)
+
+
+def _positive(v: Any) -> float:
+    out = _optional_positive(v)
+    if out is None:
+        raise ValueError("expected a number > 0, got None")
+    return out
+
+
+def _file_digest(path: str) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:20]
+
+
+@register("ml2o")
+class ML2O(OptimizerMethod):
+    """ML2O: the meta-trained multi-gradient optimizer applies the update (module docstring)."""
+
+    params: ClassVar[dict[str, Param]] = {
+        "optimizer_path": Param("results/l2o/optimizer.pt", _path, "the meta-trained optimizer artifact"),
+        "learning_rate": Param(None, _optional_positive,
+                               "scale of the learned update (units of the weights); null: training.learning_rate"),
+        "lr_decay": Param(None, _optional_positive, "per-epoch factor of the scale; null: training.lr_decay"),
+    }
+    guarded: ClassVar[bool] = False
+
+    def _configure(self) -> None:
+        super()._configure()
+        self.backward_passes = 2
+        self.net = None
+        self.state: dict | None = None
+        self.artifact_digest: str | None = None
+        self._grads: torch.Tensor | None = None
+        self._restored: dict | None = None
+
+    # -- setup ---------------------------------------------------------------------------
+    def setup(self, context) -> None:
+        path = self.params["optimizer_path"]
+        self.net, self.record_meta = load_optimizer(path, n_objectives=len(context.components))
+        digest = _file_digest(path)
+        params = list(context.model_params)
+        device = params[0].device
+        self.net = self.net.to(device)
+        n = sum(p.numel() for p in params)
+        settings = context.settings
+        self.lr0 = self.params["learning_rate"] or float(settings.learning_rate)
+        self.decay = self.params["lr_decay"] or float(getattr(settings, "lr_decay", 1.0))
+        if self._restored is not None:
+            if self._restored["artifact"] != digest:
+                raise ValueError(f"the checkpoint was written with another learned optimizer than {path} "
+                                 f"(artifact digest {self._restored['artifact']} vs {digest}): start afresh")
+            self.state = {k: v.to(device) for k, v in self._restored["state"].items()}
+            self._restored = None
+        else:
+            self.state = self.net.init_state(n, dtype=self.net.out.weight.dtype, device=device)
+        self.artifact_digest = digest
+        if self.state["h"].shape[0] != n:
+            raise ValueError(f"the learned optimizer state holds {self.state['h'].shape[0]} coordinates, "
+                             f"the model has {n}")
+
+    def lr_at(self, epoch: int) -> float:
+        return self.lr0 * self.decay ** max(int(epoch) - 1, 0)
+
+    # -- per step ------------------------------------------------------------------------
+    def backward(self, losses: dict, context) -> None:
+        missing = [c for c in context.components if c not in losses]
+        if missing:
+            raise KeyError(f"{self.name}: losses lack the component(s) {missing}; got {sorted(losses)}")
+        vec = torch.stack([losses[c] for c in context.components])
+        params = list(context.model_params)
+        grads = per_loss_gradients(vec, params)
+        self._grads = grads.detach()
+        total = grads.sum(0)  # .grad holds the unweighted total gradient (diagnostics; the update is step()'s)
+        offset = 0
+        for p in params:
+            p.grad = total[offset:offset + p.numel()].view_as(p).to(p.dtype).clone()
+            offset += p.numel()
+
+    def _decide(self, learned: torch.Tensor, grads: torch.Tensor, context):
+        """(applied update, effective weights, accepted or None, |d|)."""
+        d, _ = min_norm_direction(grads)
+        return learned, projection_weights(learned, grads), None, float(d.double().norm())
+
+    @torch.no_grad()
+    def step(self, context) -> None:
+        if self._grads is None:
+            raise RuntimeError(f"{self.name}: step() before backward()")
+        grads = self._grads
+        lr = self.lr_at(context.epoch)
+        m, state = self.net(grads, self.state)
+        learned = (lr * m).to(grads.dtype)
+        applied, weights, accepted, dnorm = self._decide(learned, grads, context)
+        self.state = self.net.record_applied(state, applied / lr)
+        offset = 0
+        for p in context.model_params:
+            p.add_(applied[offset:offset + p.numel()].view_as(p).to(p.dtype))
+            offset += p.numel()
+        self._grads = None
+        self.record_weights(context, np.asarray(weights, dtype=np.float64))
+        extra = {"min_norm": dnorm}
+        if accepted is not None:
+            extra["acceptance"] = 1.0 if accepted else 0.0
+        self.record(context, **extra)
+
+    # -- resume --------------------------------------------------------------------------
+    def _extra_state(self) -> dict[str, Any]:
+        if self.state is None:
+            return {}
+        return {"artifact": self.artifact_digest, "state": {k: v.detach().cpu().clone() for k, v in self.state.items()}}
+
+    def _load_extra_state(self, state: dict[str, Any]) -> None:
+        if state:
+            self._restored = {"artifact": state["artifact"], "state": state["state"]}
+            if self.net is not None:  # setup already ran: apply now
+                digest = self.artifact_digest
+                if state["artifact"] != digest:
+                    raise ValueError(f"the checkpoint was written with another learned optimizer than "
+                                     f"{self.params['optimizer_path']} (artifact digest {state['artifact']} vs {digest})")
+                device = self.net.out.weight.device
+                self.state = {k: v.to(device) for k, v in state["state"].items()}
+                self._restored = None
+
+    def load_state_dict(self, d: dict[str, Any]) -> None:
+        net, meta, digest = self.net, getattr(self, "record_meta", None), self.artifact_digest
+        lr = (getattr(self, "lr0", None), getattr(self, "decay", None))
+        super().load_state_dict(d)  # re-runs _configure (clears net) before _load_extra_state
+        if net is not None:
+            self.net, self.record_meta, self.artifact_digest = net, meta, digest
+            self.lr0, self.decay = lr
+            if self._restored is not None:
+                self._load_extra_state({"artifact": self._restored["artifact"], "state": self._restored["state"]})
+
+
+@register("gml2o")
+class GML2O(ML2O):
+    """GML2O: the learned update passes the guard or the min-norm fallback step is taken (module docstring)."""
+
+    params: ClassVar[dict[str, Param]] = {
+        **ML2O.params,
+        "max_step_size": Param(None, _optional_positive,
+                               "eta_max of the fallback (units weight / gradient); null: no cap (L unknown)"),
+        "sigma": Param(0.5, _positive, "guard: required fraction of the fallback's guaranteed descent"),
+        "max_step_ratio": Param(2.0, _positive, "guard: the learned step may be at most this many fallback steps long"),
+    }
+    guarded: ClassVar[bool] = True
+
+    def setup(self, context) -> None:
+        super().setup(context)
+        self.n_coords = sum(p.numel() for p in context.model_params)
+
+    def _decide(self, learned, grads, context):
+        tau = self.lr_at(context.epoch) * math.sqrt(self.n_coords)
+        eta_max = self.params["max_step_size"] or math.inf
+        dec = guard(learned, grads, eta_max, tau, self.params["sigma"], self.params["max_step_ratio"])
+        return dec.update, dec.weights, dec.accepted, dec.min_norm

@@ -1,0 +1,126 @@
+"""The learned multi-gradient optimizer (ML2O, seed 003, arXiv 2311.00559): coordinate-wise LSTM modules.
+
+For k objectives with gradients g_1..g_k of the same P parameters, every coordinate j is
+processed independently by the SAME small networks (coordinate-wise, Andrychowicz et al.
+2016), so one optimizer serves a model of any size::
+
+    a_i = specific_i( pre(g_i[j]) )                    i = 1..k, LSTMCell(2 -> H_s) each
+    b   = shared( [a_1, .., a_k, pre(u_prev[j] / lr)] ) LSTMCell(k H_s + 2 -> H)
+    m_j = w . b + c                                     linear output (the update in units of lr)
+    u[j] = lr * m_j                                     the parameter update (theta <- theta + u)
+
+``pre`` is :func:`~balancebench.l2o.preprocess.log_sign` (p = 10). The seed gives the
+shape (specific modules per objective, a shared module, LSTMs); the rest is OUR choice
+(docs/ml2o.md): one LSTM layer per module, the previous APPLIED update (divided by lr, so
+scale-free) as the explicit history input of the shared module (after a GML2O fallback
+the module sees the step that was really taken), the recurrent states as the implicit
+history, and an update that is a multiple of the learning rate lr (units of the
+parameters, like Adam's step), so the same module works at any gradient scale.
+
+The state is a dict of (P, H) tensors; the inputs are detached (no derivatives of the
+gradients are ever taken: that would be a third derivative of the energy here).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+import torch
+from torch import nn
+
+from balancebench.l2o.preprocess import log_sign
+
+__all__ = ["MultiGradientOptimizer", "OptimizerSpec"]
+
+
+@dataclass(frozen=True)
+class OptimizerSpec:
+    """Sizes of the learned optimizer (config ``l2o.optimizer``; recorded in the artifact)."""
+
+    n_objectives: int = 2
+    specific_hidden: int = 20  # H_s, per specific module
+    shared_hidden: int = 20  # H, the shared module
+    preprocess_p: float = 10.0
+    history: str = "previous_update"  # previous_update | none
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.n_objectives, int) or self.n_objectives < 1:
+            raise ValueError(f"l2o.optimizer.n_objectives must be an integer >= 1, got {self.n_objectives!r}")
+        for name in ("specific_hidden", "shared_hidden"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or v < 1:
+                raise ValueError(f"l2o.optimizer.{name} must be an integer >= 1, got {v!r}")
+        if not self.preprocess_p > 0:
+            raise ValueError(f"l2o.optimizer.preprocess_p must be > 0, got {self.preprocess_p!r}")
+        if self.history not in ("previous_update", "none"):
+            raise ValueError(f"l2o.optimizer.history must be 'previous_update' or 'none', got {self.history!r}")
+
+    @classmethod
+    def from_dict(cls, d: dict) -> OptimizerSpec:
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ValueError(f"unknown l2o.optimizer settings {unknown}; valid: {sorted(names)}")
+        return cls(**d)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class MultiGradientOptimizer(nn.Module):
+    """Specific LSTM per objective, shared LSTM, linear output; see the module docstring."""
+
+    def __init__(self, spec: OptimizerSpec):
+        super().__init__()
+        self.spec = spec
+        k, hs, h = spec.n_objectives, spec.specific_hidden, spec.shared_hidden
+        self.specific = nn.ModuleList(nn.LSTMCell(2, hs) for _ in range(k))
+        extra = 2 if spec.history == "previous_update" else 0
+        self.shared = nn.LSTMCell(k * hs + extra, h)
+        self.out = nn.Linear(h, 1)
+
+    def init_state(self, n_coords: int, dtype=torch.float32, device=None) -> dict[str, torch.Tensor]:
+        """Zero recurrent state for ``n_coords`` coordinates (and a zero previous update)."""
+        z = lambda width: torch.zeros(n_coords, width, dtype=dtype, device=device)
+        state = {}
+        for i in range(self.spec.n_objectives):
+            state[f"h{i}"], state[f"c{i}"] = z(self.spec.specific_hidden), z(self.spec.specific_hidden)
+        state["h"], state["c"] = z(self.spec.shared_hidden), z(self.spec.shared_hidden)
+        state["prev"] = torch.zeros(n_coords, dtype=dtype, device=device)
+        return state
+
+    def forward(self, grads: torch.Tensor, state: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict]:
+        """(update multiples m (P,), new state) from the detached gradients ``grads`` (k, P).
+
+        The caller multiplies m by lr and writes the applied update (divided by lr) into
+        ``state["prev"]`` via :meth:`record_applied` (GML2O may apply another step).
+        """
+        k = self.spec.n_objectives
+        if grads.ndim != 2 or grads.shape[0] != k:
+            raise ValueError(f"the learned optimizer was built for {k} objectives; got gradients of shape "
+                             f"{tuple(grads.shape)}")
+        dtype = self.out.weight.dtype
+        g = grads.detach().to(dtype)
+        new, feats = {}, []
+        for i, cell in enumerate(self.specific):
+            h, c = cell(log_sign(g[i], self.spec.preprocess_p), (state[f"h{i}"], state[f"c{i}"]))
+            new[f"h{i}"], new[f"c{i}"] = h, c
+            feats.append(h)
+        if self.spec.history == "previous_update":
+            feats.append(log_sign(state["prev"], self.spec.preprocess_p))
+        h, c = self.shared(torch.cat(feats, dim=1), (state["h"], state["c"]))
+        new["h"], new["c"] = h, c
+        new["prev"] = state["prev"]
+        return self.out(h).squeeze(-1), new
+
+    @staticmethod
+    def record_applied(state: dict, applied_over_lr: torch.Tensor) -> dict:
+        """The state with the applied update (in units of lr, detached) as the next history input."""
+        state = dict(state)
+        state["prev"] = applied_over_lr.detach().to(state["prev"].dtype)
+        return state
+
+    @staticmethod
+    def detach_state(state: dict) -> dict:
+        """The state cut from the autograd graph (truncated backpropagation through time)."""
+        return {k: v.detach() for k, v in state.items()}

@@ -1,0 +1,35 @@
+"""Searches that select a variant's parameters before its seeds train (docs/search.md).
+
+A search proposes candidates (parameter sets), each trained once (one Snakemake job), and
+turns their objectives into one selection. Kinds: ``grid`` (every value of one parameter),
+``nsde`` (NSGA-II with differential-evolution operators, pymoo ``NSDE``) and ``de`` (the
+single-objective baseline, pymoo ``DE`` on the sum of the objectives). The evolutionary kinds
+are driven by ask/tell with the algorithm pickled after every ask and tell, so Snakemake
+unrolls the generations as rules and a killed search resumes where it stopped.
+"""
+
+from balancebench.search.space import (
+    OBJECTIVES,
+    PHYSICS_OBJECTIVES,
+    SEARCH_KINDS,
+    TRAINING_PARAMETERS,
+    Dimension,
+    SearchSpace,
+    SearchSpec,
+    apply_parameters,
+    check_search,
+    search_parameters,
+)
+
+__all__ = [
+    "OBJECTIVES",
+    "PHYSICS_OBJECTIVES",
+    "SEARCH_KINDS",
+    "TRAINING_PARAMETERS",
+    "Dimension",
+    "SearchSpace",
+    "SearchSpec",
+    "apply_parameters",
+    "check_search",
+    "search_parameters",
+]

@@ -1,0 +1,72 @@
+"""A candidate's objectives from its training (and optional short NVT) files.
+
+Validation objectives use the trainer's method-independent criterion (balancebench.training):
+``val_force = MSE_F / Var(F)`` and ``val_energy = MSE_E / Var(E)`` on the validation frames at the
+best epoch, with the variances of the training targets (so ``criterion = val_force + val_energy``).
+They are MSEs whatever force loss shape the candidate trained with, so candidates compare on one scale.
+Physics objectives are metrics of balancebench.metrics (d_KS, gr_w1, delta_U) of a short CG NVT.
+
+A candidate is *failed* (infeasible, objectives = the search's ``failure_penalty``) when its training
+did not complete, its simulation (physics objectives) did not complete, or an objective is not finite.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from balancebench.search.space import PHYSICS_OBJECTIVES, SearchSpec
+
+
+def target_variances(dataset, energy_loss: str = "total") -> tuple[float, float]:
+    """(Var(F), Var(E)) over the training frames, as the trainer's criterion (unbiased; Var(E) 1 if undefined)."""
+    train = np.asarray(dataset.split["train"], dtype=np.int64)
+    forces = np.asarray(dataset.forces[train], dtype=np.float64)
+    var_f = float(np.var(forces, ddof=1))
+    n = dataset.n_beads if energy_loss == "per_bead" else 1
+    energy = np.asarray(dataset.energy[train], dtype=np.float64) / n
+    var_e = float(np.var(energy, ddof=1)) if len(train) > 1 else 0.0
+    return var_f, (var_e if var_e > 0 else 1.0)
+
+
+def evaluate_candidate(spec: SearchSpec, status: dict, log, var_force: float, var_energy: float,
+                       physics: dict | None = None, seconds: float = 0.0) -> dict:
+    """``{"status", "reason", "feasible", "objectives", "criterion", "seconds"}`` of one candidate.
+
+    ``log``: the training log (a DataFrame with epoch, val_force, val_energy); ``physics``: the metrics
+    record of balancebench.metrics.evaluate_model (needed when an objective is a physics metric).
+    """
+    values: dict[str, float] = {}
+    reason = ""
+    criterion = math.nan
+    if status.get("status") != "completed":
+        state, reason = "training_" + str(status.get("status")), str(status.get("reason", ""))
+    else:
+        state = "completed"
+        best = log[log["epoch"] == status["best_epoch"]]
+        if best.empty:
+            state, reason = "invalid", f"no log row for the best epoch {status['best_epoch']}"
+        else:
+            row = best.iloc[0]
+            values["val_force"] = float(row["val_force"]) / var_force
+            values["val_energy"] = float(row["val_energy"]) / var_energy
+            values["criterion"] = criterion = values["val_force"] + values["val_energy"]
+    if state == "completed" and any(o in PHYSICS_OBJECTIVES for o in spec.objectives):
+        if physics is None:
+            state, reason = "invalid", "physics objectives need the candidate's NVT metrics"
+        elif physics.get("simulation_status") != "completed":
+            state, reason = "simulation_" + str(physics.get("simulation_status")), physics.get("simulation_reason", "")
+        else:
+            for name in PHYSICS_OBJECTIVES:
+                metric = physics["metrics"].get(name, {})
+                values[name] = math.nan if metric.get("value") is None else float(metric["value"])
+    objectives = {o: values.get(o, math.nan) for o in spec.objectives}
+    if state == "completed" and not all(math.isfinite(v) for v in objectives.values()):
+        bad = [o for o, v in objectives.items() if not math.isfinite(v)]
+        state, reason = "invalid", f"non-finite objective(s) {bad}"
+    feasible = state == "completed"
+    if not feasible:
+        objectives = {o: float(spec.failure_penalty) for o in spec.objectives}
+    return {"status": state, "reason": reason, "feasible": feasible, "objectives": objectives,
+            "criterion": criterion if math.isfinite(criterion) else None, "seconds": float(seconds)}

@@ -1,0 +1,226 @@
+"""The search space: which parameters a search sets, their bounds and scale, and how they map onto a variant.
+
+Searchable parameters (each maps onto Eq. 2, ``L = lambda_F L_F + lambda_E L_E``):
+
+* ``energy_weight``: ``lambda_E`` with ``lambda_F = 1``; sets the method parameter ``energy_weight``
+  if the method has one, else ``weights = [1, value]`` (the ``constant`` method).
+* ``force_loss_alpha``, ``force_loss_scale``: the shape alpha and scale c (kcal/mol/A) of the robust force
+  residual loss that replaces the MSE ``L_F`` (``balancebench.losses.robust_force_loss``; alpha = 2 is the MSE).
+  They are training settings, usable with every method.
+* any other name: a numeric parameter of the variant's method (e.g. ``beta`` of softadapt).
+
+A dimension with ``scale: log10`` is searched as log10(value) between log10(low) and log10(high).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+SEARCH_KINDS = ("grid", "nsde", "de")
+TRAINING_PARAMETERS = ("force_loss_alpha", "force_loss_scale")
+#: objectives from the candidate's training (validation MSE / training-target variance at the best epoch)
+VALIDATION_OBJECTIVES = ("val_force", "val_energy", "criterion")
+#: objectives from a short NVT of the candidate's model (balancebench.metrics)
+PHYSICS_OBJECTIVES = ("d_KS", "gr_w1", "delta_U")  # names of balancebench.metrics
+OBJECTIVES = VALIDATION_OBJECTIVES + PHYSICS_OBJECTIVES
+MIN_POPULATION = 4
+
+
+@dataclass(frozen=True)
+class Dimension:
+    name: str
+    low: float
+    high: float
+    scale: str = "linear"  # linear | log10
+
+    @property
+    def bounds(self) -> tuple[float, float]:
+        """Bounds in search coordinates (log10 of the value for scale log10)."""
+        if self.scale == "log10":
+            return math.log10(self.low), math.log10(self.high)
+        return self.low, self.high
+
+    def decode(self, x: float) -> float:
+        """Search coordinate -> parameter value, clipped to the bounds."""
+        lo, hi = self.bounds
+        x = min(max(float(x), lo), hi)
+        return float(10.0**x) if self.scale == "log10" else x
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    dims: tuple[Dimension, ...]
+
+    @classmethod
+    def from_config(cls, space: dict) -> "SearchSpace":
+        return cls(tuple(Dimension(n, float(s["low"]), float(s["high"]), s.get("scale", "linear"))
+                         for n, s in space.items()))
+
+    @property
+    def names(self) -> list[str]:
+        return [d.name for d in self.dims]
+
+    @property
+    def xl(self) -> np.ndarray:
+        return np.array([d.bounds[0] for d in self.dims])
+
+    @property
+    def xu(self) -> np.ndarray:
+        return np.array([d.bounds[1] for d in self.dims])
+
+    def decode(self, x) -> dict[str, float]:
+        return {d.name: d.decode(v) for d, v in zip(self.dims, np.asarray(x, dtype=float))}
+
+
+@dataclass
+class SearchSpec:
+    """A validated ``balancing.searches`` entry."""
+
+    name: str
+    kind: str
+    seed: int | None = None
+    parameter: str | None = None
+    values: list[float] = field(default_factory=list)
+    space: SearchSpace | None = None
+    population: int = 6
+    generations: int = 2
+    objectives: list[str] = field(default_factory=lambda: ["val_force", "val_energy"])
+    failure_penalty: float = 1e3
+    training: dict = field(default_factory=dict)
+    simulation: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_config(cls, name: str, spec: dict) -> "SearchSpec":
+        kind = spec["kind"]
+        if kind == "grid":
+            return cls(name, kind, spec.get("seed"), spec["parameter"], [float(v) for v in spec["values"]],
+                       training=dict(spec.get("training", {})), simulation=dict(spec.get("simulation", {})),
+                       objectives=list(spec.get("objectives", ["val_force", "val_energy"])),
+                       failure_penalty=float(spec.get("failure_penalty", 1e3)))
+        return cls(name, kind, spec.get("seed"), space=SearchSpace.from_config(spec["space"]),
+                   population=int(spec.get("population", 6)), generations=int(spec.get("generations", 2)),
+                   objectives=list(spec.get("objectives", ["val_force", "val_energy"])),
+                   failure_penalty=float(spec.get("failure_penalty", 1e3)),
+                   training=dict(spec.get("training", {})), simulation=dict(spec.get("simulation", {})))
+
+    @property
+    def n_generations(self) -> int:
+        return 1 if self.kind == "grid" else self.generations
+
+    @property
+    def n_candidates(self) -> int:
+        """Candidates per generation (pymoo's ask returns pop_size offspring every generation)."""
+        return len(self.values) if self.kind == "grid" else self.population
+
+    @property
+    def parameters(self) -> list[str]:
+        return [self.parameter] if self.kind == "grid" else self.space.names
+
+    @property
+    def needs_simulation(self) -> bool:
+        return any(o in PHYSICS_OBJECTIVES for o in self.objectives)
+
+    def candidate_params(self, generation_candidates: list[dict]) -> list[dict]:
+        return [c["params"] for c in generation_candidates]
+
+
+def search_parameters(method_params: dict) -> dict[str, str]:
+    """Searchable parameter names of a method (its Param names) -> where they go ("method" | "weights")."""
+    out = {name: "method" for name in method_params}
+    if "energy_weight" not in out and "weights" in method_params:
+        out["energy_weight"] = "weights"
+    for name in TRAINING_PARAMETERS:
+        out[name] = "training"
+    return out
+
+
+def apply_parameters(values: dict, method_name: str, method_params: dict) -> tuple[dict, dict]:
+    """(method params, training overrides) of a variant with the searched ``values`` set."""
+    from balancebench.balancing import default_params
+
+    targets = search_parameters(default_params(method_name))
+    params, training = dict(method_params), {}
+    for name, value in values.items():
+        where = targets.get(name)
+        if where is None:
+            raise ValueError(f"method {method_name!r} has no parameter {name!r}; searchable: {sorted(targets)}")
+        if where == "training":
+            training[name] = float(value)
+        elif where == "weights":
+            params["weights"] = [1.0, float(value)]
+        else:
+            params[name] = value
+    return params, training
+
+
+def _known_anywhere(name: str) -> bool:
+    from balancebench.balancing import available_methods, default_params
+
+    if name in TRAINING_PARAMETERS or name == "energy_weight":
+        return True
+    return any(name in default_params(m) for m in available_methods())
+
+
+def check_search(name: str, spec: dict, training_fields: set[str] | None = None) -> None:
+    """Reject a bad ``balancing.searches.<name>`` entry with a ValueError whose message starts with the field."""
+    field_ = f"balancing.searches.{name}"
+    kind = spec["kind"]
+    if kind not in SEARCH_KINDS:
+        raise ValueError(f"{field_}.kind: unknown search kind {kind!r}; known: {SEARCH_KINDS}")
+    grid_keys, evo_keys = {"parameter", "values"}, {"space", "population", "generations"}
+    if kind == "grid":
+        for key in ("parameter", "values"):
+            if key not in spec:
+                raise ValueError(f"{field_}.{key}: a grid search needs it")
+        wrong = sorted(set(spec) & {"space"})
+        if wrong:
+            raise ValueError(f"{field_}.{wrong[0]}: not a grid search setting (grid takes parameter and values)")
+        if not _known_anywhere(spec["parameter"]):
+            raise ValueError(f"{field_}.parameter: unknown parameter {spec['parameter']!r}")
+        if not all(math.isfinite(float(v)) for v in spec["values"]):
+            raise ValueError(f"{field_}.values: every value must be finite")
+    else:
+        if "space" not in spec:
+            raise ValueError(f"{field_}.space: a {kind} search needs a search space")
+        wrong = sorted(set(spec) & grid_keys)
+        if wrong:
+            raise ValueError(f"{field_}.{wrong[0]}: a grid setting, not for kind {kind} (use space)")
+        for pname, dim in spec["space"].items():
+            if not _known_anywhere(pname):
+                raise ValueError(f"{field_}.space.{pname}: unknown parameter {pname!r} (searchable: energy_weight, "
+                                 f"{', '.join(TRAINING_PARAMETERS)} or a method parameter)")
+            low, high = float(dim["low"]), float(dim["high"])
+            if not (math.isfinite(low) and math.isfinite(high)) or low >= high:
+                raise ValueError(f"{field_}.space.{pname}.low: low ({low:g}) must be below high ({high:g})")
+            if dim.get("scale", "linear") == "log10" and low <= 0:
+                raise ValueError(f"{field_}.space.{pname}.low: scale log10 needs low > 0, got {low:g}")
+        population = int(spec.get("population", 6))
+        if population < MIN_POPULATION:
+            raise ValueError(f"{field_}.population: {population} is below {MIN_POPULATION} (DE needs 4 parents)")
+        del evo_keys
+    for obj in spec.get("objectives", []):
+        if obj not in OBJECTIVES:
+            raise ValueError(f"{field_}.objectives: unknown objective {obj!r}; known: {', '.join(OBJECTIVES)}")
+    if len(set(spec.get("objectives", []))) != len(spec.get("objectives", [])):
+        raise ValueError(f"{field_}.objectives: an objective is listed twice")
+    if kind == "nsde" and len(spec.get("objectives", ["val_force", "val_energy"])) < 2:
+        raise ValueError(f"{field_}.objectives: nsde is multi-objective, give at least two (or use kind de)")
+    if training_fields is not None:
+        unknown = sorted(set(spec.get("training", {})) - training_fields)
+        if unknown:
+            raise ValueError(f"{field_}.training.{unknown[0]}: not a training setting")
+
+
+def check_variant_search(variant: str, method_name: str, search_name: str, spec: dict) -> None:
+    """The variant's method must have every parameter the search sets."""
+    from balancebench.balancing import default_params
+
+    params = SearchSpec.from_config(search_name, spec).parameters
+    targets = search_parameters(default_params(method_name))
+    for p in params:
+        if p not in targets:
+            raise ValueError(f"balancing.variants.{variant}.search: search {search_name!r} sets {p!r}, which method "
+                             f"{method_name!r} does not have (searchable: {', '.join(sorted(targets))})")

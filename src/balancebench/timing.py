@@ -1,0 +1,190 @@
+"""t_ep and sigma_ep as counted work: the cost of the method, not of the machine's other jobs.
+
+Wall-clock epoch times move with whatever else runs on the machine (the same demo gave
+two orderings on one machine). Here the cost of a training epoch is *counted*:
+
+    W_e = sum over the optimisation steps of epoch e of the FLOPs of the step
+
+counted by :class:`torch.utils.flop_counter.FlopCounterMode` while the trained
+configuration (its model weights, balancing method and settings, hparams.json) runs the
+steps of epochs 1..E in the training's own batch order. The counter sees every matrix
+product of the step, the force double backward and the extra backward passes of gradient
+methods included; element-wise operations and the optimizer update are not counted (the
+same for every variant). W_e depends only on the model, the data, the batch order and the
+method: it is identical on a loaded and an idle machine, and on any machine.
+
+Seconds come from one machine calibration shared by every variant:
+
+    rate = FLOPs(reference step) / min over R repeats of its wall time     (FLOP/s)
+    t_ep = mean_e W_e / rate,    sigma_ep = std_e W_e / rate               (s)
+
+the reference step being one constant-weight step on the first training batch, timed on the
+machine that ran the stage (its CPU/GPU model is recorded). Load changes ``rate`` and so every
+variant's t_ep by the same factor, which no test used in the scheme sees (Kruskal-Wallis,
+Friedman and their post-hocs are rank tests, Tukey HSD is scale-invariant): scores and ordering
+do not move. ``metrics.timing.flop_rate`` pins the factor to make the values machine-independent.
+sigma_ep is the spread of the counted work between epochs: 0 for a method whose step cost does not
+depend on the batch or the state (every method registered today; the frames of an epoch are a
+permutation of the same set), positive for methods with data- or state-dependent work. The per-run
+wall times of the training log stay in the model JSON as provenance (``t_ep_wall``, ``sigma_ep_wall``).
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+
+def machine_model(device: torch.device | str | None = None) -> str:
+    """The processor that ran the timing: the GPU name for CUDA, else the CPU model of /proc/cpuinfo."""
+    device = torch.device(device or "cpu")
+    if device.type == "cuda" and torch.cuda.is_available():
+        return torch.cuda.get_device_name(device)
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def _step(trainer, frames) -> None:
+    """One optimisation step through the public ``Trainer.train_step``."""
+    trainer.train_step(np.asarray(frames))
+
+
+def epoch_batches(trainer, epoch: int) -> list[np.ndarray]:
+    """The batches of ``epoch`` in the training's own order (permutation seeded with (seed, epoch))."""
+    n = len(trainer.train_frames)
+    order = np.random.default_rng([trainer.seed, epoch]).permutation(n)
+    size = trainer.settings.batch_size
+    return [order[b:b + size] for b in range(0, n, size)]
+
+
+def count_step(trainer, frames) -> int:
+    """FLOPs of one training step on ``frames`` (forward, force double backward, the method's backward passes)."""
+    with FlopCounterMode(display=False) as counter:
+        _step(trainer, frames)
+    return int(counter.get_total_flops())
+
+
+def count_epochs(trainer, epochs: int = 2, max_steps: int | None = None) -> list[int]:
+    """Counted work W_e of epochs 1..``epochs`` (FLOPs), stepping the trainer through them.
+
+    ``max_steps``: count only the first steps of each epoch and scale by batches / counted (an estimate for
+    large data sets; None counts every step, exact).
+    """
+    if epochs < 1:
+        raise ValueError(f"metrics.timing.epochs must be >= 1, got {epochs}")
+    trainer.model.train()
+    totals = []
+    for epoch in range(1, epochs + 1):
+        batches = epoch_batches(trainer, epoch)
+        counted = batches if max_steps is None else batches[:max_steps]
+        work = sum(count_step(trainer, frames) for frames in counted)
+        totals.append(int(round(work * len(batches) / len(counted))))
+    return totals
+
+
+@dataclass
+class Calibration:
+    """FLOP rate of the reference step on this machine (FLOP/s), with where and how it was measured."""
+
+    flop_rate: float
+    reference_flops: int
+    best_seconds: float
+    repeats: int
+    machine: str
+    device: str
+    threads: int
+    pinned: bool = False
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def calibrate(trainer, repeats: int = 5) -> Calibration:
+    """Time the reference step (one step of ``trainer`` on its first training batch) ``repeats`` times after a
+    warm-up and count its FLOPs; rate = FLOPs / fastest repeat (the least load-sensitive estimate)."""
+    if repeats < 1:
+        raise ValueError(f"metrics.timing.calibration_repeats must be >= 1, got {repeats}")
+    frames = np.arange(min(trainer.settings.batch_size, len(trainer.train_frames)))
+    trainer.model.train()
+    _step(trainer, frames)  # warm-up (allocations, lazy initialisation)
+    flops = count_step(trainer, frames)
+    best = np.inf
+    for _ in range(repeats):
+        if trainer.device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        _step(trainer, frames)
+        if trainer.device.type == "cuda":
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - start)
+    return Calibration(flop_rate=flops / best, reference_flops=flops, best_seconds=float(best), repeats=repeats,
+                       machine=machine_model(trainer.device), device=str(trainer.device),
+                       threads=torch.get_num_threads())
+
+
+def pinned_calibration(flop_rate: float) -> Calibration:
+    """A calibration fixed by the config (``metrics.timing.flop_rate``): machine-independent seconds."""
+    if not flop_rate > 0:
+        raise ValueError(f"metrics.timing.flop_rate must be > 0, got {flop_rate}")
+    return Calibration(flop_rate=float(flop_rate), reference_flops=0, best_seconds=0.0, repeats=0,
+                       machine="pinned by metrics.timing.flop_rate", device="-", threads=0, pinned=True)
+
+
+def timing_metrics(epoch_flops, flop_rate: float) -> dict[str, float]:
+    """t_ep = mean W_e / rate and sigma_ep = std W_e / rate (s, population std), plus the counted work."""
+    w = np.asarray(epoch_flops, dtype=np.float64)
+    if w.size == 0 or not np.all(np.isfinite(w)) or np.any(w < 0):
+        raise ValueError("counted epoch work must be a non-empty list of finite, non-negative FLOP counts")
+    if not flop_rate > 0:
+        raise ValueError(f"flop rate must be > 0, got {flop_rate}")
+    return {"t_ep": float(w.mean() / flop_rate), "sigma_ep": float(w.std() / flop_rate),
+            "flops_ep": float(w.mean())}
+
+
+def trainer_from_run(dataset, hparams: dict, state_dict: dict | None = None, device: str = "cpu"):
+    """A Trainer for the configuration of a finished run (hparams.json), with its trained weights loaded."""
+    from balancebench.balancing import get_method
+    from balancebench.model import ModelConfig
+    from balancebench.training import Trainer, TrainingSettings
+
+    training = dict(hparams["training"])
+    training["device"] = device
+    settings = TrainingSettings.from_dict({k: v for k, v in training.items()
+                                           if k in TrainingSettings.__dataclass_fields__})
+    method = get_method(hparams["method"], **dict(hparams.get("method_params") or {}))
+    config = ModelConfig.from_dict(hparams["model"])
+    trainer = Trainer(dataset, config, settings, method, int(hparams["seed"]))
+    if state_dict is not None:
+        trainer.model.load_state_dict(state_dict)
+    return trainer
+
+
+def time_run(dataset, hparams: dict, state_dict: dict | None, calibration: Calibration, epochs: int = 2,
+             max_steps: int | None = None, device: str = "cpu") -> dict:
+    """The timing record of one trained configuration: counted work per epoch, t_ep, sigma_ep, calibration."""
+    trainer = trainer_from_run(dataset, hparams, state_dict, device=device)
+    work = count_epochs(trainer, epochs=epochs, max_steps=max_steps)
+    return {"method": hparams["method"], "seed": int(hparams["seed"]), "epoch_flops": work,
+            "epochs_counted": epochs, "max_steps": max_steps, **timing_metrics(work, calibration.flop_rate),
+            "calibration": calibration.to_dict()}
+
+
+def write_json(path: str | Path, payload: dict) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+
+
+__all__ = ["Calibration", "calibrate", "count_epochs", "count_step", "epoch_batches", "machine_model",
+           "pinned_calibration", "time_run", "timing_metrics", "trainer_from_run", "write_json"]

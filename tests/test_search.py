@@ -1,0 +1,241 @@
+"""Searches: ask/tell resumes from the pickled state to the same candidates, the stored Pareto sets are
+non-dominated, candidates stay within bounds, failures never become NaN, bad input is named."""
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from balancebench.search.driver import ask, objective_matrix, tell
+from balancebench.search.evaluate import evaluate_candidate, target_variances
+from balancebench.search.selection import candidates_table, non_dominated, pareto_sets, select
+from balancebench.search.space import SearchSpec, apply_parameters, check_search, check_variant_search
+
+SPACE = {"energy_weight": {"low": 1e-4, "high": 1.0, "scale": "log10"},
+         "force_loss_alpha": {"low": 0.0, "high": 2.0}}
+
+
+def spec(kind="nsde", population=6, generations=3, objectives=("val_force", "val_energy")):
+    return SearchSpec.from_config("s", {"kind": kind, "space": SPACE, "population": population,
+                                        "generations": generations, "objectives": list(objectives)})
+
+
+def synthetic_evaluation(params, fail=False):
+    """A two-objective test function of the decoded parameters (a trade-off in the energy weight)."""
+    if fail:
+        return {"feasible": False, "status": "training_diverged", "reason": "test", "criterion": None,
+                "seconds": 0.0, "objectives": {"val_force": math.nan, "val_energy": math.nan}}
+    w, a = math.log10(params["energy_weight"]), params["force_loss_alpha"]
+    f1 = (w + 4.0) ** 2 / 16 + 0.1 * (a - 1.5) ** 2
+    f2 = w**2 / 16 + 0.1 * (a - 1.0) ** 2
+    return {"feasible": True, "status": "completed", "reason": "", "criterion": f1 + f2, "seconds": 1.0,
+            "objectives": {"val_force": f1, "val_energy": f2}}
+
+
+def run_search(s, tmp, seed=3, restart_every_step=True, fail=lambda g, i: False):
+    """Unrolled like the workflow: every ask and tell a separate call reading the previous file."""
+    all_cands, all_evals = [], []
+    told = None
+    for g in range(s.n_generations):
+        asked = tmp / f"gen{g}" / "asked.pkl"
+        cands = ask(s, g, seed, "v", told, asked)
+        evals = []
+        for c in cands:
+            e = synthetic_evaluation(c["params"], fail=fail(g, c["index"]))
+            if not e["feasible"]:
+                e["objectives"] = {o: s.failure_penalty for o in s.objectives}
+            evals.append(e)
+        told = tmp / f"gen{g}" / "told.pkl"
+        tell(s, g, asked, evals, told)
+        all_cands += cands
+        all_evals += evals
+    return all_cands, all_evals
+
+
+def test_killed_search_resumes_to_the_same_candidates(tmp_path):
+    """Kill after generation 0's tell: a fresh ask from the stored told state gives the same generations 1-2."""
+    s = spec()
+    full, _ = run_search(s, tmp_path / "a")
+    # the interrupted run: generation 0 as before, then the files of generations 1-2 are lost
+    part, _ = run_search(spec(generations=1), tmp_path / "b")
+    told = tmp_path / "b" / "gen0" / "told.pkl"
+    resumed = list(part)
+    for g in (1, 2):
+        asked = tmp_path / "b" / f"gen{g}" / "asked.pkl"
+        cands = ask(s, g, 3, "v", told, asked)
+        evals = [synthetic_evaluation(c["params"]) for c in cands]
+        told = tmp_path / "b" / f"gen{g}" / "told.pkl"
+        tell(s, g, asked, evals, told)
+        resumed += cands
+    assert [c["x"] for c in resumed] == [c["x"] for c in full]
+    # and a generation asked twice from the same told state is the same
+    again = ask(s, 1, 3, "v", tmp_path / "a" / "gen0" / "told.pkl", tmp_path / "again.pkl")
+    assert [c["x"] for c in again] == [c["x"] for c in full if c["generation"] == 1]
+
+
+def test_same_seed_same_candidates_other_seed_other_candidates(tmp_path):
+    a, _ = run_search(spec(), tmp_path / "a", seed=3)
+    b, _ = run_search(spec(), tmp_path / "b", seed=3)
+    c, _ = run_search(spec(), tmp_path / "c", seed=4)
+    assert [x["x"] for x in a] == [x["x"] for x in b]
+    assert [x["x"] for x in a] != [x["x"] for x in c]
+
+
+@pytest.mark.parametrize("kind", ["nsde", "de"])
+def test_candidates_within_bounds_and_decoded_on_their_scale(tmp_path, kind):
+    s = spec(kind=kind)
+    cands, _ = run_search(s, tmp_path)
+    assert len(cands) == s.population * s.generations
+    for c in cands:
+        w, a = c["params"]["energy_weight"], c["params"]["force_loss_alpha"]
+        assert 1e-4 <= w <= 1.0 and 0.0 <= a <= 2.0
+        assert w == pytest.approx(10 ** c["x"][0]) and a == pytest.approx(c["x"][1])
+
+
+def dominated_by_any(f, others):
+    return any(all(o[k] <= f[k] for k in range(len(f))) and any(o[k] < f[k] for k in range(len(f))) for o in others)
+
+
+def test_stored_pareto_sets_are_non_dominated_and_complete(tmp_path):
+    s = spec()
+    cands, evals = run_search(s, tmp_path, fail=lambda g, i: i == 0)  # one failure per generation
+    table = candidates_table(cands, evals, s.objectives)
+    fronts = pareto_sets(table, s.objectives, s.kind)
+    cols = ["obj_val_force", "obj_val_energy"]
+    for g in range(s.generations):
+        front = fronts[fronts["after_generation"] == g][cols].to_numpy().tolist()
+        seen = table[(table["generation"] <= g) & table["feasible"]]
+        assert front, g
+        for f in front:  # independent check: plain loops, not non_dominated()
+            assert not dominated_by_any(f, seen[cols].to_numpy().tolist())
+        for f in seen[cols].to_numpy().tolist():
+            assert f in front or dominated_by_any(f, front)
+    assert not fronts["feasible"].astype(bool).eq(False).any()  # failed candidates never enter a front
+    # the progress: the final front weakly dominates the first one
+    first = fronts[fronts["after_generation"] == 0][cols].to_numpy().tolist()
+    last = fronts[fronts["after_generation"] == s.generations - 1][cols].to_numpy().tolist()
+    for f in first:
+        assert f in last or dominated_by_any(f, last)
+
+
+def test_non_dominated_on_a_known_front():
+    F = np.array([[1, 4], [2, 2], [4, 1], [3, 3], [2, 2], [5, 5]], dtype=float)
+    assert non_dominated(F).tolist() == [True, True, True, False, True, False]
+
+
+def test_all_candidates_failing_records_status_and_falls_back(tmp_path):
+    s = spec(generations=2)
+    cands, evals = run_search(s, tmp_path, fail=lambda g, i: True)
+    F, G = objective_matrix(s, evals)
+    assert np.isfinite(F).all() and (G > 0).all()
+    table = candidates_table(cands, evals, s.objectives)
+    assert (table["status"] == "training_diverged").all()
+    selected = select(table, s.objectives, s.kind, fallback={"energy_weight": 1.0, "force_loss_alpha": 2.0})
+    assert selected["status"] == "fallback" and "no candidate completed" in selected["reason"]
+    assert selected["values"] == {"energy_weight": 1.0, "force_loss_alpha": 2.0}
+
+
+def test_selection_is_the_lowest_criterion_on_the_final_front(tmp_path):
+    s = spec()
+    cands, evals = run_search(s, tmp_path)
+    table = candidates_table(cands, evals, s.objectives)
+    selected = select(table, s.objectives, s.kind, fallback={})
+    fronts = pareto_sets(table, s.objectives, s.kind)
+    final = fronts[fronts["after_generation"] == s.generations - 1]
+    assert selected["status"] == "selected"
+    assert selected["criterion"] == pytest.approx(final["criterion"].min())
+    assert selected["criterion"] == pytest.approx(table["criterion"].min())  # min of the sum lies on the front
+
+
+def test_single_objective_baseline_minimises_the_sum(tmp_path):
+    s = spec(kind="de")
+    cands, evals = run_search(s, tmp_path)
+    F, _ = objective_matrix(s, evals)
+    assert F.shape == (len(evals), 1)
+    np.testing.assert_allclose(F[:, 0], [e["objectives"]["val_force"] + e["objectives"]["val_energy"] for e in evals])
+
+
+def test_grid_search_asks_every_value_once(tmp_path):
+    s = SearchSpec.from_config("grid", {"kind": "grid", "parameter": "energy_weight", "values": [0.1, 1.0, 10.0]})
+    cands = ask(s, 0, 1, "v", None, tmp_path / "asked.pkl")
+    assert [c["params"] for c in cands] == [{"energy_weight": v} for v in (0.1, 1.0, 10.0)]
+    evals = [synthetic_evaluation({"energy_weight": c["params"]["energy_weight"], "force_loss_alpha": 2.0})
+             for c in cands]
+    tell(s, 0, tmp_path / "asked.pkl", evals, tmp_path / "told.pkl")
+    table = candidates_table(cands, evals, s.objectives)
+    selected = select(table, s.objectives, s.kind, fallback={})
+    assert selected["values"]["energy_weight"] == cands[int(np.argmin([e["criterion"] for e in evals]))]["params"][
+        "energy_weight"]
+
+
+def test_apply_parameters_maps_onto_eq2_and_the_training_settings():
+    params, training = apply_parameters({"energy_weight": 0.01, "force_loss_alpha": 1.0}, "constant", {})
+    assert params == {"weights": [1.0, 0.01]} and training == {"force_loss_alpha": 1.0}
+    params, _ = apply_parameters({"beta": 0.5}, "softadapt", {"beta": 0.1, "order": 1})
+    assert params == {"beta": 0.5, "order": 1}
+    with pytest.raises(ValueError, match="no parameter 'energy_weight'"):
+        apply_parameters({"energy_weight": 0.1}, "softadapt", {})
+
+
+@pytest.mark.parametrize("mutate, field", [
+    (lambda s: s["space"]["energy_weight"].update(low=2.0, high=1.0), "balancing.searches.s.space.energy_weight.low"),
+    (lambda s: s["space"]["force_loss_alpha"].update(low=1.0, high=1.0), "balancing.searches.s.space.force_loss_alpha"),
+    (lambda s: s["space"]["energy_weight"].update(low=0.0), "balancing.searches.s.space.energy_weight.low"),
+    (lambda s: s.update(population=3), "balancing.searches.s.population"),
+    (lambda s: s.update(objectives=["val_force", "d_ks"]), "balancing.searches.s.objectives"),
+    (lambda s: s.update(objectives=["val_force"]), "balancing.searches.s.objectives"),
+    (lambda s: s["space"].update(lamda={"low": 0, "high": 1}), "balancing.searches.s.space.lamda"),
+    (lambda s: s.update(training={"max_epoch": 1}), "balancing.searches.s.training.max_epoch"),
+    (lambda s: s.update(values=[1.0]), "balancing.searches.s.values"),
+])
+def test_bad_search_input_is_named(mutate, field):
+    s = {"kind": "nsde", "space": json.loads(json.dumps(SPACE)), "population": 6, "generations": 2}
+    mutate(s)
+    with pytest.raises(ValueError, match=field.replace(".", r"\.")):
+        check_search("s", s, training_fields={"max_epochs", "patience"})
+
+
+def test_a_search_the_method_cannot_use_is_named():
+    grid = {"kind": "grid", "parameter": "energy_weight", "values": [0.1]}
+    check_variant_search("c", "constant", "grid", grid)
+    with pytest.raises(ValueError, match=r"balancing\.variants\.s\.search.*energy_weight"):
+        check_variant_search("s", "softadapt", "grid", grid)
+
+
+def test_candidate_objectives_match_the_trainers_criterion(lj_dataset, tmp_path):
+    """val_force + val_energy at the best epoch is the trainer's own best criterion (same variances)."""
+    from balancebench.training import train_model
+
+    model = dict(hidden_channels=8, num_filters=8, num_interactions=1, num_gaussians=8, cutoff=7.5)
+    training = dict(max_epochs=3, batch_size=8, patience=3, force_loss_alpha=1.0, force_loss_scale=5.0)
+    train_model(lj_dataset, model, training, "constant", {"weights": [1.0, 0.1]}, seed=1, out_dir=tmp_path,
+                threads=1)
+    status = json.loads((tmp_path / "status.json").read_text())
+    var_f, var_e = target_variances(lj_dataset)
+    ev = evaluate_candidate(spec(), status, pd.read_csv(tmp_path / "train_log.csv"), var_f, var_e)
+    assert ev["feasible"] and ev["status"] == "completed"
+    # the trainer takes the variances of the float32 targets: agreement to float32 rounding
+    assert ev["criterion"] == pytest.approx(status["best_criterion"], rel=1e-6)
+    failed = evaluate_candidate(spec(), {"status": "diverged", "reason": "x"}, None, var_f, var_e)
+    assert not failed["feasible"] and failed["objectives"] == {"val_force": 1e3, "val_energy": 1e3}
+
+
+def physics_record(sim_status="completed", d_ks=0.12):
+    return {"simulation_status": sim_status, "simulation_reason": "" if sim_status == "completed" else "T blew up",
+            "metrics": {"d_KS": {"value": d_ks}, "gr_w1": {"value": 0.3}, "delta_U": {"value": 5.0}}}
+
+
+def test_physics_objectives_from_the_nvt_metrics_and_unstable_runs_fail():
+    s = spec(objectives=("criterion", "d_KS"))
+    status = {"status": "completed", "best_epoch": 1}
+    log = pd.DataFrame({"epoch": [1], "val_force": [2.0], "val_energy": [3.0]})
+    ev = evaluate_candidate(s, status, log, 4.0, 6.0, physics_record())
+    assert ev["feasible"] and ev["objectives"] == {"criterion": pytest.approx(1.0), "d_KS": 0.12}
+    bad = evaluate_candidate(s, status, log, 4.0, 6.0, physics_record("unstable"))
+    assert not bad["feasible"] and bad["status"] == "simulation_unstable" and bad["reason"] == "T blew up"
+    assert bad["objectives"] == {"criterion": 1e3, "d_KS": 1e3}
+    missing = evaluate_candidate(s, status, log, 4.0, 6.0, physics_record(d_ks=None))
+    assert not missing["feasible"] and "non-finite" in missing["reason"]
+    assert evaluate_candidate(s, status, log, 4.0, 6.0, None)["status"] == "invalid"

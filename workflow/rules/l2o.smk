@@ -1,0 +1,32 @@
+# Meta-training of the learned multi-gradient optimizer of the ml2o / gml2o variants
+# (seed 003, arXiv 2311.00559). docs/ml2o.md.
+#
+# A variant of method ml2o or gml2o reads the artifact named by its method param
+# optimizer_path. Its training job must (common.smk, train_inputs / method params):
+#   - list result("l2o/optimizer.pt") as an input (e.g. inputs["l2o_optimizer"]), so the
+#     artifact is built first and a new artifact retrains the variant;
+#   - pass optimizer_path=result("l2o/optimizer.pt") unless the variant's params name another file.
+
+
+rule meta_train_l2o:
+    """Truncated-BPTT meta-training on cheap two-objective problems -> the stored optimizer + record."""
+    output:
+        optimizer=result("l2o/optimizer.pt"),
+        record=result("l2o/optimizer.json"),
+    log:
+        log_path("l2o/meta_train"),
+    benchmark:
+        bench_path("l2o/meta_train")
+    conda:
+        "../../envs/train.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        gpu=0,
+        runtime=lambda wc: max(10, int(config["l2o"]["meta"]["episodes"]) // 10),
+    params:
+        l2o=config["l2o"],
+        checkpoint=result("checkpoints/l2o/meta.pt"),
+        code=code_hash("l2o", "model.py", "training.py", "neighbors.py", "cg.py"),
+    script:
+        "../scripts/meta_train_l2o.py"

@@ -1,0 +1,37 @@
+"""Rule search_select: all candidates, the Pareto set per generation, the figure, the cost and the selection."""
+
+import json
+from pathlib import Path
+
+from balancebench.balancing import default_params
+from balancebench.search.selection import candidates_table, cost, pareto_sets, plot_progress, select
+from balancebench.search.space import SearchSpec, search_parameters
+from balancebench.workflow_io import snakemake_job
+
+smk = snakemake  # noqa: F821 (injected by Snakemake)
+with snakemake_job(smk) as job:
+    spec = SearchSpec.from_config(smk.wildcards.variant, smk.params.search)
+    evaluations = [json.loads(Path(p).read_text()) for p in smk.input.evaluations]
+    table = candidates_table([e["candidate"] for e in evaluations], evaluations, spec.objectives)
+    fronts = pareto_sets(table, spec.objectives, spec.kind)
+    table.to_csv(smk.output.candidates, index=False)
+    fronts.to_csv(smk.output.pareto, index=False)
+    # fallback: the variant's configured values of the searched parameters (registry defaults otherwise)
+    configured = {**default_params(smk.params.method), **smk.params.method_params}
+    targets = search_parameters(configured)
+    fallback = {}
+    for name in spec.parameters:
+        if targets.get(name) == "weights":
+            fallback[name] = float(configured["weights"][1])
+        elif targets.get(name) == "training":
+            fallback[name] = float(smk.params.training[name])
+        else:
+            fallback[name] = configured[name]
+    selected = select(table, spec.objectives, spec.kind, fallback)
+    total = cost(table)
+    plot_progress(table, fronts, spec.objectives, spec.kind, smk.output.figure,
+                  title=f"{smk.wildcards.variant}: {spec.kind} search, {total['trainings']} trainings")
+    job.logger.info("candidates:\n%s", table.to_string(index=False))
+    job.logger.info("selection: %s; cost %s", selected, total)
+    job.write_json(smk.output.cost, {**total, "search": spec.name, "kind": spec.kind})
+    job.write_json(smk.output.selected, {**selected, "search": spec.name, "kind": spec.kind, "cost": total})
