@@ -164,7 +164,8 @@ def test_collect_reads_fronts_logs_and_search_trainings(tmp_path):
     write_model(tmp_path / "soft1", "completed", 2, (1.0, 5.0))  # -> (0.5, 0.5)
     write_model(tmp_path / "soft2", "diverged", 0, (1.0, 5.0))
     write_model(tmp_path / "c0", "completed", 2, (0.4, 2.0))  # -> (0.2, 0.2)
-    tables = collect(refs, {("cosmos", 1): tmp_path / "cosmos1"},
+    write_model(tmp_path / "cosmos2", "diverged", 0, (0, 0))
+    tables = collect(refs, {("cosmos", 1): tmp_path / "cosmos1", ("cosmos", 2): tmp_path / "cosmos2"},
                      {("softadapt", 1): tmp_path / "soft1", ("softadapt", 2): tmp_path / "soft2"},
                      [{"variant": "constant", "label": "w_E=0.01", "dir": tmp_path / "c0", "seed": 1}], (1, 1))
     pts = tables["points"].set_index("seed")
@@ -174,6 +175,8 @@ def test_collect_reads_fronts_logs_and_search_trainings(tmp_path):
     assert hv.loc["cosmos front", "hypervolume"] == pytest.approx(HAND_HV)
     assert hv.loc["constant search trainings", "hypervolume"] == pytest.approx(0.64)
     assert tables["chosen"].loc[0, "pref_force"] == 0.9
+    failed = tables["hypervolume"].query("method == 'cosmos' and seed == 2")
+    assert len(failed) == 1 and failed["status"].iloc[0] == "diverged" and failed["value"].isna().all()
     assert len(fronts_table(tables["fronts"])) == 3
     cost = cost_table([{"variant": "cosmos", "role": "final", "seconds": training_seconds(tmp_path / "cosmos1")[0],
                         "epochs": 2}])

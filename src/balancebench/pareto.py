@@ -235,7 +235,11 @@ def collect(references: dict, conditioned: dict, finals: dict, candidates: list[
     cand = pd.DataFrame([{"method": c["variant"], "seed": c.get("seed"), "role": "search", "label": c.get("label", ""),
                           **point_from_log(c["dir"], references)} for c in candidates or []],
                         columns=["method", "seed", "role", "label", "status", "f_force", "f_energy"])
-    hv = hypervolume_rows(fronts, points, reference_point)
+    failed = pd.DataFrame([{"method": c["variant"], "seed": c["seed"], "status": c["status"], "f_force": float("nan"),
+                            "f_energy": float("nan")} for c in chosen if c["status"] != "completed"],
+                          columns=["method", "seed", "status", "f_force", "f_energy"])
+    hv = hypervolume_rows(fronts, pd.concat([points, failed], ignore_index=True) if len(failed) else points,
+                          reference_point)  # a failed conditioned run: its row says so, no value
     summary = [{"set": f"{v} front", "variant": v, "seed": s, "points": int(f["non_dominated"].sum()),
                 "hypervolume": hypervolume(f.loc[f["non_dominated"].astype(bool), ["f_force", "f_energy"]]
                                            .to_numpy(dtype=float), reference_point)}
