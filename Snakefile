@@ -46,7 +46,9 @@ include: "workflow/rules/pareto.smk"
 # a SLURM job each would cost more in queueing and status latency than the work itself.
 localrules:
     all,
-    select_constant,
+    search_ask,
+    search_tell,
+    search_select,
     collect_metrics,
     stats_tables,
     stats_figures,

@@ -41,7 +41,7 @@ def test_profile_for_gpu_less_node(repo, tmp_path):
     user = yaml.safe_load((repo / "profiles" / "slurm" / "config.yaml").read_text())
     test = yaml.safe_load(make_test_profile(repo, tmp_path).joinpath("config.yaml").read_text())
     gpu_rules = {rule for rule, res in user["set-resources"].items() if res.get("gpu")}
-    assert {"train", "train_constant_grid", "simulate", "train_candidate", "meta_train_l2o"} <= gpu_rules
+    assert {"train", "simulate", "search_candidate", "meta_train_l2o"} <= gpu_rules
     assert all(test["set-resources"][rule]["gpu"] == 0 for rule in gpu_rules)
     assert user["slurm-status-command"] == "squeue" and user["retries"] >= 1
     assert "attempt" in str(user["set-resources"]["train"]["runtime"])
