@@ -50,6 +50,7 @@ localrules:
     search_tell,
     search_select,
     collect_metrics,
+    pareto,
     stats_tables,
     stats_figures,
     stats,
