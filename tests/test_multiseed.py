@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from balancebench.balancing import get_method
+from balancebench.balancing import available_methods, default_params, get_method, missing_requirements
 from balancebench.model import ModelConfig
 from balancebench.multiseed import MultiSeedTrainer, batched_energy_and_forces, pad_geometry
 from balancebench.training import Trainer, TrainingSettings
@@ -48,9 +48,13 @@ def test_padding_pairs_are_inert(lj_dataset):
 
 
 @pytest.mark.parametrize("method,params", [("softadapt", {}), ("constant", {"weights": [1.0, 0.05]}),
-                                           ("mgda", {})])
+                                           ("mgda", {}), ("pcgrad", {}), ("uncertainty", {}), ("gradnorm", {})])
 def test_lockstep_training_gives_each_seed_its_single_run_weights(lj_dataset, method, params):
-    """Per-seed weights (and logs) of a multi-seed run equal training each seed alone (float64, CPU)."""
+    """Per-seed weights, logs and method states of a multi-seed run equal training each seed alone (float64, CPU).
+
+    Value (softadapt, constant), gradient (mgda, pcgrad: one autograd.grad per loss) and learned
+    (uncertainty, gradnorm: own parameters and optimizer) methods all go through their own backward/step.
+    """
     torch.set_num_threads(1)
     seeds = [4, 5, 6]
     multi = MultiSeedTrainer(lj_dataset, ModelConfig(**MODEL), TrainingSettings(**TRAINING), method, params, seeds)
@@ -63,11 +67,87 @@ def test_lockstep_training_gives_each_seed_its_single_run_weights(lj_dataset, me
         a, b = trainer.model.state_dict(), alone.model.state_dict()
         for k in a:
             assert torch.allclose(a[k], b[k], rtol=1e-9, atol=1e-12), (seed, k)
-        np.testing.assert_allclose([r["val_force"] for r in result.log], [r["val_force"] for r in ref.log],
-                                   rtol=1e-9)
+        assert len(result.log) == len(ref.log) and result.log[0].keys() == ref.log[0].keys()
+        for mine, theirs in zip(result.log, ref.log):
+            for col in mine:
+                if col != "seconds":
+                    np.testing.assert_allclose(mine[col], theirs[col], rtol=1e-9, atol=1e-12, err_msg=col)
+        for name, value in trainer.method.state_dict()["state"].items():
+            if isinstance(value, torch.Tensor):
+                assert torch.allclose(value, alone.method.state_dict()["state"][name], rtol=1e-9, atol=1e-12), name
     # the seeds did train apart
     w = [t.model.state_dict()["lin2.weight"] for t in multi.trainers]
     assert not torch.allclose(w[0], w[1])
+
+
+@pytest.mark.parametrize("method", [m for m in available_methods() if not m.startswith("test_")])
+def test_every_registered_method_trains_lockstep_as_alone(lj_dataset, tmp_path, method):
+    """Every registered method goes through its own backward/step in lockstep, with no branch on its kind
+    (torchjd's batched Jacobians vmap over the seed slice's backward; ml2o / gml2o step the parameters
+    themselves): 2 seeds, 2 epochs equal single runs."""
+    if missing_requirements(method):
+        pytest.skip(f"{method} needs the optional packages {missing_requirements(method)}")
+    torch.set_num_threads(1)
+    model = dict(MODEL, hidden_channels=8, num_filters=8, num_interactions=1, num_gaussians=8)
+    training = dict(TRAINING, max_epochs=2, batch_size=8)
+    params = {}
+    if "optimizer_path" in default_params(method):  # ml2o / gml2o: a learned optimizer (random here)
+        from balancebench.l2o import MultiGradientOptimizer, OptimizerSpec, save_optimizer
+
+        torch.manual_seed(0)
+        params["optimizer_path"] = str(tmp_path / "optimizer.pt")
+        save_optimizer(MultiGradientOptimizer(OptimizerSpec()), params["optimizer_path"])
+    multi = MultiSeedTrainer(lj_dataset, ModelConfig(**model), TrainingSettings(**training), method, params, [4, 5])
+    results = multi.run()
+    for seed, trainer, result in zip([4, 5], multi.trainers, results):
+        alone = Trainer(lj_dataset, ModelConfig(**model), TrainingSettings(**training),
+                        get_method(method, **params), seed)
+        ref = alone.run()
+        assert result.status == ref.status and len(result.log) == len(ref.log)
+        a, b = trainer.model.state_dict(), alone.model.state_dict()
+        assert all(torch.allclose(a[k], b[k], rtol=1e-9, atol=1e-12) for k in a), (method, seed)
+        for mine, theirs in zip(result.log, ref.log):
+            np.testing.assert_allclose([mine[c] for c in mine if c != "seconds"],
+                                       [theirs[c] for c in mine if c != "seconds"], rtol=1e-9, atol=1e-12)
+
+
+def test_each_seed_differentiates_its_own_losses_repeatedly(lj_dataset):
+    """Per-seed autograd.grad on the batched outputs, twice (as gradient methods do), equals the model alone;
+    the other seeds' parameters get nothing."""
+    torch.set_num_threads(1)
+    trainers = [Trainer(lj_dataset, ModelConfig(**MODEL), TrainingSettings(**TRAINING), get_method("constant"), s)
+                for s in (1, 2)]
+    graphs = [t.train_frames.batch(order)[0] for t, order in zip(trainers, ([0, 1, 2], [5, 3, 9]))]
+    batched = batched_energy_and_forces([t.model for t in trainers], graphs, training=True)
+    for t, g, (e, f) in zip(trainers, graphs, batched):
+        params = [p for p in t.model.parameters() if p.requires_grad]
+        e1, f1 = t.model.energy_and_forces(g, training=True)
+        for mine, alone in (((f**2).mean(), (f1**2).mean()), ((e**2).mean(), (e1**2).mean())):
+            got = torch.autograd.grad(mine, params, allow_unused=True)
+            want = torch.autograd.grad(alone, params, allow_unused=True, retain_graph=True)
+            for a, b, p in zip(got, want, params):
+                a, b = (torch.zeros_like(p) if x is None else x for x in (a, b))
+                assert torch.allclose(a, b, rtol=1e-9, atol=1e-12)
+    other = [p for p in trainers[1].model.parameters()]
+    (batched[0][1] ** 2).sum().backward()
+    assert all(p.grad is None for p in other)
+
+
+def test_per_seed_extras_are_vmapped_and_foreign_ones_refused(lj_dataset):
+    """A tensor extra that differs per seed (a conditioned method's preference) rides along the seed axis;
+    a differing non-tensor extra cannot be batched and is refused by name."""
+    trainers = [Trainer(lj_dataset, ModelConfig(**MODEL), TrainingSettings(**TRAINING), get_method("constant"), s)
+                for s in (1, 2)]
+    graphs = [t.train_frames.batch([0, 1])[0] for t in trainers]
+    for g, r in zip(graphs, ([0.3, 0.7], [0.9, 0.1])):
+        g.extras["preference"] = torch.tensor(r, dtype=torch.float64)
+    batched = batched_energy_and_forces([t.model for t in trainers], graphs, training=False)
+    for t, g, (e, f) in zip(trainers, graphs, batched):
+        e1, f1 = t.model.energy_and_forces(g)
+        assert torch.allclose(e, e1, rtol=1e-12) and torch.allclose(f, f1, rtol=1e-10, atol=1e-10)
+    graphs[0].extras["tag"], graphs[1].extras["tag"] = "a", "b"
+    with pytest.raises(ValueError, match="'tag'"):
+        batched_energy_and_forces([t.model for t in trainers], graphs)
 
 
 def test_mismatched_batches_are_refused(lj_dataset):

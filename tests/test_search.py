@@ -10,7 +10,7 @@ import pytest
 
 from balancebench.search.driver import ask, objective_matrix, tell
 from balancebench.search.evaluate import evaluate_candidate, target_variances
-from balancebench.search.selection import candidates_table, non_dominated, pareto_sets, select
+from balancebench.search.selection import candidates_table, non_dominated, pareto_sets, plot_progress, select
 from balancebench.search.space import SearchSpec, apply_parameters, check_search, check_variant_search
 
 SPACE = {"energy_weight": {"low": 1e-4, "high": 1.0, "scale": "log10"},
@@ -135,6 +135,9 @@ def test_all_candidates_failing_records_status_and_falls_back(tmp_path):
     selected = select(table, s.objectives, s.kind, fallback={"energy_weight": 1.0, "force_loss_alpha": 2.0})
     assert selected["status"] == "fallback" and "no candidate completed" in selected["reason"]
     assert selected["values"] == {"energy_weight": 1.0, "force_loss_alpha": 2.0}
+    for kind in ("nsde", "de"):  # the progress figure is still written
+        plot_progress(table, pareto_sets(table, s.objectives, kind), s.objectives, kind, tmp_path / f"{kind}.png")
+        assert (tmp_path / f"{kind}.png").stat().st_size > 0
 
 
 def test_selection_is_the_lowest_criterion_on_the_final_front(tmp_path):

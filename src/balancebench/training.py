@@ -140,6 +140,13 @@ def loss_components(model: CGSchNet, graph: GraphBatch, forces_ref, energy_ref, 
     ``force_loss_alpha`` != 2 replaces the force MSE by the robust loss of :mod:`balancebench.losses`.
     """
     energy, forces = model.energy_and_forces(graph, training=training)
+    return losses_from_predictions(energy, forces, forces_ref, energy_ref, energy_loss, n_beads,
+                                   force_loss_alpha, force_loss_scale)
+
+
+def losses_from_predictions(energy, forces, forces_ref, energy_ref, energy_loss: str, n_beads: int,
+                            force_loss_alpha: float = 2.0, force_loss_scale: float = 1.0) -> dict[str, torch.Tensor]:
+    """:func:`loss_components` from predicted ``energy`` (B,) and ``forces`` (B*N, 3) already computed."""
     loss_f = robust_force_loss(forces - forces_ref, force_loss_alpha, force_loss_scale)
     err_e = energy - energy_ref
     if energy_loss == "per_bead":
@@ -254,6 +261,7 @@ class Trainer:
         self.bad_epochs = 0
         self.first_loss: float | None = None
         self.epoch = 0
+        self._epoch_lr = math.nan  # the learning rate of the current epoch (set by begin_epoch)
 
     # -- checkpoints -------------------------------------------------------------------
     def _state(self) -> dict:
@@ -296,15 +304,26 @@ class Trainer:
     def train_step(self, frame_indices) -> dict[str, float]:
         """One optimisation step on the training frames ``frame_indices``; returns the raw losses.
 
-        If a loss is not finite nothing is updated (the caller records the divergence).
+        If a loss is not finite nothing is updated (the caller records the divergence). The step is
+        :meth:`prepare_step`, the model's energies and forces, :meth:`apply_step`; a driver that
+        computes the predictions elsewhere (:mod:`balancebench.multiseed`) calls the two halves.
         """
+        graph, f_ref, e_ref = self.prepare_step(frame_indices)
+        energy, forces = self.model.energy_and_forces(graph, training=True)
+        return self.apply_step(energy, forces, f_ref, e_ref)
+
+    def prepare_step(self, frame_indices) -> tuple[GraphBatch, torch.Tensor, torch.Tensor]:
+        """(graph, reference forces, reference energies) of ``frame_indices``, after ``method.prepare_batch``."""
         graph, f_ref, e_ref = self.train_frames.batch(frame_indices)
+        self.method.prepare_batch(graph, self.context, training=True)
+        return graph, f_ref, e_ref
+
+    def apply_step(self, energy, forces, forces_ref, energy_ref) -> dict[str, float]:
+        """The named losses of the predictions, then ``method.backward`` and ``method.step``; the raw losses."""
         ctx = self.context
-        self.method.prepare_batch(graph, ctx, training=True)
-        losses = loss_components(self.model, graph, f_ref, e_ref, self.settings.energy_loss,
-                                 self.train_frames.n_beads, training=True,
-                                 force_loss_alpha=self.settings.force_loss_alpha,
-                                 force_loss_scale=self.settings.force_loss_scale)
+        losses = losses_from_predictions(energy, forces, forces_ref, energy_ref, self.settings.energy_loss,
+                                         self.train_frames.n_beads, self.settings.force_loss_alpha,
+                                         self.settings.force_loss_scale)
         raw = {c: float(losses[c].detach()) for c in COMPONENTS}
         if not all(math.isfinite(v) for v in raw.values()):
             return raw
@@ -321,54 +340,77 @@ class Trainer:
         s = self.settings
         failure = ""
         while self.epoch < s.max_epochs and self.bad_epochs < s.patience:
-            self.epoch += 1
-            order = np.random.default_rng([self.seed, self.epoch]).permutation(len(self.train_frames))
-            self.context.epoch = self.epoch
-            lr = (self.optimizer.param_groups[0]["lr"] if self.optimizer is not None
-                  else s.learning_rate * s.lr_decay ** (self.epoch - 1))
-            self.model.train()
+            order = self.begin_epoch()
             start = time.perf_counter()
-            step_losses = []
+            step_losses: list = []
             for b in range(0, len(order), s.batch_size):
-                step = self.train_step(order[b:b + s.batch_size])
-                raw = np.array([step[c] for c in COMPONENTS])
-                if not np.isfinite(raw).all():
-                    failure = f"non-finite loss at epoch {self.epoch} (L_F={raw[0]:.3g}, L_E={raw[1]:.3g})"
+                failure = self.record_step(self.train_step(order[b:b + s.batch_size]), step_losses)
+                if failure:
                     break
-                if self.first_loss is None:  # the untrained model's loss: the yardstick of divergence
-                    self.first_loss = max(float(raw.sum()), 1e-30)
-                elif float(raw.sum()) > s.divergence_factor * self.first_loss:
-                    failure = (f"loss exploded at epoch {self.epoch}: {raw.sum():.3g} > {s.divergence_factor:g} x "
-                               f"the first step's {self.first_loss:.3g}")
-                    break
-                step_losses.append(raw)
-            seconds = time.perf_counter() - start
-            train = np.mean(step_losses, axis=0) if step_losses else np.full(2, np.nan)
-            self.model.eval()
-            val = (evaluate(self.model, self.val_frames, s.batch_size, s.energy_loss, self.method, self.context)
-                   if not failure else np.full(2, np.nan))
-            criterion = float(val[0] / self.var_force + val[1] / self.var_energy)
-            if not failure and not math.isfinite(criterion):
-                failure = f"non-finite validation error at epoch {self.epoch}"
-            row = {"epoch": self.epoch, "seconds": seconds, "train_force": train[0], "train_energy": train[1],
-                   "val_force": val[0], "val_energy": val[1], "lr": lr, "criterion": criterion}
-            values = {k: float(v) for k, v in self.method.log_values().items()}  # coef_force, coef_energy, extras
-            row = {k: row[k] if k in row else values.pop(k) for k in LOG_COLUMNS} | values
-            self.log.append(row)
+            failure = self.finish_epoch(step_losses, time.perf_counter() - start, failure, progress)
             if failure:
-                log.warning("%s", failure)
                 break
-            if self.scheduler is not None:
-                self.scheduler.step()
-            self.method.end_epoch(dict(zip(COMPONENTS, (float(x) for x in train))), self.context)
-            if criterion < self.best_criterion * (1.0 - s.min_delta):
-                self.best_criterion, self.best_epoch, self.bad_epochs = criterion, self.epoch, 0
-                self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-            else:
-                self.bad_epochs += 1
-            self.save_checkpoint()
-            if progress is not None:
-                progress({**row, "max_epochs": s.max_epochs})
+        return self.result(failure, resumed)
+
+    # -- the pieces of an epoch (run; balancebench.multiseed drives them in lockstep) --------------
+    def begin_epoch(self) -> np.ndarray:
+        """Start the next epoch: its frame order (seeded by (seed, epoch)); the model in training mode."""
+        self.epoch += 1
+        self.context.epoch = self.epoch
+        self._epoch_lr = (self.optimizer.param_groups[0]["lr"] if self.optimizer is not None
+                          else self.settings.learning_rate * self.settings.lr_decay ** (self.epoch - 1))
+        self.model.train()
+        return np.random.default_rng([self.seed, self.epoch]).permutation(len(self.train_frames))
+
+    def record_step(self, step: dict[str, float], step_losses: list) -> str:
+        """Append the step's raw losses to ``step_losses``; a divergence reason instead ('' if none)."""
+        s = self.settings
+        raw = np.array([step[c] for c in COMPONENTS])
+        if not np.isfinite(raw).all():
+            return f"non-finite loss at epoch {self.epoch} (L_F={raw[0]:.3g}, L_E={raw[1]:.3g})"
+        if self.first_loss is None:  # the untrained model's loss: the yardstick of divergence
+            self.first_loss = max(float(raw.sum()), 1e-30)
+        elif float(raw.sum()) > s.divergence_factor * self.first_loss:
+            return (f"loss exploded at epoch {self.epoch}: {raw.sum():.3g} > {s.divergence_factor:g} x "
+                    f"the first step's {self.first_loss:.3g}")
+        step_losses.append(raw)
+        return ""
+
+    def finish_epoch(self, step_losses: list, seconds: float, failure: str = "", progress=None) -> str:
+        """Validate, log the row, then (unless failed) decay the lr, ``method.end_epoch``, early stopping,
+        checkpoint and ``progress(row)``; returns the failure reason ('' if none)."""
+        s = self.settings
+        train = np.mean(step_losses, axis=0) if step_losses else np.full(2, np.nan)
+        self.model.eval()
+        val = (evaluate(self.model, self.val_frames, s.batch_size, s.energy_loss, self.method, self.context)
+               if not failure else np.full(2, np.nan))
+        criterion = float(val[0] / self.var_force + val[1] / self.var_energy)
+        if not failure and not math.isfinite(criterion):
+            failure = f"non-finite validation error at epoch {self.epoch}"
+        row = {"epoch": self.epoch, "seconds": seconds, "train_force": train[0], "train_energy": train[1],
+               "val_force": val[0], "val_energy": val[1], "lr": self._epoch_lr, "criterion": criterion}
+        values = {k: float(v) for k, v in self.method.log_values().items()}  # coef_force, coef_energy, extras
+        row = {k: row[k] if k in row else values.pop(k) for k in LOG_COLUMNS} | values
+        self.log.append(row)
+        if failure:
+            log.warning("%s", failure)
+            return failure
+        if self.scheduler is not None:
+            self.scheduler.step()
+        self.method.end_epoch(dict(zip(COMPONENTS, (float(x) for x in train))), self.context)
+        if criterion < self.best_criterion * (1.0 - s.min_delta):
+            self.best_criterion, self.best_epoch, self.bad_epochs = criterion, self.epoch, 0
+            self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        else:
+            self.bad_epochs += 1
+        self.save_checkpoint()
+        if progress is not None:
+            progress({**row, "max_epochs": s.max_epochs})
+        return ""
+
+    def result(self, failure: str = "", resumed: int = 0) -> TrainingResult:
+        """The run's status (diverged / early stopping / max_epochs); loads the best weights into the model."""
+        s = self.settings
         if failure:
             status, reason = "diverged", failure
         elif self.bad_epochs >= s.patience:

@@ -109,8 +109,10 @@ def plot_progress(table: pd.DataFrame, fronts: pd.DataFrame, objectives: list[st
                 ax.plot(front[x], front[y], "o-", color=cmap(k), label=f"front after gen {g}")
         ax.set_xlabel(objectives[0])
         ax.set_ylabel(objectives[1])
-        ax.set_xscale("log")
-        ax.set_yscale("log")
+        if len(ok) and (ok[x] > 0).all():
+            ax.set_xscale("log")
+        if len(ok) and (ok[y] > 0).all():
+            ax.set_yscale("log")
     else:
         cols = [f"obj_{o}" for o in objectives]
         ok = table[table["feasible"].astype(bool)].copy()
@@ -120,11 +122,13 @@ def plot_progress(table: pd.DataFrame, fronts: pd.DataFrame, objectives: list[st
         ax.plot(gens, best, "o-", label="best so far")
         ax.set_xlabel("generation")
         ax.set_ylabel(" + ".join(objectives))
-        ax.set_yscale("log")
+        if len(ok) and (ok["scalar"] > 0).all():
+            ax.set_yscale("log")
     if table["feasible"].astype(bool).sum() == 0:
         ax.text(0.5, 0.5, "no feasible candidate", transform=ax.transAxes, ha="center")
     ax.set_title(title or f"search progress ({kind})")
-    ax.legend(fontsize=7)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
