@@ -39,6 +39,7 @@ include: "workflow/rules/search.smk"
 include: "workflow/rules/l2o.smk"
 include: "workflow/rules/simulation.smk"
 include: "workflow/rules/stats.smk"
+include: "workflow/rules/pareto.smk"
 
 
 # Cheap aggregation rules run on the submitting host under a cluster executor (profiles/slurm):
@@ -49,6 +50,7 @@ localrules:
     search_tell,
     search_select,
     collect_metrics,
+    pareto,
     stats_tables,
     stats_figures,
     stats,
@@ -59,3 +61,4 @@ rule all:
     input:
         all_targets(),
         rules.stats.input,
+        rules.pareto.output,

@@ -135,6 +135,6 @@ def test_balancing_is_taken_whole_from_the_last_config_file(repo, tmp_path):
     path = tmp_path / "t.yaml"
     path.write_text((repo / "tests" / "data" / "tiny.yaml").read_text())
     section = whole_section("balancing", ["config/config.yaml", str(path)], [str(path)])
-    assert set(section["variants"]) == {"constant", "softadapt", "softadapt_sharp", "constant_nsde"}
+    assert set(section["variants"]) == {"constant", "softadapt", "softadapt_sharp", "cosmos", "constant_nsde"}
     assert set(section["searches"]["nsde"]["space"]) == {"energy_weight", "force_loss_alpha"}  # not merged
     assert whole_section("balancing", [str(path)], [])["variants"] == section["variants"]

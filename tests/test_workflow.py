@@ -146,7 +146,7 @@ def test_tiny_pipeline_end_to_end(repo, tiny_run):
     if chosen["status"] == "selected":
         assert hparams["method_params"]["weights"] == [1.0, chosen["values"]["energy_weight"]]
         assert hparams["training"]["force_loss_alpha"] == chosen["values"]["force_loss_alpha"]
-    variants = ("constant", "softadapt", "softadapt_sharp", "constant_nsde")
+    variants = ("constant", "softadapt", "softadapt_sharp", "cosmos", "constant_nsde")
     for variant in variants:
         for seed in (1, 2):
             log = pd.read_csv(results / "models" / variant / f"seed{seed}" / "train_log.csv")
@@ -155,7 +155,22 @@ def test_tiny_pipeline_end_to_end(repo, tiny_run):
             assert sim["status"] == "completed", sim
             assert (results / "simulations" / variant / f"seed{seed}" / "structure.png").stat().st_size > 0
     table = pd.read_csv(results / "metrics" / "metrics.csv")
-    assert set(table["method"]) == set(variants) and len(table) == 8 * 12
+    model_rows = table[table["metric"] != "hypervolume"]
+    assert set(table["method"]) == set(variants) and len(model_rows) == 10 * model_rows["metric"].nunique()
+    assert (table["metric"] == "hypervolume").sum() == 10  # rule pareto: one hypervolume row per model
+    # COSMOS (issue 10): each model simulated at its chosen r; fronts, HV rows and the cost table in results/pareto
+    for seed in (1, 2):
+        model_dir = results / "models" / "cosmos" / f"seed{seed}"
+        hparams = json.loads((model_dir / "hparams.json").read_text())
+        assert hparams["model"]["preference_dim"] == 2 and len(pd.read_csv(model_dir / "front.csv")) == 5
+        sim = json.loads((results / "simulations" / "cosmos" / f"seed{seed}" / "status.json").read_text())
+        assert sim["preference"] == pytest.approx(hparams["preference"])
+    hv = pd.read_csv(results / "pareto" / "hypervolume.csv")
+    assert set(hv["method"]) == set(variants) and (hv["metric"] == "hypervolume").all() and len(hv) == 10
+    cost = pd.read_csv(results / "pareto" / "cost.csv").set_index("variant")
+    assert cost.loc["constant", "search_trainings"] == 2 and cost.loc["cosmos", "trainings"] == 2
+    for name in ("fronts.csv", "chosen_preference.csv", "hypervolume_summary.csv", "front.png", "summary.md"):
+        assert (results / "pareto" / name).stat().st_size > 0
     # max_epochs 2 stops every tiny run: N_ep is censored (a lower bound), the rest completed
     assert table["value"].notna().all() and (table["status"] == table["metric"].map(
         lambda m: "censored" if m == "N_ep" else "completed")).all()

@@ -63,6 +63,7 @@ class ModelConfig:
     prior_sigma: float = 4.0  # A, Eq. 3
     prior_exponent: float = 12.0  # n_ex of Eq. 3
     use_prior: bool = True
+    preference_dim: int = 0  # >0: conditioned on a preference vector r of this length (COSMOS, see PreferenceFusion)
 
     @classmethod
     def from_dict(cls, d: dict) -> "ModelConfig":
@@ -70,7 +71,10 @@ class ModelConfig:
         unknown = set(d) - names
         if unknown:
             raise ValueError(f"unknown model hyperparameters {sorted(unknown)}; valid: {sorted(names)}")
-        return cls(**d)
+        config = cls(**d)
+        if not isinstance(config.preference_dim, int) or config.preference_dim < 0:
+            raise ValueError(f"model.preference_dim must be an integer >= 0, got {config.preference_dim!r}")
+        return config
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -153,6 +157,45 @@ class ExcludedVolumePrior(nn.Module):
 
     def forward(self, r: torch.Tensor, inside: torch.Tensor) -> torch.Tensor:
         return torch.where(inside, (self.sigma / r) ** self.exponent, torch.zeros_like(r))
+
+
+class PreferenceFusion(nn.Module):
+    """h0' = W [h0 ; r] + b: a preference vector r (k,) concatenated to each bead's initial embedding h0 (H,)
+    and mapped back to width H (COSMOS, Ruchte & Grabocka 2021, Sec. 4: "we concatenate the input x with r").
+
+    Why here: r enters once, before the interaction blocks, so every block and the readout see it (FiLM per
+    block would add T x 2H x k weights for no known gain); the cost is one (H + k) x H matmul per bead.
+    r does not depend on positions, so at fixed r the energy is an ordinary function E(x; r) and
+    F = -dE/dx is conservative. Initialised as the identity on h0 plus Xavier-uniform weights on r, so
+    the conditioned model starts as a SchNet whose initial features are shifted by r.
+    """
+
+    def __init__(self, hidden: int, k: int):
+        super().__init__()
+        self.k = int(k)
+        with torch.random.fork_rng(devices=[]):  # construction draws nothing: the shared weights init as without r
+            self.lin = nn.Linear(hidden + self.k, hidden)
+
+    def reset_parameters(self) -> None:
+        hidden = self.lin.out_features
+        with torch.no_grad():
+            self.lin.weight.zero_()
+            self.lin.weight[:, :hidden] = torch.eye(hidden)
+            nn.init.xavier_uniform_(self.lin.weight[:, hidden:])
+            self.lin.bias.zero_()
+
+    def forward(self, h: torch.Tensor, r: torch.Tensor, frame: torch.Tensor | None) -> torch.Tensor:
+        r = r.to(dtype=h.dtype, device=h.device)
+        if r.shape[-1] != self.k or r.ndim not in (1, 2):
+            raise ValueError(f"the preference vector must have shape ({self.k},) or (B, {self.k}) "
+                             f"(model.preference_dim = {self.k}); got {tuple(r.shape)}")
+        if r.ndim == 1:
+            per_bead = r.expand(h.shape[0], self.k)
+        else:
+            if frame is None:
+                raise ValueError("a per-frame preference (B, k) needs the frame index of every bead")
+            per_bead = r.index_select(0, frame)
+        return self.lin(torch.cat([h, per_bead], dim=-1))
 
 
 @dataclass
@@ -247,6 +290,9 @@ class CGSchNet(nn.Module):
         self.prior = ExcludedVolumePrior(config.prior_sigma, config.prior_exponent) if config.use_prior else None
         self.register_buffer("energy_shift", torch.zeros(()))  # mu, kcal/mol per bead
         self.register_buffer("energy_scale", torch.ones(()))  # s, kcal/mol
+        self.preference = PreferenceFusion(config.hidden_channels, config.preference_dim) \
+            if config.preference_dim > 0 else None
+        self.fixed_preference: torch.Tensor | None = None  # r used when a graph carries none (MD at fixed r)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -260,10 +306,24 @@ class CGSchNet(nn.Module):
         for lin in (self.lin1, self.lin2):
             nn.init.xavier_uniform_(lin.weight)
             lin.bias.data.fill_(0.0)
+        if self.preference is not None:
+            self.preference.reset_parameters()
 
     def set_energy_scale(self, shift_per_bead: float, scale: float) -> None:
         self.energy_shift.fill_(float(shift_per_bead))
         self.energy_scale.fill_(float(scale))
+
+    # -- preference conditioning (COSMOS) ------------------------------------------------
+    def fix_preference(self, r) -> None:
+        """Fix the preference r (k,) used whenever a graph carries none: the model becomes one force field E(x; r)."""
+        if self.preference is None:
+            raise ValueError("this model is not preference-conditioned (model.preference_dim = 0); "
+                             "a preference cannot be fixed")
+        r = torch.as_tensor(r, dtype=torch.float64).flatten()
+        if r.numel() != self.preference.k or not torch.isfinite(r).all() or (r < 0).any() or r.sum() <= 0:
+            raise ValueError(f"preference must be {self.preference.k} finite non-negative numbers with a positive sum "
+                             f"(model.preference_dim = {self.preference.k}); got {r.tolist()}")
+        self.fixed_preference = (r / r.sum()).to(self.energy_scale.device)
 
     # -- energies ------------------------------------------------------------------
     def initial_features(self, species: torch.Tensor | None, batch: "GraphBatch | int") -> torch.Tensor:
@@ -271,11 +331,24 @@ class CGSchNet(nn.Module):
 
         ``species`` (N,) int64 or None (one bead type); ``batch`` the GraphBatch (or, without one, the bead
         count N). h0 does not depend on positions, so explicit forces stay valid for whatever is fused here.
+        A preference-conditioned model (``preference_dim`` > 0, COSMOS) fuses r here (:class:`PreferenceFusion`):
+        ``batch.extras["preference"]`` ((k,) for the whole batch or (B, k) per frame), else the one set by
+        :meth:`fix_preference`; with neither it refuses to guess.
         """
         n = batch if isinstance(batch, int) else batch.positions.shape[0]
         if species is None:
             species = torch.zeros(n, dtype=torch.long, device=self.embedding.weight.device)
-        return self.embedding(species)
+        h = self.embedding(species)
+        if self.preference is None:
+            return h
+        graph = None if isinstance(batch, int) else batch
+        r = graph.extras.get("preference") if graph is not None else None
+        if r is None:
+            r = self.fixed_preference
+        if r is None:
+            raise ValueError(f"the model is conditioned on a preference (model.preference_dim = {self.preference.k}) "
+                             "but none was given: set graph.extras['preference'] or call fix_preference(r)")
+        return self.preference(h, r, graph.frame if graph is not None else None)
 
     def bead_energies(self, positions: torch.Tensor, neighbors: NeighborList,
                       species: torch.Tensor | None = None, batch: "GraphBatch | None" = None

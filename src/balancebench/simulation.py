@@ -55,7 +55,7 @@ class CGCalculator(Calculator):
     implemented_properties = ["energy", "forces", "free_energy"]
 
     def __init__(self, model, skin: float = 1.0, device: str = "cpu", dtype=torch.float64,
-                 filter_table: float | None = 0.005, **kwargs):
+                 filter_table: float | None = 0.005, preference=None, **kwargs):
         super().__init__(**kwargs)
         from balancebench.model import FilterTable, fast_cpu_math
         from balancebench.neighbors import VerletList
@@ -67,16 +67,40 @@ class CGCalculator(Calculator):
             p.requires_grad_(False)
         self.table = FilterTable(self.model, filter_table) if filter_table else None
         self.verlet = VerletList(model.cutoff, skin)
+        self.preference = self._fix_preference(preference)
+
+    def _fix_preference(self, preference):
+        """A conditioned (COSMOS) model is one force field per preference r: fix it; others take none."""
+        k = int(getattr(self.model.config, "preference_dim", 0))
+        if k == 0:
+            if preference is not None:
+                raise ValueError(f"preference {preference!r} given, but the model is not preference-conditioned "
+                                 "(model.preference_dim = 0)")
+            return None
+        if preference is None:
+            raise ValueError(f"the model is conditioned on a preference of length {k} (model.preference_dim): "
+                             "pass preference=[r_force, r_energy] (hparams.json records the chosen one)")
+        r = np.asarray(preference, dtype=np.float64).ravel()
+        if r.shape != (k,):
+            raise ValueError(f"preference must have length {k} (model.preference_dim), got {list(r)}")
+        self.model.fix_preference(r)
+        return (r / r.sum()).tolist()
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, **kwargs) -> "CGCalculator":
-        """Load ``model.pt`` (weights only) and its ``hparams.json`` from a model directory or the .pt path."""
+    def from_checkpoint(cls, path: str | Path, preference=None, **kwargs) -> "CGCalculator":
+        """Load ``model.pt`` (weights only) and its ``hparams.json`` from a model directory or the .pt path.
+
+        A preference-conditioned model runs at ``preference`` if given, else at the r recorded in
+        ``hparams["preference"]`` (the one chosen after training).
+        """
         from balancebench.model import load_model
 
         path = Path(path)
         state = path / "model.pt" if path.is_dir() else path
         hparams = json.loads((state.parent / "hparams.json").read_text())
-        calc = cls(load_model(state, hparams), **kwargs)
+        if preference is None:
+            preference = hparams.get("preference")
+        calc = cls(load_model(state, hparams), preference=preference, **kwargs)
         calc.hparams = hparams
         return calc
 
@@ -290,7 +314,7 @@ def simulate_model(model_dir: str | Path, dataset, sim_config: dict, temperature
         seconds = time.perf_counter() - start
         status = {**result.summary(), "start_frame": frame, "seconds": seconds,
                   "steps_per_second": result.step / seconds if seconds > 0 else None, "total_steps": total,
-                  "verlet_builds": calc.verlet.builds}
+                  "verlet_builds": calc.verlet.builds, "preference": calc.preference}
         pd.DataFrame({k: result.thermo.get(k, []) for k in columns}).to_csv(out / "thermo.csv", index=False)
         with H5MDWriter(out / "trajectory.h5", creator="balancebench.simulation", provenance=provenance) as writer:
             writer.particle_group("beads", {"mass": (np.asarray(atoms.get_masses()), "amu")})

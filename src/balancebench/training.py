@@ -464,11 +464,18 @@ def train_model(dataset: CGDataset, model_config: dict, training: dict, method_n
     result = trainer.run(progress=progress)
     torch.save({k: v.detach().cpu() for k, v in trainer.model.state_dict().items()}, out / "model.pt")
     variant = variant or method_name
-    hparams = {"model": cfg.to_dict(), "training": dataclasses.asdict(settings), "method": method_name,
+    hparams = {"model": trainer.model.config.to_dict(), "training": dataclasses.asdict(settings), "method": method_name,
                "method_params": method_params, "variant": variant, "backward_passes": method.backward_passes, "seed": int(seed), "n_beads": dataset.n_beads,
                "bead_mass": float(dataset.masses[0]), "energy_unit": "kcal/mol", "length_unit": "angstrom",
                "device": str(trainer.device), "energy_shift_per_bead": float(trainer.model.energy_shift),
                "energy_scale": float(trainer.model.energy_scale), "provenance": provenance or {}}
+    if method.preference_dim > 0 and result.status == "completed":  # conditioned (COSMOS): front + chosen r
+        from balancebench.pareto import conditioned_outputs
+
+        hparams.update(conditioned_outputs(trainer.model, trainer.val_frames, trainer.context.references, out,
+                                           settings.batch_size, settings.energy_loss,
+                                           int(method.params.get("test_rays", 25)),
+                                           method.params.get("eval_preference", (0.5, 0.5))))
     (out / "hparams.json").write_text(json.dumps(hparams, indent=2, sort_keys=True, default=str) + "\n")
     write_log(result.log, out / "train_log.csv")
     torch.save(trainer.method.state_dict(), out / "method_state.pt")  # the method's final state (learned weights)

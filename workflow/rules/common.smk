@@ -160,3 +160,42 @@ def all_targets():
     targets += expand(result("simulations/{variant}/seed{seed}/structure.png"), variant=VARIANTS, seed=SEEDS)
     targets += expand(result("search/{variant}/front.png"), variant=SEARCHES)
     return targets
+
+
+# -- rule pareto (COSMOS fronts, hypervolume, cost; workflow/rules/pareto.smk) --
+from balancebench.balancing import get_method as _pareto_get_method
+
+PARETO = config.get("pareto", {})
+PARETO_REFERENCE = list(PARETO.get("reference_point", [1.0, 1.0]))
+CONDITIONED_VARIANTS = [
+    v for v in VARIANTS if _pareto_get_method(variant_method(v), **variant_params(v)).preference_dim > 0
+]
+
+
+def pareto_models():
+    """[variant, seed, model directory] of every final training."""
+    return [[v, int(s), result(f"models/{v}/seed{s}")] for v in VARIANTS for s in SEEDS]
+
+
+def pareto_candidates():
+    """[variant, generation, candidate, directory] of every search training."""
+    return [
+        [v, g, c, result(f"search/{v}/gen{g}/c{c}")]
+        for v, spec in SEARCHES.items()
+        for g in range(spec.n_generations)
+        for c in range(spec.n_candidates)
+    ]
+
+
+def pareto_inputs(wildcards):
+    models = pareto_models()
+    candidates = pareto_candidates()
+    return {
+        "dataset": result("cg/dataset.h5"),
+        "statuses": [f"{d}/status.json" for _, _, d in models],
+        "hparams": [f"{d}/hparams.json" for _, _, d in models],
+        "logs": [f"{d}/train_log.csv" for _, _, d in models],
+        "search_statuses": [f"{d}/status.json" for *_, d in candidates],
+        "search_logs": [f"{d}/train_log.csv" for *_, d in candidates],
+        "search_candidates": sorted({result(f"search/{v}/gen{g}/candidates.json") for v, g, _, _ in candidates}),
+    }

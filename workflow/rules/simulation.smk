@@ -119,7 +119,8 @@ rule model_metrics:
 
 rule collect_metrics:
     input:
-        expand(result("metrics/models/{variant}/seed{seed}.json"), variant=VARIANTS, seed=SEEDS),
+        models=expand(result("metrics/models/{variant}/seed{seed}.json"), variant=VARIANTS, seed=SEEDS),
+        hypervolume=result("pareto/hypervolume.csv"),  # rule pareto: one extra metric row per variant and seed
     output:
         table=report(
             result("metrics/metrics.csv"),

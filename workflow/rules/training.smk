@@ -1,7 +1,7 @@
 # CG force-field training per {variant} x {seed} (seed 000 Sec. 2.2, 2.4). A variant with a search
 # trains with the search's selection (workflow/rules/search.smk). docs/training.md, docs/search.md.
 
-TRAIN_CODE = code_hash("model.py", "neighbors.py", "training.py", "balancing", "l2o", "cg.py", "losses.py")
+TRAIN_CODE = code_hash("model.py", "neighbors.py", "training.py", "balancing", "l2o", "cg.py", "losses.py", "pareto.py")
 
 
 wildcard_constraints:

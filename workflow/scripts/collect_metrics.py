@@ -1,11 +1,15 @@
 """Rule collect_metrics: the tidy table (method, seed, metric, value, status, ...) and the pre-screening verdicts."""
 
+import pandas as pd
+
 from balancebench.metrics import prescreen_table, read_model_json, tidy_table, timing_table, write_tidy_csv
 from balancebench.workflow_io import snakemake_job
 
 smk = snakemake  # noqa: F821 (injected by Snakemake)
 with snakemake_job(smk):
-    records = [read_model_json(path) for path in smk.input]
-    write_tidy_csv(smk.output.table, tidy_table(records))
+    records = [read_model_json(path) for path in smk.input.models]
+    table = tidy_table(records)
+    hypervolume = pd.read_csv(smk.input.hypervolume)  # rule pareto's rows (weight 0 in the ranking by default)
+    write_tidy_csv(smk.output.table, pd.concat([table, hypervolume.reindex(columns=table.columns)], ignore_index=True))
     prescreen_table(records, smk.params.prescreen).to_csv(smk.output.prescreen, index=False)
     timing_table(records).to_csv(smk.output.timing, index=False)

@@ -13,13 +13,14 @@ itself (optimizer). See :mod:`balancebench.balancing.base` for the contract and
 
 One file per method or small family: ``constant``, ``ratio``, ``softadapt``, ``dwa``
 (value), ``uncertainty``, ``gradnorm`` (learned), ``mgda``, ``pcgrad``,
-``torchjd_adapter`` (gradient), ``ml2o``, ``gml2o`` (optimizer, seed 003).
+``torchjd_adapter`` (gradient), ``cosmos`` (conditioned, seed 002), ``ml2o``, ``gml2o`` (optimizer, seed 003).
 """
 
 from __future__ import annotations
 
 from . import (  # noqa: F401  (register the methods)
     constant,
+    cosmos,
     dwa,
     gradnorm,
     mgda,

@@ -1,0 +1,163 @@
+"""COSMOS: one preference-conditioned model for the whole force/energy trade-off (Ruchte & Grabocka 2021, seed 002).
+
+Algorithm 1 of the seed, per optimisation step (one batch):
+
+1. draw one preference r ~ Dir(alpha) for the batch (r_k >= 0, sum_k r_k = 1), from the run's generator;
+2. feed r to the model (``graph.extras["preference"]``; :class:`balancebench.model.PreferenceFusion`);
+3. minimise Eq. 5 on the normalised losses ``L~_k = L_k / ref_k``::
+
+       J(theta; r) = r . L~  -  lambda * (r . L~) / (|r| |L~|)
+
+   (the second term is lambda times the cosine between r and the loss vector; it pulls each r's solution
+   onto its own ray so that the front spreads instead of collapsing to linear scalarisation's knee).
+
+Normalisation (``loss_scale``): ``target_variance`` divides L_F by Var(F) ((kcal/mol/A)^2) and L_E by
+Var(E) ((kcal/mol)^2) of the training targets (``context.references``), so both are 1 - R^2-like,
+dimensionless and O(1): r, the Dirichlet sampling and the cosine then mean the same for force and
+energy (REFERENCES.md sec. 4, "Scale"). ``raw`` is the released code (raw losses), for comparison.
+
+Defaults are the reference code's generic settings (github ruchtem/cosmos, settings.py; Multi-MNIST):
+alpha = 1.2, lambda = 2. Its other settings: Adult/COMPAS alpha 0.5, lambda 0.01; CelebA alpha 1,
+lambda 3. Evaluation (not training) uses ``eval_preference`` (default the middle ray (1/2, 1/2)):
+with the target-variance normalisation the trainer's method-independent criterion
+MSE_F/Var(F) + MSE_E/Var(E) is exactly 2 r . L~ at that ray, so early stopping selects the
+weights that are best at the middle of the front.
+
+``fixed_preference`` replaces the sampling by one constant r (an ablation and a test: at a vertex with
+lambda = 0 COSMOS is a constant-weight training of a model with one extra, constant input).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+
+from ._params import Param, _choice, _finite_float, _int_at_least
+from .base import COMPONENTS, ConditionedMethod, loss_vector, register
+
+
+def _alpha(v: Any) -> list[float]:
+    """One positive number (symmetric Dirichlet) or one per component (force, energy)."""
+    values = [v] if not isinstance(v, (list, tuple)) else list(v)
+    if len(values) not in (1, len(COMPONENTS)):
+        raise ValueError(f"expected one number > 0 or {len(COMPONENTS)} (force, energy), got {v!r}")
+    out = [_finite_float(x) for x in values]
+    if any(x <= 0 for x in out):
+        raise ValueError(f"the Dirichlet concentration must be > 0, got {v!r}")
+    return out * len(COMPONENTS) if len(out) == 1 else out
+
+
+def _penalty(v: Any) -> float:
+    v = _finite_float(v)
+    if v < 0:
+        raise ValueError(f"lambda (the cosine penalty of Eq. 5) must be >= 0, got {v!r}")
+    return v
+
+
+def _simplex(v: Any) -> list[float]:
+    if isinstance(v, (str, bytes)) or not hasattr(v, "__iter__"):
+        raise ValueError(f"expected {len(COMPONENTS)} non-negative numbers with a positive sum, got {v!r}")
+    out = [_finite_float(x) for x in v]
+    if len(out) != len(COMPONENTS) or any(x < 0 for x in out) or sum(out) <= 0:
+        raise ValueError(f"expected {len(COMPONENTS)} non-negative numbers (force, energy) with a positive sum, "
+                         f"got {v!r}")
+    return [x / sum(out) for x in out]
+
+
+def _optional_simplex(v: Any):
+    return None if v is None else _simplex(v)
+
+
+def cosmos_objective(losses, preference, penalty: float):
+    """(J, cosine) of Eq. 5 for a loss vector (k,) (torch, differentiable) and a preference (k,)."""
+    import torch
+
+    r = preference.to(dtype=losses.dtype, device=losses.device)
+    linear = torch.dot(r, losses)
+    cosine = linear / (torch.linalg.vector_norm(r) * torch.linalg.vector_norm(losses)).clamp_min(1e-30)
+    return linear - penalty * cosine, cosine
+
+
+@register("cosmos")
+class Cosmos(ConditionedMethod):
+    """COSMOS (seed 002): Dirichlet preferences per batch, Eq. 5 on normalised losses; see the module docstring."""
+
+    preference_dim: ClassVar[int] = len(COMPONENTS)
+    params: ClassVar[dict[str, Param]] = {
+        "alpha": Param(1.2, _alpha, "Dirichlet concentration of the sampled preferences (seed code default 1.2)"),
+        "penalty": Param(2.0, _penalty, "lambda of Eq. 5, weight of the cosine term (seed code default 2)"),
+        "loss_scale": Param("target_variance", _choice("target_variance", "raw"),
+                            "divide each loss by its target variance (context.references) or use the raw losses"),
+        "eval_preference": Param([0.5, 0.5], _simplex, "r used outside training (validation, early stopping)"),
+        "fixed_preference": Param(None, _optional_simplex, "train at this one r instead of sampling (ablation)"),
+        "test_rays": Param(25, _int_at_least(1), "K test rays of the front written after training (seed: 25)"),
+    }
+
+    def _configure(self) -> None:
+        super()._configure()
+        self.backward_passes = 1
+        refs = getattr(self, "_refs", None)  # kept from setup() when load_state_dict reconfigures
+        self._scale = None if refs is None else self._scales(refs)
+
+    def _scales(self, refs: dict) -> list[float]:
+        if self.params["loss_scale"] == "raw":
+            return [1.0] * len(COMPONENTS)
+        missing = [c for c in COMPONENTS if not (c in refs and np.isfinite(refs[c]) and refs[c] > 0)]
+        if missing:
+            raise ValueError(f"cosmos with loss_scale 'target_variance' needs positive references for {missing}; "
+                             f"got {refs!r}")
+        return [float(refs[c]) for c in COMPONENTS]
+
+    # -- pure helpers ----------------------------------------------------------------------
+    def sample_preference(self, generator) -> np.ndarray:
+        """One r ~ Dir(alpha) (k,), float64; the only draw is one integer from the torch ``generator``."""
+        import torch
+
+        if self.params["fixed_preference"] is not None:
+            return np.asarray(self.params["fixed_preference"], dtype=np.float64)
+        seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+        return np.random.default_rng(seed).dirichlet(self.params["alpha"])
+
+    def sample_preferences(self, n: int, k: int, generator: Any = None):
+        import torch
+
+        if k != self.preference_dim:
+            raise ValueError(f"cosmos is defined for the {self.preference_dim} components {COMPONENTS}, got k = {k}")
+        return torch.as_tensor(np.stack([self.sample_preference(generator) for _ in range(n)]), dtype=torch.float64)
+
+    def evaluation_preference(self, k: int):
+        import torch
+
+        return torch.as_tensor(self.params["eval_preference"], dtype=torch.float64)
+
+    def conditioned_loss(self, losses, preferences):
+        """Mean over rows of Eq. 5 for normalised losses (n, k) under preferences (n, k)."""
+        import torch
+
+        return torch.stack([cosmos_objective(l, r, self.params["penalty"])[0]
+                            for l, r in zip(losses, preferences)]).mean()
+
+    # -- the training contract ---------------------------------------------------------------
+    def setup(self, context) -> None:
+        if tuple(context.components) != COMPONENTS:
+            raise ValueError(f"cosmos needs the loss components {COMPONENTS}, got {tuple(context.components)}")
+        self._refs = dict(getattr(context, "references", None) or {})
+        self._scale = self._scales(self._refs)
+
+    def backward(self, losses: dict, context) -> None:
+        """Gradient of Eq. 5 at this batch's r into the model parameters' .grad (one backward pass)."""
+        import torch
+
+        if self._preference is None:
+            raise RuntimeError("cosmos.backward called before prepare_batch: the batch has no preference")
+        if self._scale is None:
+            self.setup(context)
+        vector = loss_vector(losses, COMPONENTS)
+        scale = torch.as_tensor(self._scale, dtype=vector.dtype, device=vector.device)
+        objective, cosine = cosmos_objective(vector / scale, self._preference, self.params["penalty"])
+        objective.backward()
+        r = self._preference.detach().cpu()
+        self.record_weights(context, r)  # coef_force, coef_energy: the epoch mean of r
+        self.record_weights(context, r, prefix="pref")
+        self.record(context, cosine=float(cosine.detach()))

@@ -1,0 +1,388 @@
+"""Force/energy Pareto fronts: test rays, non-dominated filter, hypervolume, front of a conditioned model.
+
+Objectives (both minimised, dimensionless) of a model on the validation frames::
+
+    f_F = MSE_F / Var(F)        f_E = MSE_E / Var(E)
+
+with Var(F) ((kcal/mol/A)^2) and Var(E) ((kcal/mol)^2, per bead for ``energy_loss: per_bead``) the
+target variances over the training frames (:func:`target_variances`, the same numbers as the
+trainer's references). Each f is a 1 - R^2: 0 is perfect, 1 is the constant predictor of the mean,
+so one reference point serves every method and seed. Their sum is the trainer's method-independent
+criterion C = f_F + f_E.
+
+* Test rays (:func:`circle_points`): K preferences with angles evenly spaced in [0.1, pi/2 - 0.1],
+  r = (cos t, sin t) / (cos t + sin t) (the reference code's ``circle_points`` and its
+  normalisation; K = 25 in the seed). Ray 0 weights force most.
+* Hypervolume (:func:`hypervolume`): pymoo's ``HV`` indicator (minimisation) against
+  ``reference_point`` (default (1, 1): the mean predictor on both objectives). A point that does not
+  strictly dominate the reference point adds nothing; with ``outside="clip"`` (the workflow) it is
+  dropped and counted, with ``outside="raise"`` it is an error naming ``pareto.reference_point``.
+* Chosen preference (:func:`choose_preference`): the ray with the lowest C on the validation
+  frames, the rule that also picks the constant method's grid point. The COSMOS model is simulated at
+  that r (recorded as ``preference`` in hparams.json).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+DEFAULT_RAYS = 25
+DEFAULT_REFERENCE_POINT = (1.0, 1.0)
+FRONT_COLUMNS = ["ray", "pref_force", "pref_energy", "mse_force", "mse_energy", "f_force", "f_energy",
+                 "criterion", "non_dominated"]
+
+
+# -- rays, dominance, hypervolume ------------------------------------------------------------
+def circle_points(k: int = DEFAULT_RAYS, min_angle: float = 0.1, max_angle: float = math.pi / 2 - 0.1) -> np.ndarray:
+    """(k, 2) preferences on the simplex from angles evenly spaced in [min_angle, max_angle] (radians)."""
+    if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 1:
+        raise ValueError(f"pareto.rays must be an integer >= 1, got {k!r}")
+    if not 0 <= min_angle <= max_angle <= math.pi / 2:
+        raise ValueError(f"ray angles must satisfy 0 <= min_angle <= max_angle <= pi/2, got {min_angle}, {max_angle}")
+    angles = np.linspace(min_angle, max_angle, int(k)) if k > 1 else np.array([(min_angle + max_angle) / 2])
+    points = np.stack([np.cos(angles), np.sin(angles)], axis=1)
+    return points / points.sum(axis=1, keepdims=True)
+
+
+def non_dominated(points) -> np.ndarray:
+    """Boolean mask of the points no other point dominates (minimisation; equal points are all kept)."""
+    f = np.asarray(points, dtype=np.float64)
+    if f.ndim != 2:
+        raise ValueError(f"points must have shape (n, m), got {f.shape}")
+    keep = np.ones(len(f), dtype=bool)
+    for i in range(len(f)):
+        dominated = np.all(f <= f[i], axis=1) & np.any(f < f[i], axis=1)
+        keep[i] = not dominated.any()
+    return keep
+
+
+def check_reference_point(reference_point, m: int = 2) -> np.ndarray:
+    ref = np.asarray(reference_point, dtype=np.float64)
+    if ref.shape != (m,) or not np.all(np.isfinite(ref)):
+        raise ValueError(f"pareto.reference_point must be {m} finite numbers, got {reference_point!r}")
+    return ref
+
+
+def hypervolume(points, reference_point=DEFAULT_REFERENCE_POINT, outside: str = "clip") -> float:
+    """Hypervolume (minimisation) of ``points`` (n, m) w.r.t. ``reference_point`` with pymoo's HV indicator.
+
+    Points that do not strictly dominate the reference point (some f_j >= ref_j) enclose no volume:
+    ``outside="clip"`` drops them (0.0 if none is left), ``outside="raise"`` refuses them.
+    Non-finite points (a diverged model) are dropped under ``clip`` as well.
+    """
+    from pymoo.indicators.hv import HV
+
+    f = np.atleast_2d(np.asarray(points, dtype=np.float64))
+    ref = check_reference_point(reference_point, f.shape[1])
+    if outside not in ("clip", "raise"):
+        raise ValueError(f"outside must be 'clip' or 'raise', got {outside!r}")
+    inside = np.all(np.isfinite(f), axis=1) & np.all(f < ref, axis=1)
+    if outside == "raise" and not inside.all():
+        bad = f[~inside][0].tolist()
+        raise ValueError(f"pareto.reference_point {ref.tolist()} is not dominated by the front point {bad}: "
+                         "choose a larger reference point (or clip such points)")
+    if not inside.any():
+        return 0.0
+    return float(HV(ref_point=ref)(f[inside]))
+
+
+def hypervolume_2d(points, reference_point=DEFAULT_REFERENCE_POINT) -> float:
+    """Exact 2-objective hypervolume by a sweep (an independent check of :func:`hypervolume`)."""
+    ref = check_reference_point(reference_point, 2)
+    f = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    f = f[np.all(np.isfinite(f), axis=1) & np.all(f < ref, axis=1)]
+    f = f[non_dominated(f)] if len(f) else f
+    f = f[np.argsort(f[:, 0])]
+    volume, top = 0.0, ref[1]
+    for x, y in f:
+        if y < top:
+            volume += (ref[0] - x) * (top - y)
+            top = y
+    return float(volume)
+
+
+# -- objectives of models on frames ----------------------------------------------------------
+def target_variances(dataset, energy_loss: str = "total") -> dict[str, float]:
+    """{"force": Var(F), "energy": Var(E)} over the training frames (the trainer's references and criterion)."""
+    train = np.asarray(dataset.split["train"], dtype=np.int64)
+    n = dataset.n_beads if energy_loss == "per_bead" else 1
+    var_f = float(np.var(np.asarray(dataset.forces[train], dtype=np.float64), ddof=1))
+    var_e = float(np.var(np.asarray(dataset.energy[train], dtype=np.float64) / n, ddof=1)) if len(train) > 1 else 0.0
+    return {"force": var_f, "energy": var_e if var_e > 0 else 1.0}
+
+
+def model_errors(model, frames, batch_size: int, energy_loss: str, preference=None) -> tuple[float, float]:
+    """Frame-weighted (MSE_F, MSE_E) of ``model`` on a :class:`~balancebench.training.FrameSet` at ``preference``."""
+    import torch
+
+    total = np.zeros(2)
+    r = None if preference is None else torch.as_tensor(np.asarray(preference, dtype=np.float64))
+    for start in range(0, len(frames), batch_size):
+        idx = range(start, min(len(frames), start + batch_size))
+        graph, f_ref, e_ref = frames.batch(idx)
+        if r is not None:
+            graph.extras["preference"] = r
+        energy, forces = model.energy_and_forces(graph, training=False)
+        err_e = (energy - e_ref).detach().double()
+        if energy_loss == "per_bead":
+            err_e = err_e / frames.n_beads
+        total += np.array([float(torch.mean((forces.detach().double() - f_ref.double()) ** 2)),
+                           float(torch.mean(err_e**2))]) * len(idx)
+    return float(total[0] / len(frames)), float(total[1] / len(frames))
+
+
+def evaluate_front(model, frames, references: dict, batch_size: int = 8, energy_loss: str = "total",
+                   rays: int | np.ndarray = DEFAULT_RAYS) -> pd.DataFrame:
+    """The front of a conditioned model: one row per test ray (columns FRONT_COLUMNS)."""
+    r = circle_points(rays) if np.isscalar(rays) else np.asarray(rays, dtype=np.float64)
+    was_training = model.training
+    model.eval()
+    rows = []
+    for k, ray in enumerate(r):
+        mse_f, mse_e = model_errors(model, frames, batch_size, energy_loss, ray)
+        f_f, f_e = mse_f / references["force"], mse_e / references["energy"]
+        rows.append({"ray": k, "pref_force": ray[0], "pref_energy": ray[1], "mse_force": mse_f, "mse_energy": mse_e,
+                     "f_force": f_f, "f_energy": f_e, "criterion": f_f + f_e})
+    model.train(was_training)
+    front = pd.DataFrame(rows)
+    finite = np.isfinite(front[["f_force", "f_energy"]].to_numpy()).all(axis=1)
+    mask = np.zeros(len(front), dtype=bool)
+    mask[np.flatnonzero(finite)] = non_dominated(front.loc[finite, ["f_force", "f_energy"]].to_numpy())
+    front["non_dominated"] = mask
+    return front[FRONT_COLUMNS]
+
+
+def choose_preference(front: pd.DataFrame) -> dict:
+    """The ray with the lowest criterion C = f_F + f_E (the rule that selects the constant grid point)."""
+    finite = front[np.isfinite(front["criterion"].to_numpy(dtype=float))]
+    if finite.empty:
+        raise ValueError("no test ray gave finite validation errors: no preference can be chosen")
+    best = finite.loc[finite["criterion"].astype(float).idxmin()]
+    return {"preference": [float(best["pref_force"]), float(best["pref_energy"])], "ray": int(best["ray"]),
+            "criterion": float(best["criterion"]),
+            "rule": "the test ray with the lowest validation MSE_F/Var(F) + MSE_E/Var(E)"}
+
+
+def conditioned_outputs(model, frames, references: dict, out_dir, batch_size: int, energy_loss: str,
+                        rays: int = DEFAULT_RAYS, fallback=(0.5, 0.5)) -> dict:
+    """After training a conditioned model: write ``front.csv`` into ``out_dir``, fix the chosen r on the model
+    and return the hparams entries (``preference``, ``preference_choice``) that simulation reads.
+
+    If no ray gives finite errors, ``fallback`` (the evaluation preference) is recorded with a note, so the
+    run never crashes and its NVT shows what that model does.
+    """
+    front = evaluate_front(model, frames, references, batch_size, energy_loss, rays)
+    front.to_csv(Path(out_dir) / "front.csv", index=False)
+    try:
+        choice = choose_preference(front)
+    except ValueError as err:
+        choice = {"preference": [float(x) for x in fallback], "ray": None, "criterion": None,
+                  "rule": f"fallback to the evaluation preference: {err}"}
+    model.fix_preference(choice["preference"])
+    return {"preference": choice["preference"], "preference_choice": {**choice, "rays": len(front),
+                                                                      "references": dict(references)}}
+
+
+# -- collecting the fronts and points of a workflow run ---------------------------------------
+def point_from_log(model_dir, references: dict) -> dict:
+    """(f_F, f_E) of a trained model from its own log: the validation errors of its best epoch (the weights it
+    kept) over the target variances; NaN for a run that did not complete."""
+    model_dir = Path(model_dir)
+    status = json.loads((model_dir / "status.json").read_text())
+    row = {"status": status["status"], "f_force": float("nan"), "f_energy": float("nan")}
+    log_path = model_dir / "train_log.csv"
+    if status["status"] != "completed" or not log_path.exists():
+        return row
+    log = pd.read_csv(log_path)
+    best = log[log["epoch"] == int(status.get("best_epoch", 0))]
+    if best.empty:
+        return {**row, "status": "missing"}
+    return {**row, "f_force": float(best["val_force"].iloc[0]) / references["force"],
+            "f_energy": float(best["val_energy"].iloc[0]) / references["energy"]}
+
+
+def collect(references: dict, conditioned: dict, finals: dict, candidates: list[dict] | None = None,
+            reference_point=DEFAULT_REFERENCE_POINT):
+    """Everything the pareto rule writes, from the model directories of one workflow run.
+
+    ``conditioned``: {(variant, seed): dir} of COSMOS models (their ``front.csv`` and ``hparams.json``);
+    ``finals``: {(variant, seed): dir} of every other variant's trained models; ``candidates``: search
+    trainings [{variant, label, dir}] (the constant grid points among them). Returns a dict of tables:
+    fronts, chosen, points, hypervolume (tidy metric rows), hv_summary.
+    """
+    check_reference_point(reference_point)
+    fronts, chosen = {}, []
+    for (variant, seed), d in conditioned.items():
+        d = Path(d)
+        status = json.loads((d / "status.json").read_text())
+        if status["status"] != "completed" or not (d / "front.csv").exists():
+            chosen.append({"variant": variant, "seed": int(seed), "status": status["status"]})
+            continue
+        fronts[(variant, int(seed))] = pd.read_csv(d / "front.csv")
+        hp = json.loads((d / "hparams.json").read_text())
+        pc = hp.get("preference_choice", {})
+        chosen.append({"variant": variant, "seed": int(seed), "status": "completed",
+                       "pref_force": hp["preference"][0], "pref_energy": hp["preference"][1],
+                       "ray": pc.get("ray"), "criterion": pc.get("criterion"), "rule": pc.get("rule")})
+    points = pd.DataFrame([{"method": v, "seed": int(s), "role": "final", "label": "", **point_from_log(d, references)}
+                           for (v, s), d in finals.items()],
+                          columns=["method", "seed", "role", "label", "status", "f_force", "f_energy"])
+    cand = pd.DataFrame([{"method": c["variant"], "seed": c.get("seed"), "role": "search", "label": c.get("label", ""),
+                          **point_from_log(c["dir"], references)} for c in candidates or []],
+                        columns=["method", "seed", "role", "label", "status", "f_force", "f_energy"])
+    failed = pd.DataFrame([{"method": c["variant"], "seed": c["seed"], "status": c["status"], "f_force": float("nan"),
+                            "f_energy": float("nan")} for c in chosen if c["status"] != "completed"],
+                          columns=["method", "seed", "status", "f_force", "f_energy"])
+    hv = hypervolume_rows(fronts, pd.concat([points, failed], ignore_index=True) if len(failed) else points,
+                          reference_point)  # a failed conditioned run: its row says so, no value
+    summary = [{"set": f"{v} front", "variant": v, "seed": s, "points": int(f["non_dominated"].sum()),
+                "hypervolume": hypervolume(f.loc[f["non_dominated"].astype(bool), ["f_force", "f_energy"]]
+                                           .to_numpy(dtype=float), reference_point)}
+               for (v, s), f in sorted(fronts.items(), key=lambda kv: (kv[0][0], kv[0][1]))]
+    for variant, group in (cand.groupby("method", sort=True) if len(cand) else []):
+        ok = group[group["status"] == "completed"]
+        summary.append({"set": f"{variant} search trainings", "variant": variant, "seed": None, "points": len(ok),
+                        "hypervolume": hypervolume(ok[["f_force", "f_energy"]].to_numpy(dtype=float), reference_point)
+                        if len(ok) else 0.0})
+    for variant, group in (points.groupby("method", sort=True) if len(points) else []):
+        for _, p in group.iterrows():
+            summary.append({"set": f"{variant} model", "variant": variant, "seed": int(p["seed"]),
+                            "points": int(p["status"] == "completed"),
+                            "hypervolume": hypervolume([[p["f_force"], p["f_energy"]]], reference_point)})
+    return {"fronts": fronts, "chosen": pd.DataFrame(chosen), "points": points, "candidates": cand, "hypervolume": hv,
+            "hv_summary": pd.DataFrame(summary, columns=["set", "variant", "seed", "points", "hypervolume"])}
+
+
+def fronts_table(fronts: dict) -> pd.DataFrame:
+    """All fronts as one tidy table (variant, seed, FRONT_COLUMNS)."""
+    frames = [f.assign(variant=v, seed=int(s)) for (v, s), f in fronts.items()]
+    if not frames:
+        return pd.DataFrame(columns=["variant", "seed", *FRONT_COLUMNS])
+    table = pd.concat(frames, ignore_index=True)
+    return table[["variant", "seed", *[c for c in FRONT_COLUMNS if c in table]]]
+
+
+def summary_note(tables: dict, cost: pd.DataFrame, reference_point) -> str:
+    """The closing note: mean COSMOS hypervolume vs each search's set of trainings, and the training-cost ratio."""
+    hv = tables["hv_summary"]
+    lines = [(f"# Pareto fronts and cost (reference point {list(map(float, reference_point))}, "
+             "objectives MSE_F/Var(F), MSE_E/Var(E) on the validation frames)"), ""]
+    fronts = hv[hv["set"].str.endswith(" front")]
+    for variant, group in fronts.groupby("variant", sort=True):
+        values = group["hypervolume"].to_numpy(dtype=float)
+        lines.append(f"- {variant}: HV per seed {', '.join(f'{x:.4f}' for x in values)} "
+                     f"(mean {values.mean():.4f}, {len(values)} seeds)")
+    for _, row in hv[hv["set"].str.endswith(" search trainings")].iterrows():
+        lines.append(f"- {row['set']}: HV {row['hypervolume']:.4f} from {row['points']} completed trainings")
+    if len(tables["chosen"]):
+        for _, c in tables["chosen"].iterrows():
+            if c.get("status") == "completed":
+                lines.append(f"- {c['variant']} seed {c['seed']}: simulated at r = ({c['pref_force']:.3f}, "
+                             f"{c['pref_energy']:.3f}) (ray {c['ray']}, criterion {c['criterion']:.4f})")
+    if len(cost):
+        lines += ["", "Training cost (seconds of training epochs; constant = grid + final trainings):", ""]
+        for _, row in cost.iterrows():
+            lines.append(f"- {row['variant']}: {row['seconds']:.1f} s in {row['trainings']} trainings "
+                         f"({row['search_trainings']} search), x{row['ratio_to_cheapest']:.2f} the cheapest")
+    return "\n".join(lines) + "\n"
+
+
+def hypervolume_rows(fronts: dict, points: pd.DataFrame, reference_point) -> pd.DataFrame:
+    """Tidy metric rows (metrics.TIDY_COLUMNS) of the hypervolume per variant and seed.
+
+    ``fronts``: {(variant, seed): front DataFrame} of conditioned models (their non-dominated points);
+    ``points``: one row per other trained model (method, seed, status, f_force, f_energy): its HV is the
+    box its single point encloses. A failed training gets status 'diverged' and no value.
+    """
+    rows = []
+    for (variant, seed), front in fronts.items():
+        f = front.loc[front["non_dominated"].astype(bool), ["f_force", "f_energy"]].to_numpy(dtype=float)
+        rows.append({"method": variant, "seed": int(seed), "value": hypervolume(f, reference_point),
+                     "status": "completed", "reason": ""})
+    for _, p in points.iterrows():
+        if p["status"] != "completed":
+            rows.append({"method": p["method"], "seed": int(p["seed"]), "value": float("nan"), "status": "diverged",
+                         "reason": f"training {p['status']}"})
+            continue
+        rows.append({"method": p["method"], "seed": int(p["seed"]),
+                     "value": hypervolume([[p["f_force"], p["f_energy"]]], reference_point),
+                     "status": "completed", "reason": ""})
+    table = pd.DataFrame(rows, columns=["method", "seed", "value", "status", "reason"])
+    table.insert(2, "metric", "hypervolume")
+    table["direction"], table["target"] = "higher", ""
+    return table[["method", "seed", "metric", "value", "status", "direction", "target", "reason"]]
+
+
+def cost_table(entries: list[dict]) -> pd.DataFrame:
+    """Training seconds per variant: entries {variant, role ('grid' | 'final'), seconds, epochs} -> one row each.
+
+    constant = every grid point + its final trainings; every other variant = its own trainings.
+    ``ratio_to_cheapest`` divides by the cheapest variant's total.
+    """
+    df = pd.DataFrame(entries, columns=["variant", "role", "seconds", "epochs"])
+    if df.empty:
+        return pd.DataFrame(columns=["variant", "trainings", "search_trainings", "final_trainings", "epochs",
+                                     "seconds", "ratio_to_cheapest"])
+    out = df.groupby("variant", sort=False).agg(
+        trainings=("seconds", "size"),
+        search_trainings=("role", lambda r: int((r == "grid").sum())),
+        final_trainings=("role", lambda r: int((r == "final").sum())),
+        epochs=("epochs", "sum"), seconds=("seconds", "sum")).reset_index()
+    cheapest = out["seconds"].min()
+    out["ratio_to_cheapest"] = out["seconds"] / cheapest if cheapest > 0 else float("nan")
+    return out
+
+
+def training_seconds(model_dir) -> tuple[float, int]:
+    """(total training seconds, epochs) from a model's train_log.csv (sum of the per-epoch seconds)."""
+    path = Path(model_dir) / "train_log.csv"
+    log = pd.read_csv(path) if path.exists() and path.stat().st_size else pd.DataFrame(columns=["seconds"])
+    return float(pd.to_numeric(log["seconds"], errors="coerce").fillna(0.0).sum()), len(log)
+
+
+# -- the figure ------------------------------------------------------------------------------
+def plot_fronts(path, fronts: dict, points: pd.DataFrame, reference_point=DEFAULT_REFERENCE_POINT,
+                grid: pd.DataFrame | None = None) -> None:
+    """COSMOS fronts (one line per seed) with every other trained model and each search training (the constant
+    grid points; ``grid``: method, label, status, f_force, f_energy) as markers."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.0, 4.8))
+    for (variant, seed), front in sorted(fronts.items(), key=lambda kv: (str(kv[0][0]), int(kv[0][1]))):
+        nd = front[front["non_dominated"].astype(bool)].sort_values("f_force")
+        line, = ax.plot(nd["f_force"], nd["f_energy"], "-", lw=1.2, label=f"{variant} front, seed {seed}")
+        dom = front[~front["non_dominated"].astype(bool)]
+        ax.plot(dom["f_force"], dom["f_energy"], ".", color=line.get_color(), alpha=0.35)
+    markers = "osD^v<>ph*"
+    done = points[points["status"] == "completed"] if len(points) else points
+    for k, (variant, group) in enumerate(done.groupby("method", sort=True) if len(done) else []):
+        ax.plot(group["f_force"], group["f_energy"], markers[k % len(markers)], ms=6, mfc="none", label=variant)
+    if grid is not None and len(grid):
+        done_grid = grid[grid["status"] == "completed"]
+        for k, (variant, g) in enumerate(done_grid.groupby("method", sort=True)):
+            ax.plot(g["f_force"], g["f_energy"], "x+1"[k % 3], color="k", ms=8,
+                    label=f"{variant} search trainings")
+            for _, row in g.iterrows():
+                if row.get("label"):
+                    ax.annotate(str(row["label"]), (row["f_force"], row["f_energy"]), fontsize=7,
+                                xytext=(3, 3), textcoords="offset points")
+    ref = check_reference_point(reference_point)
+    ax.axvline(ref[0], color="0.6", lw=0.8, ls=":")
+    ax.axhline(ref[1], color="0.6", lw=0.8, ls=":")
+    ax.set_xlabel("MSE_F / Var(F) (validation)")
+    ax.set_ylabel("MSE_E / Var(E) (validation)")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.legend(fontsize=7, loc="best")
+    ax.set_title("Force/energy trade-off; dotted: hypervolume reference point")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

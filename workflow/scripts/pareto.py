@@ -1,0 +1,46 @@
+"""Rule pareto: fronts, hypervolume rows, chosen preferences, cost table, figure and note (balancebench.pareto)."""
+
+import json
+from pathlib import Path
+
+from balancebench.cg import read_dataset
+from balancebench.pareto import (
+    collect,
+    cost_table,
+    fronts_table,
+    plot_fronts,
+    summary_note,
+    target_variances,
+    training_seconds,
+)
+from balancebench.workflow_io import snakemake_job
+
+smk = snakemake  # noqa: F821 (injected by Snakemake)
+with snakemake_job(smk) as job:
+    refs = target_variances(read_dataset(smk.input.dataset), smk.params.energy_loss)
+    job.logger.info("references (target variances): %s", refs)
+    conditioned, finals, costs = {}, {}, []
+    for variant, seed, directory in smk.params.models:
+        (conditioned if variant in smk.params.conditioned else finals)[(variant, int(seed))] = directory
+        seconds, epochs = training_seconds(directory)
+        costs.append({"variant": variant, "role": "final", "seconds": seconds, "epochs": epochs})
+    candidates = []
+    for variant, g, c, directory in smk.params.candidates:
+        listed = json.loads((Path(directory).parent / "candidates.json").read_text())["candidates"][int(c)]
+        label = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in listed["params"].items())
+        candidates.append({"variant": variant, "label": label, "dir": directory, "seed": None})
+        seconds, epochs = training_seconds(directory)
+        costs.append({"variant": variant, "role": "grid", "seconds": seconds, "epochs": epochs})
+    tables = collect(refs, conditioned, finals, candidates, smk.params.reference_point)
+    fronts_table(tables["fronts"]).to_csv(smk.output.fronts, index=False)
+    tables["chosen"].to_csv(smk.output.chosen, index=False)
+    tables["points"].assign(references=json.dumps(refs)).to_csv(smk.output.points, index=False)
+    tables["hypervolume"].to_csv(smk.output.hypervolume, index=False)
+    tables["hv_summary"].to_csv(smk.output.hv_summary, index=False)
+    cost = cost_table(costs)
+    cost.to_csv(smk.output.cost, index=False)
+    plot_fronts(smk.output.figure, tables["fronts"], tables["points"], smk.params.reference_point,
+                tables["candidates"])
+    note = summary_note(tables, cost, smk.params.reference_point)
+    Path(smk.output.note).write_text(note)
+    job.logger.info("%s", note)
