@@ -4,16 +4,16 @@
 rule build_system:
     output:
         data=result("atomistic/initial.data"),
-    params:
-        md=config["atomistic"],
-        seed=config["seed"],
-        code=code_hash("atomistic/builder.py", "atomistic/forcefield.py"),
     log:
         log_path("atomistic/build_system"),
     benchmark:
         bench_path("atomistic/build_system")
     conda:
         "../../envs/md.yaml"
+    params:
+        md=config["atomistic"],
+        seed=config["seed"],
+        code=code_hash("atomistic/builder.py", "atomistic/forcefield.py"),
     script:
         "../scripts/build_system.py"
 
@@ -25,14 +25,6 @@ rule equilibrate:
         data=result("atomistic/equilibrated.data"),
         trace=result("atomistic/equilibration.csv"),
         summary=result("atomistic/equilibration.json"),
-    params:
-        md=config["atomistic"],
-        seed=config["seed"],
-        code=code_hash("atomistic", "lammps_runtime.py"),
-    threads: 16
-    resources:
-        runtime=md_runtime_minutes(config, "equilibrate"),
-        mem_mb=4000,
     log:
         script=log_path("atomistic/equilibrate"),
         lammps=log_path("atomistic/equilibrate.lammps"),
@@ -40,6 +32,14 @@ rule equilibrate:
         bench_path("atomistic/equilibrate")
     conda:
         "../../envs/md.yaml"
+    threads: 16
+    resources:
+        runtime=md_runtime_minutes(config, "equilibrate"),
+        mem_mb=4000,
+    params:
+        md=config["atomistic"],
+        seed=config["seed"],
+        code=code_hash("atomistic", "lammps_runtime.py"),
     script:
         "../scripts/equilibrate.py"
 
@@ -50,14 +50,6 @@ rule production:
     output:
         trajectory=result("atomistic/trajectory.h5"),
         summary=result("atomistic/production.json"),
-    params:
-        md=config["atomistic"],
-        seed=config["seed"],
-        code=code_hash("atomistic", "lammps_runtime.py", "trajectory.py"),
-    threads: 16
-    resources:
-        runtime=md_runtime_minutes(config, "production"),
-        mem_mb=8000,
     log:
         script=log_path("atomistic/production"),
         lammps=log_path("atomistic/production.lammps"),
@@ -65,6 +57,14 @@ rule production:
         bench_path("atomistic/production")
     conda:
         "../../envs/md.yaml"
+    threads: 16
+    resources:
+        runtime=md_runtime_minutes(config, "production"),
+        mem_mb=8000,
+    params:
+        md=config["atomistic"],
+        seed=config["seed"],
+        code=code_hash("atomistic", "lammps_runtime.py", "trajectory.py"),
     script:
         "../scripts/production.py"
 
@@ -84,16 +84,16 @@ rule atomistic_observables:
             caption="../report/atomistic_liquid.rst",
             category="Atomistic reference",
         ),
-    params:
-        observables=config["observables"],
-        code=code_hash("observables.py", "reference.py"),
-    resources:
-        mem_mb=4000,
     log:
         log_path("atomistic/observables"),
     benchmark:
         bench_path("atomistic/observables")
     conda:
         "../../envs/md.yaml"
+    resources:
+        mem_mb=4000,
+    params:
+        observables=config["observables"],
+        code=code_hash("observables.py", "reference.py"),
     script:
         "../scripts/atomistic_observables.py"

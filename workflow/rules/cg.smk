@@ -7,17 +7,17 @@ rule cg_map:
     output:
         dataset=result("cg/dataset.h5"),
         summary=result("cg/mapping.json"),
-    params:
-        cg=config["cg"],
-        seed=config["seed"],
-        code=code_hash("cg.py"),
-    resources:
-        mem_mb=4000,
     log:
         log_path("cg/cg_map"),
     benchmark:
         bench_path("cg/cg_map")
     conda:
         "../../envs/train.yaml"
+    resources:
+        mem_mb=4000,
+    params:
+        cg=config["cg"],
+        seed=config["seed"],
+        code=code_hash("cg.py"),
     script:
         "../scripts/cg_map.py"

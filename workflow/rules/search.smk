@@ -17,14 +17,14 @@ rule search_ask:
     output:
         asked=result("search/{variant}/gen{g}/asked.pkl"),
         candidates=result("search/{variant}/gen{g}/candidates.json"),
-    params:
-        search=lambda wc: search_config(wc.variant),
-        seed=lambda wc: search_seed(wc.variant),
-        code=SEARCH_CODE,
     log:
         log_path("search/{variant}/gen{g}/ask"),
     conda:
         "../../envs/train.yaml"
+    params:
+        search=lambda wc: search_config(wc.variant),
+        seed=lambda wc: search_seed(wc.variant),
+        code=SEARCH_CODE,
     script:
         "../scripts/search_ask.py"
 
@@ -40,6 +40,17 @@ rule search_candidate:
         evaluation=result("search/{variant}/gen{g}/c{c}/evaluation.json"),
         status=result("search/{variant}/gen{g}/c{c}/status.json"),
         log=result("search/{variant}/gen{g}/c{c}/train_log.csv"),
+    log:
+        log_path("search/{variant}/gen{g}/c{c}"),
+    benchmark:
+        bench_path("search/{variant}/gen{g}/c{c}")
+    conda:
+        "../../envs/train.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        gpu=0,
+        runtime=240,
     params:
         search=lambda wc: search_config(wc.variant),
         model=config["model"],
@@ -51,17 +62,6 @@ rule search_candidate:
         metrics_config=lambda wc: {k: config[k] for k in ("atomistic", "observables", "metrics", "simulation")},
         checkpoint=lambda wc: result(f"checkpoints/search/{wc.variant}/gen{wc.g}/c{wc.c}.pt"),
         code=TRAIN_CODE + SEARCH_CODE,
-    threads: 1
-    resources:
-        mem_mb=4000,
-        gpu=0,
-        runtime=240,
-    log:
-        log_path("search/{variant}/gen{g}/c{c}"),
-    benchmark:
-        bench_path("search/{variant}/gen{g}/c{c}")
-    conda:
-        "../../envs/train.yaml"
     script:
         "../scripts/search_candidate.py"
 
@@ -72,13 +72,13 @@ rule search_tell:
         unpack(generation_outputs),
     output:
         told=result("search/{variant}/gen{g}/told.pkl"),
-    params:
-        search=lambda wc: search_config(wc.variant),
-        code=SEARCH_CODE,
     log:
         log_path("search/{variant}/gen{g}/tell"),
     conda:
         "../../envs/train.yaml"
+    params:
+        search=lambda wc: search_config(wc.variant),
+        code=SEARCH_CODE,
     script:
         "../scripts/search_tell.py"
 
@@ -103,15 +103,15 @@ rule search_select:
             subcategory="Searches",
             caption="../report/search.rst",
         ),
+    log:
+        log_path("search/{variant}/select"),
+    conda:
+        "../../envs/train.yaml"
     params:
         search=lambda wc: search_config(wc.variant),
         method=lambda wc: variant_method(wc.variant),
         method_params=lambda wc: variant_params(wc.variant),
         training=TRAINING,
         code=SEARCH_CODE,
-    log:
-        log_path("search/{variant}/select"),
-    conda:
-        "../../envs/train.yaml"
     script:
         "../scripts/search_select.py"

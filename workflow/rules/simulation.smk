@@ -12,22 +12,22 @@ rule simulate:
         trajectory=result("simulations/{variant}/seed{seed}/trajectory.h5"),
         thermo=result("simulations/{variant}/seed{seed}/thermo.csv"),
         status=result("simulations/{variant}/seed{seed}/status.json"),
-    params:
-        simulation=config["simulation"],
-        temperature=config["atomistic"]["temperature"],
-        seed=lambda wc: int(wc.seed),
-        code=code_hash("simulation.py", "model.py", "neighbors.py", "trajectory.py"),
-    threads: 1
-    resources:
-        mem_mb=4000,
-        gpu=0,
-        runtime=240,
     log:
         log_path("simulations/{variant}/seed{seed}"),
     benchmark:
         bench_path("simulations/{variant}/seed{seed}")
     conda:
         "../../envs/train.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        gpu=0,
+        runtime=240,
+    params:
+        simulation=config["simulation"],
+        temperature=config["atomistic"]["temperature"],
+        seed=lambda wc: int(wc.seed),
+        code=code_hash("simulation.py", "model.py", "neighbors.py", "trajectory.py"),
     script:
         "../scripts/simulate.py"
 
@@ -38,6 +38,13 @@ rule timing_calibration:
         dataset=rules.cg_map.output.dataset,
     output:
         calibration=result("timing/calibration.json"),
+    log:
+        log_path("timing/calibration"),
+    benchmark:
+        bench_path("timing/calibration")
+    conda:
+        "../../envs/train.yaml"
+    threads: 1
     params:
         timing=config["metrics"]["timing"],
         model=config["model"],
@@ -45,13 +52,6 @@ rule timing_calibration:
         seed=config["seed"],
         device=config["training"]["device"],
         code=code_hash("timing.py", "training.py", "model.py"),
-    threads: 1
-    log:
-        log_path("timing/calibration"),
-    benchmark:
-        bench_path("timing/calibration")
-    conda:
-        "../../envs/train.yaml"
     script:
         "../scripts/stats_timing_calibration.py"
 
@@ -66,19 +66,19 @@ rule time_training:
         calibration=rules.timing_calibration.output.calibration,
     output:
         timing=result("timing/{variant}/seed{seed}.json"),
-    params:
-        timing=config["metrics"]["timing"],
-        device=config["training"]["device"],
-        code=code_hash("timing.py", "training.py", "model.py", "balancing"),
-    threads: 1
-    resources:
-        mem_mb=4000,
     log:
         log_path("timing/{variant}/seed{seed}"),
     benchmark:
         bench_path("timing/{variant}/seed{seed}")
     conda:
         "../../envs/train.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+    params:
+        timing=config["metrics"]["timing"],
+        device=config["training"]["device"],
+        code=code_hash("timing.py", "training.py", "model.py", "balancing"),
     script:
         "../scripts/stats_time_training.py"
 
@@ -104,15 +104,15 @@ rule model_metrics:
             subcategory="{variant}",
             labels={"variant": "{variant}", "seed": "{seed}"},
         ),
-    params:
-        config=lambda wc: {k: config[k] for k in ("atomistic", "observables", "metrics", "simulation")},
-        code=code_hash("metrics.py", "observables.py", "reference.py", "timing.py"),
     log:
         log_path("metrics/{variant}/seed{seed}"),
     benchmark:
         bench_path("metrics/{variant}/seed{seed}")
     conda:
         "../../envs/stats.yaml"
+    params:
+        config=lambda wc: {k: config[k] for k in ("atomistic", "observables", "metrics", "simulation")},
+        code=code_hash("metrics.py", "observables.py", "reference.py", "timing.py"),
     script:
         "../scripts/model_metrics.py"
 
@@ -135,14 +135,14 @@ rule collect_metrics:
             subcategory="Metrics",
         ),
         timing=result("metrics/timing.csv"),
-    params:
-        prescreen=config["metrics"]["prescreen"],
-        code=code_hash("metrics.py"),
     log:
         log_path("metrics/collect"),
     benchmark:
         bench_path("metrics/collect")
     conda:
         "../../envs/stats.yaml"
+    params:
+        prescreen=config["metrics"]["prescreen"],
+        code=code_hash("metrics.py"),
     script:
         "../scripts/collect_metrics.py"

@@ -5,6 +5,7 @@
 
 STATS_METRICS_TABLE = config["stats"]["metrics_table"] or result("metrics/metrics.csv")
 
+
 rule stats_tables:
     input:
         metrics=STATS_METRICS_TABLE,
@@ -74,16 +75,16 @@ rule stats_tables:
             labels={"table": "0 summary: Tables 1-3, letters, failed runs"},
         ),
         evaluation=result("stats/evaluation.json"),
-    params:
-        stats=config["stats"],
-        seed_design=config["training"].get("seed_design", "independent"),
-        code=code_hash("stats", "report.py"),
     log:
         log_path("stats/stats_tables"),
     benchmark:
         bench_path("stats/stats_tables")
     conda:
         "../../envs/stats.yaml"
+    params:
+        stats=config["stats"],
+        seed_design=config["training"].get("seed_design", "independent"),
+        code=code_hash("stats", "report.py"),
     script:
         "../scripts/stats_tables.py"
 
@@ -108,16 +109,16 @@ rule stats_figures:
             subcategory="Figures",
             labels={"figure": "box plots (SVG)"},
         ),
-    params:
-        stats=config["stats"],
-        seed_design=config["training"].get("seed_design", "independent"),
-        code=code_hash("stats", "report.py"),
     log:
         log_path("stats/stats_figures"),
     benchmark:
         bench_path("stats/stats_figures")
     conda:
         "../../envs/stats.yaml"
+    params:
+        stats=config["stats"],
+        seed_design=config["training"].get("seed_design", "independent"),
+        code=code_hash("stats", "report.py"),
     script:
         "../scripts/stats_figures.py"
 

@@ -17,6 +17,17 @@ rule train:
         hparams=result("models/{variant}/seed{seed}/hparams.json"),
         log=result("models/{variant}/seed{seed}/train_log.csv"),
         status=result("models/{variant}/seed{seed}/status.json"),
+    log:
+        log_path("models/{variant}/seed{seed}"),
+    benchmark:
+        bench_path("models/{variant}/seed{seed}")
+    conda:
+        "../../envs/train.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        gpu=0,
+        runtime=240,
     params:
         model=config["model"],
         training=TRAINING,
@@ -28,16 +39,5 @@ rule train:
         seed_design=SEED_DESIGN,
         checkpoint=lambda wc: result(f"checkpoints/{wc.variant}/seed{wc.seed}.pt"),
         code=TRAIN_CODE,
-    threads: 1
-    resources:
-        mem_mb=4000,
-        gpu=0,
-        runtime=240,
-    log:
-        log_path("models/{variant}/seed{seed}"),
-    benchmark:
-        bench_path("models/{variant}/seed{seed}")
-    conda:
-        "../../envs/train.yaml"
     script:
         "../scripts/train.py"
