@@ -161,7 +161,7 @@ def lj_bead_dataset(n_frames: int = 24, n_side: int = 3, spacing: float = 5.6, s
     """A Lennard-Jones bead liquid (sigma 5 A, epsilon 0.6 kcal/mol, 78.114 amu, 340 K) sampled by ASE Langevin.
 
     Forces (kcal/mol/A) and energies (kcal/mol) are exact LJ ones, so they are learnable by
-    a CG SchNet (the same construction as tests/conftest.py). Returns a
+    a CG SchNet (the tests' Lennard-Jones dataset, tests/conftest.py, is this one). Returns a
     :class:`~balancebench.cg.CGDataset` whose ``train`` split holds about 75 % of the frames (test 10 %, validation 15 %).
     """
     from ase import Atoms, units
