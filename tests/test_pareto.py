@@ -117,9 +117,13 @@ def test_hypervolume_rows_and_cost_table():
     cost = cost_table([{"variant": "constant", "role": "grid", "seconds": 10.0, "epochs": 5},
                        {"variant": "constant", "role": "grid", "seconds": 12.0, "epochs": 6},
                        {"variant": "constant", "role": "final", "seconds": 11.0, "epochs": 5},
-                       {"variant": "cosmos", "role": "final", "seconds": 15.0, "epochs": 7}])
+                       {"variant": "cosmos", "role": "final", "seconds": 15.0, "epochs": 7},
+                       {"variant": "ml2o", "role": "meta", "seconds": 40.0, "epochs": 0},
+                       {"variant": "ml2o", "role": "final", "seconds": 9.0, "epochs": 4}])
     row = cost.set_index("variant")
     assert row.loc["constant", "seconds"] == 33.0 and row.loc["constant", "search_trainings"] == 2
+    assert row.loc["ml2o", "seconds"] == 49.0 and row.loc["ml2o", "meta_training_seconds"] == 40.0
+    assert row.loc["ml2o", "trainings"] == 1 and row.loc["constant", "meta_training_seconds"] == 0.0
     assert row.loc["cosmos", "ratio_to_cheapest"] == 1.0
     assert row.loc["constant", "ratio_to_cheapest"] == pytest.approx(33.0 / 15.0)
 

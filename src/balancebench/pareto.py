@@ -319,19 +319,24 @@ def hypervolume_rows(fronts: dict, points: pd.DataFrame, reference_point) -> pd.
 
 
 def cost_table(entries: list[dict]) -> pd.DataFrame:
-    """Training seconds per variant: entries {variant, role ('grid' | 'final'), seconds, epochs} -> one row each.
+    """Training seconds per variant: entries {variant, role ('grid' | 'final' | 'meta'), seconds, epochs} -> one row
+    each.
 
-    constant = every grid point + its final trainings; every other variant = its own trainings.
+    A variant with a search (the constant grid, NSGA-II, DE) = every search training ('grid') + its final trainings;
+    a variant whose method reads a meta-trained artifact (ML2O) = the meta-training ('meta', charged in full to each
+    variant that uses it) + its trainings; every other variant = its own trainings.
     ``ratio_to_cheapest`` divides by the cheapest variant's total.
     """
     df = pd.DataFrame(entries, columns=["variant", "role", "seconds", "epochs"])
     if df.empty:
-        return pd.DataFrame(columns=["variant", "trainings", "search_trainings", "final_trainings", "epochs",
-                                     "seconds", "ratio_to_cheapest"])
+        return pd.DataFrame(columns=["variant", "trainings", "search_trainings", "final_trainings",
+                                     "meta_training_seconds", "epochs", "seconds", "ratio_to_cheapest"])
+    df["meta_seconds"] = df["seconds"].where(df["role"] == "meta", 0.0)
     out = df.groupby("variant", sort=False).agg(
-        trainings=("seconds", "size"),
+        trainings=("role", lambda r: int((r != "meta").sum())),
         search_trainings=("role", lambda r: int((r == "grid").sum())),
         final_trainings=("role", lambda r: int((r == "final").sum())),
+        meta_training_seconds=("meta_seconds", "sum"),
         epochs=("epochs", "sum"), seconds=("seconds", "sum")).reset_index()
     cheapest = out["seconds"].min()
     out["ratio_to_cheapest"] = out["seconds"] / cheapest if cheapest > 0 else float("nan")

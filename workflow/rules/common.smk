@@ -187,6 +187,15 @@ def pareto_candidates():
     ]
 
 
+def pareto_artifact_records():
+    """[variant, record JSON] of every meta-trained artifact a variant reads (its cost counts for that variant)."""
+    return [
+        [v, path.rsplit(".", 1)[0] + ".json"]
+        for v in VARIANTS
+        for path in variant_artifacts(v).values()
+    ]
+
+
 def pareto_inputs(wildcards):
     models = pareto_models()
     candidates = pareto_candidates()
@@ -198,4 +207,5 @@ def pareto_inputs(wildcards):
         "search_statuses": [f"{d}/status.json" for *_, d in candidates],
         "search_logs": [f"{d}/train_log.csv" for *_, d in candidates],
         "search_candidates": sorted({result(f"search/{v}/gen{g}/candidates.json") for v, g, _, _ in candidates}),
+        "artifact_records": sorted({path for _, path in pareto_artifact_records()}),
     }

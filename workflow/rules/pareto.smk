@@ -55,6 +55,7 @@ rule pareto:
     params:
         models=pareto_models(),
         candidates=pareto_candidates(),
+        artifact_records=pareto_artifact_records(),
         conditioned=CONDITIONED_VARIANTS,
         reference_point=PARETO_REFERENCE,
         energy_loss=config["training"].get("energy_loss", "total"),

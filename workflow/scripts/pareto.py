@@ -31,6 +31,9 @@ with snakemake_job(smk) as job:
         candidates.append({"variant": variant, "label": label, "dir": directory, "seed": None})
         seconds, epochs = training_seconds(directory)
         costs.append({"variant": variant, "role": "grid", "seconds": seconds, "epochs": epochs})
+    for variant, record in smk.params.artifact_records:  # e.g. ML2O's meta-training, charged to each user
+        seconds = float(json.loads(Path(record).read_text())["meta_training_seconds"])
+        costs.append({"variant": variant, "role": "meta", "seconds": seconds, "epochs": 0})
     tables = collect(refs, conditioned, finals, candidates, smk.params.reference_point)
     fronts_table(tables["fronts"]).to_csv(smk.output.fronts, index=False)
     tables["chosen"].to_csv(smk.output.chosen, index=False)
