@@ -262,3 +262,41 @@ def test_search_killed_after_the_first_tell_resumes_to_the_same_candidates(repo,
     after = pd.read_csv(search / "candidates.csv")
     cols = [c for c in before.columns if c.startswith(("param_", "obj_"))]
     pd.testing.assert_frame_equal(before[["generation", "candidate", *cols]], after[["generation", "candidate", *cols]])
+
+
+def test_every_demo_variant_goes_through_the_scheme(repo, tiny_run, tmp_path):
+    """Every variant of config/config.yaml (read here, so the test follows the demo) is trained, simulated,
+    measured and ranked on the tiny data: the tiny run's copy keeps what it already has, the rest is new. The
+    demo's searches keep their kind and space with a tiny budget; ML2O meta-trains on a few problems."""
+    demo = yaml.safe_load((repo / "config" / "config.yaml").read_text())
+    config, results = copy_run(tiny_run, tmp_path)
+    cfg = yaml.safe_load(config.read_text())
+    tiny_searches = cfg["balancing"]["searches"]
+    searches = {}
+    for name, spec in demo["balancing"]["searches"].items():
+        if spec["kind"] == "grid":
+            searches[name] = tiny_searches["grid"]
+        else:
+            searches[name] = {**spec, "population": 4, "generations": 1, "training": {"max_epochs": 1}}
+    variants = dict(demo["balancing"]["variants"])
+    cfg["balancing"] = {"variants": variants, "searches": searches}
+    cfg["l2o"] = {"meta": {"episodes": 2, "unroll": 4, "unrolls_per_episode": 1, "heldout_seeds": 1,
+                           "heldout_steps": 5}}
+    config.write_text(yaml.safe_dump(cfg))
+    proc = snakemake(repo, "--cores", "2", "--configfile", str(config), timeout=1800)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    for variant in variants:
+        for seed in (1, 2):
+            status = json.loads((results / "models" / variant / f"seed{seed}" / "status.json").read_text())
+            assert status["status"] == "completed", (variant, status)
+            log = pd.read_csv(results / "models" / variant / f"seed{seed}" / "train_log.csv")
+            assert log[["coef_force", "coef_energy"]].notna().all().all(), variant  # effective weights logged
+            sim = json.loads((results / "simulations" / variant / f"seed{seed}" / "status.json").read_text())
+            assert sim["status"] == "completed", (variant, sim)
+    table = pd.read_csv(results / "metrics" / "metrics.csv")
+    assert set(table["method"]) == set(variants)
+    ranking = pd.read_csv(results / "stats" / "ranking.csv")
+    assert set(ranking.iloc[:, 0]) == set(variants)  # every variant ranked
+    assert (results / "l2o" / "optimizer.pt").exists()
+    cost = pd.read_csv(results / "pareto" / "cost.csv").set_index("variant")
+    assert cost.loc["ml2o", "meta_training_seconds"] > 0 and cost.loc["gml2o", "meta_training_seconds"] > 0
