@@ -27,7 +27,7 @@ from balancebench.balancing import (
     unregister,
 )
 
-ALL = ["constant", "dwa", "gml2o", "gradnorm", "mgda", "ml2o", "pcgrad", "ratio", "softadapt", "softadapt_normalized",
+ALL = ["constant", "cosmos", "dwa", "gml2o", "gradnorm", "mgda", "ml2o", "pcgrad", "ratio", "softadapt", "softadapt_normalized",
        "softadapt_weighted", "torchjd_alignedmtl", "torchjd_cagrad", "torchjd_imtlg", "torchjd_upgrad", "uncertainty"]
 VALUE = ["constant", "ratio", "softadapt", "softadapt_weighted", "softadapt_normalized", "dwa"]
 SOFTADAPT = ["softadapt", "softadapt_weighted", "softadapt_normalized"]
