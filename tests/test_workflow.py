@@ -225,7 +225,7 @@ def test_broken_model_is_recorded_unstable(repo, tiny_run, tmp_path):
     assert sim["status"] == "unstable" and sim["reason"], sim
     table = pd.read_csv(results / "metrics" / "metrics.csv")
     broken = table[(table["method"] == "softadapt") & (table["seed"] == 2)
-                   & ~table["metric"].isin(["N_ep", "t_ep", "sigma_ep", "N_target"])]
+                   & ~table["metric"].isin(["N_ep", "t_ep", "sigma_ep", "N_target", "hypervolume"])]
     assert (broken["status"] == "unstable").all() and broken["value"].isna().all()
     others = table[(table["method"] == "constant")]
     assert others["status"].isin(["completed", "censored"]).all()
