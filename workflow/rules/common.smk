@@ -189,11 +189,7 @@ def pareto_candidates():
 
 def pareto_artifact_records():
     """[variant, record JSON] of every meta-trained artifact a variant reads (its cost counts for that variant)."""
-    return [
-        [v, path.rsplit(".", 1)[0] + ".json"]
-        for v in VARIANTS
-        for path in variant_artifacts(v).values()
-    ]
+    return [[v, path.rsplit(".", 1)[0] + ".json"] for v in VARIANTS for path in variant_artifacts(v).values()]
 
 
 def pareto_inputs(wildcards):
