@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 import weakref
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 
 import torch
 from torch import nn
@@ -67,11 +67,9 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "ModelConfig":
-        names = {f.name for f in fields(cls)}
-        unknown = set(d) - names
-        if unknown:
-            raise ValueError(f"unknown model hyperparameters {sorted(unknown)}; valid: {sorted(names)}")
-        config = cls(**d)
+        from balancebench.config import settings_from_section
+
+        config = settings_from_section(cls, d, "model")
         if not isinstance(config.preference_dim, int) or config.preference_dim < 0:
             raise ValueError(f"model.preference_dim must be an integer >= 0, got {config.preference_dim!r}")
         return config

@@ -82,11 +82,9 @@ class TrainingSettings:
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainingSettings:
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - names
-        if unknown:
-            raise ValueError(f"unknown training settings {sorted(unknown)}; valid: {sorted(names)}")
-        settings = cls(**d)
+        from balancebench.config import settings_from_section
+
+        settings = settings_from_section(cls, d, "training")
         if settings.energy_loss not in ("total", "per_bead"):
             raise ValueError(f"energy_loss must be 'total' or 'per_bead', not {settings.energy_loss!r}")
         return settings

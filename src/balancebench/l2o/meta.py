@@ -25,7 +25,7 @@ import logging
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -68,11 +68,9 @@ class MetaSettings:
 
     @classmethod
     def from_dict(cls, d: dict) -> MetaSettings:
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ValueError(f"unknown l2o.meta settings {unknown}; valid: {sorted(names)}")
-        return cls(**d)
+        from balancebench.config import settings_from_section
+
+        return settings_from_section(cls, d, "l2o.meta")
 
     def to_dict(self) -> dict:
         d = asdict(self)

@@ -23,7 +23,7 @@ gradients are ever taken: that would be a third derivative of the energy here).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
@@ -57,11 +57,9 @@ class OptimizerSpec:
 
     @classmethod
     def from_dict(cls, d: dict) -> OptimizerSpec:
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ValueError(f"unknown l2o.optimizer settings {unknown}; valid: {sorted(names)}")
-        return cls(**d)
+        from balancebench.config import settings_from_section
+
+        return settings_from_section(cls, d, "l2o.optimizer")
 
     def to_dict(self) -> dict:
         return asdict(self)

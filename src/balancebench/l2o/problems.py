@@ -28,7 +28,7 @@ Families (config ``l2o.meta.families``):
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
@@ -59,12 +59,9 @@ class _FamilyBase:
 
     @classmethod
     def from_dict(cls, d: dict):
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ValueError(f"unknown settings {unknown} for l2o meta-training family {cls.name!r}; "
-                             f"valid: {sorted(names)}")
-        return cls(**d)
+        from balancebench.config import settings_from_section
+
+        return settings_from_section(cls, d, f"l2o meta-training family {cls.name!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)
