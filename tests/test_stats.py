@@ -340,6 +340,20 @@ def test_failed_run_is_excluded_explicitly_and_never_changes_other_verdicts():
     assert not naive.reject.any()
 
 
+def test_a_failed_runs_reason_is_said_once():
+    """Metrics repeat a run's failure with more or less detail; the failed-runs table gives each fact once."""
+    frame = tidy({"m": {"A": [1.0, 1.1, 0.9], "B": [2.0, 2.1, 1.9]},
+                  "n": {"A": [1.0, 1.1, 0.9], "B": [2.0, 2.1, 1.9]},
+                  "k": {"A": [1.0, 1.1, 0.9], "B": [2.0, 2.1, 1.9]}},
+                 status={("B", 0, m): "diverged" for m in "mnk"})
+    detail = "training diverged: loss exploded at epoch 5"
+    frame["reason"] = ""
+    b0 = (frame["method"] == "B") & (frame["seed"] == "0")
+    frame.loc[b0, "reason"] = ["training diverged", detail, detail + "; counted up to the divergence"]
+    failed = run(frame, failed_values="exclude").table.failed_runs()
+    assert failed["reason"].tolist() == [detail + "; counted up to the divergence"]
+
+
 def test_method_with_too_few_valid_runs_is_untestable_and_last():
     groups = {"m": {"A": [1.0, 1.1, 0.9, 1.05], "B": [5.0, 5.1, 4.9, 5.05], "C": [0.0, 0.1, 0.2, 0.3]}}
     frame = tidy(groups, status={("C", s, "m"): "diverged" for s in range(3)})

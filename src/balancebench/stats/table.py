@@ -82,6 +82,12 @@ class Direction:
         return f"target:{self.target:g}" if self.kind == "target" else self.kind
 
 
+def _run_reason(reasons) -> str:
+    """One run's reason from its metrics' reasons: distinct ones, dropping any that a longer one contains."""
+    unique = sorted({str(r) for r in reasons if isinstance(r, str) and r})
+    return "; ".join(r for r in unique if not any(r != other and r in other for other in unique))
+
+
 def parse_direction(spec: str) -> tuple[str, Direction]:
     """Parse ``METRIC=lower|higher|target:VALUE`` (the CLI's ``--direction``)."""
     metric, sep, rhs = spec.partition("=")
@@ -234,7 +240,7 @@ def validate_metrics_table(frame: pd.DataFrame, directions: dict[str, Direction]
     })
     runs = (data.groupby(["method", "seed"], sort=False)
             .agg(status=("status", lambda s: next((x for x in s if x in RUN_FAILURES), COMPLETED)),
-                 reason=("reason", lambda s: "; ".join(sorted({x for x in s if x}))))
+                 reason=("reason", _run_reason))
             .reset_index())
     runs["failed"] = runs["status"] != COMPLETED
     data["excluded"] = ~data["status"].isin(MEASURED)
