@@ -190,11 +190,44 @@ def test_collect_reads_fronts_logs_and_search_trainings(tmp_path):
         collect(refs, {}, {}, [], (1.0,))
 
 
-@pytest.mark.parametrize("bad", [[1.0], [1.0, -1.0], ["a", 1.0], [1.0, 1.0, 1.0]])
+def test_nadir_reference_point_encloses_every_completed_point(tmp_path):
+    """'nadir': 1.1 x the worst f_F and f_E over finals, search trainings and fronts; one point for the run."""
+    from balancebench.pareto import collect, resolve_reference_point
+
+    assert resolve_reference_point((1, 2), []).tolist() == [1.0, 2.0]
+    ref = resolve_reference_point("nadir", [np.array([[0.5, 3.0], [np.nan, np.nan]]), np.array([[1.2, 1.0]])])
+    assert ref.tolist() == pytest.approx([1.1 * 1.2, 1.1 * 3.0])
+    with pytest.raises(ValueError, match="pareto.reference_point 'nadir'"):
+        resolve_reference_point("nadir", [np.full((1, 2), np.nan)])
+    with pytest.raises(ValueError, match="pareto.reference_point"):
+        resolve_reference_point("median", [])
+    refs = {"force": 1.0, "energy": 1.0}
+    front = pd.DataFrame({"ray": [0, 1], "pref_force": [0.9, 0.1], "pref_energy": [0.1, 0.9],
+                          "f_force": [1.05, 1.3], "f_energy": [2.0, 1.2], "criterion": [3.05, 2.5],
+                          "non_dominated": [True, True]})
+    write_model(tmp_path / "cosmos1", "completed", 2, (0, 0), front, [0.9, 0.1])
+    write_model(tmp_path / "soft1", "completed", 2, (1.1, 1.5))   # beyond (1, 1) on both objectives
+    write_model(tmp_path / "c0", "completed", 2, (1.02, 2.5))
+    at_mean = collect(refs, {("cosmos", 1): tmp_path / "cosmos1"}, {("softadapt", 1): tmp_path / "soft1"},
+                      [{"variant": "constant", "label": "w", "dir": tmp_path / "c0", "seed": None}], (1, 1))
+    assert (at_mean["hv_summary"]["hypervolume"] == 0).all()
+    tables = collect(refs, {("cosmos", 1): tmp_path / "cosmos1"}, {("softadapt", 1): tmp_path / "soft1"},
+                     [{"variant": "constant", "label": "w", "dir": tmp_path / "c0", "seed": None}], "nadir")
+    assert tables["reference_point"].tolist() == pytest.approx([1.1 * 1.3, 1.1 * 2.5])
+    hv = tables["hv_summary"].set_index("set")["hypervolume"]
+    assert (hv > 0).all()
+    assert hv["cosmos front"] == pytest.approx(hypervolume(front[["f_force", "f_energy"]].to_numpy(),
+                                                           tables["reference_point"]))
+
+
+@pytest.mark.parametrize("bad", [[1.0], [1.0, -1.0], ["a", 1.0], [1.0, 1.0, 1.0], "nadirs"])
 def test_config_refuses_a_bad_reference_point(demo_config, bad):
     from balancebench.config import ConfigError, validate_config
 
-    assert validate_config(dict(demo_config))["pareto"]["reference_point"] == [1.0, 1.0]
+    pareto = {k: v for k, v in demo_config.get("pareto", {}).items() if k != "reference_point"}
+    assert validate_config({**demo_config, "pareto": pareto})["pareto"]["reference_point"] == [1.0, 1.0]
+    assert validate_config({**demo_config, "pareto": {"reference_point": "nadir"}})["pareto"]["reference_point"] \
+        == "nadir"
     with pytest.raises(ConfigError, match="pareto.reference_point"):
         validate_config({**demo_config, "pareto": {"reference_point": bad}})
 

@@ -17,6 +17,10 @@ criterion C = f_F + f_E.
   ``reference_point`` (default (1, 1): the mean predictor on both objectives). A point that does not
   strictly dominate the reference point adds nothing; with ``outside="clip"`` (the workflow) it is
   dropped and counted, with ``outside="raise"`` it is an error naming ``pareto.reference_point``.
+  ``reference_point: nadir`` (:func:`resolve_reference_point`) uses instead (1 + 0.1) x the worst f_F
+  and the worst f_E over every completed point of the run (final models, search trainings, COSMOS
+  fronts): still one point for every method and seed of the run, and one that encloses what was
+  trained when no model beats the mean predictor on both objectives (then (1, 1) gives HV 0 to all).
 * Chosen preference (:func:`choose_preference`): the ray with the lowest C on the validation
   frames, the rule that also picks the constant method's grid point. The COSMOS model is simulated at
   that r (recorded as ``preference`` in hparams.json).
@@ -33,6 +37,7 @@ import pandas as pd
 
 DEFAULT_RAYS = 25
 DEFAULT_REFERENCE_POINT = (1.0, 1.0)
+NADIR_MARGIN = 0.1
 FRONT_COLUMNS = ["ray", "pref_force", "pref_energy", "mse_force", "mse_energy", "f_force", "f_energy",
                  "criterion", "non_dominated"]
 
@@ -62,10 +67,30 @@ def non_dominated(points) -> np.ndarray:
 
 
 def check_reference_point(reference_point, m: int = 2) -> np.ndarray:
-    ref = np.asarray(reference_point, dtype=np.float64)
+    try:
+        ref = np.asarray(reference_point, dtype=np.float64)
+    except (TypeError, ValueError):
+        ref = np.full(m + 1, np.nan)  # refused below, naming the setting
     if ref.shape != (m,) or not np.all(np.isfinite(ref)):
-        raise ValueError(f"pareto.reference_point must be {m} finite numbers, got {reference_point!r}")
+        raise ValueError(f"pareto.reference_point must be {m} finite numbers or 'nadir', got {reference_point!r}")
     return ref
+
+
+def resolve_reference_point(reference_point, point_sets, margin: float = NADIR_MARGIN) -> np.ndarray:
+    """The run's hypervolume reference point: numbers as given; ``"nadir"``: (1 + margin) x the nadir.
+
+    The nadir is the componentwise worst (largest) objective over the finite rows of every array in
+    ``point_sets`` (each (n, 2)). Fixed before any hypervolume is computed, shared by every method and
+    seed of the run; an error naming ``pareto.reference_point`` when there is no finite point.
+    """
+    if not (isinstance(reference_point, str) and reference_point == "nadir"):
+        return check_reference_point(reference_point)
+    stacked = [np.asarray(p, dtype=np.float64).reshape(-1, 2) for p in point_sets]
+    finite = np.concatenate(stacked) if stacked else np.empty((0, 2))
+    finite = finite[np.all(np.isfinite(finite), axis=1)]
+    if not len(finite):
+        raise ValueError("pareto.reference_point 'nadir': no completed model or front point to take the nadir of")
+    return (1.0 + margin) * finite.max(axis=0)
 
 
 def hypervolume(points, reference_point=DEFAULT_REFERENCE_POINT, outside: str = "clip") -> float:
@@ -213,9 +238,11 @@ def collect(references: dict, conditioned: dict, finals: dict, candidates: list[
     ``conditioned``: {(variant, seed): dir} of COSMOS models (their ``front.csv`` and ``hparams.json``);
     ``finals``: {(variant, seed): dir} of every other variant's trained models; ``candidates``: search
     trainings [{variant, label, dir}] (the constant grid points among them). Returns a dict of tables:
-    fronts, chosen, points, hypervolume (tidy metric rows), hv_summary.
+    fronts, chosen, points, hypervolume (tidy metric rows), hv_summary, and the ``reference_point`` used
+    (:func:`resolve_reference_point`).
     """
-    check_reference_point(reference_point)
+    if not (isinstance(reference_point, str) and reference_point == "nadir"):
+        check_reference_point(reference_point)
     fronts, chosen = {}, []
     for (variant, seed), d in conditioned.items():
         d = Path(d)
@@ -238,6 +265,10 @@ def collect(references: dict, conditioned: dict, finals: dict, candidates: list[
     failed = pd.DataFrame([{"method": c["variant"], "seed": c["seed"], "status": c["status"], "f_force": float("nan"),
                             "f_energy": float("nan")} for c in chosen if c["status"] != "completed"],
                           columns=["method", "seed", "status", "f_force", "f_energy"])
+    objectives = ["f_force", "f_energy"]
+    reference_point = resolve_reference_point(reference_point, [f[objectives].to_numpy(dtype=float)
+                                                                for f in fronts.values()]
+                                              + [t[objectives].to_numpy(dtype=float) for t in (points, cand)])
     hv = hypervolume_rows(fronts, pd.concat([points, failed], ignore_index=True) if len(failed) else points,
                           reference_point)  # a failed conditioned run: its row says so, no value
     summary = [{"set": f"{v} front", "variant": v, "seed": s, "points": int(f["non_dominated"].sum()),
@@ -255,7 +286,8 @@ def collect(references: dict, conditioned: dict, finals: dict, candidates: list[
                             "points": int(p["status"] == "completed"),
                             "hypervolume": hypervolume([[p["f_force"], p["f_energy"]]], reference_point)})
     return {"fronts": fronts, "chosen": pd.DataFrame(chosen), "points": points, "candidates": cand, "hypervolume": hv,
-            "hv_summary": pd.DataFrame(summary, columns=["set", "variant", "seed", "points", "hypervolume"])}
+            "hv_summary": pd.DataFrame(summary, columns=["set", "variant", "seed", "points", "hypervolume"]),
+            "reference_point": reference_point}
 
 
 def fronts_table(fronts: dict) -> pd.DataFrame:
@@ -267,10 +299,11 @@ def fronts_table(fronts: dict) -> pd.DataFrame:
     return table[["variant", "seed", *[c for c in FRONT_COLUMNS if c in table]]]
 
 
-def summary_note(tables: dict, cost: pd.DataFrame, reference_point) -> str:
+def summary_note(tables: dict, cost: pd.DataFrame, reference_point, setting=None) -> str:
     """The closing note: mean COSMOS hypervolume vs each search's set of trainings, and the training-cost ratio."""
     hv = tables["hv_summary"]
-    lines = [(f"# Pareto fronts and cost (reference point {list(map(float, reference_point))}, "
+    how = f" = {NADIR_MARGIN:g} beyond the nadir of this run's points" if setting == "nadir" else ""
+    lines = [(f"# Pareto fronts and cost (reference point {[round(float(x), 4) for x in reference_point]}{how}, "
              "objectives MSE_F/Var(F), MSE_E/Var(E) on the validation frames)"), ""]
     fronts = hv[hv["set"].str.endswith(" front")]
     for variant, group in fronts.groupby("variant", sort=True):

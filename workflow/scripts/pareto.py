@@ -42,8 +42,10 @@ with snakemake_job(smk) as job:
     tables["hv_summary"].to_csv(smk.output.hv_summary, index=False)
     cost = cost_table(costs)
     cost.to_csv(smk.output.cost, index=False)
-    plot_fronts(smk.output.figure, tables["fronts"], tables["points"], smk.params.reference_point,
+    reference_point = tables["reference_point"]  # "nadir" resolved from this run's points
+    job.logger.info("hypervolume reference point (%s): %s", smk.params.reference_point, reference_point.tolist())
+    plot_fronts(smk.output.figure, tables["fronts"], tables["points"], reference_point,
                 tables["candidates"])
-    note = summary_note(tables, cost, smk.params.reference_point)
+    note = summary_note(tables, cost, reference_point, setting=smk.params.reference_point)
     Path(smk.output.note).write_text(note)
     job.logger.info("%s", note)
