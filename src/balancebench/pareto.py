@@ -302,7 +302,7 @@ def fronts_table(fronts: dict) -> pd.DataFrame:
 def summary_note(tables: dict, cost: pd.DataFrame, reference_point, setting=None) -> str:
     """The closing note: mean COSMOS hypervolume vs each search's set of trainings, and the training-cost ratio."""
     hv = tables["hv_summary"]
-    how = f" = {NADIR_MARGIN:g} beyond the nadir of this run's points" if setting == "nadir" else ""
+    how = f" = {1 + NADIR_MARGIN:g} x the nadir of this run's points" if setting == "nadir" else ""
     lines = [(f"# Pareto fronts and cost (reference point {[round(float(x), 4) for x in reference_point]}{how}, "
              "objectives MSE_F/Var(F), MSE_E/Var(E) on the validation frames)"), ""]
     fronts = hv[hv["set"].str.endswith(" front")]
