@@ -81,7 +81,8 @@ def resolve_reference_point(reference_point, point_sets, margin: float = NADIR_M
 
     The nadir is the componentwise worst (largest) objective over the finite rows of every array in
     ``point_sets`` (each (n, 2)). Fixed before any hypervolume is computed, shared by every method and
-    seed of the run; an error naming ``pareto.reference_point`` when there is no finite point.
+    seed of the run. With no finite point (every training failed: no hypervolume to compute) it is the
+    default (1, 1), so that the rule still writes its tables.
     """
     if not (isinstance(reference_point, str) and reference_point == "nadir"):
         return check_reference_point(reference_point)
@@ -89,7 +90,7 @@ def resolve_reference_point(reference_point, point_sets, margin: float = NADIR_M
     finite = np.concatenate(stacked) if stacked else np.empty((0, 2))
     finite = finite[np.all(np.isfinite(finite), axis=1)]
     if not len(finite):
-        raise ValueError("pareto.reference_point 'nadir': no completed model or front point to take the nadir of")
+        return np.asarray(DEFAULT_REFERENCE_POINT, dtype=np.float64)
     return (1.0 + margin) * finite.max(axis=0)
 
 
