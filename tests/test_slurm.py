@@ -59,9 +59,18 @@ def test_profile_runtime_scales_with_attempt(repo, tmp_path):
     assert train and all("runtime=720" in b and "gpu=1" in b and "slurm_partition=gpu" in b for b in train)
 
 
+CLUSTER_VARIANTS = ("constant", "softadapt")  # a grid search (search_candidate jobs) and a plain variant
+
+
 def tiny_config(repo, tmp_path):
+    """The tiny config with two of its variants: the cluster path runs the same rules for every variant
+    (tests/test_workflow.py runs them all), and each job here pays SLURM's scheduling on top of its own cost."""
     config = yaml.safe_load((repo / "tests" / "data" / "tiny.yaml").read_text())
     config["results_dir"] = str(tmp_path / "results")
+    balancing = config["balancing"]
+    balancing["variants"] = {name: balancing["variants"][name] for name in CLUSTER_VARIANTS}
+    used = {v.get("search") for v in balancing["variants"].values()}
+    balancing["searches"] = {name: spec for name, spec in balancing["searches"].items() if name in used}
     path = tmp_path / "tiny.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
