@@ -9,7 +9,6 @@ place and raises :class:`ConfigError` naming the offending field.
 from __future__ import annotations
 
 import copy
-import dataclasses
 import math
 from pathlib import Path
 
@@ -23,19 +22,6 @@ _SCHEMA_IN_REPO = Path(__file__).resolve().parents[2] / "workflow" / "schemas" /
 
 class ConfigError(ValueError):
     """A configuration value is missing, of the wrong type, or physically inconsistent."""
-
-
-def settings_from_section(cls, values: dict, section: str):
-    """``cls(**values)`` for a settings dataclass; keys that are not fields are refused, naming ``section``.
-
-    The one check behind every ``from_dict`` of a config section (model, training, l2o.optimizer, l2o.meta,
-    an l2o meta-training family), so that a misspelt key is an error that says where it is.
-    """
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - names)
-    if unknown:
-        raise ConfigError(f"unknown {section} settings {unknown}; valid: {sorted(names)}")
-    return cls(**values)
 
 
 def schema_path() -> Path:

@@ -35,6 +35,7 @@ import torch
 from torch import nn
 
 from balancebench.neighbors import NeighborList, check_cutoff, neighbor_list
+from balancebench.settings import settings_from_section
 
 LN2 = math.log(2.0)
 
@@ -67,8 +68,6 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "ModelConfig":
-        from balancebench.config import settings_from_section
-
         config = settings_from_section(cls, d, "model")
         if not isinstance(config.preference_dim, int) or config.preference_dim < 0:
             raise ValueError(f"model.preference_dim must be an integer >= 0, got {config.preference_dim!r}")

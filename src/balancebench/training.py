@@ -57,6 +57,7 @@ from balancebench.model import (
     resolve_device,
 )
 from balancebench.neighbors import check_cutoff, neighbor_list
+from balancebench.settings import settings_from_section
 
 log = logging.getLogger(__name__)
 
@@ -82,8 +83,6 @@ class TrainingSettings:
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainingSettings:
-        from balancebench.config import settings_from_section
-
         settings = settings_from_section(cls, d, "training")
         if settings.energy_loss not in ("total", "per_bead"):
             raise ValueError(f"energy_loss must be 'total' or 'per_bead', not {settings.energy_loss!r}")

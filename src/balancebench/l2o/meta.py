@@ -33,6 +33,7 @@ import torch
 
 from balancebench.l2o.net import MultiGradientOptimizer, OptimizerSpec
 from balancebench.l2o.problems import QuadraticBatch, family_from_dict
+from balancebench.settings import settings_from_section
 
 log = logging.getLogger(__name__)
 
@@ -68,8 +69,6 @@ class MetaSettings:
 
     @classmethod
     def from_dict(cls, d: dict) -> MetaSettings:
-        from balancebench.config import settings_from_section
-
         return settings_from_section(cls, d, "l2o.meta")
 
     def to_dict(self) -> dict:

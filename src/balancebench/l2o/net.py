@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from balancebench.l2o.preprocess import log_sign
+from balancebench.settings import settings_from_section
 
 __all__ = ["MultiGradientOptimizer", "OptimizerSpec"]
 
@@ -57,8 +58,6 @@ class OptimizerSpec:
 
     @classmethod
     def from_dict(cls, d: dict) -> OptimizerSpec:
-        from balancebench.config import settings_from_section
-
         return settings_from_section(cls, d, "l2o.optimizer")
 
     def to_dict(self) -> dict:

@@ -33,6 +33,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
+from balancebench.settings import settings_from_section
+
 __all__ = [
     "LJSchNetFamily",
     "QuadraticBatch",
@@ -59,8 +61,6 @@ class _FamilyBase:
 
     @classmethod
     def from_dict(cls, d: dict):
-        from balancebench.config import settings_from_section
-
         return settings_from_section(cls, d, f"l2o meta-training family {cls.name!r}")
 
     def to_dict(self) -> dict:
