@@ -134,12 +134,12 @@ def hypervolume_2d(points, reference_point=DEFAULT_REFERENCE_POINT) -> float:
 
 # -- objectives of models on frames ----------------------------------------------------------
 def target_variances(dataset, energy_loss: str = "total") -> dict[str, float]:
-    """{"force": Var(F), "energy": Var(E)} over the training frames (the trainer's references and criterion)."""
-    train = np.asarray(dataset.split["train"], dtype=np.int64)
-    n = dataset.n_beads if energy_loss == "per_bead" else 1
-    var_f = float(np.var(np.asarray(dataset.forces[train], dtype=np.float64), ddof=1))
-    var_e = float(np.var(np.asarray(dataset.energy[train], dtype=np.float64) / n, ddof=1)) if len(train) > 1 else 0.0
-    return {"force": var_f, "energy": var_e if var_e > 0 else 1.0}
+    """{"force": Var(F), "energy": Var(E)} over the training frames (the trainer's references and criterion),
+    as the searches compute them (:func:`balancebench.search.evaluate.target_variances`)."""
+    from balancebench.search.evaluate import target_variances as variances
+
+    var_f, var_e = variances(dataset, energy_loss)
+    return {"force": var_f, "energy": var_e}
 
 
 def model_errors(model, frames, batch_size: int, energy_loss: str, preference=None) -> tuple[float, float]:
@@ -242,8 +242,6 @@ def collect(references: dict, conditioned: dict, finals: dict, candidates: list[
     fronts, chosen, points, hypervolume (tidy metric rows), hv_summary, and the ``reference_point`` used
     (:func:`resolve_reference_point`).
     """
-    if not (isinstance(reference_point, str) and reference_point == "nadir"):
-        check_reference_point(reference_point)
     fronts, chosen = {}, []
     for (variant, seed), d in conditioned.items():
         d = Path(d)
@@ -272,9 +270,11 @@ def collect(references: dict, conditioned: dict, finals: dict, candidates: list[
                                               + [t[objectives].to_numpy(dtype=float) for t in (points, cand)])
     hv = hypervolume_rows(fronts, pd.concat([points, failed], ignore_index=True) if len(failed) else points,
                           reference_point)  # a failed conditioned run: its row says so, no value
+    # the summary's per-front and per-model values are those rows (a failed model encloses 0)
+    rows = hv[["method", "seed", "value"]].itertuples(index=False)
+    hv_of = {(m, int(s)): 0.0 if np.isnan(x) else float(x) for m, s, x in rows}
     summary = [{"set": f"{v} front", "variant": v, "seed": s, "points": int(f["non_dominated"].sum()),
-                "hypervolume": hypervolume(f.loc[f["non_dominated"].astype(bool), ["f_force", "f_energy"]]
-                                           .to_numpy(dtype=float), reference_point)}
+                "hypervolume": hv_of[(v, s)]}
                for (v, s), f in sorted(fronts.items(), key=lambda kv: (kv[0][0], kv[0][1]))]
     for variant, group in (cand.groupby("method", sort=True) if len(cand) else []):
         ok = group[group["status"] == "completed"]
@@ -285,7 +285,7 @@ def collect(references: dict, conditioned: dict, finals: dict, candidates: list[
         for _, p in group.iterrows():
             summary.append({"set": f"{variant} model", "variant": variant, "seed": int(p["seed"]),
                             "points": int(p["status"] == "completed"),
-                            "hypervolume": hypervolume([[p["f_force"], p["f_energy"]]], reference_point)})
+                            "hypervolume": hv_of[(variant, int(p["seed"]))]})
     return {"fronts": fronts, "chosen": pd.DataFrame(chosen), "points": points, "candidates": cand, "hypervolume": hv,
             "hv_summary": pd.DataFrame(summary, columns=["set", "variant", "seed", "points", "hypervolume"]),
             "reference_point": reference_point}

@@ -167,8 +167,6 @@ from balancebench.balancing import get_method as _pareto_get_method
 
 PARETO = config.get("pareto", {})
 PARETO_REFERENCE = PARETO.get("reference_point", [1.0, 1.0])  # two numbers, or "nadir"
-if not isinstance(PARETO_REFERENCE, str):
-    PARETO_REFERENCE = list(PARETO_REFERENCE)
 CONDITIONED_VARIANTS = [
     v for v in VARIANTS if _pareto_get_method(variant_method(v), **variant_params(v)).preference_dim > 0
 ]

@@ -24,9 +24,12 @@ with snakemake_job(smk) as job:
         (conditioned if variant in smk.params.conditioned else finals)[(variant, int(seed))] = directory
         seconds, epochs = training_seconds(directory)
         costs.append({"variant": variant, "role": "final", "seconds": seconds, "epochs": epochs})
-    candidates = []
+    candidates, generations = [], {}  # each generation's candidates.json, read once
     for variant, g, c, directory in smk.params.candidates:
-        listed = json.loads((Path(directory).parent / "candidates.json").read_text())["candidates"][int(c)]
+        listing = Path(directory).parent / "candidates.json"
+        if listing not in generations:
+            generations[listing] = json.loads(listing.read_text())["candidates"]
+        listed = generations[listing][int(c)]
         label = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in listed["params"].items())
         candidates.append({"variant": variant, "label": label, "dir": directory, "seed": None})
         seconds, epochs = training_seconds(directory)
