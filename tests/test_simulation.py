@@ -167,3 +167,46 @@ def test_cg_calculator_table_forces_equal_the_exact_filter_and_autograd():
     np.testing.assert_allclose(exact[0], f_ref, rtol=0, atol=1e-10 * scale)
     np.testing.assert_allclose(tabulated[0], f_ref, rtol=0, atol=1e-6 * scale)
     assert tabulated[1] == pytest.approx(float(e_ref[0].detach()) * EV_PER_KCAL_MOL, rel=1e-9)
+
+
+def test_float32_table_forces_keep_float32_accuracy():
+    """In float32 the table (cubic coefficients computed in float64, then cast) is as accurate as the exact filter
+    network evaluated in float32: both within 2e-6 of the exact float64 forces, the table no worse than 1.2x."""
+    import copy
+
+    import torch
+
+    from balancebench.simulation import CGCalculator
+
+    atoms = cg_model_atoms(seed=3)
+    model = atoms.calc.model
+    forces = {}
+    for name, kwargs in {"exact64": dict(filter_table=None), "exact32": dict(filter_table=None, dtype=torch.float32),
+                         "table32": dict(dtype=torch.float32)}.items():
+        atoms.calc = CGCalculator(copy.deepcopy(model), skin=1.0, **kwargs)
+        forces[name] = atoms.get_forces()
+    scale = np.abs(forces["exact64"]).max()
+    error = {k: np.abs(forces[k] - forces["exact64"]).max() / scale for k in ("exact32", "table32")}
+    assert 0 < error["exact32"] < 2e-6 and error["table32"] < 2e-6
+    assert error["table32"] <= 1.2 * error["exact32"]
+
+
+def test_state_check_fast_path_answers_as_ase_does():
+    """CGCalculator.check_state: the exact-equality shortcut gives ASE's own answer, changed or not."""
+    from ase.calculators.calculator import Calculator
+
+    atoms = cg_model_atoms(seed=4)
+    calc = atoms.calc
+    atoms.get_forces()
+    same = atoms.copy()
+    assert calc.check_state(same) == Calculator.check_state(calc, same) == []
+    moved = atoms.copy()
+    moved.positions[3, 1] += 1e-9
+    assert calc.check_state(moved) == Calculator.check_state(calc, moved) == ["positions"]
+    kicked = atoms.copy()
+    kicked.set_momenta(np.ones((len(atoms), 3)))  # momenta are no system change to ASE
+    assert calc.check_state(kicked) == Calculator.check_state(calc, kicked) == []
+    resized = atoms.copy()
+    resized.set_cell(resized.cell.array * 1.01)
+    assert calc.check_state(resized) == Calculator.check_state(calc, resized)
+    assert "cell" in calc.check_state(resized)

@@ -583,6 +583,14 @@ class FilterTable:
     W^(4) ~ W / s^4, so h = 0.005 A leaves ~1e-8 relative or less, below float32 rounding
     (tests/test_model.py checks energies and forces against the exact path). Rebuild the table whenever
     the weights change.
+
+    Each interval is stored as the coefficients of its cubic in t, computed in float64 and then cast::
+
+        W = a0 + t (a1 + t (a2 + t a3)),   h dW/dr = a1 + 2 t (a2 + 1.5 t a3),
+        a0 = W_k, a1 = h W'_k, a2 = 3 (W_k+1 - W_k) - 2 h W'_k - h W'_k+1, a3 = 2 (W_k - W_k+1) + h W'_k + h W'_k+1
+
+    so a float32 table keeps the accuracy of the exact float32 path (tests/test_simulation.py), and one row
+    gather plus seven multiply-adds per pair replace a batched 2 x 4 matmul (3-5x slower on CPU).
     """
 
     def __init__(self, model: "CGSchNet", spacing: float = 0.005):
@@ -608,9 +616,10 @@ class FilterTable:
                 a, da = activation_and_derivative(act, rbf @ w1.t() + b1)
                 f = a @ w2.t() + b2
                 df = (da * (drbf @ w1.t())) @ w2.t()
-                w, dw = f * env, df * env + f * denv
-                # row k: [W_k, h W'_k, W_k+1, h W'_k+1]
-                rows = torch.cat([w[:-1], self.h * dw[:-1], w[1:], self.h * dw[1:]], dim=1)
+                w, hdw = f * env, self.h * (df * env + f * denv)
+                a2 = 3.0 * (w[1:] - w[:-1]) - 2.0 * hdw[:-1] - hdw[1:]
+                a3 = 2.0 * (w[:-1] - w[1:]) + hdw[:-1] + hdw[1:]
+                rows = torch.cat([w[:-1], hdw[:-1], a2, a3], dim=1)  # row k: [a0, a1, a2, a3] of interval k
                 self.rows.append(rows.to(dtype).contiguous())
         self.n = n
 
@@ -620,14 +629,10 @@ class FilterTable:
         k = x.floor().clamp_(0, self.n - 1)
         t = (x - k)[:, None]
         rows = self.rows[block].index_select(0, k.long())
-        nf = rows.shape[1] // 4
-        t2 = t * t
-        t3 = t2 * t
-        basis = torch.stack([torch.cat([2 * t3 - 3 * t2 + 1, t3 - 2 * t2 + t, 3 * t2 - 2 * t3, t3 - t2], 1),
-                             torch.cat([6 * t2 - 6 * t, 3 * t2 - 4 * t + 1, 6 * t - 6 * t2, 3 * t2 - 2 * t], 1)
-                             / self.h], 1)  # (P, 2, 4)
-        out = torch.bmm(basis, rows.view(-1, 4, nf))  # (P, 2, F)
-        return out[:, 0], out[:, 1]
+        a0, a1, a2, a3 = rows.chunk(4, dim=1)
+        w = torch.addcmul(a2, a3, t).mul_(t).add_(a1).mul_(t).add_(a0)
+        dw = torch.addcmul(a2, a3, t, value=1.5).mul_(t * (2.0 / self.h)).add_(a1, alpha=1.0 / self.h)
+        return w, dw
 
 
 def load_model(state_path, hparams: dict, device="cpu") -> CGSchNet:

@@ -58,6 +58,7 @@ from balancebench.model import (
 )
 from balancebench.neighbors import check_cutoff, neighbor_list
 from balancebench.settings import settings_from_section
+from balancebench.seeding import deterministic_algorithms
 
 log = logging.getLogger(__name__)
 
@@ -224,7 +225,7 @@ class Trainer:
         torch.manual_seed(self.seed)
         fast_cpu_math()
         if self.device.type == "cpu":
-            torch.use_deterministic_algorithms(True)
+            deterministic_algorithms()
         self.model = CGSchNet(model_config).to(device=self.device, dtype=self.dtype)
         self.train_frames = FrameSet(dataset, dataset.split["train"], model_config.cutoff, self.device, self.dtype)
         val_idx = dataset.split.get("validation")

@@ -33,6 +33,7 @@ import torch
 
 from balancebench.l2o.net import MultiGradientOptimizer, OptimizerSpec
 from balancebench.l2o.problems import QuadraticBatch, family_from_dict
+from balancebench.seeding import deterministic_algorithms
 from balancebench.settings import settings_from_section
 
 log = logging.getLogger(__name__)
@@ -144,7 +145,7 @@ def meta_train(spec: OptimizerSpec, settings: MetaSettings, checkpoint: str | Pa
     """
     if spec.n_objectives != 2:
         raise ValueError("the meta-training families are two-objective problems: l2o.optimizer.n_objectives must be 2")
-    torch.use_deterministic_algorithms(True)
+    deterministic_algorithms()
     key = _hash({"spec": spec.to_dict(), "settings": settings.to_dict()})
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(settings.seed)
