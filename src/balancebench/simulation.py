@@ -182,9 +182,8 @@ def make_dynamics(atoms: Atoms, settings: NVTSettings):
     rng = np.random.default_rng(settings.seed)
     name = settings.thermostat
     if name == "langevin":
-        from ase.md.langevin import Langevin
-
         from ase.constraints import FixCom
+        from ase.md.langevin import Langevin
 
         # the centre of mass is held by a constraint (ASE >= 3.28: Langevin's own fixcm samples NVT incorrectly)
         atoms.set_constraint(FixCom())

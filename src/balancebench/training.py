@@ -57,8 +57,8 @@ from balancebench.model import (
     resolve_device,
 )
 from balancebench.neighbors import check_cutoff, neighbor_list
-from balancebench.settings import settings_from_section
 from balancebench.seeding import deterministic_algorithms
+from balancebench.settings import settings_from_section
 
 log = logging.getLogger(__name__)
 
