@@ -94,3 +94,27 @@ def test_timing_metrics_formula_and_pinned_rate():
         pinned_calibration(0.0)
     with pytest.raises(ValueError, match="non-negative"):
         timing_metrics([], 1e9)
+
+
+def test_counted_work_record_is_machine_free_and_converted_at_the_calibration(lj_dataset, tmp_path):
+    """Rule train writes the counted work of its model directory; rule model_metrics converts it to seconds.
+    The split gives the numbers time_run gives in one pass; a failed count stays a status with its reason."""
+    from balancebench.timing import counted_work_record, timing_record
+
+    torch.set_num_threads(1)
+    train_model(lj_dataset, MODEL, TRAINING, "softadapt", {}, seed=4, out_dir=tmp_path, threads=1)
+    work = counted_work_record(lj_dataset, tmp_path, epochs=2)
+    assert work["status"] == "completed" and len(work["epoch_flops"]) == 2 and min(work["epoch_flops"]) > 0
+    assert "t_ep" not in work and "calibration" not in work  # nothing of the machine in it
+    calibration = pinned_calibration(2e9)
+    record = timing_record(work, calibration.to_dict())
+    hparams = json.loads((tmp_path / "hparams.json").read_text())
+    direct = time_run(lj_dataset, hparams, torch.load(tmp_path / "model.pt"), calibration, epochs=2)
+    for key in ("epoch_flops", "t_ep", "sigma_ep", "flops_ep", "calibration"):
+        assert record[key] == direct[key]
+    assert record["t_ep"] == pytest.approx(np.mean(work["epoch_flops"]) / 2e9)
+
+    (tmp_path / "model.pt").write_bytes(b"not a checkpoint")
+    failed = counted_work_record(lj_dataset, tmp_path, epochs=2)
+    assert failed["status"] == "failed" and failed["reason"].startswith("UnpicklingError")
+    assert timing_record(failed, calibration.to_dict()) == failed

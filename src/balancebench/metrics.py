@@ -813,8 +813,8 @@ def evaluate_model(method: str, seed: int, model_dir: str | Path, simulation_dir
                    u_reference: float | None = None) -> dict:
     """Read one model's files, compute its metrics and (optionally) write its comparison figure.
 
-    ``timing``: the counted-work JSON of the ``time_training`` rule (or its dict); ``u_reference``: the mean
-    U_A per molecule of the training frames (:func:`training_u_per_molecule`).
+    ``timing``: the timing record (:func:`balancebench.timing.timing_record`: counted work at a calibration, or
+    its JSON); ``u_reference``: the mean U_A per molecule of the training frames (:func:`training_u_per_molecule`).
     """
     settings = settings or MetricSettings()
     reference = Reference.load(atomistic_dir)

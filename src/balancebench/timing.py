@@ -38,12 +38,15 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
-from torch.utils.flop_counter import FlopCounterMode
+
+# torch is imported where it is used: the rule model_metrics converts counted work to seconds with this module
+# and should not pay torch's 2 s import for it
 
 
-def machine_model(device: torch.device | str | None = None) -> str:
+def machine_model(device: "torch.device | str | None" = None) -> str:  # noqa: F821
     """The processor that ran the timing: the GPU name for CUDA, else the CPU model of /proc/cpuinfo."""
+    import torch
+
     device = torch.device(device or "cpu")
     if device.type == "cuda" and torch.cuda.is_available():
         return torch.cuda.get_device_name(device)
@@ -71,6 +74,8 @@ def epoch_batches(trainer, epoch: int) -> list[np.ndarray]:
 
 def count_step(trainer, frames) -> int:
     """FLOPs of one training step on ``frames`` (forward, force double backward, the method's backward passes)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
     with FlopCounterMode(display=False) as counter:
         _step(trainer, frames)
     return int(counter.get_total_flops())
@@ -116,6 +121,8 @@ def calibrate(trainer, repeats: int = 5) -> Calibration:
     warm-up and count its FLOPs; rate = FLOPs / fastest repeat (the least load-sensitive estimate)."""
     if repeats < 1:
         raise ValueError(f"metrics.timing.calibration_repeats must be >= 1, got {repeats}")
+    import torch
+
     frames = np.arange(min(trainer.settings.batch_size, len(trainer.train_frames)))
     trainer.model.train()
     _step(trainer, frames)  # warm-up (allocations, lazy initialisation)
@@ -171,14 +178,46 @@ def trainer_from_run(dataset, hparams: dict, state_dict: dict | None = None, dev
     return trainer
 
 
-def time_run(dataset, hparams: dict, state_dict: dict | None, calibration: Calibration, epochs: int = 2,
-             max_steps: int | None = None, device: str = "cpu") -> dict:
-    """The timing record of one trained configuration: counted work per epoch, t_ep, sigma_ep, calibration."""
+def count_run(dataset, hparams: dict, state_dict: dict | None, epochs: int = 2, max_steps: int | None = None,
+              device: str = "cpu") -> dict:
+    """The counted work of one trained configuration (machine-free): FLOPs of epochs 1..``epochs``."""
     trainer = trainer_from_run(dataset, hparams, state_dict, device=device)
     work = count_epochs(trainer, epochs=epochs, max_steps=max_steps)
     return {"method": hparams["method"], "seed": int(hparams["seed"]), "epoch_flops": work,
-            "epochs_counted": epochs, "max_steps": max_steps, **timing_metrics(work, calibration.flop_rate),
+            "epochs_counted": epochs, "max_steps": max_steps}
+
+
+def counted_work_record(dataset, model_dir: str | Path, epochs: int = 2, max_steps: int | None = None,
+                        device: str = "cpu") -> dict:
+    """:func:`count_run` of the run in ``model_dir`` (hparams.json, model.pt) with ``status`` completed, or
+    ``status`` failed and the reason: a failure is recorded, never raised (t_ep then falls back to wall clock)."""
+    import torch
+
+    model_dir = Path(model_dir)
+    try:
+        hparams = json.loads((model_dir / "hparams.json").read_text())
+        state = torch.load(model_dir / "model.pt", map_location="cpu", weights_only=True)
+        return {**count_run(dataset, hparams, state, epochs=epochs, max_steps=max_steps, device=device),
+                "status": "completed"}
+    except Exception as err:  # noqa: BLE001 - any failure of the counting pass becomes a status
+        return {"status": "failed", "reason": f"{type(err).__name__}: {err}"}
+
+
+def timing_record(work: dict, calibration: "Calibration | dict") -> dict:
+    """t_ep, sigma_ep of a counted-work record at a machine calibration; a failed record stays failed."""
+    if isinstance(calibration, dict):
+        calibration = Calibration(**{k: calibration[k] for k in Calibration.__dataclass_fields__})
+    if work.get("status", "completed") != "completed":
+        return dict(work)
+    return {**work, **timing_metrics(work["epoch_flops"], calibration.flop_rate),
             "calibration": calibration.to_dict()}
+
+
+def time_run(dataset, hparams: dict, state_dict: dict | None, calibration: Calibration, epochs: int = 2,
+             max_steps: int | None = None, device: str = "cpu") -> dict:
+    """The timing record of one trained configuration: counted work per epoch, t_ep, sigma_ep, calibration."""
+    return timing_record(count_run(dataset, hparams, state_dict, epochs=epochs, max_steps=max_steps,
+                                   device=device), calibration)
 
 
 def write_json(path: str | Path, payload: dict) -> None:
@@ -186,5 +225,6 @@ def write_json(path: str | Path, payload: dict) -> None:
     Path(path).write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
 
 
-__all__ = ["Calibration", "calibrate", "count_epochs", "count_step", "epoch_batches", "machine_model",
-           "pinned_calibration", "time_run", "timing_metrics", "trainer_from_run", "write_json"]
+__all__ = ["Calibration", "calibrate", "count_epochs", "count_run", "count_step", "counted_work_record",
+           "epoch_batches", "machine_model", "pinned_calibration", "time_run", "timing_metrics", "timing_record",
+           "trainer_from_run", "write_json"]

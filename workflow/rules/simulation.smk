@@ -56,36 +56,10 @@ rule timing_calibration:
         "../scripts/stats_timing_calibration.py"
 
 
-rule time_training:
-    """Counted work (FLOPs) per epoch of one trained configuration: t_ep and sigma_ep free of machine load."""
-    input:
-        model=rules.train.output.model,
-        hparams=rules.train.output.hparams,
-        status=rules.train.output.status,
-        dataset=rules.cg_map.output.dataset,
-        calibration=rules.timing_calibration.output.calibration,
-    output:
-        timing=result("timing/{variant}/seed{seed}.json"),
-    log:
-        log_path("timing/{variant}/seed{seed}"),
-    benchmark:
-        bench_path("timing/{variant}/seed{seed}")
-    conda:
-        "../../envs/train.yaml"
-    threads: 1
-    resources:
-        mem_mb=4000,
-    params:
-        timing=config["metrics"]["timing"],
-        device=config["training"]["device"],
-        code=code_hash("timing.py", "training.py", "model.py", "balancing"),
-    script:
-        "../scripts/stats_time_training.py"
-
-
 rule model_metrics:
     input:
-        timing=rules.time_training.output.timing,
+        work=rules.train.output.work,
+        calibration=rules.timing_calibration.output.calibration,
         dataset=rules.cg_map.output.dataset,
         train_log=rules.train.output.log,
         train_status=rules.train.output.status,

@@ -1,7 +1,17 @@
 # CG force-field training per {variant} x {seed} (seed 000 Sec. 2.2, 2.4). A variant with a search
 # trains with the search's selection (workflow/rules/search.smk). docs/training.md, docs/search.md.
 
-TRAIN_CODE = code_hash("model.py", "neighbors.py", "training.py", "balancing", "l2o", "cg.py", "losses.py", "pareto.py")
+TRAIN_CODE = code_hash(
+    "model.py",
+    "neighbors.py",
+    "training.py",
+    "balancing",
+    "l2o",
+    "cg.py",
+    "losses.py",
+    "pareto.py",
+    "timing.py",
+)
 
 
 wildcard_constraints:
@@ -17,6 +27,9 @@ rule train:
         hparams=result("models/{variant}/seed{seed}/hparams.json"),
         log=result("models/{variant}/seed{seed}/train_log.csv"),
         status=result("models/{variant}/seed{seed}/status.json"),
+        # counted work (FLOPs) of the trained configuration's first epochs: machine-free; the rule
+        # model_metrics turns it into t_ep / sigma_ep with the machine calibration (docs/metrics.md)
+        work=result("timing/{variant}/seed{seed}.json"),
     log:
         log_path("models/{variant}/seed{seed}"),
     benchmark:
@@ -38,6 +51,7 @@ rule train:
         replicate=lambda wc: int(wc.seed),
         seed_design=SEED_DESIGN,
         checkpoint=lambda wc: result(f"checkpoints/{wc.variant}/seed{wc.seed}.pt"),
+        work_counting={k: config["metrics"]["timing"][k] for k in ("epochs", "max_steps")},
         code=TRAIN_CODE,
     script:
         "../scripts/train.py"

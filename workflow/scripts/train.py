@@ -1,10 +1,12 @@
-"""Rule train: one CG SchNet of one variant (method + parameters, a search's selection applied) and seed."""
+"""Rule train: one CG SchNet of one variant (method + parameters, a search's selection applied) and seed,
+then the counted work of its first epochs (balancebench.timing: machine-free; t_ep comes in model_metrics)."""
 
 import json
 
 from balancebench.cg import read_dataset
 from balancebench.progress import EpochProgress
 from balancebench.search.space import apply_parameters
+from balancebench.timing import counted_work_record, write_json
 from balancebench.training import train_model
 from balancebench.workflow_io import snakemake_job
 
@@ -17,12 +19,22 @@ with snakemake_job(smk) as job:
         training.update(overrides)
         job.logger.info("search %s: %s -> params %s, training %s", selected["status"], selected["values"], params,
                         overrides)
+    dataset = read_dataset(smk.input.dataset)
+    out_dir = smk.output.model.rsplit("/", 1)[0]
     result = train_model(
-        read_dataset(smk.input.dataset), smk.params.model, training, smk.params.method, params,
-        smk.params.seed, out_dir=smk.output.model.rsplit("/", 1)[0], checkpoint=smk.params.checkpoint,
+        dataset, smk.params.model, training, smk.params.method, params,
+        smk.params.seed, out_dir=out_dir, checkpoint=smk.params.checkpoint,
         threads=smk.threads, variant=smk.params.variant,
         provenance=job.provenance(variant=smk.params.variant, method=smk.params.method, method_params=params,
                                   replicate_seed=smk.params.replicate, run_seed=smk.params.seed,
                                   seed_design=smk.params.seed_design),
         progress=EpochProgress(job.logger, max_epochs=training["max_epochs"]))
     job.logger.info("training %s: %s", result.status, result.reason)
+    counting = smk.params.work_counting
+    work = counted_work_record(dataset, out_dir, epochs=counting["epochs"], max_steps=counting["max_steps"],
+                               device=training["device"])
+    if work["status"] == "completed":
+        job.logger.info("counted work %s FLOP per epoch (epochs 1-%d)", work["epoch_flops"], counting["epochs"])
+    else:
+        job.logger.warning("counting pass failed: %s", work["reason"])
+    write_json(smk.output.work, {**work, "provenance": job.provenance()})
