@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import h5py
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -300,3 +301,46 @@ def test_every_demo_variant_goes_through_the_scheme(repo, tiny_run, tmp_path):
     assert (results / "l2o" / "optimizer.pt").exists()
     cost = pd.read_csv(results / "pareto" / "cost.csv").set_index("variant")
     assert cost.loc["ml2o", "meta_training_seconds"] > 0 and cost.loc["gml2o", "meta_training_seconds"] > 0
+
+
+def test_multiseed_dag_has_one_train_job_per_variant(repo, tiny_config, tmp_path):
+    """training.multiseed: one train job per variant whose outputs are every seed's files."""
+    path, _ = tiny_config
+    cfg = yaml.safe_load(path.read_text())
+    cfg["training"]["multiseed"] = True
+    path.write_text(yaml.safe_dump(cfg))
+    proc = snakemake(repo, "-n", "--configfile", str(path))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    jobs = [block for block in proc.stdout.split("\n\n") if "rule train:" in block]
+    assert len(jobs) == len(cfg["balancing"]["variants"])
+    for block in jobs:
+        assert all(f"seed{seed}/model.pt" in block for seed in cfg["training"]["seeds"])
+
+
+def test_multiseed_train_jobs_give_the_one_seed_results(repo, tiny_run, tmp_path):
+    """The same variants trained with training.multiseed (one job per variant, seeds batched by vmap) give each
+    seed's status, log and weights of the one-seed jobs to float32 rounding, the counted work, and a COSMOS
+    model's front and chosen preference."""
+    import torch
+
+    config, results = copy_run(tiny_run, tmp_path, training={"multiseed": True})
+    targets = [str(results / "models" / v / "seed1" / "model.pt") for v in ("softadapt", "cosmos")]
+    proc = snakemake(repo, *targets, "--cores", "2", "--configfile", str(config), "--forcerun", "train")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert (proc.stdout + proc.stderr).count("rule train:") == 2
+    _, single = tiny_run
+    for variant in ("softadapt", "cosmos"):
+        for seed in (1, 2):
+            run, alone = results / "models" / variant / f"seed{seed}", single / "models" / variant / f"seed{seed}"
+            status, status_alone = (json.loads((d / "status.json").read_text()) for d in (run, alone))
+            assert (status["status"], status["epoch"]) == (status_alone["status"], status_alone["epoch"])
+            assert status["provenance"]["multiseed"] is True
+            log, log_alone = pd.read_csv(run / "train_log.csv"), pd.read_csv(alone / "train_log.csv")
+            np.testing.assert_allclose(log["val_force"], log_alone["val_force"], rtol=1e-4)
+            weights, weights_alone = torch.load(run / "model.pt"), torch.load(alone / "model.pt")
+            for name, value in weights_alone.items():
+                torch.testing.assert_close(weights[name], value, rtol=1e-4, atol=1e-6)
+            work = json.loads((results / "timing" / variant / f"seed{seed}.json").read_text())
+            assert work["status"] == "completed" and min(work["epoch_flops"]) > 0
+        hparams = json.loads((results / "models" / "cosmos" / "seed1" / "hparams.json").read_text())
+    assert len(hparams["preference"]) == 2 and (results / "models" / "cosmos" / "seed1" / "front.csv").exists()

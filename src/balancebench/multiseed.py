@@ -24,8 +24,8 @@ backward; on one CPU core the path is for correctness (tests/test_multiseed.py d
 per-seed weights equal to training each seed alone), a speed gain needs a device
 that the single small model leaves idle.
 
-A library API only (:class:`MultiSeedTrainer`, :func:`train_seeds`): the workflow
-does not route to it yet (one job per seed).
+The workflow routes to it with ``training.multiseed: true`` (one ``train`` job per variant, all seeds;
+:func:`train_seeds`); the default is one job per seed.
 """
 
 from __future__ import annotations
@@ -237,45 +237,35 @@ class MultiSeedTrainer:
 
 
 def train_seeds(dataset, model_config: dict, training: dict, method_name: str, method_params: dict, seeds,
-                out_dirs, threads: int | None = None, provenance: dict | None = None, progress=None,
+                out_dirs, threads: int | None = None, provenance: dict | list | None = None, progress=None,
                 variant: str | None = None) -> list:
-    """:func:`~balancebench.training.train_model` for several seeds in one process (a library API; the
-    workflow runs one job per seed).
+    """:func:`~balancebench.training.train_model` for several seeds in one process (``training.multiseed`` in
+    the workflow: one ``train`` job per variant).
 
     Writes into ``out_dirs[k]`` the files ``train_model`` writes for ``seeds[k]`` (model.pt, hparams.json,
-    train_log.csv, method_state.pt, status.json; tests/test_multiseed.py compares them); returns the
-    TrainingResults. ``progress(seed, row)`` is called per seed and epoch.
+    train_log.csv, method_state.pt, status.json, and a conditioned model's front: the same
+    :func:`~balancebench.training.write_run`; tests/test_multiseed.py compares them); returns the
+    TrainingResults. ``provenance``: one dict for all seeds or one per seed. ``progress(seed, row)`` is called
+    per seed and epoch.
     """
-    import dataclasses
-    import json
     from pathlib import Path
 
     from balancebench.model import ModelConfig
-    from balancebench.training import TrainingSettings, write_log
+    from balancebench.training import TrainingSettings, write_run
 
     if threads:
         torch.set_num_threads(int(threads))
     seeds, out_dirs = [int(s) for s in seeds], [Path(d) for d in out_dirs]
     if len(seeds) != len(out_dirs):
         raise ValueError(f"{len(seeds)} seeds but {len(out_dirs)} output directories")
+    if not isinstance(provenance, list):
+        provenance = [provenance] * len(seeds)
+    if len(provenance) != len(seeds):
+        raise ValueError(f"{len(seeds)} seeds but {len(provenance)} provenance records")
     cfg = ModelConfig.from_dict(model_config)
     settings = TrainingSettings.from_dict(training)
     multi = MultiSeedTrainer(dataset, cfg, settings, method_name, method_params, seeds)
     results = multi.run(progress=progress)
-    variant = variant or method_name
-    for seed, out, trainer, result in zip(seeds, out_dirs, multi.trainers, results):
-        out.mkdir(parents=True, exist_ok=True)
-        torch.save({k: v.detach().cpu() for k, v in trainer.model.state_dict().items()}, out / "model.pt")
-        hparams = {"model": cfg.to_dict(), "training": dataclasses.asdict(settings), "method": method_name,
-                   "method_params": method_params, "variant": variant,
-                   "backward_passes": trainer.method.backward_passes, "seed": seed, "n_beads": dataset.n_beads,
-                   "bead_mass": float(dataset.masses[0]), "energy_unit": "kcal/mol", "length_unit": "angstrom",
-                   "device": str(trainer.device), "energy_shift_per_bead": float(trainer.model.energy_shift),
-                   "energy_scale": float(trainer.model.energy_scale), "provenance": provenance or {}}
-        (out / "hparams.json").write_text(json.dumps(hparams, indent=2, sort_keys=True, default=str) + "\n")
-        write_log(result.log, out / "train_log.csv")
-        torch.save(trainer.method.state_dict(), out / "method_state.pt")
-        (out / "status.json").write_text(json.dumps({**result.summary(), "method": method_name, "variant": variant,
-                                                     "seed": seed, "provenance": provenance or {}},
-                                                    indent=2, default=str) + "\n")
+    for out, trainer, result, record in zip(out_dirs, multi.trainers, results, provenance):
+        write_run(out, trainer, result, method_name, method_params, variant or method_name, dataset, record)
     return results

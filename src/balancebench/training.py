@@ -440,6 +440,35 @@ def write_log(rows: list[dict], path: str | Path) -> None:
             writer.writerow({k: row[k] for k in cols if k in row})
 
 
+def write_run(out: Path, trainer: "Trainer", result: TrainingResult, method_name: str, method_params: dict,
+              variant: str, dataset: CGDataset, provenance: dict | None = None) -> None:
+    """The files of a finished run in ``out``: ``model.pt``, ``hparams.json``, ``train_log.csv``,
+    ``method_state.pt`` and ``status.json`` (and, for a preference-conditioned model, its front and chosen r)."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    settings, method = trainer.settings, trainer.method
+    torch.save({k: v.detach().cpu() for k, v in trainer.model.state_dict().items()}, out / "model.pt")
+    hparams = {"model": trainer.model.config.to_dict(), "training": dataclasses.asdict(settings),
+               "method": method_name, "method_params": method_params, "variant": variant,
+               "backward_passes": method.backward_passes, "seed": int(trainer.seed), "n_beads": dataset.n_beads,
+               "bead_mass": float(dataset.masses[0]), "energy_unit": "kcal/mol", "length_unit": "angstrom",
+               "device": str(trainer.device), "energy_shift_per_bead": float(trainer.model.energy_shift),
+               "energy_scale": float(trainer.model.energy_scale), "provenance": provenance or {}}
+    if method.preference_dim > 0 and result.status == "completed":  # conditioned (COSMOS): front + chosen r
+        from balancebench.pareto import conditioned_outputs
+
+        hparams.update(conditioned_outputs(trainer.model, trainer.val_frames, trainer.context.references, out,
+                                           settings.batch_size, settings.energy_loss,
+                                           int(method.params.get("test_rays", 25)),
+                                           method.params.get("eval_preference", (0.5, 0.5))))
+    (out / "hparams.json").write_text(json.dumps(hparams, indent=2, sort_keys=True, default=str) + "\n")
+    write_log(result.log, out / "train_log.csv")
+    torch.save(method.state_dict(), out / "method_state.pt")  # the method's final state (learned weights)
+    (out / "status.json").write_text(json.dumps({**result.summary(), "method": method_name, "variant": variant,
+                                                 "seed": int(trainer.seed), "provenance": provenance or {}},
+                                                indent=2, default=str) + "\n")
+
+
 def train_model(dataset: CGDataset, model_config: dict, training: dict, method_name: str, method_params: dict,
                 seed: int, out_dir: str | Path, checkpoint: str | Path | None = None, threads: int | None = None,
                 provenance: dict | None = None, progress=None, variant: str | None = None) -> TrainingResult:
@@ -460,26 +489,7 @@ def train_model(dataset: CGDataset, model_config: dict, training: dict, method_n
     method = get_method(method_name, **method_params)
     trainer = Trainer(dataset, cfg, settings, method, seed, checkpoint=checkpoint)
     result = trainer.run(progress=progress)
-    torch.save({k: v.detach().cpu() for k, v in trainer.model.state_dict().items()}, out / "model.pt")
-    variant = variant or method_name
-    hparams = {"model": trainer.model.config.to_dict(), "training": dataclasses.asdict(settings), "method": method_name,
-               "method_params": method_params, "variant": variant, "backward_passes": method.backward_passes, "seed": int(seed), "n_beads": dataset.n_beads,
-               "bead_mass": float(dataset.masses[0]), "energy_unit": "kcal/mol", "length_unit": "angstrom",
-               "device": str(trainer.device), "energy_shift_per_bead": float(trainer.model.energy_shift),
-               "energy_scale": float(trainer.model.energy_scale), "provenance": provenance or {}}
-    if method.preference_dim > 0 and result.status == "completed":  # conditioned (COSMOS): front + chosen r
-        from balancebench.pareto import conditioned_outputs
-
-        hparams.update(conditioned_outputs(trainer.model, trainer.val_frames, trainer.context.references, out,
-                                           settings.batch_size, settings.energy_loss,
-                                           int(method.params.get("test_rays", 25)),
-                                           method.params.get("eval_preference", (0.5, 0.5))))
-    (out / "hparams.json").write_text(json.dumps(hparams, indent=2, sort_keys=True, default=str) + "\n")
-    write_log(result.log, out / "train_log.csv")
-    torch.save(trainer.method.state_dict(), out / "method_state.pt")  # the method's final state (learned weights)
-    (out / "status.json").write_text(json.dumps({**result.summary(), "method": method_name, "variant": variant,
-                                                 "seed": int(seed),
-                                                 "provenance": provenance or {}}, indent=2, default=str) + "\n")
+    write_run(out, trainer, result, method_name, method_params, variant or method_name, dataset, provenance)
     if checkpoint is not None and Path(checkpoint).exists():
         Path(checkpoint).unlink()  # finished: a forced rerun starts afresh
     return result

@@ -59,7 +59,8 @@ VARIANTS = dict(config["balancing"]["variants"])
 SEEDS = list(config["training"]["seeds"])
 SEED_DESIGN = config["training"]["seed_design"]
 # training settings without the seed list: adding a seed must not rerun the models already trained
-TRAINING = {k: v for k, v in config["training"].items() if k not in ("seeds", "seed_design")}
+TRAINING = {k: v for k, v in config["training"].items() if k not in ("seeds", "seed_design", "multiseed")}
+MULTISEED = bool(config["training"].get("multiseed", False))  # one train job per variant (all seeds)
 # one search run per variant that names a search: results/search/{variant}/
 SEARCHES = {
     name: SearchSpec.from_config(v["search"], config["balancing"]["searches"][v["search"]])

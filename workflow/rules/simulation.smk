@@ -4,9 +4,9 @@
 
 rule simulate:
     input:
-        model=rules.train.output.model,
-        hparams=rules.train.output.hparams,
-        status=rules.train.output.status,
+        model=result("models/{variant}/seed{seed}/model.pt"),
+        hparams=result("models/{variant}/seed{seed}/hparams.json"),
+        status=result("models/{variant}/seed{seed}/status.json"),
         dataset=rules.cg_map.output.dataset,
     output:
         trajectory=result("simulations/{variant}/seed{seed}/trajectory.h5"),
@@ -58,11 +58,11 @@ rule timing_calibration:
 
 rule model_metrics:
     input:
-        work=rules.train.output.work,
+        work=result("timing/{variant}/seed{seed}.json"),
         calibration=rules.timing_calibration.output.calibration,
         dataset=rules.cg_map.output.dataset,
-        train_log=rules.train.output.log,
-        train_status=rules.train.output.status,
+        train_log=result("models/{variant}/seed{seed}/train_log.csv"),
+        train_status=result("models/{variant}/seed{seed}/status.json"),
         trajectory=rules.simulate.output.trajectory,
         thermo=rules.simulate.output.thermo,
         sim_status=rules.simulate.output.status,

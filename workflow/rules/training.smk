@@ -19,39 +19,80 @@ wildcard_constraints:
     seed=r"\d+",
 
 
-rule train:
-    input:
-        unpack(train_inputs),
-    output:
-        model=result("models/{variant}/seed{seed}/model.pt"),
-        hparams=result("models/{variant}/seed{seed}/hparams.json"),
-        log=result("models/{variant}/seed{seed}/train_log.csv"),
-        status=result("models/{variant}/seed{seed}/status.json"),
-        # counted work (FLOPs) of the trained configuration's first epochs: machine-free; the rule
-        # model_metrics turns it into t_ep / sigma_ep with the machine calibration (docs/metrics.md)
-        work=result("timing/{variant}/seed{seed}.json"),
-    log:
-        log_path("models/{variant}/seed{seed}"),
-    benchmark:
-        bench_path("models/{variant}/seed{seed}")
-    conda:
-        "../../envs/train.yaml"
-    threads: 1
-    resources:
-        mem_mb=4000,
-        gpu=0,
-        runtime=240,
-    params:
-        model=config["model"],
-        training=TRAINING,
-        variant=lambda wc: wc.variant,
-        method=lambda wc: variant_method(wc.variant),
-        method_params=lambda wc: variant_params(wc.variant),
-        seed=lambda wc: variant_seed(wc.variant, wc.seed),
-        replicate=lambda wc: int(wc.seed),
-        seed_design=SEED_DESIGN,
-        checkpoint=lambda wc: result(f"checkpoints/{wc.variant}/seed{wc.seed}.pt"),
-        work_counting={k: config["metrics"]["timing"][k] for k in ("epochs", "max_steps")},
-        code=TRAIN_CODE,
-    script:
-        "../scripts/train.py"
+if MULTISEED:
+
+    # training.multiseed: one job per variant trains every seed in one process (balancebench.multiseed:
+    # the seeds' forward passes batched by torch.func.vmap; for a GPU that one small model leaves idle).
+    # Same files per seed as the one-seed rule; no checkpoint: a killed job retrains its seeds (same numbers).
+    rule train:
+        input:
+            unpack(train_inputs),
+        output:
+            model=expand(result("models/{{variant}}/seed{seed}/model.pt"), seed=SEEDS),
+            hparams=expand(result("models/{{variant}}/seed{seed}/hparams.json"), seed=SEEDS),
+            log=expand(result("models/{{variant}}/seed{seed}/train_log.csv"), seed=SEEDS),
+            status=expand(result("models/{{variant}}/seed{seed}/status.json"), seed=SEEDS),
+            work=expand(result("timing/{{variant}}/seed{seed}.json"), seed=SEEDS),
+        log:
+            log_path("models/{variant}/seeds"),
+        benchmark:
+            bench_path("models/{variant}/seeds")
+        conda:
+            "../../envs/train.yaml"
+        threads: 1
+        resources:
+            mem_mb=4000 * len(SEEDS),
+            gpu=0,
+            runtime=240 * len(SEEDS),
+        params:
+            model=config["model"],
+            training=TRAINING,
+            variant=lambda wc: wc.variant,
+            method=lambda wc: variant_method(wc.variant),
+            method_params=lambda wc: variant_params(wc.variant),
+            seeds=lambda wc: [variant_seed(wc.variant, s) for s in SEEDS],
+            replicates=SEEDS,
+            seed_design=SEED_DESIGN,
+            work_counting={k: config["metrics"]["timing"][k] for k in ("epochs", "max_steps")},
+            code=TRAIN_CODE + code_hash("multiseed.py"),
+        script:
+            "../scripts/train_seeds.py"
+
+else:
+
+    rule train:
+        input:
+            unpack(train_inputs),
+        output:
+            model=result("models/{variant}/seed{seed}/model.pt"),
+            hparams=result("models/{variant}/seed{seed}/hparams.json"),
+            log=result("models/{variant}/seed{seed}/train_log.csv"),
+            status=result("models/{variant}/seed{seed}/status.json"),
+            # counted work (FLOPs) of the trained configuration's first epochs: machine-free; the rule
+            # model_metrics turns it into t_ep / sigma_ep with the machine calibration (docs/metrics.md)
+            work=result("timing/{variant}/seed{seed}.json"),
+        log:
+            log_path("models/{variant}/seed{seed}"),
+        benchmark:
+            bench_path("models/{variant}/seed{seed}")
+        conda:
+            "../../envs/train.yaml"
+        threads: 1
+        resources:
+            mem_mb=4000,
+            gpu=0,
+            runtime=240,
+        params:
+            model=config["model"],
+            training=TRAINING,
+            variant=lambda wc: wc.variant,
+            method=lambda wc: variant_method(wc.variant),
+            method_params=lambda wc: variant_params(wc.variant),
+            seed=lambda wc: variant_seed(wc.variant, wc.seed),
+            replicate=lambda wc: int(wc.seed),
+            seed_design=SEED_DESIGN,
+            checkpoint=lambda wc: result(f"checkpoints/{wc.variant}/seed{wc.seed}.pt"),
+            work_counting={k: config["metrics"]["timing"][k] for k in ("epochs", "max_steps")},
+            code=TRAIN_CODE,
+        script:
+            "../scripts/train.py"

@@ -1,24 +1,19 @@
 """Rule train: one CG SchNet of one variant (method + parameters, a search's selection applied) and seed,
 then the counted work of its first epochs (balancebench.timing: machine-free; t_ep comes in model_metrics)."""
 
-import json
-
 from balancebench.cg import read_dataset
 from balancebench.progress import EpochProgress
-from balancebench.search.space import apply_parameters
+from balancebench.search.space import variant_settings
 from balancebench.timing import counted_work_record, write_json
 from balancebench.training import train_model
 from balancebench.workflow_io import snakemake_job
 
 smk = snakemake  # noqa: F821 (injected by Snakemake)
 with snakemake_job(smk) as job:
-    params, training = dict(smk.params.method_params), dict(smk.params.training)
-    if "selected" in smk.input.keys():  # a variant with a search: its selection for every seed
-        selected = json.loads(open(smk.input.selected).read())
-        params, overrides = apply_parameters(selected["values"], smk.params.method, params)
-        training.update(overrides)
-        job.logger.info("search %s: %s -> params %s, training %s", selected["status"], selected["values"], params,
-                        overrides)
+    params, training, selection = variant_settings(smk.input.get("selected"), smk.params.method,
+                                                   smk.params.method_params, smk.params.training)
+    if selection:
+        job.logger.info(selection)
     dataset = read_dataset(smk.input.dataset)
     out_dir = smk.output.model.rsplit("/", 1)[0]
     result = train_model(

@@ -14,8 +14,10 @@ A dimension with ``scale: log10`` is searched as log10(value) between log10(low)
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -135,6 +137,20 @@ def search_parameters(method_params: dict) -> dict[str, str]:
     for name in TRAINING_PARAMETERS:
         out[name] = "training"
     return out
+
+
+def variant_settings(selected_path: str | Path | None, method_name: str, method_params: dict, training: dict
+                     ) -> tuple[dict, dict, str]:
+    """(method params, training settings, log line) of a variant: with a search (``selected_path``, its
+    selected.json) the selection is applied for every seed; without one, the configured settings as they are."""
+    params, training = dict(method_params), dict(training)
+    if selected_path is None:
+        return params, training, ""
+    selected = json.loads(Path(selected_path).read_text())
+    params, overrides = apply_parameters(selected["values"], method_name, params)
+    training.update(overrides)
+    return params, training, (f"search {selected['status']}: {selected['values']} -> params {params}, "
+                              f"training {overrides}")
 
 
 def apply_parameters(values: dict, method_name: str, method_params: dict) -> tuple[dict, dict]:

@@ -1,0 +1,39 @@
+"""Rule train with training.multiseed: every seed of one variant in one process (balancebench.multiseed),
+then each seed's counted work, as the one-seed rule writes them."""
+
+from pathlib import Path
+
+from balancebench.cg import read_dataset
+from balancebench.multiseed import train_seeds
+from balancebench.progress import EpochProgress
+from balancebench.search.space import variant_settings
+from balancebench.timing import counted_work_record, write_json
+from balancebench.workflow_io import snakemake_job
+
+smk = snakemake  # noqa: F821 (injected by Snakemake)
+with snakemake_job(smk) as job:
+    params, training, selection = variant_settings(smk.input.get("selected"), smk.params.method,
+                                                   smk.params.method_params, smk.params.training)
+    if selection:
+        job.logger.info(selection)
+    dataset = read_dataset(smk.input.dataset)
+    out_dirs = [Path(path).parent for path in smk.output.model]
+    seeds, replicates = list(smk.params.seeds), list(smk.params.replicates)
+    progress = {seed: EpochProgress(job.logger, max_epochs=training["max_epochs"], label=f"training seed {replicate}")
+                for seed, replicate in zip(seeds, replicates)}
+    results = train_seeds(
+        dataset, smk.params.model, training, smk.params.method, params, seeds, out_dirs, threads=smk.threads,
+        variant=smk.params.variant,
+        provenance=[job.provenance(variant=smk.params.variant, method=smk.params.method, method_params=params,
+                                   replicate_seed=replicate, run_seed=seed, seed_design=smk.params.seed_design,
+                                   multiseed=True)
+                    for seed, replicate in zip(seeds, replicates)],
+        progress=lambda seed, row: progress[seed](row))
+    counting = smk.params.work_counting
+    for replicate, out_dir, result, work_path in zip(replicates, out_dirs, results, smk.output.work):
+        job.logger.info("seed %s: training %s: %s", replicate, result.status, result.reason)
+        work = counted_work_record(dataset, out_dir, epochs=counting["epochs"], max_steps=counting["max_steps"],
+                                   device=training["device"])
+        if work["status"] != "completed":
+            job.logger.warning("seed %s: counting pass failed: %s", replicate, work["reason"])
+        write_json(work_path, {**work, "provenance": job.provenance()})
