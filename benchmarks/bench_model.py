@@ -7,7 +7,10 @@ full two-direction list; its radius graph is not periodic and needs torch-cluste
 training epoch = every frame once, in batches, with force matching and an Adam step:
 
   ours       explicit forces (CGSchNet.energy_and_forces: dE/dr written as forward operations, pair
-             geometry cached per frame), so the loss needs a first-order backward only
+             geometry cached per frame), so the loss needs a first-order backward only; the pair
+             convolutions through the fused C++ kernels (balancebench.pair_kernels)
+  eager      the same, with the pair operations as eager torch expressions (no compiler, or
+             BALANCEBENCH_PAIR_KERNELS=0)
   autograd   our model through CGSchNet.energy_and_forces_autograd (forces by autograd with
              create_graph, then the double backward): the path before issue 14
   stock      torch_geometric's SchNet, forces by autograd with create_graph
@@ -33,6 +36,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from balancebench import pair_kernels
 from balancebench.model import CGSchNet, ModelConfig, batch_frames, fast_cpu_math
 from balancebench.neighbors import neighbor_list
 from balancebench.pyg_reference import stock_energy_and_forces, stock_schnet
@@ -104,7 +108,15 @@ def bench_size(name: str, positions, forces, box, batch_size: int, device, repea
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     torch.manual_seed(0)
     reference = CGSchNet(cfg).to(device)  # same initial weights as ours, trained through autograd forces
+    torch.manual_seed(0)
+    eager = CGSchNet(cfg).to(device)
+
+    def eager_forces(g):
+        with pair_kernels.use_kernels(False):
+            return eager.energy_and_forces(g, training=True)
+
     paths = {"ours": (ours, lambda g: ours.energy_and_forces(g, training=True)),
+             "eager": (eager, eager_forces),
              "autograd": (reference, lambda g: reference.energy_and_forces_autograd(g, training=True)),
              "stock": (stock, lambda g: stock_energy_and_forces(stock, g, training=True))}
     steps = {}
@@ -135,6 +147,7 @@ def bench_size(name: str, positions, forces, box, batch_size: int, device, repea
         "epoch_seconds": times, "cpu_ms_per_frame_median": {k: 1e3 * v / len(positions) for k, v in med.items()},
         "speedup_vs_stock_median": med["stock"] / med["ours"], "speedup_vs_stock_best": best["stock"] / best["ours"],
         "speedup_vs_autograd_median": med["autograd"] / med["ours"],
+        "speedup_vs_eager_median": med["eager"] / med["ours"], "pair_kernels": pair_kernels.status(),
         "speedup_vs_autograd_best": best["autograd"] / best["ours"],
         "max_rel_energy_difference_vs_stock": float(((e_ours - e_stock).abs() / e_stock.abs()).max()),
         "max_rel_energy_difference_vs_autograd": float(((e_ours - e_ref).abs() / e_ref.abs()).max()),
@@ -164,9 +177,11 @@ def main() -> None:
         r = out[name]
         ms = r["cpu_ms_per_frame_median"]
         print(f"{name}: {r['beads']} beads, {r['pairs_per_frame']} pairs/frame, CPU ms/frame (median of "
-              f"{args.repeats}): ours {ms['ours']:.2f}, autograd {ms['autograd']:.2f}, stock {ms['stock']:.2f} -> "
+              f"{args.repeats}): ours {ms['ours']:.2f}, eager {ms['eager']:.2f}, autograd {ms['autograd']:.2f}, "
+              f"stock {ms['stock']:.2f} -> "
               f"{r['speedup_vs_stock_median']:.2f}x stock (best {r['speedup_vs_stock_best']:.2f}x), "
-              f"{r['speedup_vs_autograd_median']:.2f}x autograd; vs autograd: energies "
+              f"{r['speedup_vs_autograd_median']:.2f}x autograd, {r['speedup_vs_eager_median']:.2f}x eager; "
+              f"vs autograd: energies "
               f"{r['max_rel_energy_difference_vs_autograd']:.1e}, forces {r['rel_force_difference_vs_autograd']:.1e}")
 
 

@@ -35,6 +35,7 @@ import torch
 from torch import nn
 
 from balancebench.neighbors import NeighborList, check_cutoff, neighbor_list
+from balancebench.pair_kernels import pair_conv, pair_cross
 from balancebench.settings import settings_from_section
 
 LN2 = math.log(2.0)
@@ -486,12 +487,11 @@ class CGSchNet(nn.Module):
                         act, torch.addmm(lin_a.bias, geom.rbf[c], lin_a.weight.t()), shifted=False)
                     f = torch.addmm(bias_b, a, lin_b.weight.t())
                     w = f * geom.envelope[c]
-                xi, xj = x.index_select(0, i), x.index_select(0, j)
-                m = m.index_add(0, i, w * xj).index_add(0, j, w * xi)
-                per_chunk.append((da, f, w, xi, xj))
+                m = pair_conv(w, x, i, j, m)  # m += both directions of the half list (fused on CPU)
+                per_chunk.append((da, f, w))
             v, dv = activation_and_derivative(act, block.conv.lin2(m))
             h = h + block.lin(v)
-            saved.append((per_chunk, dv))
+            saved.append((per_chunk, dv, x))
         o, do = activation_and_derivative(act, self.lin1(h))
         y = self.lin2(o).squeeze(-1)
         bead = self.energy_scale * y + self.energy_shift
@@ -505,20 +505,19 @@ class CGSchNet(nn.Module):
         dedr = [geom.dprior[c] for c in chunks]
         for t in range(len(self.interactions) - 1, -1, -1):
             block = self.interactions[t]
-            per_chunk, dv = saved[t]
+            per_chunk, dv, x = saved[t]
             gm = ((g @ block.lin.weight) * dv) @ block.conv.lin2.weight  # dE/dm (N, F)
             gx = torch.zeros_like(gm)
-            for k, (c, (da, f, w, xi, xj)) in enumerate(zip(chunks, per_chunk)):
+            for k, (c, (da, f, w)) in enumerate(zip(chunks, per_chunk)):
                 i, j = geom.i[c], geom.j[c]
-                gi, gj = gm.index_select(0, i), gm.index_select(0, j)
                 if table is not None:
                     dw = f
                 else:
                     dz = geom.drbf[c] @ block.mlp[0].weight.t()
                     dw = ((da * dz) @ block.mlp[2].weight.t()) * geom.envelope[c] + f * geom.denvelope[c]
-                dedr[k] = dedr[k] + ((gi * xj + gj * xi) * dw).sum(-1)
+                dedr[k] = dedr[k] + (pair_cross(gm, x, i, j) * dw).sum(-1)  # sum_f (g_i x_j + g_j x_i) dW/dr
                 if t > 0:  # dE/dh0 is not needed: h0 does not depend on positions
-                    gx = gx.index_add(0, i, w * gj).index_add(0, j, w * gi)
+                    gx = pair_conv(w, gm, i, j, gx)
             if t > 0:
                 g = g + gx @ block.conv.lin1.weight
         fij = torch.cat(dedr)[:, None] * geom.unit

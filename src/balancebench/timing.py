@@ -34,19 +34,17 @@ from __future__ import annotations
 import json
 import platform
 import time
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
+from torch.utils.flop_counter import FlopCounterMode
 
-# torch is imported where it is used: the rule model_metrics converts counted work to seconds with this module
-# and should not pay torch's 2 s import for it
+from balancebench.calibration import Calibration, pinned_calibration, timing_metrics, timing_record
 
 
-def machine_model(device: "torch.device | str | None" = None) -> str:  # noqa: F821
+def machine_model(device: torch.device | str | None = None) -> str:
     """The processor that ran the timing: the GPU name for CUDA, else the CPU model of /proc/cpuinfo."""
-    import torch
-
     device = torch.device(device or "cpu")
     if device.type == "cuda" and torch.cuda.is_available():
         return torch.cuda.get_device_name(device)
@@ -74,8 +72,6 @@ def epoch_batches(trainer, epoch: int) -> list[np.ndarray]:
 
 def count_step(trainer, frames) -> int:
     """FLOPs of one training step on ``frames`` (forward, force double backward, the method's backward passes)."""
-    from torch.utils.flop_counter import FlopCounterMode
-
     with FlopCounterMode(display=False) as counter:
         _step(trainer, frames)
     return int(counter.get_total_flops())
@@ -99,30 +95,11 @@ def count_epochs(trainer, epochs: int = 2, max_steps: int | None = None) -> list
     return totals
 
 
-@dataclass
-class Calibration:
-    """FLOP rate of the reference step on this machine (FLOP/s), with where and how it was measured."""
-
-    flop_rate: float
-    reference_flops: int
-    best_seconds: float
-    repeats: int
-    machine: str
-    device: str
-    threads: int
-    pinned: bool = False
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
 def calibrate(trainer, repeats: int = 5) -> Calibration:
     """Time the reference step (one step of ``trainer`` on its first training batch) ``repeats`` times after a
     warm-up and count its FLOPs; rate = FLOPs / fastest repeat (the least load-sensitive estimate)."""
     if repeats < 1:
         raise ValueError(f"metrics.timing.calibration_repeats must be >= 1, got {repeats}")
-    import torch
-
     frames = np.arange(min(trainer.settings.batch_size, len(trainer.train_frames)))
     trainer.model.train()
     _step(trainer, frames)  # warm-up (allocations, lazy initialisation)
@@ -139,25 +116,6 @@ def calibrate(trainer, repeats: int = 5) -> Calibration:
     return Calibration(flop_rate=flops / best, reference_flops=flops, best_seconds=float(best), repeats=repeats,
                        machine=machine_model(trainer.device), device=str(trainer.device),
                        threads=torch.get_num_threads())
-
-
-def pinned_calibration(flop_rate: float) -> Calibration:
-    """A calibration fixed by the config (``metrics.timing.flop_rate``): machine-independent seconds."""
-    if not flop_rate > 0:
-        raise ValueError(f"metrics.timing.flop_rate must be > 0, got {flop_rate}")
-    return Calibration(flop_rate=float(flop_rate), reference_flops=0, best_seconds=0.0, repeats=0,
-                       machine="pinned by metrics.timing.flop_rate", device="-", threads=0, pinned=True)
-
-
-def timing_metrics(epoch_flops, flop_rate: float) -> dict[str, float]:
-    """t_ep = mean W_e / rate and sigma_ep = std W_e / rate (s, population std), plus the counted work."""
-    w = np.asarray(epoch_flops, dtype=np.float64)
-    if w.size == 0 or not np.all(np.isfinite(w)) or np.any(w < 0):
-        raise ValueError("counted epoch work must be a non-empty list of finite, non-negative FLOP counts")
-    if not flop_rate > 0:
-        raise ValueError(f"flop rate must be > 0, got {flop_rate}")
-    return {"t_ep": float(w.mean() / flop_rate), "sigma_ep": float(w.std() / flop_rate),
-            "flops_ep": float(w.mean())}
 
 
 def trainer_from_run(dataset, hparams: dict, state_dict: dict | None = None, device: str = "cpu"):
@@ -191,8 +149,6 @@ def counted_work_record(dataset, model_dir: str | Path, epochs: int = 2, max_ste
                         device: str = "cpu") -> dict:
     """:func:`count_run` of the run in ``model_dir`` (hparams.json, model.pt) with ``status`` completed, or
     ``status`` failed and the reason: a failure is recorded, never raised (t_ep then falls back to wall clock)."""
-    import torch
-
     model_dir = Path(model_dir)
     try:
         hparams = json.loads((model_dir / "hparams.json").read_text())
@@ -201,16 +157,6 @@ def counted_work_record(dataset, model_dir: str | Path, epochs: int = 2, max_ste
                 "status": "completed"}
     except Exception as err:  # noqa: BLE001 - any failure of the counting pass becomes a status
         return {"status": "failed", "reason": f"{type(err).__name__}: {err}"}
-
-
-def timing_record(work: dict, calibration: "Calibration | dict") -> dict:
-    """t_ep, sigma_ep of a counted-work record at a machine calibration; a failed record stays failed."""
-    if isinstance(calibration, dict):
-        calibration = Calibration(**{k: calibration[k] for k in Calibration.__dataclass_fields__})
-    if work.get("status", "completed") != "completed":
-        return dict(work)
-    return {**work, **timing_metrics(work["epoch_flops"], calibration.flop_rate),
-            "calibration": calibration.to_dict()}
 
 
 def time_run(dataset, hparams: dict, state_dict: dict | None, calibration: Calibration, epochs: int = 2,

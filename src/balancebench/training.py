@@ -45,6 +45,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from balancebench import pair_kernels
 from balancebench.balancing import COMPONENTS, BalancingMethod, TrainContext, get_method
 from balancebench.cg import CGDataset
 from balancebench.losses import robust_force_loss
@@ -453,7 +454,8 @@ def write_run(out: Path, trainer: "Trainer", result: TrainingResult, method_name
                "backward_passes": method.backward_passes, "seed": int(trainer.seed), "n_beads": dataset.n_beads,
                "bead_mass": float(dataset.masses[0]), "energy_unit": "kcal/mol", "length_unit": "angstrom",
                "device": str(trainer.device), "energy_shift_per_bead": float(trainer.model.energy_shift),
-               "energy_scale": float(trainer.model.energy_scale), "provenance": provenance or {}}
+               "energy_scale": float(trainer.model.energy_scale), "pair_kernels": pair_kernels.status(),
+               "provenance": provenance or {}}
     if method.preference_dim > 0 and result.status == "completed":  # conditioned (COSMOS): front + chosen r
         from balancebench.pareto import conditioned_outputs
 

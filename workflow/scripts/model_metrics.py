@@ -5,9 +5,9 @@ t_ep / sigma_ep: the run's counted work (written by rule train) at this machine'
 import json
 from pathlib import Path
 
+from balancebench.calibration import timing_record
 from balancebench.cg import read_dataset
 from balancebench.metrics import MetricSettings, evaluate_model, training_u_per_molecule, write_model_json
-from balancebench.timing import timing_record
 from balancebench.workflow_io import snakemake_job
 
 smk = snakemake  # noqa: F821 (injected by Snakemake)

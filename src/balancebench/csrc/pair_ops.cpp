@@ -1,0 +1,95 @@
+// Fused pair operations of the explicit-force SchNet step (balancebench.pair_kernels).
+//
+// For a half neighbour list (i_p, j_p), p = 1..P, and per-bead features of width F:
+//   pair_conv(w, x, base) -> m (N, F): m_n = base_n + sum_{p: i_p = n} w_p * x_{j_p} + sum_{p: j_p = n} w_p * x_{i_p}
+//   pair_cross(a, b) -> c  (P, F):  c_p = a_{i_p} * b_{j_p} + a_{j_p} * b_{i_p}
+// (elementwise products over F). Each is one pass over the pairs instead of the gathers,
+// products and scatters of the eager expression; the loops run in pair order on one thread,
+// so results are deterministic. Each is the other's adjoint (see pair_kernels.py).
+#include <torch/extension.h>
+
+namespace {
+
+void check(const torch::Tensor& t, const char* name, int64_t dim) {
+  TORCH_CHECK(t.device().is_cpu(), name, " must be a CPU tensor");
+  TORCH_CHECK(t.dim() == dim, name, " must have ", dim, " dimensions, got ", t.dim());
+}
+
+void check_pairs(const torch::Tensor& i, const torch::Tensor& j, int64_t n) {
+  check(i, "i", 1);
+  check(j, "j", 1);
+  TORCH_CHECK(i.scalar_type() == torch::kLong && j.scalar_type() == torch::kLong, "pair indices must be int64");
+  TORCH_CHECK(i.size(0) == j.size(0), "i and j differ in length");
+  if (i.numel() > 0) {
+    TORCH_CHECK(i.min().item<int64_t>() >= 0 && i.max().item<int64_t>() < n, "i out of range");
+    TORCH_CHECK(j.min().item<int64_t>() >= 0 && j.max().item<int64_t>() < n, "j out of range");
+  }
+}
+
+template <typename T>
+void conv_loop(const T* w, const T* x, const int64_t* I, const int64_t* J, T* out, int64_t P, int64_t F) {
+  for (int64_t p = 0; p < P; ++p) {
+    const T* wp = w + p * F;
+    const T* xi = x + I[p] * F;
+    const T* xj = x + J[p] * F;
+    T* oi = out + I[p] * F;
+    T* oj = out + J[p] * F;
+    for (int64_t f = 0; f < F; ++f) oi[f] += wp[f] * xj[f];
+    for (int64_t f = 0; f < F; ++f) oj[f] += wp[f] * xi[f];
+  }
+}
+
+template <typename T>
+void cross_loop(const T* a, const T* b, const int64_t* I, const int64_t* J, T* out, int64_t P, int64_t F) {
+  for (int64_t p = 0; p < P; ++p) {
+    const T* ai = a + I[p] * F;
+    const T* aj = a + J[p] * F;
+    const T* bi = b + I[p] * F;
+    const T* bj = b + J[p] * F;
+    T* op = out + p * F;
+    for (int64_t f = 0; f < F; ++f) op[f] = ai[f] * bj[f] + aj[f] * bi[f];
+  }
+}
+
+}  // namespace
+
+torch::Tensor pair_conv(torch::Tensor w, torch::Tensor x, torch::Tensor i, torch::Tensor j, torch::Tensor base) {
+  check(w, "w", 2);
+  check(x, "x", 2);
+  TORCH_CHECK(base.sizes() == x.sizes() && base.scalar_type() == x.scalar_type(), "base must match x");
+  TORCH_CHECK(w.size(0) == i.size(0) && w.size(1) == x.size(1), "w must be (P, F) with x (N, F)");
+  TORCH_CHECK(w.scalar_type() == x.scalar_type(), "w and x differ in dtype");
+  check_pairs(i, j, x.size(0));
+  w = w.contiguous();
+  x = x.contiguous();
+  i = i.contiguous();
+  j = j.contiguous();
+  auto out = base.contiguous().clone();  // the pairs are added to it in order (as chained index_add would)
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "pair_conv", [&] {
+    conv_loop<scalar_t>(w.data_ptr<scalar_t>(), x.data_ptr<scalar_t>(), i.data_ptr<int64_t>(),
+                        j.data_ptr<int64_t>(), out.data_ptr<scalar_t>(), w.size(0), w.size(1));
+  });
+  return out;
+}
+
+torch::Tensor pair_cross(torch::Tensor a, torch::Tensor b, torch::Tensor i, torch::Tensor j) {
+  check(a, "a", 2);
+  check(b, "b", 2);
+  TORCH_CHECK(a.sizes() == b.sizes() && a.scalar_type() == b.scalar_type(), "a and b must match");
+  check_pairs(i, j, a.size(0));
+  a = a.contiguous();
+  b = b.contiguous();
+  i = i.contiguous();
+  j = j.contiguous();
+  auto out = torch::empty({i.size(0), a.size(1)}, a.options());
+  AT_DISPATCH_FLOATING_TYPES(a.scalar_type(), "pair_cross", [&] {
+    cross_loop<scalar_t>(a.data_ptr<scalar_t>(), b.data_ptr<scalar_t>(), i.data_ptr<int64_t>(),
+                         j.data_ptr<int64_t>(), out.data_ptr<scalar_t>(), i.size(0), a.size(1));
+  });
+  return out;
+}
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("pair_conv", &pair_conv, "m_n = base_n + sum_{i_p=n} w_p x_{j_p} + sum_{j_p=n} w_p x_{i_p}");
+  m.def("pair_cross", &pair_cross, "c_p = a_{i_p} b_{j_p} + a_{j_p} b_{i_p}");
+}

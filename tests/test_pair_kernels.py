@@ -1,0 +1,82 @@
+"""The fused pair operations (balancebench.pair_kernels) against their eager expressions and their adjoints."""
+
+import pytest
+import torch
+
+from balancebench import pair_kernels
+from balancebench.model import CGSchNet, ModelConfig, batch_frames
+from balancebench.neighbors import neighbor_list
+
+if not pair_kernels.available():  # no C++ compiler here: the eager expressions run everywhere
+    pytest.skip(f"fused pair kernels unavailable: {pair_kernels.status()}", allow_module_level=True)
+
+
+def random_pairs(n=40, p=300, f=7, seed=0, dtype=torch.float64):
+    g = torch.Generator().manual_seed(seed)
+    i = torch.randint(0, n, (p,), generator=g)
+    j = (i + 1 + torch.randint(0, n - 1, (p,), generator=g)) % n  # i != j, repeated pairs allowed
+    return (torch.randn(p, f, generator=g, dtype=dtype), torch.randn(n, f, generator=g, dtype=dtype),
+            torch.randn(n, f, generator=g, dtype=dtype), i, j)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_fused_operations_equal_the_eager_expressions(dtype):
+    w, x, y, i, j = random_pairs(dtype=dtype)
+    eager_conv = torch.zeros_like(x).index_add(0, i, w * x[j]).index_add(0, j, w * x[i])
+    eager_cross = x[i] * y[j] + x[j] * y[i]
+    tol = dict(rtol=1e-13, atol=1e-13) if dtype == torch.float64 else dict(rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(pair_kernels.pair_conv(w, x, i, j), eager_conv, **tol)
+    torch.testing.assert_close(pair_kernels.pair_cross(x, y, i, j), eager_cross, **tol)
+    half = len(i) // 2  # a list in two chunks through base: the sums of the whole list, in the same order
+    chunked = pair_kernels.pair_conv(w[half:], x, i[half:], j[half:], pair_kernels.pair_conv(w[:half], x, i[:half],
+                                                                                           j[:half]))
+    assert torch.equal(chunked, pair_kernels.pair_conv(w, x, i, j))
+    with pair_kernels.use_kernels(False):  # the fallback is the eager expression itself
+        torch.testing.assert_close(pair_kernels.pair_conv(w, x, i, j), eager_conv, rtol=0, atol=0)
+
+
+def test_backward_and_double_backward_are_the_adjoints():
+    """gradcheck and gradgradcheck (float64): conv and cross differentiate into each other, twice over."""
+    w, x, y, i, j = random_pairs(n=6, p=15, f=3)
+    for t in (w, x, y):
+        t.requires_grad_(True)
+    base = torch.randn_like(x, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda w, x, b: pair_kernels.pair_conv(w, x, i, j, b), (w, x, base))
+    assert torch.autograd.gradcheck(lambda a, b: pair_kernels.pair_cross(a, b, i, j), (x, y))
+    assert torch.autograd.gradgradcheck(lambda w, x: pair_kernels.pair_conv(w, x, i, j), (w, x))
+    assert torch.autograd.gradgradcheck(lambda a, b: pair_kernels.pair_cross(a, b, i, j), (x, y))
+
+
+def test_bad_indices_are_refused_not_written():
+    w, x, _, i, j = random_pairs()
+    bad = j.clone()
+    bad[3] = len(x)
+    with pytest.raises(RuntimeError, match="j out of range"):
+        pair_kernels.pair_conv(w, x, i, bad)
+
+
+def test_model_energies_forces_and_loss_gradients_do_not_depend_on_the_kernels():
+    """The explicit-force step with the fused kernels equals the eager one (float64, to rounding)."""
+    torch.manual_seed(3)
+    model = CGSchNet(ModelConfig(hidden_channels=8, num_filters=8, num_interactions=2, num_gaussians=8,
+                                 cutoff=5.0)).double()
+    box = torch.full((3,), 11.0, dtype=torch.float64)
+    frames = [torch.rand(20, 3, dtype=torch.float64) * 11.0 for _ in range(2)]
+    lists = [neighbor_list(x, box, 5.0) for x in frames]
+    out = {}
+    for fused in (True, False):
+        with pair_kernels.use_kernels(fused):
+            model.zero_grad()
+            energy, forces = model.energy_and_forces(batch_frames(frames, lists), training=True)
+            (energy.pow(2).sum() + forces.pow(2).sum()).backward()
+            out[fused] = (energy.detach(), forces.detach(), [p.grad.clone() for p in model.parameters()])
+    torch.testing.assert_close(out[True][0], out[False][0], rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(out[True][1], out[False][1], rtol=1e-10, atol=1e-10)
+    for a, b in zip(out[True][2], out[False][2]):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-10)
+    assert pair_kernels.status() == "fused (C++)"
+
+
+def test_the_environment_switches_the_kernels_off(monkeypatch):
+    monkeypatch.setenv(pair_kernels.ENV, "0")
+    assert not pair_kernels.enabled() and pair_kernels.status().startswith("eager")
