@@ -285,3 +285,33 @@ def test_geometry_cache_budget_is_released_with_the_frames():
     del frames, lists
     gc.collect()
     assert model_module._geometry_cache_used[0] == before
+
+
+@pytest.mark.parametrize("spacing,bound", [(0.005, 1e-6), (0.02, 1e-5)])
+def test_tabulated_model_is_the_exact_model_within_its_bound(spacing, bound):
+    """model.filter_table: energies, forces and force-loss gradients of the tabulated model (training path, the
+    table differentiated through) against the exact filter network with the same weights (float64)."""
+    import dataclasses
+
+    exact = model64(12)
+    tabulated = CGSchNet(dataclasses.replace(exact.config, filter_table=spacing)).double()
+    tabulated.load_state_dict(exact.state_dict())
+    frames, lists = _frames_and_lists(exact, seeds=(21, 22))
+    out = {}
+    for name, model in (("exact", exact), ("table", tabulated)):
+        energy, forces = model.energy_and_forces(batch_frames(frames, lists), training=True)
+        grads = torch.autograd.grad(forces.pow(2).sum() + energy.pow(2).sum(), list(model.parameters()))
+        out[name] = (energy.detach(), forces.detach(), grads)
+    (e0, f0, g0), (e1, f1, g1) = out["exact"], out["table"]
+    assert ((e1 - e0).abs() / e0.abs()).max() < bound
+    assert (f1 - f0).norm() / f0.norm() < bound
+    assert max(((a - b).norm() / b.norm()).item() for a, b in zip(g1, g0)) < 10 * bound
+    assert (f1 - f0).abs().max() > 0  # a different model, not the exact path under another name
+
+
+def test_filter_table_setting_is_validated():
+    with pytest.raises(ValueError, match="model.filter_table"):
+        ModelConfig.from_dict({"filter_table": -1.0})
+    with pytest.raises(ValueError, match="model.filter_table"):
+        ModelConfig.from_dict({"filter_table": True})
+    assert ModelConfig.from_dict({"filter_table": 0.02}).filter_table == 0.02

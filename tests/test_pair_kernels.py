@@ -80,3 +80,17 @@ def test_model_energies_forces_and_loss_gradients_do_not_depend_on_the_kernels()
 def test_the_environment_switches_the_kernels_off(monkeypatch):
     monkeypatch.setenv(pair_kernels.ENV, "0")
     assert not pair_kernels.enabled() and pair_kernels.status().startswith("eager")
+
+
+def test_table_filter_equals_its_eager_form_and_is_differentiated_by_its_adjoint():
+    g = torch.Generator().manual_seed(5)
+    coeffs = torch.randn(9, 4 * 3, generator=g, dtype=torch.float64, requires_grad=True)
+    k = torch.randint(0, 9, (20,), generator=g)
+    t = torch.rand(20, generator=g, dtype=torch.float64)
+    w, dw = pair_kernels.table_filter(coeffs, k, t, 50.0)
+    with pair_kernels.use_kernels(False):
+        w0, dw0 = pair_kernels.table_filter(coeffs, k, t, 50.0)
+    torch.testing.assert_close(w, w0, rtol=1e-13, atol=1e-13)
+    torch.testing.assert_close(dw, dw0, rtol=1e-13, atol=1e-13)
+    assert torch.autograd.gradcheck(lambda c: pair_kernels.table_filter(c, k, t, 50.0), (coeffs,))
+    assert torch.autograd.gradgradcheck(lambda c: pair_kernels.table_filter(c, k, t, 50.0), (coeffs,))

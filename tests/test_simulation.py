@@ -210,3 +210,17 @@ def test_state_check_fast_path_answers_as_ase_does():
     resized.set_cell(resized.cell.array * 1.01)
     assert calc.check_state(resized) == Calculator.check_state(calc, resized)
     assert "cell" in calc.check_state(resized)
+
+
+def test_a_tabulated_model_runs_its_own_table_in_md():
+    """A model trained with model.filter_table runs MD on the table of that spacing (the same model)."""
+    import dataclasses
+
+    from balancebench.model import CGSchNet
+    from balancebench.simulation import CGCalculator
+
+    model = cg_model_atoms(seed=5).calc.model
+    tabulated = CGSchNet(dataclasses.replace(model.config, filter_table=0.02))
+    tabulated.load_state_dict(model.state_dict())
+    assert CGCalculator(tabulated).table.h == pytest.approx(0.02, rel=1e-3)
+    assert CGCalculator(model).table.h == pytest.approx(0.005, rel=1e-3)

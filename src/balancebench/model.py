@@ -35,7 +35,7 @@ import torch
 from torch import nn
 
 from balancebench.neighbors import NeighborList, check_cutoff, neighbor_list
-from balancebench.pair_kernels import pair_conv, pair_cross
+from balancebench.pair_kernels import pair_conv, pair_cross, table_filter
 from balancebench.settings import settings_from_section
 
 LN2 = math.log(2.0)
@@ -66,12 +66,17 @@ class ModelConfig:
     prior_exponent: float = 12.0  # n_ex of Eq. 3
     use_prior: bool = True
     preference_dim: int = 0  # >0: conditioned on a preference vector r of this length (COSMOS, see PreferenceFusion)
+    filter_table: float | None = None  # A: the radial filters as cubic tables of this spacing (FilterTable); None: exact
 
     @classmethod
     def from_dict(cls, d: dict) -> "ModelConfig":
         config = settings_from_section(cls, d, "model")
         if not isinstance(config.preference_dim, int) or config.preference_dim < 0:
             raise ValueError(f"model.preference_dim must be an integer >= 0, got {config.preference_dim!r}")
+        spacing = config.filter_table
+        if spacing is not None and (isinstance(spacing, bool) or not isinstance(spacing, (int, float))
+                                    or not 0 < spacing <= 0.1):
+            raise ValueError(f"model.filter_table must be null or a grid spacing in (0, 0.1] A, got {spacing!r}")
         return config
 
     def to_dict(self) -> dict:
@@ -257,7 +262,8 @@ def cat_geometries(parts: list[PairGeometry], n_beads: list[int]) -> PairGeometr
     return PairGeometry(torch.cat([g.i + o for g, o in zip(parts, offsets)]),
                         torch.cat([g.j + o for g, o in zip(parts, offsets)]),
                         *(torch.cat([getattr(g, name) for g in parts]) for name in
-                          ("unit", "rbf", "drbf", "envelope", "denvelope", "prior", "dprior")))
+                          ("unit", "rbf", "drbf", "envelope", "denvelope", "prior", "dprior")),
+                        r=None if parts[0].r is None else torch.cat([g.r for g in parts]))
 
 
 PAIR_CHUNK = 4096  # pairs per chunk of the explicit-force path (tuned on CPU: keeps temporaries in cache)
@@ -375,8 +381,29 @@ class CGSchNet(nn.Module):
         return energy
 
     # -- explicit forces -------------------------------------------------------------------
-    def _geometry_key(self, positions: torch.Tensor) -> tuple:
-        return (self.cutoff, tuple(self.offsets.shape), float(self.offsets[-1]), self.gamma, self.offsets.dtype,
+    def node_basis(self, n: int) -> tuple[torch.Tensor, ...]:
+        """(gauss, dgauss/dr, C, C') in float64 at the n + 1 table nodes r_k = k r_c / n (cached per n, device).
+
+        The Gaussian centres are the ``offsets`` buffer's (under torch.func.vmap, remade as in ``__init__``)."""
+        device = self.embedding.weight.device
+        cache = self.__dict__.setdefault("_node_basis", {})
+        if (n, device) not in cache:
+            offsets = self.offsets
+            if torch._C._functorch.is_functorch_wrapped_tensor(offsets):  # vmapped buffer: made as in __init__
+                offsets = torch.linspace(0.0, self.cutoff, self.config.num_gaussians, device=device)
+            offsets = offsets.detach().to(torch.float64)  # the centres the exact path uses, to the last bit
+            r = torch.linspace(0.0, self.cutoff, n + 1, dtype=torch.float64, device=device)
+            d = r[:, None] - offsets[None, :]
+            rbf = torch.exp(self.gamma * d * d)
+            drbf = 2.0 * self.gamma * d * rbf
+            arg = r * (math.pi / self.cutoff)
+            env = (0.5 * (torch.cos(arg) + 1.0))[:, None]
+            denv = ((-0.5 * math.pi / self.cutoff) * torch.sin(arg))[:, None]
+            cache[(n, device)] = (rbf, drbf, env, denv)
+        return cache[(n, device)]
+
+    def _geometry_key(self, positions: torch.Tensor, tabulated: bool = False) -> tuple:
+        return (tabulated, self.cutoff, tuple(self.offsets.shape), float(self.offsets[-1]), self.gamma, self.offsets.dtype,
                 None if self.prior is None else (self.prior.sigma, self.prior.exponent),
                 positions.dtype, positions.device, positions.data_ptr(), positions._version)
 
@@ -421,21 +448,25 @@ class CGSchNet(nn.Module):
         none = r.new_zeros((0,))
         return PairGeometry(i, j, vec / safe_r[:, None], none, none, none, none, prior, dprior, r)
 
-    def batch_geometry(self, batch: GraphBatch) -> PairGeometry:
+    def batch_geometry(self, batch: GraphBatch, tabulated: bool | None = None) -> PairGeometry:
         """The geometry of ``batch``; for batches of whole frames (``batch_frames``) each frame's part is cached on
         its neighbour list, keyed by the positions tensor (identity and version) and the basis, within
-        ``GEOMETRY_CACHE_BYTES`` per process. Training frames never move, so the basis is computed once."""
+        ``GEOMETRY_CACHE_BYTES`` per process. Training frames never move, so the basis is computed once.
+        ``tabulated`` (default: the model's ``filter_table`` is set): :meth:`table_geometry`'s kind."""
+        if tabulated is None:
+            tabulated = bool(self.config.filter_table)
+        make = self.table_geometry if tabulated else self.pair_geometry
         parts = batch.extras.get("frames")
         if parts is None:
-            return self.pair_geometry(batch.positions, batch.neighbors)
+            return make(batch.positions, batch.neighbors)
         geoms = []
         for x, nl in zip(*parts):
-            key = self._geometry_key(x)
+            key = self._geometry_key(x, tabulated)
             cached = getattr(nl, "_geometry", None)
             if cached is not None and cached[0] == key:
                 geoms.append(cached[1])
                 continue
-            g = self.pair_geometry(x, nl)
+            g = make(x, nl)
             if cached is not None:  # stale: release its share of the budget (a finalizer runs once)
                 cached[2]()
                 del nl._geometry
@@ -462,8 +493,10 @@ class CGSchNet(nn.Module):
         With a :class:`FilterTable` (MD, frozen weights) W and dW/dr come from the table instead (``geometry``
         then from :meth:`table_geometry`).
         """
+        if table is None and self.config.filter_table:  # the tabulated model: a table of the current weights
+            table = FilterTable(self, self.config.filter_table, frozen=False)
         if table is not None and geometry is None:
-            geometry = self.table_geometry(batch.positions, batch.neighbors)
+            geometry = self.batch_geometry(batch, tabulated=True)
         geom = geometry if geometry is not None else self.batch_geometry(batch)
         act = self.config.activation
         n_pairs = geom.i.shape[0]
@@ -589,49 +622,45 @@ class FilterTable:
         a0 = W_k, a1 = h W'_k, a2 = 3 (W_k+1 - W_k) - 2 h W'_k - h W'_k+1, a3 = 2 (W_k - W_k+1) + h W'_k + h W'_k+1
 
     so a float32 table keeps the accuracy of the exact float32 path (tests/test_simulation.py), and one row
-    gather plus seven multiply-adds per pair replace a batched 2 x 4 matmul (3-5x slower on CPU).
+    gather plus seven multiply-adds per pair (balancebench.pair_kernels.table_filter) replace the filter network.
+
+    ``frozen=True`` (MD): the table is computed once, without a graph, from the weights as they are (rebuild it
+    whenever they change). ``frozen=False`` (training a model with ``model.filter_table``): the coefficients keep
+    their graph in the weights, so a loss differentiates through the table; they are still computed in float64
+    (K = r_c / h + 1 node rows per block instead of one filter per pair) and cast to the model's precision.
     """
 
-    def __init__(self, model: "CGSchNet", spacing: float = 0.005):
+    def __init__(self, model: "CGSchNet", spacing: float = 0.005, frozen: bool = True):
         if not spacing > 0:
             raise ValueError(f"filter table spacing must be > 0 A, got {spacing}")
         self.cutoff = model.cutoff
         n = int(math.ceil(self.cutoff / spacing))
-        self.h = self.cutoff / n
-        dtype, device = model.offsets.dtype, model.offsets.device
-        r = torch.linspace(0.0, self.cutoff, n + 1, dtype=torch.float64, device=device)
-        d = r[:, None] - model.offsets.double()[None, :]
-        rbf = torch.exp(model.gamma * d * d)
-        drbf = 2.0 * model.gamma * d * rbf
-        arg = r * (math.pi / self.cutoff)
-        env = (0.5 * (torch.cos(arg) + 1.0))[:, None]
-        denv = ((-0.5 * math.pi / self.cutoff) * torch.sin(arg))[:, None]
+        self.h, self.n = self.cutoff / n, n
+        dtype = model.embedding.weight.dtype
+        rbf, drbf, env, denv = model.node_basis(n)
         act = model.config.activation
         self.rows = []
-        with torch.no_grad():
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not frozen):
             for block in model.interactions:
-                w1, b1 = block.mlp[0].weight.double(), block.mlp[0].bias.double()
-                w2, b2 = block.mlp[2].weight.double(), block.mlp[2].bias.double()
-                a, da = activation_and_derivative(act, rbf @ w1.t() + b1)
-                f = a @ w2.t() + b2
+                w1, b1 = block.mlp[0].weight.to(torch.float64), block.mlp[0].bias.to(torch.float64)
+                w2, b2 = block.mlp[2].weight.to(torch.float64), block.mlp[2].bias.to(torch.float64)
+                if frozen:
+                    w1, b1, w2, b2 = (p.detach() for p in (w1, b1, w2, b2))
+                a, da = activation_and_derivative(act, torch.addmm(b1, rbf, w1.t()))
+                f = torch.addmm(b2, a, w2.t())
                 df = (da * (drbf @ w1.t())) @ w2.t()
                 w, hdw = f * env, self.h * (df * env + f * denv)
                 a2 = 3.0 * (w[1:] - w[:-1]) - 2.0 * hdw[:-1] - hdw[1:]
                 a3 = 2.0 * (w[:-1] - w[1:]) + hdw[:-1] + hdw[1:]
                 rows = torch.cat([w[:-1], hdw[:-1], a2, a3], dim=1)  # row k: [a0, a1, a2, a3] of interval k
                 self.rows.append(rows.to(dtype).contiguous())
-        self.n = n
 
     def filter(self, block: int, r: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(W (P, F), dW/dr (P, F)) of block ``block`` at distances ``r`` (P,) below the cutoff."""
-        x = r / self.h
-        k = x.floor().clamp_(0, self.n - 1)
-        t = (x - k)[:, None]
-        rows = self.rows[block].index_select(0, k.long())
-        a0, a1, a2, a3 = rows.chunk(4, dim=1)
-        w = torch.addcmul(a2, a3, t).mul_(t).add_(a1).mul_(t).add_(a0)
-        dw = torch.addcmul(a2, a3, t, value=1.5).mul_(t * (2.0 / self.h)).add_(a1, alpha=1.0 / self.h)
-        return w, dw
+        """(W (P, F), dW/dr (P, F)) of block ``block`` at distances ``r`` (P,) below the cutoff (fused on CPU)."""
+        rows = self.rows[block]
+        x = r.to(rows.dtype) / self.h
+        k = x.floor().clamp(0, self.n - 1)
+        return table_filter(rows, k.long(), x - k, 1.0 / self.h)
 
 
 def load_model(state_path, hparams: dict, device="cpu") -> CGSchNet:

@@ -35,20 +35,29 @@ from torch.func import functional_call, vmap
 
 from balancebench.model import CGSchNet, GraphBatch, PairGeometry
 
-_GEOMETRY_FIELDS = ("i", "j", "unit", "rbf", "drbf", "envelope", "denvelope", "prior", "dprior")
+_GEOMETRY_FIELDS = ("i", "j", "unit", "rbf", "drbf", "envelope", "denvelope", "prior", "dprior", "r")
 
 
-def pad_geometry(geom: PairGeometry, n_pairs: int) -> PairGeometry:
-    """``geom`` with inert pairs (0, 0) appended up to ``n_pairs``: zero envelope, derivative and prior."""
+def pad_geometry(geom: PairGeometry, n_pairs: int, cutoff: float | None = None) -> PairGeometry:
+    """``geom`` with inert pairs (0, 0) appended up to ``n_pairs``: zero unit vector, envelope, derivative and
+    prior, and (a tabulated model's distances) r = ``cutoff``, where the filter is 0. Fields a geometry does not
+    use (a tabulated one's basis) stay empty; a missing r becomes an empty tensor (so the fields stack)."""
     extra = n_pairs - geom.i.shape[0]
     if extra < 0:
         raise ValueError(f"cannot pad {geom.i.shape[0]} pairs down to {n_pairs}")
-    if extra == 0:
-        return geom
     parts = {}
     for name in _GEOMETRY_FIELDS:
         t = getattr(geom, name)
-        parts[name] = torch.cat([t, t.new_zeros((extra,) + tuple(t.shape[1:]))])
+        if t is None:
+            parts[name] = geom.unit.new_zeros((0,))
+        elif t.shape[0] != geom.i.shape[0] or extra == 0:  # an unused (empty) field, or nothing to pad
+            parts[name] = t
+        elif name == "r":
+            if cutoff is None:
+                raise ValueError("padding a tabulated geometry needs the cutoff (the padded pairs sit there)")
+            parts[name] = torch.cat([t, t.new_full((extra,), float(cutoff))])
+        else:
+            parts[name] = torch.cat([t, t.new_zeros((extra,) + tuple(t.shape[1:]))])
     return PairGeometry(**parts)
 
 
@@ -90,7 +99,7 @@ def batched_energy_and_forces(models: list[CGSchNet], graphs: list[GraphBatch], 
     static, varying = _split_extras(graphs)
     geoms = [m.batch_geometry(g) for m, g in zip(models, graphs)]
     n_pairs = max(g.i.shape[0] for g in geoms)
-    padded = [pad_geometry(g, n_pairs) for g in geoms]
+    padded = [pad_geometry(g, n_pairs, template.cutoff) for g in geoms]
     stacked = tuple(torch.stack([getattr(g, name) for g in padded]) for name in _GEOMETRY_FIELDS)
     stacked_extras = tuple(torch.stack([g.extras[k] for g in graphs]) for k in varying)
     bound = _Explicit(template)

@@ -8,8 +8,9 @@ For a half neighbour list (i_p, j_p) and per-bead features of width F (elementwi
 ``pair_conv`` is the continuous-filter convolution of both directions of the half list (and, with
 g = dE/dm for x, the hand back-propagation through it); ``pair_cross`` is the pair term of dE/dr_ij.
 (``base``, default 0, is what the pairs are added to, in pair order: chunks of a pair list summed
-through it give the sums of the whole list.) Each is the other's adjoint, so their autograd backward passes are themselves these two operations
-(and a force loss, or a gradient method's second backward, differentiates through them again)::
+through it give the sums of the whole list.) Each is the other's adjoint, so their autograd backward
+passes are themselves these two operations (and a force loss, or a gradient method's second backward,
+differentiates through them again)::
 
     conv:  dL/dw = pair_cross(dL/dm, x),   dL/dx = pair_conv(w, dL/dm)
     cross: dL/da = pair_conv(dL/dc, b),    dL/db = pair_conv(dL/dc, a)
@@ -18,6 +19,9 @@ Eagerly each costs two gathers, two products and two scatters over (P, F) tensor
 bound by such passes (docs/training.md); fused, it is one pass over the pairs. The loops run in pair
 order on one thread: deterministic, equal to the eager expressions up to the order of the sums
 (tests/test_pair_kernels.py: 1e-15 relative in float64).
+
+``table_filter`` evaluates a tabulated filter (:class:`~balancebench.model.FilterTable`) and
+``table_adjoint`` is its adjoint in the table's coefficients, again each other's backward.
 
 The extension is built on first use with the system C++ compiler and ninja (``scripts/setup.sh`` builds
 it ahead) into torch's extension cache (``TORCH_EXTENSIONS_DIR``, default ~/.cache/torch_extensions),
@@ -160,4 +164,61 @@ def pair_cross(a: torch.Tensor, b: torch.Tensor, i: torch.Tensor, j: torch.Tenso
     return a.index_select(0, i) * b.index_select(0, j) + a.index_select(0, j) * b.index_select(0, i)
 
 
-__all__ = ["ENV", "available", "build", "enabled", "pair_conv", "pair_cross", "status", "use_kernels"]
+class _TableEval(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, coeffs, k, t, inv_h):
+        ctx.save_for_backward(k, t)
+        ctx.inv_h, ctx.n = inv_h, coeffs.shape[0]
+        w, dw = _module().table_eval(coeffs, k, t, inv_h)
+        return w, dw
+
+    @staticmethod
+    def backward(ctx, grad_w, grad_dw):
+        k, t = ctx.saved_tensors
+        if not ctx.needs_input_grad[0]:
+            return None, None, None, None
+        grad_w = torch.zeros_like(grad_dw) if grad_w is None else grad_w
+        grad_dw = torch.zeros_like(grad_w) if grad_dw is None else grad_dw
+        return table_adjoint(grad_w, grad_dw, k, t, ctx.inv_h, ctx.n), None, None, None
+
+
+class _TableAdjoint(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, grad_w, grad_dw, k, t, inv_h, n):
+        ctx.save_for_backward(k, t)
+        ctx.inv_h = inv_h
+        return _module().table_adjoint(grad_w, grad_dw, k, t, inv_h, n)
+
+    @staticmethod
+    def backward(ctx, grad_coeffs):
+        k, t = ctx.saved_tensors
+        w, dw = table_filter(grad_coeffs, k, t, ctx.inv_h)
+        return w, dw, None, None, None, None
+
+
+def table_filter(coeffs: torch.Tensor, k: torch.Tensor, t: torch.Tensor, inv_h: float
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(W, dW/dr) (P, F) of a cubic table: row k of ``coeffs`` (n, 4F) is [a0, a1, a2, a3] of interval k, t in
+    [0, 1] the position in it, W = a0 + t (a1 + t (a2 + t a3)), dW/dr = (a1 + t (2 a2 + 3 t a3)) / h."""
+    if _fused(coeffs, k, t):
+        return _TableEval.apply(coeffs, k, t, float(inv_h))
+    a0, a1, a2, a3 = coeffs.index_select(0, k).chunk(4, dim=1)
+    x = t[:, None]
+    w = a0 + x * (a1 + x * (a2 + x * a3))
+    dw = inv_h * (a1 + x * (2 * a2 + 3 * x * a3))
+    return w, dw
+
+
+def table_adjoint(grad_w: torch.Tensor, grad_dw: torch.Tensor, k: torch.Tensor, t: torch.Tensor, inv_h: float,
+                  n: int) -> torch.Tensor:
+    """The adjoint of :func:`table_filter` in its coefficients: dL/dcoeffs (n, 4F) from dL/dW and dL/d(dW/dr)."""
+    if _fused(grad_w, grad_dw, k, t):
+        return _TableAdjoint.apply(grad_w, grad_dw, k, t, float(inv_h), int(n))
+    x = t[:, None]
+    d = inv_h * grad_dw
+    rows = torch.cat([grad_w, grad_w * x + d, grad_w * x * x + 2 * x * d, grad_w * x * x * x + 3 * x * x * d], 1)
+    return torch.zeros(n, rows.shape[1], dtype=rows.dtype, device=rows.device).index_add(0, k, rows)
+
+
+__all__ = ["ENV", "available", "build", "enabled", "pair_conv", "pair_cross", "status", "table_adjoint",
+           "table_filter", "use_kernels"]

@@ -44,8 +44,9 @@ class CGCalculator(Calculator):
     conservation needs.
 
     Energies and forces come from the model's explicit-force path (no autograd).
-    ``filter_table`` (A, default 0.005) tabulates each block's radial filter and
-    its r-derivative on a grid of that spacing (cubic Hermite,
+    ``filter_table`` (A; default: the model's own ``model.filter_table``, so a tabulated model runs the table
+    it was trained with, else 0.005) tabulates each block's radial filter and its r-derivative on a grid of
+    that spacing (cubic Hermite,
     :class:`~balancebench.model.FilterTable`: ~1e-8 relative in the forces, below
     float32 rounding), which removes the filter network from the MD step; ``None``
     evaluates the filter network exactly. The table is built once from the
@@ -55,7 +56,7 @@ class CGCalculator(Calculator):
     implemented_properties = ["energy", "forces", "free_energy"]
 
     def __init__(self, model, skin: float = 1.0, device: str = "cpu", dtype=torch.float64,
-                 filter_table: float | None = 0.005, preference=None, **kwargs):
+                 filter_table: float | None | str = "model", preference=None, **kwargs):
         super().__init__(**kwargs)
         from balancebench.model import FilterTable, fast_cpu_math
         from balancebench.neighbors import VerletList
@@ -65,6 +66,8 @@ class CGCalculator(Calculator):
         self.model = model.to(device=self.device, dtype=dtype).eval()
         for p in self.model.parameters():
             p.requires_grad_(False)
+        if filter_table == "model":  # a tabulated model runs its own table; an exact one the default 0.005 A
+            filter_table = model.config.filter_table or 0.005
         self.table = FilterTable(self.model, filter_table) if filter_table else None
         self.verlet = VerletList(model.cutoff, skin)
         self.preference = self._fix_preference(preference)

@@ -89,7 +89,90 @@ torch::Tensor pair_cross(torch::Tensor a, torch::Tensor b, torch::Tensor i, torc
   return out;
 }
 
+// Tabulated filter (FilterTable): row k of `coeffs` (n, 4F) holds [a0, a1, a2, a3] of interval k, and
+//   w_p = a0 + t (a1 + t (a2 + t a3)),   dw_p = inv_h (a1 + t (2 a2 + 3 t a3))     at k_p, t_p.
+// table_adjoint is its adjoint in the coefficients: grad[k_p] += (gw_p, gw_p t + gdw_p inv_h,
+// gw_p t^2 + 2 gdw_p inv_h t, gw_p t^3 + 3 gdw_p inv_h t^2); each is the other's backward.
+std::vector<torch::Tensor> table_eval(torch::Tensor coeffs, torch::Tensor k, torch::Tensor t, double inv_h) {
+  check(coeffs, "coeffs", 2);
+  check(k, "k", 1);
+  check(t, "t", 1);
+  TORCH_CHECK(coeffs.size(1) % 4 == 0, "coeffs must be (n, 4F)");
+  TORCH_CHECK(k.scalar_type() == torch::kLong && k.size(0) == t.size(0), "k must be int64 like t");
+  TORCH_CHECK(t.scalar_type() == coeffs.scalar_type(), "t and coeffs differ in dtype");
+  const int64_t n = coeffs.size(0), F = coeffs.size(1) / 4, P = k.size(0);
+  if (P > 0) TORCH_CHECK(k.min().item<int64_t>() >= 0 && k.max().item<int64_t>() < n, "k out of range");
+  coeffs = coeffs.contiguous();
+  k = k.contiguous();
+  t = t.contiguous();
+  auto w = torch::empty({P, F}, coeffs.options());
+  auto dw = torch::empty({P, F}, coeffs.options());
+  AT_DISPATCH_FLOATING_TYPES(coeffs.scalar_type(), "table_eval", [&] {
+    const scalar_t* c = coeffs.data_ptr<scalar_t>();
+    const int64_t* K = k.data_ptr<int64_t>();
+    const scalar_t* T = t.data_ptr<scalar_t>();
+    scalar_t* W = w.data_ptr<scalar_t>();
+    scalar_t* D = dw.data_ptr<scalar_t>();
+    const scalar_t ih = static_cast<scalar_t>(inv_h);
+    for (int64_t p = 0; p < P; ++p) {
+      const scalar_t* a0 = c + K[p] * 4 * F;
+      const scalar_t* a1 = a0 + F;
+      const scalar_t* a2 = a1 + F;
+      const scalar_t* a3 = a2 + F;
+      const scalar_t x = T[p];
+      scalar_t* wp = W + p * F;
+      scalar_t* dp = D + p * F;
+      for (int64_t f = 0; f < F; ++f) {
+        wp[f] = a0[f] + x * (a1[f] + x * (a2[f] + x * a3[f]));
+        dp[f] = ih * (a1[f] + x * (2 * a2[f] + 3 * x * a3[f]));
+      }
+    }
+  });
+  return {w, dw};
+}
+
+torch::Tensor table_adjoint(torch::Tensor gw, torch::Tensor gdw, torch::Tensor k, torch::Tensor t, double inv_h,
+                            int64_t n) {
+  check(gw, "gw", 2);
+  check(gdw, "gdw", 2);
+  TORCH_CHECK(gw.sizes() == gdw.sizes() && gw.size(0) == k.size(0) && k.size(0) == t.size(0), "shapes differ");
+  const int64_t F = gw.size(1), P = k.size(0);
+  if (P > 0) TORCH_CHECK(k.min().item<int64_t>() >= 0 && k.max().item<int64_t>() < n, "k out of range");
+  gw = gw.contiguous();
+  gdw = gdw.contiguous();
+  k = k.contiguous();
+  t = t.contiguous();
+  auto grad = torch::zeros({n, 4 * F}, gw.options());
+  AT_DISPATCH_FLOATING_TYPES(gw.scalar_type(), "table_adjoint", [&] {
+    scalar_t* g = grad.data_ptr<scalar_t>();
+    const int64_t* K = k.data_ptr<int64_t>();
+    const scalar_t* T = t.data_ptr<scalar_t>();
+    const scalar_t* GW = gw.data_ptr<scalar_t>();
+    const scalar_t* GD = gdw.data_ptr<scalar_t>();
+    const scalar_t ih = static_cast<scalar_t>(inv_h);
+    for (int64_t p = 0; p < P; ++p) {
+      scalar_t* g0 = g + K[p] * 4 * F;
+      scalar_t* g1 = g0 + F;
+      scalar_t* g2 = g1 + F;
+      scalar_t* g3 = g2 + F;
+      const scalar_t x = T[p], x2 = x * x;
+      const scalar_t* a = GW + p * F;
+      const scalar_t* d = GD + p * F;
+      for (int64_t f = 0; f < F; ++f) {
+        const scalar_t dd = ih * d[f];
+        g0[f] += a[f];
+        g1[f] += a[f] * x + dd;
+        g2[f] += a[f] * x2 + 2 * x * dd;
+        g3[f] += a[f] * x2 * x + 3 * x2 * dd;
+      }
+    }
+  });
+  return grad;
+}
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("table_eval", &table_eval, "tabulated filter W and dW/dr at (k, t)");
+  m.def("table_adjoint", &table_adjoint, "adjoint of table_eval in the coefficients");
   m.def("pair_conv", &pair_conv, "m_n = base_n + sum_{i_p=n} w_p x_{j_p} + sum_{j_p=n} w_p x_{i_p}");
   m.def("pair_cross", &pair_cross, "c_p = a_{i_p} b_{j_p} + a_{j_p} b_{i_p}");
 }
