@@ -201,6 +201,17 @@ class PreferenceFusion(nn.Module):
         return self.lin(torch.cat([h, per_bead], dim=-1))
 
 
+def radial_basis(r: torch.Tensor, offsets: torch.Tensor, gamma: float, cutoff: float
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """At distances r (P,) in A: Gaussians exp(gamma (r - mu_k)^2) (P, G), their r-derivative (1/A), the cosine
+    cutoff C(r) = (cos(pi r / r_c) + 1) / 2 and C'(r) (1/A), both (P,) and not masked beyond r_c."""
+    d = r[:, None] - offsets[None, :]
+    rbf = torch.exp(gamma * (d * d))
+    drbf = (2.0 * gamma) * d * rbf
+    arg = r * (math.pi / cutoff)
+    return rbf, drbf, 0.5 * (torch.cos(arg) + 1.0), (-0.5 * math.pi / cutoff) * torch.sin(arg)
+
+
 @dataclass
 class GraphBatch:
     """B frames of N beads as one graph: positions (B*N, 3), a half neighbour list over all, frame index per bead."""
@@ -393,13 +404,8 @@ class CGSchNet(nn.Module):
                 offsets = torch.linspace(0.0, self.cutoff, self.config.num_gaussians, device=device)
             offsets = offsets.detach().to(torch.float64)  # the centres the exact path uses, to the last bit
             r = torch.linspace(0.0, self.cutoff, n + 1, dtype=torch.float64, device=device)
-            d = r[:, None] - offsets[None, :]
-            rbf = torch.exp(self.gamma * d * d)
-            drbf = 2.0 * self.gamma * d * rbf
-            arg = r * (math.pi / self.cutoff)
-            env = (0.5 * (torch.cos(arg) + 1.0))[:, None]
-            denv = ((-0.5 * math.pi / self.cutoff) * torch.sin(arg))[:, None]
-            cache[(n, device)] = (rbf, drbf, env, denv)
+            rbf, drbf, env, denv = radial_basis(r, offsets, self.gamma, self.cutoff)
+            cache[(n, device)] = (rbf, drbf, env[:, None], denv[:, None])
         return cache[(n, device)]
 
     def _geometry_key(self, positions: torch.Tensor, tabulated: bool = False) -> tuple:
@@ -416,13 +422,9 @@ class CGSchNet(nn.Module):
         inside = r < self.cutoff  # a Verlet list carries pairs beyond the cutoff: they contribute nothing
         safe_r = torch.where(r > 0, r, torch.ones_like(r))
         unit = vec / safe_r[:, None]
-        arg = r * (math.pi / self.cutoff)
         zero = torch.zeros_like(r)
-        envelope = torch.where(inside, 0.5 * (torch.cos(arg) + 1.0), zero)
-        denvelope = torch.where(inside, (-0.5 * math.pi / self.cutoff) * torch.sin(arg), zero)
-        d = r[:, None] - self.offsets[None, :]
-        rbf = torch.exp(self.gamma * (d * d))
-        drbf = (2.0 * self.gamma) * d * rbf
+        rbf, drbf, envelope, denvelope = radial_basis(r, self.offsets, self.gamma, self.cutoff)
+        envelope, denvelope = torch.where(inside, envelope, zero), torch.where(inside, denvelope, zero)
         if self.prior is not None:
             prior = self.prior(safe_r, inside)
             dprior = -self.prior.exponent * prior / safe_r

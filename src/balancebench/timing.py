@@ -159,6 +159,20 @@ def counted_work_record(dataset, model_dir: str | Path, epochs: int = 2, max_ste
         return {"status": "failed", "reason": f"{type(err).__name__}: {err}"}
 
 
+def write_counted_work(path: str | Path, dataset, model_dir: str | Path, counting: dict, device: str, logger,
+                       provenance: dict, label: str = "") -> dict:
+    """Rule train's last step: :func:`counted_work_record` of ``model_dir`` (``counting``: metrics.timing's
+    epochs and max_steps) written to ``path`` with its provenance, and said in the rule log."""
+    work = counted_work_record(dataset, model_dir, epochs=counting["epochs"], max_steps=counting["max_steps"],
+                               device=device)
+    if work["status"] == "completed":
+        logger.info("%scounted work %s FLOP per epoch (epochs 1-%d)", label, work["epoch_flops"], counting["epochs"])
+    else:
+        logger.warning("%scounting pass failed: %s", label, work["reason"])
+    write_json(path, {**work, "provenance": provenance})
+    return work
+
+
 def time_run(dataset, hparams: dict, state_dict: dict | None, calibration: Calibration, epochs: int = 2,
              max_steps: int | None = None, device: str = "cpu") -> dict:
     """The timing record of one trained configuration: counted work per epoch, t_ep, sigma_ep, calibration."""
@@ -173,4 +187,4 @@ def write_json(path: str | Path, payload: dict) -> None:
 
 __all__ = ["Calibration", "calibrate", "count_epochs", "count_run", "count_step", "counted_work_record",
            "epoch_batches", "machine_model", "pinned_calibration", "time_run", "timing_metrics", "timing_record",
-           "trainer_from_run", "write_json"]
+           "trainer_from_run", "write_counted_work", "write_json"]

@@ -4,9 +4,9 @@
 
 rule simulate:
     input:
-        model=result("models/{variant}/seed{seed}/model.pt"),
-        hparams=result("models/{variant}/seed{seed}/hparams.json"),
-        status=result("models/{variant}/seed{seed}/status.json"),
+        model=result(TRAINED["model"]),
+        hparams=result(TRAINED["hparams"]),
+        status=result(TRAINED["status"]),
         dataset=rules.cg_map.output.dataset,
     output:
         trajectory=result("simulations/{variant}/seed{seed}/trajectory.h5"),
@@ -58,11 +58,11 @@ rule timing_calibration:
 
 rule model_metrics:
     input:
-        work=result("timing/{variant}/seed{seed}.json"),
+        work=result(TRAINED["work"]),
         calibration=rules.timing_calibration.output.calibration,
         dataset=rules.cg_map.output.dataset,
-        train_log=result("models/{variant}/seed{seed}/train_log.csv"),
-        train_status=result("models/{variant}/seed{seed}/status.json"),
+        train_log=result(TRAINED["log"]),
+        train_status=result(TRAINED["status"]),
         trajectory=rules.simulate.output.trajectory,
         thermo=rules.simulate.output.thermo,
         sim_status=rules.simulate.output.status,

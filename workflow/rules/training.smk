@@ -14,6 +14,19 @@ TRAIN_CODE = code_hash(
 )
 
 
+# the files of one trained run: rule train writes them, simulate and model_metrics read them
+TRAINED = {
+    "model": "models/{variant}/seed{seed}/model.pt",
+    "hparams": "models/{variant}/seed{seed}/hparams.json",
+    "log": "models/{variant}/seed{seed}/train_log.csv",
+    "status": "models/{variant}/seed{seed}/status.json",
+    # counted work (FLOPs) of the trained configuration's first epochs: machine-free; the rule
+    # model_metrics turns it into t_ep / sigma_ep with the machine calibration (docs/metrics.md)
+    "work": "timing/{variant}/seed{seed}.json",
+}
+WORK_COUNTING = {k: config["metrics"]["timing"][k] for k in ("epochs", "max_steps")}
+
+
 wildcard_constraints:
     variant="|".join(VARIANTS),
     seed=r"\d+",
@@ -28,11 +41,11 @@ if MULTISEED:
         input:
             unpack(train_inputs),
         output:
-            model=expand(result("models/{{variant}}/seed{seed}/model.pt"), seed=SEEDS),
-            hparams=expand(result("models/{{variant}}/seed{seed}/hparams.json"), seed=SEEDS),
-            log=expand(result("models/{{variant}}/seed{seed}/train_log.csv"), seed=SEEDS),
-            status=expand(result("models/{{variant}}/seed{seed}/status.json"), seed=SEEDS),
-            work=expand(result("timing/{{variant}}/seed{seed}.json"), seed=SEEDS),
+            model=expand(result(TRAINED["model"]), seed=SEEDS, allow_missing=True),
+            hparams=expand(result(TRAINED["hparams"]), seed=SEEDS, allow_missing=True),
+            log=expand(result(TRAINED["log"]), seed=SEEDS, allow_missing=True),
+            status=expand(result(TRAINED["status"]), seed=SEEDS, allow_missing=True),
+            work=expand(result(TRAINED["work"]), seed=SEEDS, allow_missing=True),
         log:
             log_path("models/{variant}/seeds"),
         benchmark:
@@ -53,7 +66,7 @@ if MULTISEED:
             seeds=lambda wc: [variant_seed(wc.variant, s) for s in SEEDS],
             replicates=SEEDS,
             seed_design=SEED_DESIGN,
-            work_counting={k: config["metrics"]["timing"][k] for k in ("epochs", "max_steps")},
+            work_counting=WORK_COUNTING,
             code=TRAIN_CODE + code_hash("multiseed.py"),
         script:
             "../scripts/train_seeds.py"
@@ -64,13 +77,11 @@ else:
         input:
             unpack(train_inputs),
         output:
-            model=result("models/{variant}/seed{seed}/model.pt"),
-            hparams=result("models/{variant}/seed{seed}/hparams.json"),
-            log=result("models/{variant}/seed{seed}/train_log.csv"),
-            status=result("models/{variant}/seed{seed}/status.json"),
-            # counted work (FLOPs) of the trained configuration's first epochs: machine-free; the rule
-            # model_metrics turns it into t_ep / sigma_ep with the machine calibration (docs/metrics.md)
-            work=result("timing/{variant}/seed{seed}.json"),
+            model=result(TRAINED["model"]),
+            hparams=result(TRAINED["hparams"]),
+            log=result(TRAINED["log"]),
+            status=result(TRAINED["status"]),
+            work=result(TRAINED["work"]),
         log:
             log_path("models/{variant}/seed{seed}"),
         benchmark:
@@ -92,7 +103,7 @@ else:
             replicate=lambda wc: int(wc.seed),
             seed_design=SEED_DESIGN,
             checkpoint=lambda wc: result(f"checkpoints/{wc.variant}/seed{wc.seed}.pt"),
-            work_counting={k: config["metrics"]["timing"][k] for k in ("epochs", "max_steps")},
+            work_counting=WORK_COUNTING,
             code=TRAIN_CODE,
         script:
             "../scripts/train.py"

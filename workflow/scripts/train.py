@@ -4,7 +4,7 @@ then the counted work of its first epochs (balancebench.timing: machine-free; t_
 from balancebench.cg import read_dataset
 from balancebench.progress import EpochProgress
 from balancebench.search.space import variant_settings
-from balancebench.timing import counted_work_record, write_json
+from balancebench.timing import write_counted_work
 from balancebench.training import train_model
 from balancebench.workflow_io import snakemake_job
 
@@ -25,11 +25,5 @@ with snakemake_job(smk) as job:
                                   seed_design=smk.params.seed_design),
         progress=EpochProgress(job.logger, max_epochs=training["max_epochs"]))
     job.logger.info("training %s: %s", result.status, result.reason)
-    counting = smk.params.work_counting
-    work = counted_work_record(dataset, out_dir, epochs=counting["epochs"], max_steps=counting["max_steps"],
-                               device=training["device"])
-    if work["status"] == "completed":
-        job.logger.info("counted work %s FLOP per epoch (epochs 1-%d)", work["epoch_flops"], counting["epochs"])
-    else:
-        job.logger.warning("counting pass failed: %s", work["reason"])
-    write_json(smk.output.work, {**work, "provenance": job.provenance()})
+    write_counted_work(smk.output.work, dataset, out_dir, smk.params.work_counting, training["device"], job.logger,
+                       job.provenance())

@@ -7,7 +7,7 @@ from balancebench.cg import read_dataset
 from balancebench.multiseed import train_seeds
 from balancebench.progress import EpochProgress
 from balancebench.search.space import variant_settings
-from balancebench.timing import counted_work_record, write_json
+from balancebench.timing import write_counted_work
 from balancebench.workflow_io import snakemake_job
 
 smk = snakemake  # noqa: F821 (injected by Snakemake)
@@ -29,11 +29,7 @@ with snakemake_job(smk) as job:
                                    multiseed=True)
                     for seed, replicate in zip(seeds, replicates)],
         progress=lambda seed, row: progress[seed](row))
-    counting = smk.params.work_counting
     for replicate, out_dir, result, work_path in zip(replicates, out_dirs, results, smk.output.work):
         job.logger.info("seed %s: training %s: %s", replicate, result.status, result.reason)
-        work = counted_work_record(dataset, out_dir, epochs=counting["epochs"], max_steps=counting["max_steps"],
-                                   device=training["device"])
-        if work["status"] != "completed":
-            job.logger.warning("seed %s: counting pass failed: %s", replicate, work["reason"])
-        write_json(work_path, {**work, "provenance": job.provenance()})
+        write_counted_work(work_path, dataset, out_dir, smk.params.work_counting, training["device"], job.logger,
+                           job.provenance(), label=f"seed {replicate}: ")
