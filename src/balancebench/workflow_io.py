@@ -66,3 +66,17 @@ def snakemake_job(smk):
         job.logger.info("rule %s finished after %.1f s", getattr(smk, "rule", "?"), time.perf_counter() - start)
         for h in handlers:
             h.flush()
+
+
+def train_job_inputs(job: Job) -> tuple[dict, dict, object]:
+    """(method params, training settings, CG dataset) of a rule train job (one seed or all): the variant's
+    configured settings with its search's selection applied for every seed, the selection said in the log."""
+    from balancebench.cg import read_dataset
+    from balancebench.search.space import variant_settings
+
+    smk = job.smk
+    params, training, selection = variant_settings(smk.input.get("selected"), smk.params.method,
+                                                   smk.params.method_params, smk.params.training)
+    if selection:
+        job.logger.info(selection)
+    return params, training, read_dataset(smk.input.dataset)

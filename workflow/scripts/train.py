@@ -1,20 +1,14 @@
 """Rule train: one CG SchNet of one variant (method + parameters, a search's selection applied) and seed,
 then the counted work of its first epochs (balancebench.timing: machine-free; t_ep comes in model_metrics)."""
 
-from balancebench.cg import read_dataset
 from balancebench.progress import EpochProgress
-from balancebench.search.space import variant_settings
 from balancebench.timing import write_counted_work
 from balancebench.training import train_model
-from balancebench.workflow_io import snakemake_job
+from balancebench.workflow_io import snakemake_job, train_job_inputs
 
 smk = snakemake  # noqa: F821 (injected by Snakemake)
 with snakemake_job(smk) as job:
-    params, training, selection = variant_settings(smk.input.get("selected"), smk.params.method,
-                                                   smk.params.method_params, smk.params.training)
-    if selection:
-        job.logger.info(selection)
-    dataset = read_dataset(smk.input.dataset)
+    params, training, dataset = train_job_inputs(job)
     out_dir = smk.output.model.rsplit("/", 1)[0]
     result = train_model(
         dataset, smk.params.model, training, smk.params.method, params,

@@ -3,20 +3,14 @@ then each seed's counted work, as the one-seed rule writes them."""
 
 from pathlib import Path
 
-from balancebench.cg import read_dataset
 from balancebench.multiseed import train_seeds
 from balancebench.progress import EpochProgress
-from balancebench.search.space import variant_settings
 from balancebench.timing import write_counted_work
-from balancebench.workflow_io import snakemake_job
+from balancebench.workflow_io import snakemake_job, train_job_inputs
 
 smk = snakemake  # noqa: F821 (injected by Snakemake)
 with snakemake_job(smk) as job:
-    params, training, selection = variant_settings(smk.input.get("selected"), smk.params.method,
-                                                   smk.params.method_params, smk.params.training)
-    if selection:
-        job.logger.info(selection)
-    dataset = read_dataset(smk.input.dataset)
+    params, training, dataset = train_job_inputs(job)
     out_dirs = [Path(path).parent for path in smk.output.model]
     seeds, replicates = list(smk.params.seeds), list(smk.params.replicates)
     progress = {seed: EpochProgress(job.logger, max_epochs=training["max_epochs"], label=f"training seed {replicate}")
