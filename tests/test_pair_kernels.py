@@ -27,6 +27,7 @@ def test_fused_operations_equal_the_eager_expressions(dtype):
     tol = dict(rtol=1e-13, atol=1e-13) if dtype == torch.float64 else dict(rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(pair_kernels.pair_conv(w, x, i, j), eager_conv, **tol)
     torch.testing.assert_close(pair_kernels.pair_cross(x, y, i, j), eager_cross, **tol)
+    torch.testing.assert_close(pair_kernels.pair_dot(x, y, w, i, j), (eager_cross * w).sum(-1), **tol)
     half = len(i) // 2  # a list in two chunks through base: the sums of the whole list, in the same order
     chunked = pair_kernels.pair_conv(w[half:], x, i[half:], j[half:], pair_kernels.pair_conv(w[:half], x, i[:half],
                                                                                            j[:half]))
@@ -45,6 +46,23 @@ def test_backward_and_double_backward_are_the_adjoints():
     assert torch.autograd.gradcheck(lambda a, b: pair_kernels.pair_cross(a, b, i, j), (x, y))
     assert torch.autograd.gradgradcheck(lambda w, x: pair_kernels.pair_conv(w, x, i, j), (w, x))
     assert torch.autograd.gradgradcheck(lambda a, b: pair_kernels.pair_cross(a, b, i, j), (x, y))
+
+
+def test_pair_dot_is_differentiated_by_its_fused_adjoint_twice_over():
+    """pair_dot's backward is one fused pass (pair_dot_adjoint); gradcheck and gradgradcheck in float64,
+    and the adjoint equals the eager one (conv, conv, cross) it replaces."""
+    d, x, y, i, j = random_pairs(n=6, p=15, f=3)
+    for t in (d, x, y):
+        t.requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda a, b, d: pair_kernels.pair_dot(a, b, d, i, j), (x, y, d))
+    assert torch.autograd.gradgradcheck(lambda a, b, d: pair_kernels.pair_dot(a, b, d, i, j), (x, y, d))
+    g = torch.randn(len(i), dtype=torch.float64, requires_grad=True)
+    fused = pair_kernels.pair_dot_adjoint(g, x, y, d, i, j)
+    with pair_kernels.use_kernels(False):
+        eager = pair_kernels.pair_dot_adjoint(g, x, y, d, i, j)
+    for a, b in zip(fused, eager):
+        torch.testing.assert_close(a, b, rtol=1e-13, atol=1e-13)
+    assert torch.autograd.gradcheck(lambda g, a, b, d: pair_kernels.pair_dot_adjoint(g, a, b, d, i, j), (g, x, y, d))
 
 
 def test_bad_indices_are_refused_not_written():
@@ -94,3 +112,21 @@ def test_table_filter_equals_its_eager_form_and_is_differentiated_by_its_adjoint
     torch.testing.assert_close(dw, dw0, rtol=1e-13, atol=1e-13)
     assert torch.autograd.gradcheck(lambda c: pair_kernels.table_filter(c, k, t, 50.0), (coeffs,))
     assert torch.autograd.gradgradcheck(lambda c: pair_kernels.table_filter(c, k, t, 50.0), (coeffs,))
+
+
+@pytest.mark.parametrize("operation", ["conv", "cross", "dot"])
+def test_a_batched_backward_through_the_fused_operations_takes_the_eager_path(operation):
+    """torchjd's Jacobians vmap over the backward of a fused forward (is_grads_batched): no autograd.Function
+    may run inside the transform, and each row equals a backward of its own."""
+    d, x, y, i, j = random_pairs(n=6, p=15, f=3)
+    for t in (d, x, y):
+        t.requires_grad_(True)
+    out = {"conv": lambda: pair_kernels.pair_conv(d, x, i, j), "cross": lambda: pair_kernels.pair_cross(x, y, i, j),
+           "dot": lambda: pair_kernels.pair_dot(x, y, d, i, j)}[operation]()
+    rows = torch.randn(4, *out.shape, dtype=out.dtype)
+    batched = torch.autograd.grad(out, (d, x, y), rows, is_grads_batched=True, retain_graph=True, allow_unused=True)
+    for k in range(len(rows)):
+        single = torch.autograd.grad(out, (d, x, y), rows[k], retain_graph=True, allow_unused=True)
+        for b, s in zip(batched, single):
+            if s is not None:
+                torch.testing.assert_close(b[k], s, rtol=1e-12, atol=1e-12)

@@ -35,7 +35,7 @@ import torch
 from torch import nn
 
 from balancebench.neighbors import NeighborList, check_cutoff, neighbor_list
-from balancebench.pair_kernels import pair_conv, pair_cross, table_filter
+from balancebench.pair_kernels import pair_conv, pair_dot, table_filter
 from balancebench.settings import settings_from_section
 
 LN2 = math.log(2.0)
@@ -277,7 +277,11 @@ def cat_geometries(parts: list[PairGeometry], n_beads: list[int]) -> PairGeometr
                         r=None if parts[0].r is None else torch.cat([g.r for g in parts]))
 
 
-PAIR_CHUNK = 4096  # pairs per chunk of the explicit-force path (tuned on CPU: keeps temporaries in cache)
+# Pairs per chunk of the explicit-force path: PAIR_CHUNK when set, else PAIR_CHUNK_ELEMENTS // filters, so that a
+# chunk's (pairs, filters) temporaries stay in cache (2 MB in float32; tuned on CPU with benchmarks/bench_model.py:
+# the demo size in one chunk, the paper size in chunks of 8192 pairs).
+PAIR_CHUNK: int | None = None
+PAIR_CHUNK_ELEMENTS = 1 << 19
 GEOMETRY_CACHE_BYTES = 1 << 30  # at most this much cached pair geometry per process (training frames)
 _geometry_cache_used = [0]
 
@@ -503,8 +507,10 @@ class CGSchNet(nn.Module):
         act = self.config.activation
         n_pairs = geom.i.shape[0]
         # pairs in chunks: the (chunk, filters) temporaries stay in cache (the step is memory-bound otherwise)
-        chunks = [slice(a, min(n_pairs, a + PAIR_CHUNK)) for a in range(0, max(n_pairs, 1), PAIR_CHUNK)]
+        size = PAIR_CHUNK or max(1, PAIR_CHUNK_ELEMENTS // self.config.num_filters)
+        chunks = [slice(a, min(n_pairs, a + size)) for a in range(0, max(n_pairs, 1), size)]
         h = self.initial_features(batch.extras.get("species"), batch)
+        located = [table.locate(geom.r[c]) for c in chunks] if table is not None else None  # shared by blocks
         saved = []
         for block in self.interactions:
             lin_a, lin_b = block.mlp[0], block.mlp[2]
@@ -512,10 +518,10 @@ class CGSchNet(nn.Module):
             x = block.conv.lin1(h)
             m = torch.zeros_like(x)
             per_chunk = []
-            for c in chunks:
+            for n_chunk, c in enumerate(chunks):
                 i, j = geom.i[c], geom.j[c]
-                if table is not None:  # MD with frozen weights: W and dW/dr from the tabulated filter
-                    w, dw = table.filter(len(saved), geom.r[c])
+                if table is not None:  # the tabulated filter (MD, or a model with model.filter_table): W, dW/dr
+                    w, dw = table.filter(len(saved), geom.r[c], located[n_chunk])
                     da = f = dw
                 else:
                     a, da = activation_and_derivative(
@@ -550,7 +556,7 @@ class CGSchNet(nn.Module):
                 else:
                     dz = geom.drbf[c] @ block.mlp[0].weight.t()
                     dw = ((da * dz) @ block.mlp[2].weight.t()) * geom.envelope[c] + f * geom.denvelope[c]
-                dedr[k] = dedr[k] + (pair_cross(gm, x, i, j) * dw).sum(-1)  # sum_f (g_i x_j + g_j x_i) dW/dr
+                dedr[k] = dedr[k] + pair_dot(gm, x, dw, i, j)  # sum_f (g_i x_j + g_j x_i) dW/dr (fused on CPU)
                 if t > 0:  # dE/dh0 is not needed: h0 does not depend on positions
                     gx = pair_conv(w, gm, i, j, gx)
             if t > 0:
@@ -657,12 +663,18 @@ class FilterTable:
                 rows = torch.cat([w[:-1], hdw[:-1], a2, a3], dim=1)  # row k: [a0, a1, a2, a3] of interval k
                 self.rows.append(rows.to(dtype).contiguous())
 
-    def filter(self, block: int, r: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(W (P, F), dW/dr (P, F)) of block ``block`` at distances ``r`` (P,) below the cutoff (fused on CPU)."""
-        rows = self.rows[block]
-        x = r.to(rows.dtype) / self.h
+    def locate(self, r: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(interval k (P,) int64, position t in [0, 1] (P,)) of distances ``r`` below the cutoff: r = (k + t) h."""
+        x = r.to(self.rows[0].dtype) / self.h
         k = x.floor().clamp(0, self.n - 1)
-        return table_filter(rows, k.long(), x - k, 1.0 / self.h)
+        return k.long(), x - k
+
+    def filter(self, block: int, r: torch.Tensor, where: tuple[torch.Tensor, torch.Tensor] | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(W (P, F), dW/dr (P, F)) of block ``block`` at distances ``r`` (P,) below the cutoff (fused on CPU);
+        ``where``: :meth:`locate` of ``r``, when several blocks read the same distances."""
+        k, t = self.locate(r) if where is None else where
+        return table_filter(self.rows[block], k, t, 1.0 / self.h)
 
 
 def load_model(state_path, hparams: dict, device="cpu") -> CGSchNet:

@@ -4,9 +4,11 @@ For a half neighbour list (i_p, j_p) and per-bead features of width F (elementwi
 
     pair_conv(w, x)_n  = base_n + sum_{p: i_p = n} w_p x_{j_p} + sum_{p: j_p = n} w_p x_{i_p}   (N, F)
     pair_cross(a, b)_p = a_{i_p} b_{j_p} + a_{j_p} b_{i_p}                                (P, F)
+    pair_dot(a, b, d)_p = sum_f pair_cross(a, b)_pf d_pf                                  (P,)
 
 ``pair_conv`` is the continuous-filter convolution of both directions of the half list (and, with
-g = dE/dm for x, the hand back-propagation through it); ``pair_cross`` is the pair term of dE/dr_ij.
+g = dE/dm for x, the hand back-propagation through it); ``pair_cross`` is the pair term of dE/dr_ij
+and ``pair_dot`` that term contracted with dW/dr over the filters (one pass, no (P, F) temporary).
 (``base``, default 0, is what the pairs are added to, in pair order: chunks of a pair list summed
 through it give the sums of the whole list.) Each is the other's adjoint, so their autograd backward
 passes are themselves these two operations (and a force loss, or a gradient method's second backward,
@@ -14,6 +16,10 @@ differentiates through them again)::
 
     conv:  dL/dw = pair_cross(dL/dm, x),   dL/dx = pair_conv(w, dL/dm)
     cross: dL/da = pair_conv(dL/dc, b),    dL/db = pair_conv(dL/dc, a)
+    dot:   with W = dL/ds d:  dL/da = pair_conv(W, b),  dL/db = pair_conv(W, a),  dL/dd = dL/ds pair_cross(a, b)
+
+(the dot's backward is itself one fused pass, ``pair_dot_adjoint``, whose own backward is written with
+the three operations above).
 
 Eagerly each costs two gathers, two products and two scatters over (P, F) tensors, and the step was
 bound by such passes (docs/training.md); fused, it is one pass over the pairs. The loops run in pair
@@ -25,10 +31,12 @@ order on one thread: deterministic, equal to the eager expressions up to the ord
 
 The extension is built on first use with the system C++ compiler and ninja (``scripts/setup.sh`` builds
 it ahead) into torch's extension cache (``TORCH_EXTENSIONS_DIR``, default ~/.cache/torch_extensions),
-keyed by a hash of the source. Without a compiler, or with ``BALANCEBENCH_PAIR_KERNELS=0``, the same
-operations run as eager torch expressions (the path before; same numbers to rounding). The fused path
-serves CPU tensors outside ``torch.func`` transforms; CUDA tensors and ``torch.func.vmap``
-(balancebench.multiseed) take the eager expressions.
+keyed by a hash of the source, the torch version and the compiler flags (:data:`CFLAGS`: portable code,
+its loops over the features vectorized by OpenMP SIMD directives). Without a compiler, or with
+``BALANCEBENCH_PAIR_KERNELS=0``, the same operations run as eager torch expressions (the path before;
+same numbers to rounding). The fused path serves CPU tensors outside ``torch.func`` transforms; CUDA
+tensors, ``torch.func.vmap`` (balancebench.multiseed, torchjd's batched Jacobians) and batched
+``torch.autograd.grad`` take the eager expressions.
 """
 
 from __future__ import annotations
@@ -43,6 +51,7 @@ from pathlib import Path
 import torch
 
 SOURCE = Path(__file__).parent / "csrc" / "pair_ops.cpp"
+CFLAGS = ["-O3", "-fopenmp-simd"]  # portable code (no -march): a shared cache may serve several CPU models
 ENV = "BALANCEBENCH_PAIR_KERNELS"  # 0: eager expressions only; 1: the fused kernels are required; unset: if built
 _log = logging.getLogger(__name__)
 _state: dict = {"module": None, "error": None, "tried": False, "enabled": None}
@@ -50,7 +59,8 @@ _lock = threading.Lock()
 
 
 def _extension_name() -> str:
-    digest = hashlib.sha256(SOURCE.read_bytes() + torch.__version__.encode()).hexdigest()[:12]
+    digest = hashlib.sha256(SOURCE.read_bytes() + torch.__version__.encode() + " ".join(CFLAGS).encode()
+                            ).hexdigest()[:12]
     return f"balancebench_pair_ops_{digest}"
 
 
@@ -58,7 +68,7 @@ def build(verbose: bool = False):
     """Compile (or load from torch's extension cache) the fused operations; returns the module or raises."""
     from torch.utils.cpp_extension import load
 
-    return load(name=_extension_name(), sources=[str(SOURCE)], extra_cflags=["-O3"], verbose=verbose)
+    return load(name=_extension_name(), sources=[str(SOURCE)], extra_cflags=CFLAGS, verbose=verbose)
 
 
 def _module():
@@ -109,10 +119,15 @@ def status() -> str:
 
 
 def _fused(*tensors: torch.Tensor) -> bool:
-    if not available():
+    """Whether these operands take the fused path: CPU tensors, outside any torch.func transform (an
+    autograd.Function without vmap rules may not run inside one, even on unbatched operands such as the
+    saved tensors of a backward that torchjd vmaps), and no batched operand of the older vmap behind
+    ``torch.autograd.grad(..., is_grads_batched=True)``."""
+    if not available() or torch._C._are_functorch_transforms_active():
         return False
+    functorch = torch._C._functorch
     for t in tensors:
-        if t.device.type != "cpu" or torch._C._functorch.is_functorch_wrapped_tensor(t):
+        if t.device.type != "cpu" or functorch.is_functorch_wrapped_tensor(t) or functorch.is_legacy_batchedtensor(t):
             return False
     return True
 
@@ -162,6 +177,66 @@ def pair_cross(a: torch.Tensor, b: torch.Tensor, i: torch.Tensor, j: torch.Tenso
     if _fused(a, b, i, j):
         return _PairCross.apply(a, b, i, j)
     return a.index_select(0, i) * b.index_select(0, j) + a.index_select(0, j) * b.index_select(0, i)
+
+
+class _PairDot(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, a, b, d, i, j):
+        ctx.save_for_backward(a, b, d, i, j)
+        return _module().pair_dot(a, b, d, i, j)
+
+    @staticmethod
+    def backward(ctx, grad_s):
+        a, b, d, i, j = ctx.saved_tensors
+        grad_a, grad_b, grad_d = pair_dot_adjoint(grad_s, a, b, d, i, j)
+        return grad_a, grad_b, grad_d, None, None
+
+
+class _PairDotAdjoint(torch.autograd.Function):
+    """(dL/da, dL/db, dL/dd) of pair_dot for cotangents g (P,), in one pass; differentiable again."""
+
+    @staticmethod
+    def forward(ctx, g, a, b, d, i, j):
+        ctx.save_for_backward(g, a, b, d, i, j)
+        grad_a, grad_b, grad_d = _module().pair_dot_adjoint(g, a, b, d, i, j)
+        return grad_a, grad_b, grad_d
+
+    @staticmethod
+    def backward(ctx, cot_a, cot_b, cot_d):
+        # the outputs are conv(g d, b), conv(g d, a) and g cross(a, b): their adjoints, through the dispatching ops
+        g, a, b, d, i, j = ctx.saved_tensors
+        w = g[:, None] * d
+        grad_w = torch.zeros_like(d)
+        grad_g, grad_a, grad_b = torch.zeros_like(g), torch.zeros_like(a), torch.zeros_like(b)
+        if cot_a is not None:
+            grad_w = grad_w + pair_cross(cot_a, b, i, j)
+            grad_b = pair_conv(w, cot_a, i, j, grad_b)
+        if cot_b is not None:
+            grad_w = grad_w + pair_cross(cot_b, a, i, j)
+            grad_a = pair_conv(w, cot_b, i, j, grad_a)
+        if cot_d is not None:
+            grad_g = grad_g + pair_dot(a, b, cot_d, i, j)
+            w_d = g[:, None] * cot_d
+            grad_a = pair_conv(w_d, b, i, j, grad_a)
+            grad_b = pair_conv(w_d, a, i, j, grad_b)
+        grad_g = grad_g + (grad_w * d).sum(-1)
+        return grad_g, grad_a, grad_b, g[:, None] * grad_w, None, None
+
+
+def pair_dot(a: torch.Tensor, b: torch.Tensor, d: torch.Tensor, i: torch.Tensor, j: torch.Tensor) -> torch.Tensor:
+    """s_p = sum_f (a_{i_p} b_{j_p} + a_{j_p} b_{i_p})_f d_pf: (N, F), (N, F), (P, F) -> (P,)."""
+    if _fused(a, b, d, i, j):
+        return _PairDot.apply(a, b, d, i, j)
+    return (pair_cross(a, b, i, j) * d).sum(-1)
+
+
+def pair_dot_adjoint(g: torch.Tensor, a: torch.Tensor, b: torch.Tensor, d: torch.Tensor, i: torch.Tensor,
+                     j: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The adjoint of :func:`pair_dot` for cotangents g (P,): (dL/da (N, F), dL/db (N, F), dL/dd (P, F))."""
+    if _fused(g, a, b, d, i, j):
+        return _PairDotAdjoint.apply(g, a, b, d, i, j)
+    w = g[:, None] * d
+    return pair_conv(w, b, i, j), pair_conv(w, a, i, j), g[:, None] * pair_cross(a, b, i, j)
 
 
 class _TableEval(torch.autograd.Function):
@@ -220,5 +295,5 @@ def table_adjoint(grad_w: torch.Tensor, grad_dw: torch.Tensor, k: torch.Tensor, 
     return torch.zeros(n, rows.shape[1], dtype=rows.dtype, device=rows.device).index_add(0, k, rows)
 
 
-__all__ = ["ENV", "available", "build", "enabled", "pair_conv", "pair_cross", "status", "table_adjoint",
-           "table_filter", "use_kernels"]
+__all__ = ["ENV", "available", "build", "enabled", "pair_conv", "pair_cross", "pair_dot", "pair_dot_adjoint",
+           "status", "table_adjoint", "table_filter", "use_kernels"]
