@@ -31,8 +31,9 @@ order on one thread: deterministic, equal to the eager expressions up to the ord
 
 The extension is built on first use with the system C++ compiler and ninja (``scripts/setup.sh`` builds
 it ahead) into torch's extension cache (``TORCH_EXTENSIONS_DIR``, default ~/.cache/torch_extensions),
-keyed by a hash of the source, the torch version and the compiler flags (:data:`CFLAGS`: portable code,
-its loops over the features vectorized by OpenMP SIMD directives). Without a compiler, or with
+keyed by a hash of the source (its text and path), the torch version and the compiler flags
+(:data:`CFLAGS`: portable code, its loops over the features vectorized by OpenMP SIMD directives).
+Without a compiler, or with
 ``BALANCEBENCH_PAIR_KERNELS=0``, the same operations run as eager torch expressions (the path before;
 same numbers to rounding). The fused path serves CPU tensors outside ``torch.func`` transforms; CUDA
 tensors, ``torch.func.vmap`` (balancebench.multiseed, torchjd's batched Jacobians) and batched
@@ -59,8 +60,10 @@ _lock = threading.Lock()
 
 
 def _extension_name() -> str:
-    digest = hashlib.sha256(SOURCE.read_bytes() + torch.__version__.encode() + " ".join(CFLAGS).encode()
-                            ).hexdigest()[:12]
+    # the path too: torch's build files name the source, so two checkouts sharing one cache under one name
+    # would rebuild each other's copy (~40 s) whenever they alternate
+    key = [SOURCE.read_bytes(), torch.__version__.encode(), " ".join(CFLAGS).encode(), str(SOURCE.resolve()).encode()]
+    digest = hashlib.sha256(b"\0".join(key)).hexdigest()[:12]
     return f"balancebench_pair_ops_{digest}"
 
 
