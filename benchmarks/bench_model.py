@@ -18,6 +18,12 @@ training epoch = every frame once, in batches, with force matching and an Adam s
              create_graph, then the double backward): the path before issue 14
   stock      torch_geometric's SchNet, forces by autograd with create_graph
 
+Every path runs in this one process under the same settings (fast_cpu_math: denormals flushed, and glibc's
+malloc kept from unmapping freed blocks, as in training). The allocator matters for the reference most:
+under glibc's default the stock model's many large autograd temporaries are page-faulted anew step after
+step, to a degree that varies from process to process; the ratios measured before this setting were
+flattered by it (demo stock 14-15 ms/frame then, 9.7-13.9 with it, in the same idle state).
+
 The paths are timed interleaved (the order rotated each repeat), ``--repeats`` times, on process CPU
 time (wall time is reported too). Figures of merit: stock / ours (issue 14 asks >= 5) and autograd /
 ours, as the ratio of the medians, of the best epochs, and the median of the ratios within each repeat
