@@ -92,7 +92,21 @@ def test_model_energies_forces_and_loss_gradients_do_not_depend_on_the_kernels()
     torch.testing.assert_close(out[True][1], out[False][1], rtol=1e-10, atol=1e-10)
     for a, b in zip(out[True][2], out[False][2]):
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-10)
-    assert pair_kernels.status() == "fused (C++)"
+    assert pair_kernels.status().startswith("fused (C++, ")
+
+
+def test_a_native_build_is_keyed_by_the_cpu_and_a_portable_one_is_not(monkeypatch):
+    """-march=native code must not be loaded on another CPU model sharing the cache (illegal instructions)."""
+    native, portable = pair_kernels.CFLAGS + pair_kernels.NATIVE_CFLAGS, pair_kernels.CFLAGS
+    names = {}
+    for cpu in ("AMD EPYC | avx2 avx512f", "Intel Xeon | avx2"):
+        monkeypatch.setattr(pair_kernels, "cpu_identity", lambda cpu=cpu: cpu)
+        names[cpu] = (pair_kernels._extension_name(native), pair_kernels._extension_name(portable))
+    (a_native, a_portable), (b_native, b_portable) = names.values()
+    assert a_native != b_native and a_portable == b_portable and a_native != a_portable
+    monkeypatch.setenv(pair_kernels.ARCH_ENV, "skylake")
+    with pytest.raises(ValueError, match="native' or 'portable"):
+        pair_kernels.build()
 
 
 def test_the_environment_switches_the_kernels_off(monkeypatch):

@@ -32,8 +32,11 @@ order on one thread: deterministic, equal to the eager expressions up to the ord
 The extension is built on first use with the system C++ compiler and ninja (``scripts/setup.sh`` builds
 it ahead) into torch's extension cache (``TORCH_EXTENSIONS_DIR``, default ~/.cache/torch_extensions),
 keyed by a hash of the source (its text and path), the torch version and the compiler flags
-(:data:`CFLAGS`: portable code, its loops over the features vectorized by OpenMP SIMD directives).
-Without a compiler, or with
+(:data:`CFLAGS`: the loops over the features vectorized by OpenMP SIMD directives, no threads). By default it
+is compiled for the CPU it is built on (``-march=native``: AVX2/AVX-512 and FMA where present, as ATen's own
+kernels pick at run time; the key then holds the CPU's model and flags, so nodes of different CPUs sharing a
+cache each build their own); ``BALANCEBENCH_PAIR_KERNELS_ARCH=portable`` builds baseline code instead (the
+fallback, too, when the compiler refuses ``-march=native``). :func:`status` says which. Without a compiler, or with
 ``BALANCEBENCH_PAIR_KERNELS=0``, the same operations run as eager torch expressions (the path before;
 same numbers to rounding). The fused path serves CPU tensors outside ``torch.func`` transforms; CUDA
 tensors, ``torch.func.vmap`` (balancebench.multiseed, torchjd's batched Jacobians) and batched
@@ -52,26 +55,65 @@ from pathlib import Path
 import torch
 
 SOURCE = Path(__file__).parent / "csrc" / "pair_ops.cpp"
-CFLAGS = ["-O3", "-fopenmp-simd"]  # portable code (no -march): a shared cache may serve several CPU models
+CFLAGS = ["-O3", "-fopenmp-simd"]
+NATIVE_CFLAGS = ["-march=native"]  # the build machine's vector units (AVX2/AVX-512, FMA) when ARCH_ENV is "native"
 ENV = "BALANCEBENCH_PAIR_KERNELS"  # 0: eager expressions only; 1: the fused kernels are required; unset: if built
+ARCH_ENV = "BALANCEBENCH_PAIR_KERNELS_ARCH"  # "native" (default): code for this CPU; "portable": for any x86-64
 _log = logging.getLogger(__name__)
-_state: dict = {"module": None, "error": None, "tried": False, "enabled": None}
+_state: dict = {"module": None, "error": None, "tried": False, "enabled": None, "arch": None}
 _lock = threading.Lock()
 
 
-def _extension_name() -> str:
+def cpu_identity() -> str:
+    """The CPU's model and instruction-set flags (/proc/cpuinfo; the platform's processor name elsewhere)."""
+    import platform
+
+    try:
+        fields = {}
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            fields.setdefault(key.strip(), value.strip())
+        model = fields.get("model name") or fields.get("CPU part") or platform.processor()
+        return f"{model} | {fields.get('flags') or fields.get('Features', '')}"
+    except OSError:
+        return f"{platform.machine()} {platform.processor()}"
+
+
+def _extension_name(flags: list[str]) -> str:
     # the path too: torch's build files name the source, so two checkouts sharing one cache under one name
-    # would rebuild each other's copy (~40 s) whenever they alternate
-    key = [SOURCE.read_bytes(), torch.__version__.encode(), " ".join(CFLAGS).encode(), str(SOURCE.resolve()).encode()]
+    # would rebuild each other's copy (~40 s) whenever they alternate; with -march=native the CPU too, so nodes
+    # of different CPU models sharing one cache (a cluster's home directory) each get a build of their own
+    key = [SOURCE.read_bytes(), torch.__version__.encode(), " ".join(flags).encode(), str(SOURCE.resolve()).encode()]
+    if "-march=native" in flags:
+        key.append(cpu_identity().encode())
     digest = hashlib.sha256(b"\0".join(key)).hexdigest()[:12]
     return f"balancebench_pair_ops_{digest}"
 
 
-def build(verbose: bool = False):
-    """Compile (or load from torch's extension cache) the fused operations; returns the module or raises."""
+def build(verbose: bool = False, arch: str | None = None):
+    """Compile (or load from torch's extension cache) the fused operations; returns the module or raises.
+
+    ``arch`` (default: the environment's ``BALANCEBENCH_PAIR_KERNELS_ARCH``, else "native"): "native" compiles
+    for this CPU (``-march=native``: AVX2/AVX-512 and FMA where it has them; 1.1-1.2x the training step of the
+    portable build, benchmarks/bench_model.py), falling back to the portable build when the compiler refuses;
+    "portable" compiles for the architecture's baseline (one build for every CPU model of a shared cache)."""
     from torch.utils.cpp_extension import load
 
-    return load(name=_extension_name(), sources=[str(SOURCE)], extra_cflags=CFLAGS, verbose=verbose)
+    arch = arch or os.environ.get(ARCH_ENV, "native") or "native"
+    if arch not in ("native", "portable"):
+        raise ValueError(f"{ARCH_ENV} must be 'native' or 'portable', got {arch!r}")
+    if arch == "native":
+        flags = CFLAGS + NATIVE_CFLAGS
+        try:
+            module = load(name=_extension_name(flags), sources=[str(SOURCE)], extra_cflags=flags, verbose=verbose)
+            _state["arch"] = "native"
+            return module
+        except Exception as err:  # noqa: BLE001 - e.g. a compiler without -march=native: the portable build
+            _log.warning("pair kernels: the -march=native build failed (%s); building portable code",
+                         str(err).strip().splitlines()[-1] if str(err) else type(err).__name__)
+    module = load(name=_extension_name(CFLAGS), sources=[str(SOURCE)], extra_cflags=CFLAGS, verbose=verbose)
+    _state["arch"] = "portable"
+    return module
 
 
 def _module():
@@ -118,7 +160,9 @@ def status() -> str:
     """A line for provenance and logs: which implementation the pair operations use here."""
     if not enabled():
         return f"eager ({ENV}=0)"
-    return "fused (C++)" if _module() is not None else f"eager (fused kernels unavailable: {_state['error']})"
+    if _module() is None:
+        return f"eager (fused kernels unavailable: {_state['error']})"
+    return f"fused (C++, {_state['arch']}{': ' + cpu_identity().split(' | ')[0] if _state['arch'] == 'native' else ''})"
 
 
 def _fused(*tensors: torch.Tensor) -> bool:
