@@ -269,6 +269,24 @@ def test_filter_table_error_shrinks_as_h_to_the_fourth():
     assert errors[2] < 1e-9
 
 
+def test_a_table_from_r_min_on_reads_the_full_tables_rows():
+    """A training step builds its table from (one below) the closest pair's interval on: the rows it reads are the
+    full table's (to float64 rounding: the matrix products see fewer rows), and a distance below its first node is
+    refused rather than extrapolated."""
+    from balancebench.model import FilterTable
+
+    model = model64(10)
+    full, part = FilterTable(model, 0.01), FilterTable(model, 0.01, r_min=3.0)
+    assert part.first == 299 and len(part.rows[0]) == len(full.rows[0]) - 299
+    r = torch.linspace(3.0, model.cutoff - 1e-6, 777, dtype=torch.float64)
+    for block in range(len(model.interactions)):
+        torch.testing.assert_close(part.rows[block], full.rows[block][part.first:], rtol=1e-13, atol=1e-15)
+        for a, b in zip(part.filter(block, r), full.filter(block, r)):
+            torch.testing.assert_close(a, b, rtol=1e-13, atol=1e-13 * b.abs().max().item())
+    with pytest.raises(ValueError, match="below this table's first node"):
+        part.filter(0, torch.tensor([2.5], dtype=torch.float64))
+
+
 def test_geometry_cache_budget_is_released_with_the_frames():
     import gc
 

@@ -526,11 +526,13 @@ class CGSchNet(nn.Module):
         With a :class:`FilterTable` (MD, frozen weights) W and dW/dr come from the table instead (``geometry``
         then from :meth:`table_geometry`).
         """
-        if table is None and self.config.filter_table:  # the tabulated model: a table of the current weights
-            table = FilterTable(self, self.config.filter_table, frozen=False)
-        if table is not None and geometry is None:
-            geometry = self.batch_geometry(batch, tabulated=True)
-        geom = geometry if geometry is not None else self.batch_geometry(batch)
+        if table is not None or self.config.filter_table:
+            geom = geometry if geometry is not None else self.batch_geometry(batch, tabulated=True)
+        else:
+            geom = geometry if geometry is not None else self.batch_geometry(batch)
+        if table is None and self.config.filter_table:  # the tabulated model: a table of the current weights,
+            r_min = float(geom.r.min()) if geom.r.numel() else 0.0  # from the closest pair's interval on
+            table = FilterTable(self, self.config.filter_table, frozen=False, r_min=r_min)
         act = self.config.activation
         n_pairs = geom.i.shape[0]
         # pairs in chunks: the (chunk, filters) temporaries stay in cache (the step is memory-bound otherwise)
@@ -665,36 +667,34 @@ class FilterTable:
     (K = r_c / h + 1 node rows per block instead of one filter per pair) and cast to the model's precision.
     """
 
-    def __init__(self, model: "CGSchNet", spacing: float = 0.005, frozen: bool = True):
+    def __init__(self, model: "CGSchNet", spacing: float = 0.005, frozen: bool = True, r_min: float = 0.0):
         if not spacing > 0:
             raise ValueError(f"filter table spacing must be > 0 A, got {spacing}")
         self.cutoff = model.cutoff
         n = int(math.ceil(self.cutoff / spacing))
         self.h, self.n = self.cutoff / n, n
+        # rows only from (one below) the interval holding r_min on (a training batch's closest pair: the rows above
+        # are the ones read; each row depends on its own two nodes only, so they are the full table's, to float64
+        # rounding of the matrix products)
+        self.first = min(n - 1, max(0, int(math.floor(r_min / self.h)) - 1))
         dtype = model.embedding.weight.dtype
-        rbf, drbf, env, denv = model.node_basis(n)
+        basis = tuple(b[self.first:] for b in model.node_basis(n))
         act = model.config.activation
         self.rows = []
-        with torch.set_grad_enabled(torch.is_grad_enabled() and not frozen):
-            for block in model.interactions:
-                w1, b1 = block.mlp[0].weight.to(torch.float64), block.mlp[0].bias.to(torch.float64)
-                w2, b2 = block.mlp[2].weight.to(torch.float64), block.mlp[2].bias.to(torch.float64)
-                if frozen:
-                    w1, b1, w2, b2 = (p.detach() for p in (w1, b1, w2, b2))
-                a, da = activation_and_derivative(act, torch.addmm(b1, rbf, w1.t()))
-                f = torch.addmm(b2, a, w2.t())
-                df = (da * (drbf @ w1.t())) @ w2.t()
-                w, hdw = f * env, self.h * (df * env + f * denv)
-                a2 = 3.0 * (w[1:] - w[:-1]) - 2.0 * hdw[:-1] - hdw[1:]
-                a3 = 2.0 * (w[:-1] - w[1:]) + hdw[:-1] + hdw[1:]
-                rows = torch.cat([w[:-1], hdw[:-1], a2, a3], dim=1)  # row k: [a0, a1, a2, a3] of interval k
-                self.rows.append(rows.to(dtype).contiguous())
+        for block in model.interactions:
+            weights = (block.mlp[0].weight, block.mlp[0].bias, block.mlp[2].weight, block.mlp[2].bias)
+            with torch.set_grad_enabled(torch.is_grad_enabled() and not frozen):
+                self.rows.append(table_rows(act, basis, self.h, *weights).to(dtype).contiguous())
 
     def locate(self, r: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(interval k (P,) int64, position t in [0, 1] (P,)) of distances ``r`` below the cutoff: r = (k + t) h."""
+        """(row k (P,) int64, position t in [0, 1] (P,)) of distances ``r`` in [r_min, cutoff): r = (first + k + t) h.
+        A distance below the table's first node is refused (the cubic would be extrapolated)."""
         x = r.to(self.rows[0].dtype) / self.h
-        k = x.floor().clamp(0, self.n - 1)
-        return k.long(), x - k
+        k = x.floor().clamp(self.first, self.n - 1)
+        if self.first > 0 and bool((x < self.first).any()):
+            raise ValueError(f"a distance {float(r.min()):.4g} A lies below this table's first node "
+                             f"{self.first * self.h:.4g} A (r_min)")
+        return (k - self.first).long(), x - k
 
     def filter(self, block: int, r: torch.Tensor, where: tuple[torch.Tensor, torch.Tensor] | None = None
                ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -702,6 +702,26 @@ class FilterTable:
         ``where``: :meth:`locate` of ``r``, when several blocks read the same distances."""
         k, t = self.locate(r) if where is None else where
         return table_filter(self.rows[block], k, t, 1.0 / self.h)
+
+
+def table_rows(act: str, basis: tuple[torch.Tensor, ...], h: float, w1: torch.Tensor, b1: torch.Tensor,
+               w2: torch.Tensor, b2: torch.Tensor) -> torch.Tensor:
+    """One block's table rows [a0, a1, a2, a3] (n, 4F) in float64 from its filter weights (differentiable).
+
+    With the node basis (Gaussians g, g' (n+1, G), envelope C, C' (n+1, 1)) of :meth:`CGSchNet.node_basis`::
+
+        z = g W1^T + b1,  f = act(z) W2^T + b2,  f' = (act'(z) (g' W1^T)) W2^T,  W = f C,  H = h (f' C + f C')
+        a0 = W_k, a1 = H_k, a2 = 3 (W_k+1 - W_k) - 2 H_k - H_k+1, a3 = 2 (W_k - W_k+1) + H_k + H_k+1
+    """
+    rbf, drbf, env, denv = basis
+    w1, b1, w2, b2 = (p.to(torch.float64) for p in (w1, b1, w2, b2))
+    a, da = activation_and_derivative(act, torch.addmm(b1, rbf, w1.t()))
+    f = torch.addmm(b2, a, w2.t())
+    df = (da * (drbf @ w1.t())) @ w2.t()
+    w, hdw = f * env, h * (df * env + f * denv)
+    a2 = 3.0 * (w[1:] - w[:-1]) - 2.0 * hdw[:-1] - hdw[1:]
+    a3 = 2.0 * (w[:-1] - w[1:]) + hdw[:-1] + hdw[1:]
+    return torch.cat([w[:-1], hdw[:-1], a2, a3], dim=1)  # row k: [a0, a1, a2, a3] of interval k
 
 
 def load_model(state_path, hparams: dict, device="cpu") -> CGSchNet:
