@@ -18,8 +18,8 @@ training epoch = every frame once, in batches, with force matching and an Adam s
              create_graph, then the double backward): the path before issue 14
   stock      torch_geometric's SchNet, forces by autograd with create_graph
 
-Every path runs in this one process under the same settings (fast_cpu_math: denormals flushed, and glibc's
-malloc kept from unmapping freed blocks, as in training). The allocator matters for the reference most:
+Every path runs in this one process under the same settings as training (fast_cpu_math: denormals flushed, and
+glibc's malloc kept from unmapping freed blocks; the trainer's fused Adam). The allocator matters for the reference most:
 under glibc's default the stock model's many large autograd temporaries are page-faulted anew step after
 step, to a degree that varies from process to process; the ratios measured before this setting were
 flattered by it (demo stock 14-15 ms/frame then, 9.7-13.9 with it, in the same idle state).
@@ -48,6 +48,7 @@ import numpy as np
 import torch
 
 from balancebench import pair_kernels
+from balancebench.balancing.base import adam
 from balancebench.model import CGSchNet, ModelConfig, batch_frames, fast_cpu_math
 from balancebench.neighbors import neighbor_list
 from balancebench.pyg_reference import stock_energy_and_forces, stock_schnet
@@ -138,7 +139,7 @@ def bench_size(name: str, positions, forces, box, batch_size: int, device, repea
              "stock": (stock, lambda g: stock_energy_and_forces(stock, g, training=True))}
     steps = {}
     for label, (model, energy_forces) in paths.items():
-        opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+        opt = adam(list(model.parameters()), lr=1e-4)  # the trainer's Adam (fused), the same for every path
 
         def step(batch, energy_forces=energy_forces, opt=opt):
             graph, f_ref = batch

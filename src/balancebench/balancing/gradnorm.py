@@ -7,7 +7,7 @@ import copy
 from typing import Any, ClassVar
 
 from ._params import Param, _finite_float, _positive_float
-from .base import LearnedMethod, TrainContext, loss_vector, register
+from .base import LearnedMethod, TrainContext, adam, loss_vector, register
 
 
 def _str(v: Any) -> str:
@@ -77,10 +77,8 @@ class GradNorm(LearnedMethod):
         return [self.weight]
 
     def make_optimizer(self, model_params, settings):
-        import torch
-
-        self._opt = torch.optim.Adam([self.weight], lr=self.params["weight_lr"])
-        return torch.optim.Adam(list(model_params), lr=settings.learning_rate)
+        self._opt = adam([self.weight], lr=self.params["weight_lr"])
+        return adam(list(model_params), lr=settings.learning_rate)
 
     def backward(self, losses: dict, context: TrainContext) -> None:
         import torch
