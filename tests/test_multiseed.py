@@ -15,9 +15,13 @@ TRAINING = dict(max_epochs=3, batch_size=5, learning_rate=3e-3, lr_decay=0.9, pa
                 device="cpu")
 
 
-def test_batched_evaluation_equals_each_model_alone(lj_dataset):
+@pytest.mark.parametrize("filter_table", [None, 0.02])
+def test_batched_evaluation_equals_each_model_alone(lj_dataset, filter_table):
+    """Exact and tabulated models (the tabulated one alone builds its table from its batch's closest pair on,
+    vmapped the whole table: the same rows to rounding)."""
     torch.set_num_threads(1)
-    trainers = [Trainer(lj_dataset, ModelConfig(**MODEL), TrainingSettings(**TRAINING), get_method("constant"), s)
+    config = ModelConfig(**MODEL, filter_table=filter_table)
+    trainers = [Trainer(lj_dataset, config, TrainingSettings(**TRAINING), get_method("constant"), s)
                 for s in (1, 2, 3)]
     graphs = [t.train_frames.batch(order)[0] for t, order in zip(trainers, ([0, 1, 2], [5, 3, 9], [7, 8, 4]))]
     pairs = [len(g.neighbors) for g in graphs]

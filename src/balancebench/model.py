@@ -531,7 +531,10 @@ class CGSchNet(nn.Module):
         else:
             geom = geometry if geometry is not None else self.batch_geometry(batch)
         if table is None and self.config.filter_table:  # the tabulated model: a table of the current weights,
-            r_min = float(geom.r.min()) if geom.r.numel() else 0.0  # from the closest pair's interval on
+            # from the closest pair's interval on; the whole table under torch.func.vmap (balancebench.multiseed),
+            # where each seed's distances differ and no value may leave the transform
+            batched = torch._C._functorch.is_functorch_wrapped_tensor(geom.r)
+            r_min = float(geom.r.min()) if geom.r.numel() and not batched else 0.0
             table = FilterTable(self, self.config.filter_table, frozen=False, r_min=r_min)
         act = self.config.activation
         n_pairs = geom.i.shape[0]
