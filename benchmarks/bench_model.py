@@ -19,8 +19,8 @@ training epoch = every frame once, in batches, with force matching and an Adam s
   stock      torch_geometric's SchNet, forces by autograd with create_graph
 
 Every path runs in this one process under the same settings as training (fast_cpu_math: denormals flushed, and
-glibc's malloc kept from unmapping freed blocks; the trainer's fused Adam). The allocator matters for the reference most:
-under glibc's default the stock model's many large autograd temporaries are page-faulted anew step after
+glibc's malloc kept from unmapping freed blocks; the trainer's fused Adam). The allocator matters for the reference
+most: under glibc's default the stock model's many large autograd temporaries are page-faulted anew step after
 step, to a degree that varies from process to process; the ratios measured before this setting were
 flattered by it (demo stock 14-15 ms/frame then, 9.7-13.9 with it, in the same idle state).
 
@@ -159,7 +159,7 @@ def bench_size(name: str, positions, forces, box, batch_size: int, device, repea
     check_table = CGSchNet(ModelConfig(**SIZES[name], use_prior=False, filter_table=TABLE_SPACING[name])).to(device)
     e_table, f_table = check_table.energy_and_forces(batches[0][0])
     e_ref, f_ref = check.energy_and_forces_autograd(batches[0][0])
-    e_stock, _ = stock_energy_and_forces(stock_schnet(check).to(device), batches[0][0])
+    e_stock = stock_energy_and_forces(stock_schnet(check).to(device), batches[0][0])[0].detach()
     med = {k: float(np.median(v["cpu"])) for k, v in times.items()}
     best = {k: float(np.min(v["cpu"])) for k, v in times.items()}
 

@@ -93,7 +93,8 @@ class ModelConfig:
     prior_exponent: float = 12.0  # n_ex of Eq. 3
     use_prior: bool = True
     preference_dim: int = 0  # >0: conditioned on a preference vector r of this length (COSMOS, see PreferenceFusion)
-    filter_table: float | None = None  # A: the radial filters as cubic tables of this spacing (FilterTable); None: exact
+    filter_table: float | None = None  # A: the radial filters as cubic tables of this spacing (FilterTable);
+    # None: the exact filter network
 
     @classmethod
     def from_dict(cls, d: dict) -> "ModelConfig":
@@ -161,7 +162,8 @@ class Interaction(nn.Module):
 
     def __init__(self, hidden: int, gaussians: int, filters: int, activation: str):
         super().__init__()
-        self.mlp = nn.Sequential(nn.Linear(gaussians, filters), make_activation(activation), nn.Linear(filters, filters))
+        self.mlp = nn.Sequential(nn.Linear(gaussians, filters), make_activation(activation),
+                                 nn.Linear(filters, filters))
         self.conv = CFConvWeights(hidden, filters)
         self.act = make_activation(activation)
         self.lin = nn.Linear(hidden, hidden)
@@ -259,7 +261,8 @@ def batch_frames(positions: list[torch.Tensor], lists: list[NeighborList]) -> Gr
     i = torch.cat([nl.i + o for nl, o in zip(lists, offsets)])
     j = torch.cat([nl.j + o for nl, o in zip(lists, offsets)])
     shift = torch.cat([nl.shift for nl in lists])
-    frame = torch.cat([torch.full((x.shape[0],), k, dtype=torch.long, device=x.device) for k, x in enumerate(positions)])
+    frame = torch.cat([torch.full((x.shape[0],), k, dtype=torch.long, device=x.device)
+                       for k, x in enumerate(positions)])
     # the per-frame parts let the model cache each frame's pair geometry on its list (see CGSchNet.pair_geometry)
     return GraphBatch(torch.cat(positions), NeighborList(i, j, shift, lists[0].cutoff), frame, len(positions),
                       {"frames": (list(positions), list(lists))})
@@ -440,7 +443,8 @@ class CGSchNet(nn.Module):
         return cache[(n, device)]
 
     def _geometry_key(self, positions: torch.Tensor, tabulated: bool = False) -> tuple:
-        return (tabulated, self.cutoff, tuple(self.offsets.shape), float(self.offsets[-1]), self.gamma, self.offsets.dtype,
+        return (tabulated, self.cutoff, tuple(self.offsets.shape), float(self.offsets[-1]), self.gamma,
+                self.offsets.dtype,
                 None if self.prior is None else (self.prior.sigma, self.prior.exponent),
                 positions.dtype, positions.device, positions.data_ptr(), positions._version)
 
