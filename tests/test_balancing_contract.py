@@ -96,8 +96,9 @@ def make(name, seed=0):
 BATCHES = [[0, 1, 2], [3, 4, 5], [1, 3, 5], [0, 2, 4], [2, 3, 4], [0, 1, 5]]
 
 
-def train_steps(run, batches, epoch_of=lambda i: 1 + i // 2):
-    """Steps as the Trainer takes them; end_epoch after every second step."""
+def train_steps(run, batches, epoch_of=lambda i: 1 + i // 2, via_objective=False):
+    """Steps as the Trainer takes them; end_epoch after every second step. ``via_objective``: the backward as
+    multi-seed training takes it for a single-objective method, ``objective(...).backward()``."""
     out = []
     for i, frames in enumerate(batches):
         run.ctx.epoch = epoch_of(i)
@@ -106,7 +107,10 @@ def train_steps(run, batches, epoch_of=lambda i: 1 + i // 2):
         losses = losses_of(run.model, *run.data, frames)
         for p in [*run.ctx.model_params, *run.method.parameters()]:
             p.grad = None
-        run.method.backward(losses, run.ctx)
+        if via_objective:
+            run.method.objective(losses, run.ctx).backward()
+        else:
+            run.method.backward(losses, run.ctx)
         grads = [None if p.grad is None else p.grad.clone() for p in run.ctx.model_params]
         run.method.step(run.ctx)
         run.ctx.step += 1
@@ -189,6 +193,25 @@ def test_one_step_gives_finite_detached_gradients_of_the_right_shape(name):
     values = run.method.log_values()
     assert {"coef_force", "coef_energy"} <= set(values)
     assert all(isinstance(v, float) and np.isfinite(v) for v in values.values()), values
+
+
+@pytest.mark.parametrize("name", METHODS, ids=IDS)
+def test_a_single_objective_method_steps_the_same_through_its_objective(name):
+    """single_objective(): backward is the gradient of objective (multi-seed training sums the seeds' objectives
+    for one backward pass), so three steps through objective().backward() give the same gradients, model and
+    state bit for bit; any other method refuses objective()."""
+    run = make(name)
+    if not type(run.method).single_objective():
+        with pytest.raises(NotImplementedError):
+            run.method.objective(losses_of(run.model, *run.data, [0, 1]), run.ctx)
+        return
+    other = make(name)
+    plain = train_steps(run, BATCHES[:3])
+    merged = train_steps(other, BATCHES[:3], via_objective=True)
+    for (_, a), (_, b) in zip(plain, merged):
+        assert all((x is None and y is None) or torch.equal(x, y) for x, y in zip(a, b))
+    assert all(torch.equal(x, y) for x, y in zip(run.model.state_dict().values(), other.model.state_dict().values()))
+    assert same(flat_state(run.method), flat_state(other.method))
 
 
 @pytest.mark.parametrize("name", METHODS, ids=IDS)

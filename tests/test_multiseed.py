@@ -85,6 +85,31 @@ def test_lockstep_training_gives_each_seed_its_single_run_weights(lj_dataset, me
     assert not torch.allclose(w[0], w[1])
 
 
+@pytest.mark.parametrize("method,merged", [("softadapt", True), ("uncertainty", True), ("cosmos", True),
+                                           ("mgda", False), ("gradnorm", False)])
+def test_one_objective_methods_share_one_backward_pass(lj_dataset, monkeypatch, method, merged):
+    """Methods whose update is one objective's gradient (single_objective) take one backward pass through the
+    batched graph for all seeds (no per-seed slice); the others go through a slice per seed."""
+    import balancebench.multiseed as multiseed
+
+    torch.set_num_threads(1)
+    slices, passes, plain_backward = [], [], torch.Tensor.backward
+    monkeypatch.setattr(multiseed._SeedSlice, "apply", lambda *a, _apply=multiseed._SeedSlice.apply:
+                        slices.append(a[1]) or _apply(*a))
+    monkeypatch.setattr(torch.Tensor, "backward", lambda self, *a, **k: passes.append(1) or
+                        plain_backward(self, *a, **k))
+    training = dict(TRAINING, max_epochs=1, batch_size=8)
+    multi = MultiSeedTrainer(lj_dataset, ModelConfig(**MODEL), TrainingSettings(**training), method, {}, [1, 2, 3])
+    assert get_method(method).single_objective() is merged
+    multi.run()
+    steps = multi.trainers[0].context.step
+    assert steps > 0 and all(t.context.step == steps for t in multi.trainers)
+    if merged:
+        assert slices == [] and len(passes) == steps  # one backward pass per step for the three seeds
+    else:
+        assert len(slices) == 3 * steps
+
+
 @pytest.mark.parametrize("method", [m for m in available_methods() if not m.startswith("test_")])
 def test_every_registered_method_trains_lockstep_as_alone(lj_dataset, tmp_path, method):
     """Every registered method goes through its own backward/step in lockstep, with no branch on its kind

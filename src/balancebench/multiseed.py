@@ -18,11 +18,15 @@ batched graph restricted to seed s's parameters, with the shared graph retained:
 method may call ``backward`` or ``torch.autograd.grad`` on its losses as often as it
 needs (gradient methods: once per loss) without freeing the other seeds' graph.
 The seeds' parameters are disjoint, so every gradient is exactly the seed's own.
-Cost: the forward is shared, but each of seed s's backward passes runs through the
-batched graph (zero cotangents for the other seeds), i.e. ~S times a single model's
-backward; on one CPU core the path is for correctness (tests/test_multiseed.py demands
-per-seed weights equal to training each seed alone), a speed gain needs a device
-that the single small model leaves idle.
+Cost: the forward is shared. When every seed's method is the gradient of one objective
+(``single_objective``: value, conditioned and uncertainty weighting), the seeds' objectives
+are summed and one backward pass through the batched graph serves all seeds. Otherwise
+each of seed s's backward passes runs through the batched graph (zero cotangents for the
+other seeds), ~S times a single model's backward, so the cost grows as S^2. On one CPU core
+the path is for correctness (tests/test_multiseed.py demands per-seed weights equal to
+training each seed alone; benchmarks/bench_multiseed.py measures it ~5x slower per seed than
+training alone: under vmap the pair operations run as eager batched gathers and scatters,
+not the fused kernels); a speed gain needs a device that one small model leaves idle.
 
 The workflow routes to it with ``training.multiseed: true`` (one ``train`` job per variant, all seeds;
 :func:`train_seeds`); the default is one job per seed.
@@ -76,15 +80,16 @@ def check_same_shape(models: list[CGSchNet]) -> None:
         raise ValueError(f"a multi-seed run stacks models of one configuration; got {sorted(configs)}")
 
 
-def batched_energy_and_forces(models: list[CGSchNet], graphs: list[GraphBatch], training: bool = True
-                              ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+def batched_energy_and_forces(models: list[CGSchNet], graphs: list[GraphBatch], training: bool = True,
+                              shared_graph: bool = False) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """[(E (B,), F (B*N, 3)) of model s on graph s] from one vmapped explicit-force call.
 
     The graphs must hold the same number of frames and beads (the pair counts may differ). Tensor
     ``extras`` that differ between the graphs (e.g. a conditioned method's ``"preference"``) are vmapped
     with the seeds; other extras must be equal. With ``training`` the results of seed s carry a graph
     into model s's parameters only (:class:`_SeedSlice`; backward may run on each as often as needed);
-    otherwise they are computed without one.
+    otherwise they are computed without one. With ``shared_graph`` they are plain slices of the one batched
+    graph instead, for a single backward pass of a sum over the seeds (which frees that graph).
     """
     if len(models) != len(graphs) or not models:
         raise ValueError("one graph per model is needed")
@@ -118,6 +123,8 @@ def batched_energy_and_forces(models: list[CGSchNet], graphs: list[GraphBatch], 
     with torch.enable_grad():
         params, buffers = stack_states(models)
         energy, forces = vmap(one)(params, buffers, stacked_extras, *stacked)
+    if shared_graph:
+        return [(energy[s], forces[s]) for s in range(len(models))]
     own = [[p for p in m.parameters() if p.requires_grad] for m in models]
     shared = {"energy": energy, "forces": forces, "params": own}
     return [_SeedSlice.apply(shared, s, *own[s]) for s in range(len(models))]
@@ -209,12 +216,33 @@ class MultiSeedTrainer:
         self.settings = settings
 
     def _step(self, running: list, batches: dict) -> dict:
-        """One optimisation step of every trainer in ``running`` on its frames; raw losses per trainer."""
+        """One optimisation step of every trainer in ``running`` on its frames; raw losses per trainer.
+
+        When every running seed's method is the gradient of one objective
+        (:meth:`~balancebench.balancing.base.BalancingMethod.single_objective`: value, conditioned and
+        uncertainty weighting), the seeds' objectives are summed and one backward pass through the batched graph
+        gives every seed its own gradient (the parameters are disjoint); otherwise each seed's
+        ``method.backward`` runs on its own :class:`_SeedSlice` (~S times one model's backward per pass).
+        """
         prepared = [t.prepare_step(batches[id(t)]) for t in running]
+        merged = all(t.method.single_objective() for t in running)
         predictions = batched_energy_and_forces([t.model for t in running], [g for g, _, _ in prepared],
-                                                training=True)
-        return {id(t): t.apply_step(energy, forces, f_ref, e_ref)
-                for t, (energy, forces), (_, f_ref, e_ref) in zip(running, predictions, prepared)}
+                                                training=True, shared_graph=merged)
+        if not merged:
+            return {id(t): t.apply_step(energy, forces, f_ref, e_ref)
+                    for t, (energy, forces), (_, f_ref, e_ref) in zip(running, predictions, prepared)}
+        raw, stepping, total = {}, [], None
+        for t, (energy, forces), (_, f_ref, e_ref) in zip(running, predictions, prepared):
+            raw[id(t)], losses = t.step_losses(energy, forces, f_ref, e_ref)
+            if losses is not None:
+                objective = t.method.objective(losses, t.context)
+                total = objective if total is None else total + objective
+                stepping.append(t)
+        if total is not None:
+            total.backward()
+        for t in stepping:
+            t.finish_step()
+        return raw
 
     def run(self, progress=None) -> list:
         """Train all seeds; returns each trainer's TrainingResult (seed order). ``progress(seed, row)`` per epoch."""

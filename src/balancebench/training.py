@@ -319,19 +319,30 @@ class Trainer:
 
     def apply_step(self, energy, forces, forces_ref, energy_ref) -> dict[str, float]:
         """The named losses of the predictions, then ``method.backward`` and ``method.step``; the raw losses."""
+        raw, losses = self.step_losses(energy, forces, forces_ref, energy_ref)
+        if losses is not None:
+            self.method.backward(losses, self.context)
+            self.finish_step()
+        return raw
+
+    def step_losses(self, energy, forces, forces_ref, energy_ref) -> tuple[dict[str, float], dict | None]:
+        """(raw losses, named differentiable losses) of the predictions, the gradients zeroed for the backward;
+        the named losses are None when a raw one is not finite (no update: the step is recorded as failed)."""
         ctx = self.context
         losses = losses_from_predictions(energy, forces, forces_ref, energy_ref, self.settings.energy_loss,
                                          self.train_frames.n_beads, self.settings.force_loss_alpha,
                                          self.settings.force_loss_scale)
         raw = {c: float(losses[c].detach()) for c in COMPONENTS}
         if not all(math.isfinite(v) for v in raw.values()):
-            return raw
+            return raw, None
         for p in [*ctx.model_params, *self.method.parameters()]:
             p.grad = None
-        self.method.backward(losses, ctx)
-        self.method.step(ctx)
-        ctx.step += 1
-        return raw
+        return raw, losses
+
+    def finish_step(self) -> None:
+        """After the backward: ``method.step`` and the step count."""
+        self.method.step(self.context)
+        self.context.step += 1
 
     # -- the loop ------------------------------------------------------------------------
     def run(self, progress=None) -> TrainingResult:

@@ -178,6 +178,14 @@ def adam(params: list, lr: float):
     return torch.optim.Adam(params, lr=lr, fused=fused or None)
 
 
+def backward_via_objective(self, losses: dict, context: TrainContext) -> None:
+    """``backward`` of a method whose update direction is the gradient of one scalar, :meth:`objective`: one
+    backward pass. A method assigns ``backward = backward_via_objective`` and implements ``objective``;
+    balancebench.multiseed then sums the seeds' objectives (disjoint parameters: each seed gets exactly its
+    own gradient) and runs a single backward pass through the batched graph for all of them."""
+    self.objective(losses, context).backward()
+
+
 class BalancingMethod:
     """Common interface of every balancing method (see the module docstring for the call order).
 
@@ -257,6 +265,16 @@ class BalancingMethod:
     def backward(self, losses: dict, context: TrainContext) -> None:
         """Fill ``.grad`` of ``context.model_params`` (and own parameters) from ``losses``; no optimizer step."""
         raise NotImplementedError(f"{type(self).__name__} does not implement backward()")
+
+    def objective(self, losses: dict, context: TrainContext):
+        """The scalar whose gradient is this step's update (the step's bookkeeping done); implemented by the
+        methods whose ``backward`` is :func:`backward_via_objective` (:meth:`single_objective`)."""
+        raise NotImplementedError(f"{type(self).__name__}.backward is not the gradient of one objective")
+
+    @classmethod
+    def single_objective(cls) -> bool:
+        """True when ``backward`` is the gradient of :meth:`objective` (one backward pass of one scalar)."""
+        return cls.backward is backward_via_objective
 
     def step(self, context: TrainContext) -> None:
         """Apply the update: default ``context.optimizer.step()``."""
@@ -413,17 +431,21 @@ class ValueMethod(BalancingMethod):
         if len(self.history) % self.update_every == 0:
             self.current = np.asarray(self.coefficients(np.asarray(self.history)), dtype=np.float64)
 
-    def backward(self, losses: dict, context: TrainContext) -> None:
+    backward = backward_via_objective
+
+    def objective(self, losses: dict, context: TrainContext):
+        """sum_k c_k L_k with this step's coefficients c (data, never differentiated)."""
         vec = loss_vector(losses, context.components)
         applied = self.current * self._scale  # weights of the raw losses: data, never differentiated
         import torch
 
-        (torch.as_tensor(applied, dtype=vec.dtype, device=vec.device) * vec).sum().backward()
+        total = (torch.as_tensor(applied, dtype=vec.dtype, device=vec.device) * vec).sum()
         self.record_weights(context, applied)
         if self.loss_scale != "raw":
             self.record_weights(context, self.current, prefix="lambda")
         if self.update_unit == "step":
             self._push(vec.detach().double().cpu().numpy() * self._scale)
+        return total
 
     def end_epoch(self, train_means: dict[str, float], context: TrainContext) -> None:
         if self.update_unit == "epoch":
@@ -595,12 +617,14 @@ class ConditionedMethod(BalancingMethod):
         self._preference = r
         graph.extras["preference"] = r
 
-    def backward(self, losses: dict, context: TrainContext) -> None:
+    backward = backward_via_objective
+
+    def objective(self, losses: dict, context: TrainContext):
         vec = loss_vector(losses, context.components)
         r = self._preference.to(dtype=vec.dtype, device=vec.device)
-        self.conditioned_loss(vec[None], r[None]).backward()
         self.record_weights(context, r)
         self.record_weights(context, r, prefix="pref")
+        return self.conditioned_loss(vec[None], r[None])
 
 
 # --------------------------------------------------------------------------------------

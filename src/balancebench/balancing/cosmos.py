@@ -34,7 +34,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ._params import Param, _choice, _finite_float, _int_at_least
-from .base import COMPONENTS, ConditionedMethod, loss_vector, register
+from .base import COMPONENTS, ConditionedMethod, backward_via_objective, loss_vector, register
 
 
 def _alpha(v: Any) -> list[float]:
@@ -145,8 +145,10 @@ class Cosmos(ConditionedMethod):
         self._refs = dict(getattr(context, "references", None) or {})
         self._scale = self._scales(self._refs)
 
-    def backward(self, losses: dict, context) -> None:
-        """Gradient of Eq. 5 at this batch's r into the model parameters' .grad (one backward pass)."""
+    backward = backward_via_objective
+
+    def objective(self, losses: dict, context):
+        """Eq. 5 at this batch's r (its gradient into the model parameters' .grad: one backward pass)."""
         import torch
 
         if self._preference is None:
@@ -156,8 +158,8 @@ class Cosmos(ConditionedMethod):
         vector = loss_vector(losses, COMPONENTS)
         scale = torch.as_tensor(self._scale, dtype=vector.dtype, device=vector.device)
         objective, cosine = cosmos_objective(vector / scale, self._preference, self.params["penalty"])
-        objective.backward()
         r = self._preference.detach().cpu()
         self.record_weights(context, r)  # coef_force, coef_energy: the epoch mean of r
         self.record_weights(context, r, prefix="pref")
         self.record(context, cosine=float(cosine.detach()))
+        return objective

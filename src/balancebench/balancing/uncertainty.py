@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from ._params import Param, _finite_float
-from .base import LearnedMethod, TrainContext, loss_vector, register
+from .base import LearnedMethod, TrainContext, backward_via_objective, loss_vector, register
 
 
 @register("uncertainty")
@@ -47,7 +47,10 @@ class UncertaintyWeighting(LearnedMethod):
 
         return (0.5 * torch.exp(-self.log_var)).detach()
 
-    def backward(self, losses: dict, context: TrainContext) -> None:
+    backward = backward_via_objective
+
+    def objective(self, losses: dict, context: TrainContext):
+        """sum_k 0.5 exp(-s_k) L_k + 0.5 s_k (Kendall et al.), differentiable in the model and s."""
         import torch
 
         vec = loss_vector(losses, context.components)
@@ -55,7 +58,7 @@ class UncertaintyWeighting(LearnedMethod):
         total = (0.5 * torch.exp(-s) * vec.double() + 0.5 * s).sum()
         self.record_weights(context, self.weights())
         self.record_weights(context, s.detach(), prefix="log_var")
-        total.backward()
+        return total
 
     def _extra_state(self) -> dict[str, Any]:
         return {"log_var": None if self.log_var is None else self.log_var.detach().clone()}
