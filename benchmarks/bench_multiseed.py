@@ -63,8 +63,8 @@ def timed(run, device: str) -> tuple[float, float]:
     return time.perf_counter() - wall, time.process_time() - cpu
 
 
-def bench(data, n_seeds: int, epochs: int, batch_size: int, device: str, table: bool) -> dict:
-    model = ModelConfig(**{**MODEL, "filter_table": MODEL["filter_table"] if table else None})
+def bench(data, n_seeds: int, epochs: int, batch_size: int, device: str, model: dict) -> dict:
+    model = ModelConfig(**model)
     settings = TrainingSettings(max_epochs=epochs, batch_size=batch_size, learning_rate=3e-3, patience=epochs + 1,
                                 device=device)
     seeds = list(range(1, n_seeds + 1))
@@ -95,9 +95,10 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     data, source = dataset(args.frames)
-    rows = [bench(data, s, args.epochs, args.batch_size, args.device, not args.exact) for s in args.seeds]
+    model = MODEL | ({"filter_table": None} if args.exact else {})
+    rows = [bench(data, s, args.epochs, args.batch_size, args.device, model) for s in args.seeds]
     device = torch.cuda.get_device_name() if args.device.startswith("cuda") else f"cpu, {args.threads} thread(s)"
-    print(json.dumps({"device": device, "data": source, "model": MODEL | ({"filter_table": None} if args.exact else {}),
+    print(json.dumps({"device": device, "data": source, "model": model,
                       "method": METHOD, "rows": rows}, indent=2))
     for r in rows:
         print(f"{r['seeds']:3d} seeds on {device}: {r['wall_s_per_epoch']['alone']:.3f} s/epoch one after another, "

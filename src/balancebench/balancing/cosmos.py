@@ -34,7 +34,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ._params import Param, _choice, _finite_float, _int_at_least
-from .base import COMPONENTS, ConditionedMethod, backward_via_objective, loss_vector, register
+from .base import COMPONENTS, ConditionedMethod, loss_vector, register
 
 
 def _alpha(v: Any) -> list[float]:
@@ -145,10 +145,9 @@ class Cosmos(ConditionedMethod):
         self._refs = dict(getattr(context, "references", None) or {})
         self._scale = self._scales(self._refs)
 
-    backward = backward_via_objective
-
     def objective(self, losses: dict, context):
-        """Eq. 5 at this batch's r (its gradient into the model parameters' .grad: one backward pass)."""
+        """Eq. 5 at this batch's r; ``backward`` (ConditionedMethod's) puts its gradient into the model
+        parameters' .grad in one backward pass."""
         import torch
 
         if self._preference is None:
