@@ -111,6 +111,12 @@ class ModelConfig:
         return asdict(self)
 
 
+def under_vmap(t: torch.Tensor) -> bool:
+    """True for a tensor seen inside a torch.func transform (balancebench.multiseed's vmap): its values may not
+    leave the transform (no ``float(t)``), and a buffer is a wrapped copy."""
+    return torch._C._functorch.is_functorch_wrapped_tensor(t)
+
+
 def resolve_device(name: str, setting: str = "device") -> torch.device:
     """``auto`` -> the GPU when there is one, else the CPU; ``cuda`` without a GPU is refused naming ``setting``."""
     if name == "auto":
@@ -434,7 +440,7 @@ class CGSchNet(nn.Module):
         cache = self.__dict__.setdefault("_node_basis", {})
         if (n, device) not in cache:
             offsets = self.offsets
-            if torch._C._functorch.is_functorch_wrapped_tensor(offsets):  # vmapped buffer: made as in __init__
+            if under_vmap(offsets):  # vmapped buffer: made as in __init__
                 offsets = torch.linspace(0.0, self.cutoff, self.config.num_gaussians, device=device)
             offsets = offsets.detach().to(torch.float64)  # the centres the exact path uses, to the last bit
             r = torch.linspace(0.0, self.cutoff, n + 1, dtype=torch.float64, device=device)
@@ -537,8 +543,7 @@ class CGSchNet(nn.Module):
         if table is None and self.config.filter_table:  # the tabulated model: a table of the current weights,
             # from the closest pair's interval on; the whole table under torch.func.vmap (balancebench.multiseed),
             # where each seed's distances differ and no value may leave the transform
-            batched = torch._C._functorch.is_functorch_wrapped_tensor(geom.r)
-            r_min = float(geom.r.min()) if geom.r.numel() and not batched else 0.0
+            r_min = float(geom.r.min()) if geom.r.numel() and not under_vmap(geom.r) else 0.0
             table = FilterTable(self, self.config.filter_table, frozen=False, r_min=r_min)
         act = self.config.activation
         n_pairs = geom.i.shape[0]
