@@ -5,7 +5,7 @@ in one process, on the same threads:
 
   plain      LAMMPS ``run`` of the whole production length, no per-frame output
   dump       the same with LAMMPS's own ``dump custom`` of x, y, z, fx, fy, fz, image every frame
-  balancebench  :func:`balancebench.atomistic.md.production` (chunked runs, numpy extraction,
+  balancebench  :func:`balancebench.tasks.cg_benzene.atomistic.md.production` (chunked runs, numpy extraction,
              per-molecule computes, H5MD writing)
 
 The figure of merit is the overhead ratio balancebench / plain (target < 1.10).
@@ -23,8 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from balancebench.atomistic import builder, md
-from balancebench.trajectory import H5MDWriter
+from balancebench.tasks.cg_benzene.atomistic import builder, md
+from balancebench.tasks.cg_benzene.trajectory import H5MDWriter
 
 
 def equilibrated_input(workdir: Path, n_molecules: int, threads: int, pair_cutoff: float) -> Path:

@@ -28,8 +28,8 @@ from ase import units
 from ase.calculators.lj import LennardJones
 from ase.md.langevin import Langevin
 
-from balancebench.model import CGSchNet, ModelConfig
-from balancebench.simulation import EV_PER_KCAL_MOL, CGCalculator, atoms_from_frame, initialise_velocities
+from balancebench.tasks.cg_benzene.model import CGSchNet, ModelConfig
+from balancebench.tasks.cg_benzene.simulation import EV_PER_KCAL_MOL, CGCalculator, atoms_from_frame, initialise_velocities
 
 SIZES = {
     125: dict(hidden_channels=32, num_filters=32, num_interactions=2, num_gaussians=25, cutoff=10.0),
@@ -46,7 +46,7 @@ class AutogradCalculator(CGCalculator):
     def calculate(self, atoms=None, properties=("energy",), system_changes=()):
         from ase.calculators.calculator import Calculator
 
-        from balancebench.model import GraphBatch
+        from balancebench.tasks.cg_benzene.model import GraphBatch
 
         Calculator.calculate(self, atoms, properties, system_changes)
         box = np.diag(self.atoms.cell.array).copy()

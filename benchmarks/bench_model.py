@@ -8,7 +8,7 @@ training epoch = every frame once, in batches, with force matching and an Adam s
 
   ours       explicit forces (CGSchNet.energy_and_forces: dE/dr written as forward operations, pair
              geometry cached per frame), so the loss needs a first-order backward only; the pair
-             convolutions through the fused C++ kernels (balancebench.pair_kernels)
+             convolutions through the fused C++ kernels (balancebench.tasks.cg_benzene.pair_kernels)
   eager      the same, with the pair operations as eager torch expressions (no compiler, or
              BALANCEBENCH_PAIR_KERNELS=0)
   table      ours with model.filter_table (the radial filters as cubic tables: a model of its own, its
@@ -47,11 +47,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from balancebench import pair_kernels
+from balancebench.tasks.cg_benzene import pair_kernels
 from balancebench.balancing.base import adam
-from balancebench.model import CGSchNet, ModelConfig, batch_frames, fast_cpu_math
-from balancebench.neighbors import neighbor_list
-from balancebench.pyg_reference import stock_energy_and_forces, stock_schnet
+from balancebench.tasks.cg_benzene.model import CGSchNet, ModelConfig, batch_frames, fast_cpu_math
+from balancebench.tasks.cg_benzene.neighbors import neighbor_list
+from balancebench.tasks.cg_benzene.pyg_reference import stock_energy_and_forces, stock_schnet
 
 TABLE_SPACING = {"demo": 0.02, "paper": 0.005}  # A, model.filter_table of the "table" path
 SIZES = {
@@ -64,7 +64,7 @@ def demo_frames(n_frames: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(positions (F, 125, 3), forces, box (3,)) from the demo dataset or a random packing at 0.83 g/cm^3."""
     path = Path("results/cg/dataset.h5")
     if path.exists():
-        from balancebench.cg import read_dataset
+        from balancebench.tasks.cg_benzene.cg import read_dataset
 
         ds = read_dataset(path)
         return ds.positions[:n_frames], ds.forces[:n_frames], ds.box[0]

@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 
 from balancebench.balancing import get_method
-from balancebench.model import ModelConfig
+from balancebench.tasks.cg_benzene.model import ModelConfig
 from balancebench.multiseed import MultiSeedTrainer
 from balancebench.training import Trainer, TrainingSettings
 
@@ -42,7 +42,7 @@ METHOD, PARAMS = "softadapt", {"beta": 0.1}
 def dataset(n_frames: int):
     path = Path("results/cg/dataset.h5")
     if path.exists():
-        from balancebench.cg import read_dataset
+        from balancebench.tasks.cg_benzene.cg import read_dataset
 
         return read_dataset(path), str(path)
     from balancebench.l2o.problems import lj_bead_dataset

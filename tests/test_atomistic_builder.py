@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from balancebench.atomistic import builder, forcefield as ff
+from balancebench.tasks.cg_benzene.atomistic import builder, forcefield as ff
 from balancebench.config import AVOGADRO
-from balancebench.lammps_runtime import import_lammps
+from balancebench.tasks.cg_benzene.lammps_runtime import import_lammps
 
 
 def test_benzene_geometry_and_topology():

@@ -7,8 +7,8 @@ import h5py
 import numpy as np
 import pytest
 
-from balancebench.atomistic import builder, forcefield as ff, md
-from balancebench.trajectory import H5MDWriter
+from balancebench.tasks.cg_benzene.atomistic import builder, forcefield as ff, md
+from balancebench.tasks.cg_benzene.trajectory import H5MDWriter
 from ewald_reference import intermolecular_energy
 
 EXPERIMENTAL_DENSITY = 0.829  # g/cm^3 near 340 K (0.8364 at 60 C, 0.8254 at 70 C; docs/atomistic.md)

@@ -7,7 +7,7 @@ import torch
 
 from balancebench.balancing import get_method, missing_requirements
 from balancebench.balancing.torchjd_adapter import project_dual_cone_weights
-from balancebench.model import ModelConfig
+from balancebench.tasks.cg_benzene.model import ModelConfig
 from balancebench.training import Trainer, TrainingSettings, loss_components
 
 MODEL = dict(hidden_channels=16, num_filters=16, num_interactions=2, num_gaussians=16, cutoff=7.5,

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from balancebench import cg
-from balancebench.atomistic import builder, md
-from balancebench.trajectory import H5MDWriter
+from balancebench.tasks.cg_benzene import cg
+from balancebench.tasks.cg_benzene.atomistic import builder, md
+from balancebench.tasks.cg_benzene.trajectory import H5MDWriter
 
 
 def test_split_is_disjoint_complete_and_seeded():

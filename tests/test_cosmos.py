@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from balancebench.balancing import get_method
-from balancebench.model import CGSchNet, ModelConfig
+from balancebench.tasks.cg_benzene.model import CGSchNet, ModelConfig
 from balancebench.pareto import model_errors
 from balancebench.training import FrameSet, Trainer, TrainingSettings, train_model
 
@@ -17,7 +17,7 @@ MODEL = {"hidden_channels": 16, "num_filters": 16, "num_interactions": 2, "num_g
 
 def conditioned_atoms(preference, seed=0, n_side=3, spacing=5.6):
     """A conditioned SchNet (random weights) on a bead lattice through CGCalculator at ``preference``."""
-    from balancebench.simulation import CGCalculator, atoms_from_frame
+    from balancebench.tasks.cg_benzene.simulation import CGCalculator, atoms_from_frame
 
     torch.manual_seed(seed)
     model = CGSchNet(ModelConfig(**dict(MODEL, prior_sigma=4.0), preference_dim=2))
@@ -75,7 +75,7 @@ def test_nve_conserves_energy_at_fixed_preference():
 
 
 def test_calculator_refuses_a_missing_or_wrong_preference():
-    from balancebench.simulation import CGCalculator
+    from balancebench.tasks.cg_benzene.simulation import CGCalculator
 
     with pytest.raises(ValueError, match="preference must have length 2"):
         conditioned_atoms([0.2, 0.3, 0.5])
@@ -240,7 +240,7 @@ def test_train_model_writes_the_front_and_the_chosen_preference_that_simulation_
 
     import pandas as pd
 
-    from balancebench.simulation import CGCalculator, atoms_from_frame
+    from balancebench.tasks.cg_benzene.simulation import CGCalculator, atoms_from_frame
 
     result = train_model(lj_dataset, MODEL, {"max_epochs": 2, "batch_size": 8, "patience": 5}, "cosmos",
                          {"test_rays": 7}, seed=0, out_dir=tmp_path, threads=1, variant="cosmos")

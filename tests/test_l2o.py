@@ -313,7 +313,7 @@ def test_method_parameters_are_validated():
 
 
 def _schnet_run(cls, path, frames, steps, kill_at=None, tmp=None):
-    from balancebench.model import CGSchNet, ModelConfig
+    from balancebench.tasks.cg_benzene.model import CGSchNet, ModelConfig
     from balancebench.training import fit_energy_scale, loss_components
 
     torch.manual_seed(0)
@@ -381,7 +381,7 @@ def test_trainer_runs_logs_acceptance_and_resumes_a_killed_run_bit_identically(n
                                                                                meta_trained):
     import pandas as pd
 
-    from balancebench.model import ModelConfig
+    from balancebench.tasks.cg_benzene.model import ModelConfig
     from balancebench.training import Trainer, TrainingSettings, train_model
 
     net, record, _ = meta_trained

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from balancebench.losses import robust_force_loss
+from balancebench.tasks.cg_benzene.losses import robust_force_loss
 
 R = torch.tensor([-30.0, -3.0, -0.5, 0.0, 0.2, 1.0, 4.0, 50.0], dtype=torch.float64)
 

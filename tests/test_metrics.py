@@ -7,10 +7,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from balancebench import metrics as mt
+from balancebench.tasks.cg_benzene import metrics as mt
 from balancebench.stats.scheme import REPORTED_ONLY
-from balancebench import observables as ob
-from balancebench.trajectory import H5MDWriter
+from balancebench.tasks.cg_benzene import observables as ob
+from balancebench.tasks.cg_benzene.trajectory import H5MDWriter
 
 PAPER_METRICS = ["N_ep", "t_ep", "sigma_ep", "delta_U", "CV_U", "mean_T", "CV_T", "d_KS", "p_KS", "s_MSD"]
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from balancebench.model import CGSchNet, GraphBatch, ModelConfig, batch_frames
-from balancebench.neighbors import CutoffTooLargeError, neighbor_list
+from balancebench.tasks.cg_benzene.model import CGSchNet, GraphBatch, ModelConfig, batch_frames
+from balancebench.tasks.cg_benzene.neighbors import CutoffTooLargeError, neighbor_list
 
 BOX = np.array([22.0, 22.0, 22.0])
 
@@ -113,7 +113,7 @@ def test_refuses_cutoff_beyond_half_box():
 
 def test_same_numbers_as_torch_geometric_schnet():
     """Copy our weights into torch_geometric's SchNet, wire it to the same neighbour list: equal energies and forces."""
-    from balancebench.pyg_reference import pyg_schnet_like
+    from balancebench.tasks.cg_benzene.pyg_reference import pyg_schnet_like
 
     model = model64(4, use_prior=False)
     model.set_energy_scale(0.0, 1.0)
@@ -146,7 +146,7 @@ def _frames_and_lists(model, seeds=(11, 12), reach=0.0):
 @pytest.mark.parametrize("chunk", [64, 1 << 20])
 def test_explicit_forces_equal_autograd_forces(activation, chunk, monkeypatch):
     """Same energies and forces as dE/dx by autograd (prior on, Verlet-like list with pairs beyond the cutoff)."""
-    import balancebench.model as model_module
+    import balancebench.tasks.cg_benzene.model as model_module
 
     monkeypatch.setattr(model_module, "PAIR_CHUNK", chunk)  # 64: many chunks; 2^20: one
     model = model64(5, activation=activation)
@@ -184,7 +184,7 @@ def test_explicit_forces_are_minus_finite_difference_gradient_on_a_verlet_list()
 def test_training_gradients_equal_the_double_backward(activation, monkeypatch):
     """The force + energy loss gradient through explicit forces (first-order backward) equals autograd's double
     backward through -dE/dx, parameter by parameter (float64)."""
-    import balancebench.model as model_module
+    import balancebench.tasks.cg_benzene.model as model_module
 
     monkeypatch.setattr(model_module, "PAIR_CHUNK", 100)
     model = model64(7, activation=activation)
@@ -244,7 +244,7 @@ def test_every_energy_path_builds_h0_through_initial_features(monkeypatch):
 
 def test_filter_table_error_shrinks_as_h_to_the_fourth():
     """Cubic Hermite table of W(r) = f(r) C(r): values O(h^4), derivatives O(h^3), both tiny at h = 0.005 A."""
-    from balancebench.model import FilterTable
+    from balancebench.tasks.cg_benzene.model import FilterTable
 
     model = model64(10)
     r = torch.linspace(0.5, model.cutoff - 1e-6, 2001, dtype=torch.float64)
@@ -273,7 +273,7 @@ def test_a_table_from_r_min_on_reads_the_full_tables_rows():
     """A training step builds its table from (one below) the closest pair's interval on: the rows it reads are the
     full table's (to float64 rounding: the matrix products see fewer rows), and a distance below its first node is
     refused rather than extrapolated."""
-    from balancebench.model import FilterTable
+    from balancebench.tasks.cg_benzene.model import FilterTable
 
     model = model64(10)
     full, part = FilterTable(model, 0.01), FilterTable(model, 0.01, r_min=3.0)
@@ -290,7 +290,7 @@ def test_a_table_from_r_min_on_reads_the_full_tables_rows():
 def test_geometry_cache_budget_is_released_with_the_frames():
     import gc
 
-    import balancebench.model as model_module
+    import balancebench.tasks.cg_benzene.model as model_module
 
     model = model64(11)
     before = model_module._geometry_cache_used[0]
@@ -339,7 +339,7 @@ def test_filter_table_setting_is_validated():
 
 _STEP_FAULTS = """
 import ctypes, resource, sys, torch
-from balancebench.model import keep_freed_memory
+from balancebench.tasks.cg_benzene.model import keep_freed_memory
 # the control: glibc's mmap threshold held at its initial 128 KiB (its dynamic rise is left to chance), so
 # every block below is mapped and unmapped, as glibc's default does in a training step much of the time
 assert ctypes.CDLL("libc.so.6").mallopt(-3, 128 << 10)

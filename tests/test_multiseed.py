@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from balancebench.balancing import available_methods, default_params, get_method, missing_requirements
-from balancebench.model import ModelConfig
+from balancebench.tasks.cg_benzene.model import ModelConfig
 from balancebench.multiseed import MultiSeedTrainer, batched_energy_and_forces, pad_geometry
 from balancebench.training import Trainer, TrainingSettings
 

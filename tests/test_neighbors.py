@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from balancebench.neighbors import CutoffTooLargeError, VerletList, brute_force_pairs, neighbor_list
+from balancebench.tasks.cg_benzene.neighbors import CutoffTooLargeError, VerletList, brute_force_pairs, neighbor_list
 
 
 def random_frame(n, box, seed):

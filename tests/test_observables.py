@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from balancebench import observables as ob
+from balancebench.tasks.cg_benzene import observables as ob
 
 
 def test_ideal_gas_rdf_is_one():

@@ -1,11 +1,11 @@
-"""The fused pair operations (balancebench.pair_kernels) against their eager expressions and their adjoints."""
+"""The fused pair operations (balancebench.tasks.cg_benzene.pair_kernels) against their eager expressions and their adjoints."""
 
 import pytest
 import torch
 
-from balancebench import pair_kernels
-from balancebench.model import CGSchNet, ModelConfig, batch_frames
-from balancebench.neighbors import neighbor_list
+from balancebench.tasks.cg_benzene import pair_kernels
+from balancebench.tasks.cg_benzene.model import CGSchNet, ModelConfig, batch_frames
+from balancebench.tasks.cg_benzene.neighbors import neighbor_list
 
 if not pair_kernels.available():  # no C++ compiler here: the eager expressions run everywhere
     pytest.skip(f"fused pair kernels unavailable: {pair_kernels.status()}", allow_module_level=True)

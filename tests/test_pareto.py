@@ -94,7 +94,7 @@ def test_choose_preference_takes_the_lowest_criterion():
 
 def test_target_variances_are_the_trainers_references(lj_dataset):
     from balancebench.balancing import get_method
-    from balancebench.model import ModelConfig
+    from balancebench.tasks.cg_benzene.model import ModelConfig
     from balancebench.training import Trainer, TrainingSettings
 
     trainer = Trainer(lj_dataset, ModelConfig(hidden_channels=8, num_filters=8, num_interactions=1, num_gaussians=8,
@@ -236,7 +236,7 @@ def test_conditioned_outputs_fall_back_when_no_ray_is_finite(tmp_path, lj_datase
     """A model whose every ray gives a non-finite error records the evaluation preference instead of crashing."""
     import torch
 
-    from balancebench.model import CGSchNet, ModelConfig
+    from balancebench.tasks.cg_benzene.model import CGSchNet, ModelConfig
     from balancebench.pareto import conditioned_outputs
     from balancebench.training import FrameSet
 

@@ -11,7 +11,7 @@ from ase import Atoms
 from ase.calculators.lj import LennardJones
 
 from balancebench.progress import EpochProgress, Progress, format_duration
-from balancebench.simulation import EV_PER_KCAL_MOL, NVTSettings, run_nvt
+from balancebench.tasks.cg_benzene.simulation import EV_PER_KCAL_MOL, NVTSettings, run_nvt
 
 
 class FakeClock:

@@ -24,7 +24,7 @@ def test_an_unknown_key_names_its_section_and_the_valid_keys():
 
 
 @pytest.mark.parametrize("section, build", [
-    ("model", lambda: __import__("balancebench.model", fromlist=["ModelConfig"]).ModelConfig.from_dict),
+    ("model", lambda: __import__("balancebench.tasks.cg_benzene.model", fromlist=["ModelConfig"]).ModelConfig.from_dict),
     ("training", lambda: __import__("balancebench.training", fromlist=["TrainingSettings"]).TrainingSettings.from_dict),
     ("l2o.optimizer", lambda: __import__("balancebench.l2o.net", fromlist=["OptimizerSpec"]).OptimizerSpec.from_dict),
     ("l2o.meta", lambda: __import__("balancebench.l2o.meta", fromlist=["MetaSettings"]).MetaSettings.from_dict),

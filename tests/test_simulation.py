@@ -5,7 +5,7 @@ import pytest
 from ase import Atoms
 from ase.calculators.lj import LennardJones
 
-from balancebench.simulation import EV_PER_KCAL_MOL, NVTSettings, initialise_velocities, run_nvt
+from balancebench.tasks.cg_benzene.simulation import EV_PER_KCAL_MOL, NVTSettings, initialise_velocities, run_nvt
 
 SIGMA, EPSILON_KCAL = 5.3, 0.6  # a benzene-like bead pair potential
 
@@ -95,8 +95,8 @@ def cg_model_atoms(seed=0, n_side=3, spacing=5.6):
     """A small SchNet + prior model (random weights) on a bead lattice, through CGCalculator."""
     import torch
 
-    from balancebench.model import CGSchNet, ModelConfig
-    from balancebench.simulation import CGCalculator, atoms_from_frame
+    from balancebench.tasks.cg_benzene.model import CGSchNet, ModelConfig
+    from balancebench.tasks.cg_benzene.simulation import CGCalculator, atoms_from_frame
 
     torch.manual_seed(seed)
     model = CGSchNet(ModelConfig(hidden_channels=16, num_filters=16, num_interactions=2, num_gaussians=16,
@@ -130,7 +130,7 @@ def test_cg_calculator_conserves_energy_in_nve():
 
 
 def test_cg_calculator_round_trips_a_checkpoint(tmp_path, lj_dataset):
-    from balancebench.simulation import CGCalculator, atoms_from_frame
+    from balancebench.tasks.cg_benzene.simulation import CGCalculator, atoms_from_frame
     from balancebench.training import train_model
 
     model = dict(hidden_channels=8, num_filters=8, num_interactions=1, num_gaussians=8, cutoff=7.5)
@@ -146,8 +146,8 @@ def test_cg_calculator_table_forces_equal_the_exact_filter_and_autograd():
     """The tabulated filter (default) gives the forces of the exact filter network and of autograd to 1e-6."""
     import torch
 
-    from balancebench.model import GraphBatch
-    from balancebench.simulation import EV_PER_KCAL_MOL, CGCalculator
+    from balancebench.tasks.cg_benzene.model import GraphBatch
+    from balancebench.tasks.cg_benzene.simulation import EV_PER_KCAL_MOL, CGCalculator
 
     atoms = cg_model_atoms(seed=2)
     tabulated = atoms.get_forces(), atoms.get_potential_energy()
@@ -157,7 +157,7 @@ def test_cg_calculator_table_forces_equal_the_exact_filter_and_autograd():
     atoms.calc = exact_calc
     exact = atoms.get_forces(), atoms.get_potential_energy()
     x = torch.as_tensor(atoms.get_positions(), dtype=torch.float64)
-    from balancebench.neighbors import neighbor_list
+    from balancebench.tasks.cg_benzene.neighbors import neighbor_list
 
     nl = neighbor_list(x, np.diag(atoms.cell.array), model.cutoff)
     e_ref, f_ref = model.energy_and_forces_autograd(GraphBatch(x, nl, torch.zeros(len(x), dtype=torch.long), 1))
@@ -176,7 +176,7 @@ def test_float32_table_forces_keep_float32_accuracy():
 
     import torch
 
-    from balancebench.simulation import CGCalculator
+    from balancebench.tasks.cg_benzene.simulation import CGCalculator
 
     atoms = cg_model_atoms(seed=3)
     model = atoms.calc.model
@@ -216,8 +216,8 @@ def test_a_tabulated_model_runs_its_own_table_in_md():
     """A model trained with model.filter_table runs MD on the table of that spacing (the same model)."""
     import dataclasses
 
-    from balancebench.model import CGSchNet
-    from balancebench.simulation import CGCalculator
+    from balancebench.tasks.cg_benzene.model import CGSchNet
+    from balancebench.tasks.cg_benzene.simulation import CGCalculator
 
     model = cg_model_atoms(seed=5).calc.model
     tabulated = CGSchNet(dataclasses.replace(model.config, filter_table=0.02))

@@ -441,7 +441,7 @@ def test_settings_from_the_configs(repo):
 
 # --------------------------------------------------------------------------- issue 13: a verdict that holds
 
-from balancebench.metrics import METRICS  # noqa: E402
+from balancebench.tasks.cg_benzene.metrics import METRICS  # noqa: E402
 from balancebench.stats import ordering_text, synthetic_metrics_table  # noqa: E402
 from balancebench.stats.blocked import blocked_posthoc, complete_blocks, friedman  # noqa: E402
 from balancebench.stats.robustness import (  # noqa: E402

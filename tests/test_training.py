@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from balancebench.balancing import available_methods, default_params, get_method, missing_requirements
-from balancebench.model import ModelConfig
+from balancebench.tasks.cg_benzene.model import ModelConfig
 from balancebench.training import LOG_COLUMNS, Trainer, TrainingSettings, evaluate, train_model
 
 MODEL = dict(hidden_channels=16, num_filters=16, num_interactions=2, num_gaussians=16, cutoff=7.5,

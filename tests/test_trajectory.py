@@ -7,7 +7,7 @@ import sys
 import h5py
 import numpy as np
 
-from balancebench.trajectory import H5MDWriter, read_provenance, read_series
+from balancebench.tasks.cg_benzene.trajectory import H5MDWriter, read_provenance, read_series
 
 
 def test_writer_layout_units_and_round_trip(tmp_path):
@@ -55,7 +55,7 @@ def test_a_killed_writer_leaves_every_flushed_frame_readable(tmp_path):
     path = tmp_path / "killed.h5"
     code = (
         "import os\n"
-        "from balancebench.trajectory import H5MDWriter\n"
+        "from balancebench.tasks.cg_benzene.trajectory import H5MDWriter\n"
         f"w = H5MDWriter({str(path)!r})\n"
         "for k in range(70):\n"
         "    w.append('observables/temperature', 300.0 + k, step=k, time=0.1 * k, unit='K')\n"

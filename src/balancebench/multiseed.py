@@ -2,7 +2,7 @@
 
 The S models (one per seed) keep their own parameters, optimizers and balancing
 methods; what is shared is the forward work: their explicit energies and forces
-(:meth:`~balancebench.model.CGSchNet.explicit_energy_and_forces`) are computed by
+(:meth:`~balancebench.tasks.cg_benzene.model.CGSchNet.explicit_energy_and_forces`) are computed by
 ``torch.func.vmap`` over parameters stacked along a new leading axis, each model
 on its own batch of frames. The graphs of different seeds differ (each seed
 shuffles its own frame order), so their pair lists are padded to the longest
@@ -37,7 +37,7 @@ from __future__ import annotations
 import torch
 from torch.func import functional_call, vmap
 
-from balancebench.model import CGSchNet, GraphBatch, PairGeometry
+from balancebench.tasks.cg_benzene.model import CGSchNet, GraphBatch, PairGeometry
 
 _GEOMETRY_FIELDS = ("i", "j", "unit", "rbf", "drbf", "envelope", "denvelope", "prior", "dprior", "r")
 
@@ -287,7 +287,7 @@ def train_seeds(dataset, model_config: dict, training: dict, method_name: str, m
     """
     from pathlib import Path
 
-    from balancebench.model import ModelConfig
+    from balancebench.tasks.cg_benzene.model import ModelConfig
     from balancebench.training import TrainingSettings, write_run
 
     if threads:

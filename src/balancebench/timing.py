@@ -121,7 +121,7 @@ def calibrate(trainer, repeats: int = 5) -> Calibration:
 def trainer_from_run(dataset, hparams: dict, state_dict: dict | None = None, device: str = "cpu"):
     """A Trainer for the configuration of a finished run (hparams.json), with its trained weights loaded."""
     from balancebench.balancing import get_method
-    from balancebench.model import ModelConfig
+    from balancebench.tasks.cg_benzene.model import ModelConfig
     from balancebench.training import Trainer, TrainingSettings
 
     training = dict(hparams["training"])

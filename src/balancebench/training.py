@@ -1,4 +1,4 @@
-"""Force-matching training of :class:`~balancebench.model.CGSchNet` under one balancing method (seed 000 Sec. 2.2, 2.4).
+"""Force-matching training of :class:`~balancebench.tasks.cg_benzene.model.CGSchNet` under one balancing method (seed 000 Sec. 2.2, 2.4).
 
 Loss of one batch of B frames with N beads (Eq. 2 of seed 000)::
 
@@ -45,11 +45,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from balancebench import pair_kernels
+from balancebench.tasks.cg_benzene import pair_kernels
 from balancebench.balancing import COMPONENTS, BalancingMethod, TrainContext, get_method
-from balancebench.cg import CGDataset
-from balancebench.losses import robust_force_loss
-from balancebench.model import (
+from balancebench.tasks.cg_benzene.cg import CGDataset
+from balancebench.tasks.cg_benzene.losses import robust_force_loss
+from balancebench.tasks.cg_benzene.model import (
     CGSchNet,
     GraphBatch,
     ModelConfig,
@@ -57,7 +57,7 @@ from balancebench.model import (
     fast_cpu_math,
     resolve_device,
 )
-from balancebench.neighbors import check_cutoff, neighbor_list
+from balancebench.tasks.cg_benzene.neighbors import check_cutoff, neighbor_list
 from balancebench.seeding import deterministic_algorithms
 from balancebench.settings import settings_from_section
 
@@ -79,7 +79,7 @@ class TrainingSettings:
     divergence_factor: float = 1e6
     device: str = "auto"  # auto | cpu | cuda
     dtype: str = "float32"
-    # robust force loss of the training step (balancebench.losses; 2 = the MSE of Eq. 2); validation stays MSE
+    # robust force loss of the training step (balancebench.tasks.cg_benzene.losses; 2 = the MSE of Eq. 2); validation stays MSE
     force_loss_alpha: float = 2.0
     force_loss_scale: float = 1.0  # kcal/mol/A
 
@@ -136,7 +136,7 @@ def loss_components(model: CGSchNet, graph: GraphBatch, forces_ref, energy_ref, 
                     force_loss_scale: float = 1.0) -> dict[str, torch.Tensor]:
     """{"force": L_F, "energy": L_E} of Eq. 2 for one batch (see the module docstring for units).
 
-    ``force_loss_alpha`` != 2 replaces the force MSE by the robust loss of :mod:`balancebench.losses`.
+    ``force_loss_alpha`` != 2 replaces the force MSE by the robust loss of :mod:`balancebench.tasks.cg_benzene.losses`.
     """
     energy, forces = model.energy_and_forces(graph, training=training)
     return losses_from_predictions(energy, forces, forces_ref, energy_ref, energy_loss, n_beads,

@@ -71,7 +71,7 @@ def snakemake_job(smk):
 def train_job_inputs(job: Job) -> tuple[dict, dict, object]:
     """(method params, training settings, CG dataset) of a rule train job (one seed or all): the variant's
     configured settings with its search's selection applied for every seed, the selection said in the log."""
-    from balancebench.cg import read_dataset
+    from balancebench.tasks.cg_benzene.cg import read_dataset
     from balancebench.search.space import variant_settings
 
     smk = job.smk

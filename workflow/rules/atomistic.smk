@@ -13,7 +13,7 @@ rule build_system:
     params:
         md=config["atomistic"],
         seed=config["seed"],
-        code=code_hash("atomistic/builder.py", "atomistic/forcefield.py"),
+        code=code_hash("tasks/cg_benzene/atomistic/builder.py", "tasks/cg_benzene/atomistic/forcefield.py"),
     script:
         "../scripts/build_system.py"
 
@@ -39,7 +39,7 @@ rule equilibrate:
     params:
         md=config["atomistic"],
         seed=config["seed"],
-        code=code_hash("atomistic", "lammps_runtime.py"),
+        code=code_hash("tasks/cg_benzene/atomistic", "tasks/cg_benzene/lammps_runtime.py"),
     script:
         "../scripts/equilibrate.py"
 
@@ -64,7 +64,9 @@ rule production:
     params:
         md=config["atomistic"],
         seed=config["seed"],
-        code=code_hash("atomistic", "lammps_runtime.py", "trajectory.py"),
+        code=code_hash(
+            "tasks/cg_benzene/atomistic", "tasks/cg_benzene/lammps_runtime.py", "tasks/cg_benzene/trajectory.py"
+        ),
     script:
         "../scripts/production.py"
 
@@ -94,6 +96,6 @@ rule atomistic_observables:
         mem_mb=4000,
     params:
         observables=config["observables"],
-        code=code_hash("observables.py", "reference.py"),
+        code=code_hash("tasks/cg_benzene/observables.py", "tasks/cg_benzene/reference.py"),
     script:
         "../scripts/atomistic_observables.py"

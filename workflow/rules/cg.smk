@@ -18,6 +18,6 @@ rule cg_map:
     params:
         cg=config["cg"],
         seed=config["seed"],
-        code=code_hash("cg.py"),
+        code=code_hash("tasks/cg_benzene/cg.py"),
     script:
         "../scripts/cg_map.py"

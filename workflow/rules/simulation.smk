@@ -27,7 +27,12 @@ rule simulate:
         simulation=config["simulation"],
         temperature=config["atomistic"]["temperature"],
         seed=lambda wc: int(wc.seed),
-        code=code_hash("simulation.py", "model.py", "neighbors.py", "trajectory.py"),
+        code=code_hash(
+            "tasks/cg_benzene/simulation.py",
+            "tasks/cg_benzene/model.py",
+            "tasks/cg_benzene/neighbors.py",
+            "tasks/cg_benzene/trajectory.py",
+        ),
     script:
         "../scripts/simulate.py"
 
@@ -51,7 +56,7 @@ rule timing_calibration:
         training=TRAINING,
         seed=config["seed"],
         device=config["training"]["device"],
-        code=code_hash("timing.py", "training.py", "model.py"),
+        code=code_hash("timing.py", "training.py", "tasks/cg_benzene/model.py"),
     script:
         "../scripts/stats_timing_calibration.py"
 
@@ -86,7 +91,12 @@ rule model_metrics:
         "../../envs/stats.yaml"
     params:
         config=lambda wc: {k: config[k] for k in ("atomistic", "observables", "metrics", "simulation")},
-        code=code_hash("metrics.py", "observables.py", "reference.py", "timing.py"),
+        code=code_hash(
+            "tasks/cg_benzene/metrics.py",
+            "tasks/cg_benzene/observables.py",
+            "tasks/cg_benzene/reference.py",
+            "timing.py",
+        ),
     script:
         "../scripts/model_metrics.py"
 
@@ -117,6 +127,6 @@ rule collect_metrics:
         "../../envs/stats.yaml"
     params:
         prescreen=config["metrics"]["prescreen"],
-        code=code_hash("metrics.py"),
+        code=code_hash("tasks/cg_benzene/metrics.py"),
     script:
         "../scripts/collect_metrics.py"

@@ -2,13 +2,13 @@
 # trains with the search's selection (workflow/rules/search.smk). docs/training.md, docs/search.md.
 
 TRAIN_CODE = code_hash(
-    "model.py",
-    "neighbors.py",
+    "tasks/cg_benzene/model.py",
+    "tasks/cg_benzene/neighbors.py",
     "training.py",
     "balancing",
     "l2o",
-    "cg.py",
-    "losses.py",
+    "tasks/cg_benzene/cg.py",
+    "tasks/cg_benzene/losses.py",
     "pareto.py",
     "timing.py",
 )

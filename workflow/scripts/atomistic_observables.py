@@ -4,7 +4,7 @@ import json
 
 import pandas as pd
 
-from balancebench.reference import plot_liquid, trajectory_observables
+from balancebench.tasks.cg_benzene.reference import plot_liquid, trajectory_observables
 from balancebench.workflow_io import snakemake_job
 
 EXPERIMENTAL_DENSITY_340K = 0.829  # g/cm^3, docs/atomistic.md

@@ -1,6 +1,6 @@
 """Rule build_system: random sparse benzene box -> LAMMPS data file."""
 
-from balancebench.atomistic.builder import build_benzene_box, write_lammps_data
+from balancebench.tasks.cg_benzene.atomistic.builder import build_benzene_box, write_lammps_data
 from balancebench.workflow_io import snakemake_job
 
 with snakemake_job(snakemake) as job:  # noqa: F821 (snakemake is injected)

@@ -2,7 +2,7 @@
 
 import json
 
-from balancebench import cg
+from balancebench.tasks.cg_benzene import cg
 from balancebench.workflow_io import snakemake_job
 
 smk = snakemake  # noqa: F821 (injected by Snakemake)

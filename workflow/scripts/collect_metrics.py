@@ -2,7 +2,7 @@
 
 import pandas as pd
 
-from balancebench.metrics import prescreen_table, read_model_json, tidy_table, timing_table, write_tidy_csv
+from balancebench.tasks.cg_benzene.metrics import prescreen_table, read_model_json, tidy_table, timing_table, write_tidy_csv
 from balancebench.workflow_io import snakemake_job
 
 smk = snakemake  # noqa: F821 (injected by Snakemake)

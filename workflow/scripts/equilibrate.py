@@ -1,6 +1,6 @@
 """Rule equilibrate: compression, NPT, rescale to the mean NPT density (LAMMPS)."""
 
-from balancebench.atomistic.md import MDSettings, equilibrate
+from balancebench.tasks.cg_benzene.atomistic.md import MDSettings, equilibrate
 from balancebench.workflow_io import snakemake_job
 
 smk = snakemake  # noqa: F821 (injected by Snakemake)

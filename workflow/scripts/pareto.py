@@ -3,7 +3,7 @@
 import json
 from pathlib import Path
 
-from balancebench.cg import read_dataset
+from balancebench.tasks.cg_benzene.cg import read_dataset
 from balancebench.pareto import (
     collect,
     cost_table,

@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from balancebench.cg import read_dataset
+from balancebench.tasks.cg_benzene.cg import read_dataset
 from balancebench.search.evaluate import evaluate_candidate, target_variances
 from balancebench.search.space import SearchSpec, apply_parameters
 from balancebench.training import train_model
@@ -30,8 +30,8 @@ with snakemake_job(smk) as job:
                          provenance=job.provenance(variant=smk.wildcards.variant, candidate=cand))
     physics = None
     if spec.needs_simulation:
-        from balancebench.metrics import MetricSettings, evaluate_model
-        from balancebench.simulation import simulate_model
+        from balancebench.tasks.cg_benzene.metrics import MetricSettings, evaluate_model
+        from balancebench.tasks.cg_benzene.simulation import simulate_model
 
         torch.set_num_threads(smk.threads)
         sim_config = {**smk.params.simulation, **spec.simulation}

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import torch
 
-from balancebench.cg import read_dataset
-from balancebench.simulation import simulate_model
+from balancebench.tasks.cg_benzene.cg import read_dataset
+from balancebench.tasks.cg_benzene.simulation import simulate_model
 from balancebench.workflow_io import snakemake_job
 
 smk = snakemake  # noqa: F821 (injected by Snakemake)

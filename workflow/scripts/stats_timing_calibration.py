@@ -1,6 +1,6 @@
 """Rule timing_calibration: the FLOP rate of one reference training step on this machine (balancebench.timing)."""
 
-from balancebench.cg import read_dataset
+from balancebench.tasks.cg_benzene.cg import read_dataset
 from balancebench.timing import (
     calibrate,
     pinned_calibration,

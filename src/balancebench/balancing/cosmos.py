@@ -3,7 +3,7 @@
 Algorithm 1 of the seed, per optimisation step (one batch):
 
 1. draw one preference r ~ Dir(alpha) for the batch (r_k >= 0, sum_k r_k = 1), from the run's generator;
-2. feed r to the model (``graph.extras["preference"]``; :class:`balancebench.model.PreferenceFusion`);
+2. feed r to the model (``graph.extras["preference"]``; :class:`balancebench.tasks.cg_benzene.model.PreferenceFusion`);
 3. minimise Eq. 5 on the normalised losses ``L~_k = L_k / ref_k``::
 
        J(theta; r) = r . L~  -  lambda * (r . L~) / (|r| |L~|)

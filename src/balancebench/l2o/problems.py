@@ -19,7 +19,7 @@ Families (config ``l2o.meta.families``):
     x_j(lam) = (lam s_1 a_1j c_1j + (1 - lam) s_2 a_2j c_2j) / (lam s_1 a_1j + (1 - lam) s_2 a_2j).
     f_i^ref = f_i(x_0). Optional gradient noise (relative, Gaussian) makes it stochastic.
 ``lj_schnet``
-    a small :class:`~balancebench.model.CGSchNet` fitted to a Lennard-Jones bead liquid
+    a small :class:`~balancebench.tasks.cg_benzene.model.CGSchNet` fitted to a Lennard-Jones bead liquid
     (:func:`lj_bead_dataset`, benzene-like sigma and epsilon): objectives the force MSE and the
     squared energy error of Eq. 2 of seed 000 on a random mini-batch of frames per step,
     f^ref = the target variances (the trainer's criterion); a fresh initialisation per episode.
@@ -159,15 +159,15 @@ def lj_bead_dataset(n_frames: int = 24, n_side: int = 3, spacing: float = 5.6, s
 
     Forces (kcal/mol/A) and energies (kcal/mol) are exact LJ ones, so they are learnable by
     a CG SchNet (the tests' Lennard-Jones dataset, tests/conftest.py, is this one). Returns a
-    :class:`~balancebench.cg.CGDataset` whose ``train`` split holds about 75 % of the frames (test 10 %, validation 15 %).
+    :class:`~balancebench.tasks.cg_benzene.cg.CGDataset` whose ``train`` split holds about 75 % of the frames (test 10 %, validation 15 %).
     """
     from ase import Atoms, units
     from ase.calculators.lj import LennardJones
     from ase.md.langevin import Langevin
     from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
 
-    from balancebench.cg import CGDataset, split_frames
-    from balancebench.simulation import EV_PER_KCAL_MOL
+    from balancebench.tasks.cg_benzene.cg import CGDataset, split_frames
+    from balancebench.tasks.cg_benzene.simulation import EV_PER_KCAL_MOL
 
     rng = np.random.default_rng(seed)
     grid = np.array([(i, j, k) for i in range(n_side) for j in range(n_side) for k in range(n_side)], float)
@@ -221,7 +221,7 @@ class LJSchNetFamily(_FamilyBase):
         return self._frames
 
     def sample(self, gen: torch.Generator, dtype=torch.float32) -> SchNetProblem:
-        from balancebench.model import ModelConfig
+        from balancebench.tasks.cg_benzene.model import ModelConfig
 
         cfg = ModelConfig(hidden_channels=self.hidden_channels, num_filters=self.num_filters,
                           num_interactions=self.num_interactions, num_gaussians=self.num_gaussians,
@@ -236,7 +236,7 @@ class SchNetProblem:
     batch = 1
 
     def __init__(self, frames, config, batch_frames: int, lr: float, gen: torch.Generator):
-        from balancebench.model import CGSchNet
+        from balancebench.tasks.cg_benzene.model import CGSchNet
         from balancebench.training import fit_energy_scale
 
         self.frames, self.batch_frames, self.lr, self.gen = frames, int(batch_frames), float(lr), gen

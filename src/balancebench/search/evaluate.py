@@ -4,7 +4,7 @@ Validation objectives use the trainer's method-independent criterion (balanceben
 ``val_force = MSE_F / Var(F)`` and ``val_energy = MSE_E / Var(E)`` on the validation frames at the
 best epoch, with the variances of the training targets (so ``criterion = val_force + val_energy``).
 They are MSEs whatever force loss shape the candidate trained with, so candidates compare on one scale.
-Physics objectives are metrics of balancebench.metrics (d_KS, gr_w1, delta_U) of a short CG NVT.
+Physics objectives are metrics of balancebench.tasks.cg_benzene.metrics (d_KS, gr_w1, delta_U) of a short CG NVT.
 
 A candidate is *failed* (infeasible, objectives = the search's ``failure_penalty``) when its training
 did not complete, its simulation (physics objectives) did not complete, or an objective is not finite.
@@ -35,7 +35,7 @@ def evaluate_candidate(spec: SearchSpec, status: dict, log, var_force: float, va
     """``{"status", "reason", "feasible", "objectives", "criterion", "seconds"}`` of one candidate.
 
     ``log``: the training log (a DataFrame with epoch, val_force, val_energy); ``physics``: the metrics
-    record of balancebench.metrics.evaluate_model (needed when an objective is a physics metric).
+    record of balancebench.tasks.cg_benzene.metrics.evaluate_model (needed when an objective is a physics metric).
     """
     values: dict[str, float] = {}
     reason = ""

@@ -5,7 +5,7 @@ Searchable parameters (each maps onto Eq. 2, ``L = lambda_F L_F + lambda_E L_E``
 * ``energy_weight``: ``lambda_E`` with ``lambda_F = 1``; sets the method parameter ``energy_weight``
   if the method has one, else ``weights = [1, value]`` (the ``constant`` method).
 * ``force_loss_alpha``, ``force_loss_scale``: the shape alpha and scale c (kcal/mol/A) of the robust force
-  residual loss that replaces the MSE ``L_F`` (``balancebench.losses.robust_force_loss``; alpha = 2 is the MSE).
+  residual loss that replaces the MSE ``L_F`` (``balancebench.tasks.cg_benzene.losses.robust_force_loss``; alpha = 2 is the MSE).
   They are training settings, usable with every method.
 * any other name: a numeric parameter of the variant's method (e.g. ``beta`` of softadapt).
 
@@ -25,8 +25,8 @@ SEARCH_KINDS = ("grid", "nsde", "de")
 TRAINING_PARAMETERS = ("force_loss_alpha", "force_loss_scale")
 #: objectives from the candidate's training (validation MSE / training-target variance at the best epoch)
 VALIDATION_OBJECTIVES = ("val_force", "val_energy", "criterion")
-#: objectives from a short NVT of the candidate's model (balancebench.metrics)
-PHYSICS_OBJECTIVES = ("d_KS", "gr_w1", "delta_U")  # names of balancebench.metrics
+#: objectives from a short NVT of the candidate's model (balancebench.tasks.cg_benzene.metrics)
+PHYSICS_OBJECTIVES = ("d_KS", "gr_w1", "delta_U")  # names of balancebench.tasks.cg_benzene.metrics
 OBJECTIVES = VALIDATION_OBJECTIVES + PHYSICS_OBJECTIVES
 MIN_POPULATION = 4
 

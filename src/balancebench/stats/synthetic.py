@@ -48,7 +48,7 @@ def synthetic_metrics_table(methods=PIPELINE_METHODS, n_seeds: int = 5, metrics:
             values = np.clip(values, 0.0, 1.0) if name == "p_KS" else np.abs(values)
             for s in range(n_seeds):
                 run_status = failed_runs.get((method, s), "completed")
-                # as balancebench.metrics writes them: an unstable simulation leaves the training
+                # as balancebench.tasks.cg_benzene.metrics writes them: an unstable simulation leaves the training
                 # metrics completed; a diverged training keeps its training values (status
                 # diverged) and has no physics metrics
                 status = "completed" if (run_status == "unstable" and name not in PHYSICS_METRICS) else run_status

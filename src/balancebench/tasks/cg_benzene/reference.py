@@ -1,8 +1,8 @@
 """Reference observables of a bead trajectory (atomistic molecule centres of mass, later CG runs).
 
-:func:`trajectory_observables` reads an H5MD file (see :mod:`balancebench.trajectory`)
+:func:`trajectory_observables` reads an H5MD file (see :mod:`balancebench.tasks.cg_benzene.trajectory`)
 and returns g(r), MSD and thermodynamic summaries computed with
-:mod:`balancebench.observables`; :func:`plot_liquid` draws the figure a user
+:mod:`balancebench.tasks.cg_benzene.observables`; :func:`plot_liquid` draws the figure a user
 checks first (density trace, g(r), MSD).
 """
 
@@ -15,7 +15,7 @@ import h5py
 import numpy as np
 import pandas as pd
 
-from balancebench import observables as ob
+from balancebench.tasks.cg_benzene import observables as ob
 
 
 @dataclass

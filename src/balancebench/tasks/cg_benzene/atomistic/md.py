@@ -31,8 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
-from balancebench.atomistic import forcefield as ff
-from balancebench.lammps_runtime import import_lammps
+from balancebench.tasks.cg_benzene.atomistic import forcefield as ff
+from balancebench.tasks.cg_benzene.lammps_runtime import import_lammps
 from balancebench.progress import Progress
 
 log = logging.getLogger(__name__)

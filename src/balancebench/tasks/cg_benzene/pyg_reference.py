@@ -1,7 +1,7 @@
 """torch_geometric's stock SchNet wired to our periodic neighbour list: the reference for tests and benchmarks.
 
 :func:`pyg_schnet_like` builds ``torch_geometric.nn.models.SchNet`` with the
-hyperparameters of a :class:`~balancebench.model.CGSchNet`, copies its weights
+hyperparameters of a :class:`~balancebench.tasks.cg_benzene.model.CGSchNet`, copies its weights
 (the parameter layout is the same), and replaces the radius graph (which needs
 torch-cluster and is not periodic) by the full (both-direction) version of our
 half neighbour list. Energies match ours when the prior is off and the energy
@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import torch
 
-from balancebench.model import CGSchNet, GraphBatch
-from balancebench.neighbors import NeighborList, neighbor_list
+from balancebench.tasks.cg_benzene.model import CGSchNet, GraphBatch
+from balancebench.tasks.cg_benzene.neighbors import NeighborList, neighbor_list
 
 
 class FixedPeriodicGraph(torch.nn.Module):

@@ -13,9 +13,9 @@ the thin readers at the end turn the files of the workflow into those arrays:
   (``completed`` | ``unstable``);
 - atomistic reference dir ``results/atomistic/``: ``observables.json``,
   ``rdf.csv`` (``r_A, g``) and ``msd.csv`` (``lag_ps, msd_A2``), written by
-  :func:`balancebench.reference.trajectory_observables`.
+  :func:`balancebench.tasks.cg_benzene.reference.trajectory_observables`.
 
-g(r) and MSD of the CG run come from :mod:`balancebench.observables`, the module
+g(r) and MSD of the CG run come from :mod:`balancebench.tasks.cg_benzene.observables`, the module
 that computed the atomistic reference, on the reference's r grid and with the
 same MSD settings. docs/metrics.md states every definition; the short version is
 in :data:`METRICS`.
@@ -43,7 +43,7 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 import pandas as pd
 
-from balancebench import observables as ob
+from balancebench.tasks.cg_benzene import observables as ob
 from balancebench.provenance import json_default
 
 # --------------------------------------------------------------------------- registry
@@ -422,7 +422,7 @@ def common_rdf_range(r_ref: np.ndarray, r_max: float) -> int:
 def simulation_curves(positions: np.ndarray, boxes: np.ndarray, times: np.ndarray, reference: Reference,
                       settings: MetricSettings) -> Curves:
     """CG g(r) on the reference grid (up to settings.rdf_r_max and half the CG box) and MSD with the atomistic
-    MSD settings, both from :mod:`balancebench.observables`."""
+    MSD settings, both from :mod:`balancebench.tasks.cg_benzene.observables`."""
     positions = np.asarray(positions, dtype=np.float64)
     times = np.asarray(times, dtype=np.float64)
     if positions.ndim != 3 or positions.shape[0] < 2:

@@ -36,8 +36,8 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
-from balancebench.neighbors import NeighborList, check_cutoff, neighbor_list
-from balancebench.pair_kernels import pair_conv, pair_dot, table_filter
+from balancebench.tasks.cg_benzene.neighbors import NeighborList, check_cutoff, neighbor_list
+from balancebench.tasks.cg_benzene.pair_kernels import pair_conv, pair_dot, table_filter
 from balancebench.settings import settings_from_section
 
 LN2 = math.log(2.0)
@@ -671,7 +671,7 @@ class FilterTable:
         a0 = W_k, a1 = h W'_k, a2 = 3 (W_k+1 - W_k) - 2 h W'_k - h W'_k+1, a3 = 2 (W_k - W_k+1) + h W'_k + h W'_k+1
 
     so a float32 table keeps the accuracy of the exact float32 path (tests/test_simulation.py), and one row
-    gather plus seven multiply-adds per pair (balancebench.pair_kernels.table_filter) replace the filter network.
+    gather plus seven multiply-adds per pair (balancebench.tasks.cg_benzene.pair_kernels.table_filter) replace the filter network.
 
     ``frozen=True`` (MD): the table is computed once, without a graph, from the weights as they are (rebuild it
     whenever they change). ``frozen=False`` (training a model with ``model.filter_table``): the coefficients keep

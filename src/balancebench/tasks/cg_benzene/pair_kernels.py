@@ -26,7 +26,7 @@ bound by such passes (docs/training.md); fused, it is one pass over the pairs. T
 order on one thread: deterministic, equal to the eager expressions up to the order of the sums
 (tests/test_pair_kernels.py: 1e-15 relative in float64).
 
-``table_filter`` evaluates a tabulated filter (:class:`~balancebench.model.FilterTable`) and
+``table_filter`` evaluates a tabulated filter (:class:`~balancebench.tasks.cg_benzene.model.FilterTable`) and
 ``table_adjoint`` is its adjoint in the table's coefficients, again each other's backward.
 
 The extension is built on first use with the system C++ compiler and ninja (``scripts/setup.sh`` builds

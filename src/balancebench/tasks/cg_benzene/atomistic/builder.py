@@ -9,7 +9,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 from scipy.spatial.transform import Rotation
 
-from balancebench.atomistic import forcefield as ff
+from balancebench.tasks.cg_benzene.atomistic import forcefield as ff
 from balancebench.config import box_length
 
 

@@ -35,7 +35,7 @@ BENZENE_BEAD_MASS = 78.114  # amu, one bead per molecule
 
 
 class CGCalculator(Calculator):
-    """ASE calculator of a trained :class:`~balancebench.model.CGSchNet`: energy in eV, forces in eV/A.
+    """ASE calculator of a trained :class:`~balancebench.tasks.cg_benzene.model.CGSchNet`: energy in eV, forces in eV/A.
 
     The model works in kcal/mol and A; the conversion happens here and nowhere
     else. Periodic orthorhombic cells only. A Verlet list with ``skin`` (A) is
@@ -47,7 +47,7 @@ class CGCalculator(Calculator):
     ``filter_table`` (A; default: the model's own ``model.filter_table``, so a tabulated model runs the table
     it was trained with, else 0.005) tabulates each block's radial filter and its r-derivative on a grid of
     that spacing (cubic Hermite,
-    :class:`~balancebench.model.FilterTable`: ~1e-8 relative in the forces, below
+    :class:`~balancebench.tasks.cg_benzene.model.FilterTable`: ~1e-8 relative in the forces, below
     float32 rounding), which removes the filter network from the MD step; ``None``
     evaluates the filter network exactly. The table is built once from the
     (frozen) weights.
@@ -58,8 +58,8 @@ class CGCalculator(Calculator):
     def __init__(self, model, skin: float = 1.0, device: str = "cpu", dtype=torch.float64,
                  filter_table: float | None | str = "model", preference=None, **kwargs):
         super().__init__(**kwargs)
-        from balancebench.model import FilterTable, fast_cpu_math
-        from balancebench.neighbors import VerletList
+        from balancebench.tasks.cg_benzene.model import FilterTable, fast_cpu_math
+        from balancebench.tasks.cg_benzene.neighbors import VerletList
 
         fast_cpu_math()
         self.device, self.dtype = torch.device(device), dtype
@@ -96,7 +96,7 @@ class CGCalculator(Calculator):
         A preference-conditioned model runs at ``preference`` if given, else at the r recorded in
         ``hparams["preference"]`` (the one chosen after training).
         """
-        from balancebench.model import load_model
+        from balancebench.tasks.cg_benzene.model import load_model
 
         path = Path(path)
         state = path / "model.pt" if path.is_dir() else path
@@ -208,7 +208,7 @@ def make_dynamics(atoms: Atoms, settings: NVTSettings):
 
 
 def minimum_distance(positions: np.ndarray, box: np.ndarray) -> float:
-    from balancebench.observables import minimum_image_distances
+    from balancebench.tasks.cg_benzene.observables import minimum_image_distances
 
     return float(minimum_image_distances(positions, box).min())
 
@@ -301,9 +301,9 @@ def simulate_model(model_dir: str | Path, dataset, sim_config: dict, temperature
     """
     import pandas as pd
 
-    from balancebench.model import resolve_device
+    from balancebench.tasks.cg_benzene.model import resolve_device
     from balancebench.progress import Progress
-    from balancebench.trajectory import H5MDWriter
+    from balancebench.tasks.cg_benzene.trajectory import H5MDWriter
 
     model_dir, out = Path(model_dir), Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -314,7 +314,7 @@ def simulate_model(model_dir: str | Path, dataset, sim_config: dict, temperature
     if training["status"] != "completed":
         status = {"status": "skipped", "reason": f"training {training['status']}: {training['reason']}", "step": 0}
         pd.DataFrame(columns=columns).to_csv(out / "thermo.csv", index=False)
-        with H5MDWriter(out / "trajectory.h5", creator="balancebench.simulation", provenance=provenance):
+        with H5MDWriter(out / "trajectory.h5", creator="balancebench.tasks.cg_benzene.simulation", provenance=provenance):
             pass
     else:
         calc = CGCalculator.from_checkpoint(model_dir, skin=float(sim_config.get("skin", 1.0)),
@@ -333,7 +333,7 @@ def simulate_model(model_dir: str | Path, dataset, sim_config: dict, temperature
                   "steps_per_second": result.step / seconds if seconds > 0 else None, "total_steps": total,
                   "verlet_builds": calc.verlet.builds, "preference": calc.preference}
         pd.DataFrame({k: result.thermo.get(k, []) for k in columns}).to_csv(out / "thermo.csv", index=False)
-        with H5MDWriter(out / "trajectory.h5", creator="balancebench.simulation", provenance=provenance) as writer:
+        with H5MDWriter(out / "trajectory.h5", creator="balancebench.tasks.cg_benzene.simulation", provenance=provenance) as writer:
             writer.particle_group("beads", {"mass": (np.asarray(atoms.get_masses()), "amu")})
             for t, x in zip(result.frame_times if result.positions is not None else [],
                             result.positions if result.positions is not None else []):

@@ -1,0 +1,1 @@
+"""Tasks: one folder each (data, model, named losses, evaluation, metrics) behind one contract."""
