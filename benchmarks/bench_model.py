@@ -49,7 +49,8 @@ import torch
 
 from balancebench.tasks.cg_benzene import pair_kernels
 from balancebench.balancing.base import adam
-from balancebench.tasks.cg_benzene.model import CGSchNet, ModelConfig, batch_frames, fast_cpu_math
+from balancebench.runtime import fast_cpu_math
+from balancebench.tasks.cg_benzene.model import CGSchNet, ModelConfig, batch_frames
 from balancebench.tasks.cg_benzene.neighbors import neighbor_list
 from balancebench.tasks.cg_benzene.pyg_reference import stock_energy_and_forces, stock_schnet
 

@@ -30,8 +30,8 @@ from pathlib import Path
 import torch
 
 from balancebench.balancing import get_method
-from balancebench.tasks.cg_benzene.model import ModelConfig
 from balancebench.multiseed import MultiSeedTrainer
+from balancebench.tasks.cg_benzene.model import ModelConfig
 from balancebench.training import Trainer, TrainingSettings
 
 MODEL = dict(hidden_channels=32, num_filters=32, num_interactions=2, num_gaussians=25, cutoff=10.0,
@@ -45,7 +45,7 @@ def dataset(n_frames: int):
         from balancebench.tasks.cg_benzene.cg import read_dataset
 
         return read_dataset(path), str(path)
-    from balancebench.l2o.problems import lj_bead_dataset
+    from balancebench.tasks.cg_benzene.l2o_family import lj_bead_dataset
 
     return lj_bead_dataset(n_frames=n_frames, n_side=5, spacing=5.6, seed=0), "LJ bead liquid, 125 beads"
 

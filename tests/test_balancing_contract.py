@@ -16,7 +16,6 @@ import pytest
 import torch
 
 from balancebench.balancing import (
-    COMPONENTS,
     KINDS,
     BalancingMethod,
     TrainContext,
@@ -26,6 +25,8 @@ from balancebench.balancing import (
     missing_requirements,
 )
 from balancebench.training import TrainingSettings
+
+COMPONENTS = ("force", "energy")
 
 METHODS = sorted(available_methods(), key=lambda n: (KINDS.index(type(get_method(n)).kind), n))
 IDS = [f"{type(get_method(n)).kind}-{n}" for n in METHODS]

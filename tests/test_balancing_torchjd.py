@@ -8,7 +8,8 @@ import torch
 from balancebench.balancing import get_method, missing_requirements
 from balancebench.balancing.torchjd_adapter import project_dual_cone_weights
 from balancebench.tasks.cg_benzene.model import ModelConfig
-from balancebench.training import Trainer, TrainingSettings, loss_components
+from balancebench.tasks.cg_benzene.task import loss_components
+from balancebench.training import Trainer, TrainingSettings
 
 MODEL = dict(hidden_channels=16, num_filters=16, num_interactions=2, num_gaussians=16, cutoff=7.5,
              prior_sigma=3.5, prior_exponent=12.0)
@@ -21,8 +22,8 @@ def trainer(lj_dataset):
 
 
 def batch_losses(trainer, frames=(0, 1, 2, 3)):
-    graph, f_ref, e_ref = trainer.train_frames.batch(list(frames))
-    return loss_components(trainer.model, graph, f_ref, e_ref, "total", trainer.train_frames.n_beads, training=True)
+    graph, f_ref, e_ref = trainer.train_data.batch(list(frames))
+    return loss_components(trainer.model, graph, f_ref, e_ref, "total", trainer.train_data.n_beads, training=True)
 
 
 def autograd_jacobian(losses, params):

@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from balancebench.balancing import COMPONENTS, TrainContext, get_method
+from balancebench.balancing import TrainContext, get_method
+
+COMPONENTS = ("force", "energy")
 from balancebench.training import TrainingSettings
 
 X1, Y1 = np.array([1.0, -2.0, 0.5]), 0.7

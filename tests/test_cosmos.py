@@ -8,9 +8,10 @@ import pytest
 import torch
 
 from balancebench.balancing import get_method
-from balancebench.tasks.cg_benzene.model import CGSchNet, ModelConfig
 from balancebench.pareto import model_errors
-from balancebench.training import FrameSet, Trainer, TrainingSettings, train_model
+from balancebench.tasks.cg_benzene.model import CGSchNet, ModelConfig
+from balancebench.tasks.cg_benzene.task import FrameSet
+from balancebench.training import Trainer, TrainingSettings, train_model
 
 MODEL = {"hidden_channels": 16, "num_filters": 16, "num_interactions": 2, "num_gaussians": 16, "cutoff": 7.5, "prior_sigma": 3.5}
 
@@ -198,12 +199,12 @@ def tiny_training(dataset, seed, epochs, method):
                       method, seed)
     for epoch in range(1, epochs + 1):
         trainer.context.epoch = epoch
-        order = np.random.default_rng([seed, epoch]).permutation(len(trainer.train_frames))
+        order = np.random.default_rng([seed, epoch]).permutation(len(trainer.train_data))
         for b in range(0, len(order), 4):
             trainer.train_step(order[b:b + 4])
     refs = trainer.context.references
     pref = [1.0, 0.0] if method.preference_dim else None
-    errors = model_errors(trainer.model, trainer.val_frames, 8, "total", pref)
+    errors = model_errors(trainer.task, trainer.model, trainer.val_data, 8, trainer.loss_settings, pref)
     return trainer, np.array(errors) / [refs["force"], refs["energy"]]
 
 
@@ -227,7 +228,8 @@ def test_cosmos_training_gives_a_preference_ordered_front(lj_dataset):
 
     torch.set_num_threads(1)
     trainer, _ = tiny_training(lj_dataset, 0, 10, get_method("cosmos"))
-    front = evaluate_front(trainer.model, trainer.val_frames, trainer.context.references, rays=5)
+    front = evaluate_front(trainer.task, trainer.model, trainer.val_data, trainer.context.references, rays=5,
+                           loss_settings=trainer.loss_settings)
     assert front["f_energy"].iloc[-1] < front["f_energy"].iloc[0]
     assert front["f_energy"].iloc[0] > 1.05 * front["f_energy"].iloc[-1]
     assert np.isfinite(front[["f_force", "f_energy"]].to_numpy()).all()

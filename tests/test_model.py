@@ -339,7 +339,7 @@ def test_filter_table_setting_is_validated():
 
 _STEP_FAULTS = """
 import ctypes, resource, sys, torch
-from balancebench.tasks.cg_benzene.model import keep_freed_memory
+from balancebench.runtime import keep_freed_memory
 # the control: glibc's mmap threshold held at its initial 128 KiB (its dynamic rise is left to chance), so
 # every block below is mapped and unmapped, as glibc's default does in a training step much of the time
 assert ctypes.CDLL("libc.so.6").mallopt(-3, 128 << 10)

@@ -5,8 +5,9 @@ import pytest
 import torch
 
 from balancebench.balancing import available_methods, default_params, get_method, missing_requirements
+from balancebench.multiseed import MultiSeedTrainer
+from balancebench.tasks.cg_benzene.batched import batched_energy_and_forces, pad_geometry
 from balancebench.tasks.cg_benzene.model import ModelConfig
-from balancebench.multiseed import MultiSeedTrainer, batched_energy_and_forces, pad_geometry
 from balancebench.training import Trainer, TrainingSettings
 
 MODEL = dict(hidden_channels=12, num_filters=12, num_interactions=2, num_gaussians=12, cutoff=7.5,
@@ -23,7 +24,7 @@ def test_batched_evaluation_equals_each_model_alone(lj_dataset, filter_table):
     config = ModelConfig(**MODEL, filter_table=filter_table)
     trainers = [Trainer(lj_dataset, config, TrainingSettings(**TRAINING), get_method("constant"), s)
                 for s in (1, 2, 3)]
-    graphs = [t.train_frames.batch(order)[0] for t, order in zip(trainers, ([0, 1, 2], [5, 3, 9], [7, 8, 4]))]
+    graphs = [t.train_data.batch(order)[0] for t, order in zip(trainers, ([0, 1, 2], [5, 3, 9], [7, 8, 4]))]
     pairs = [len(g.neighbors) for g in graphs]
     assert len(set(pairs)) > 1  # different pair counts: padding is exercised
     batched = batched_energy_and_forces([t.model for t in trainers], graphs, training=True)
@@ -44,7 +45,7 @@ def test_batched_evaluation_equals_each_model_alone(lj_dataset, filter_table):
 
 def test_padding_pairs_are_inert(lj_dataset):
     trainer = Trainer(lj_dataset, ModelConfig(**MODEL), TrainingSettings(**TRAINING), get_method("constant"), 0)
-    graph = trainer.train_frames.batch([0, 1])[0]
+    graph = trainer.train_data.batch([0, 1])[0]
     geom = trainer.model.batch_geometry(graph)
     e0, f0 = trainer.model.explicit_energy_and_forces(graph, geom)
     e1, f1 = trainer.model.explicit_energy_and_forces(graph, pad_geometry(geom, len(geom.i) + 37))
@@ -90,7 +91,7 @@ def test_lockstep_training_gives_each_seed_its_single_run_weights(lj_dataset, me
 def test_one_objective_methods_share_one_backward_pass(lj_dataset, monkeypatch, method, merged):
     """Methods whose update is one objective's gradient (single_objective) take one backward pass through the
     batched graph for all seeds (no per-seed slice); the others go through a slice per seed."""
-    import balancebench.multiseed as multiseed
+    import balancebench.tasks.cg_benzene.batched as multiseed
 
     torch.set_num_threads(1)
     slices, passes, plain_backward = [], [], torch.Tensor.backward
@@ -147,7 +148,7 @@ def test_each_seed_differentiates_its_own_losses_repeatedly(lj_dataset):
     torch.set_num_threads(1)
     trainers = [Trainer(lj_dataset, ModelConfig(**MODEL), TrainingSettings(**TRAINING), get_method("constant"), s)
                 for s in (1, 2)]
-    graphs = [t.train_frames.batch(order)[0] for t, order in zip(trainers, ([0, 1, 2], [5, 3, 9]))]
+    graphs = [t.train_data.batch(order)[0] for t, order in zip(trainers, ([0, 1, 2], [5, 3, 9]))]
     batched = batched_energy_and_forces([t.model for t in trainers], graphs, training=True)
     for t, g, (e, f) in zip(trainers, graphs, batched):
         params = [p for p in t.model.parameters() if p.requires_grad]
@@ -168,7 +169,7 @@ def test_per_seed_extras_are_vmapped_and_foreign_ones_refused(lj_dataset):
     a differing non-tensor extra cannot be batched and is refused by name."""
     trainers = [Trainer(lj_dataset, ModelConfig(**MODEL), TrainingSettings(**TRAINING), get_method("constant"), s)
                 for s in (1, 2)]
-    graphs = [t.train_frames.batch([0, 1])[0] for t in trainers]
+    graphs = [t.train_data.batch([0, 1])[0] for t in trainers]
     for g, r in zip(graphs, ([0.3, 0.7], [0.9, 0.1])):
         g.extras["preference"] = torch.tensor(r, dtype=torch.float64)
     batched = batched_energy_and_forces([t.model for t in trainers], graphs, training=False)
@@ -183,7 +184,7 @@ def test_per_seed_extras_are_vmapped_and_foreign_ones_refused(lj_dataset):
 def test_mismatched_batches_are_refused(lj_dataset):
     trainers = [Trainer(lj_dataset, ModelConfig(**MODEL), TrainingSettings(**TRAINING), get_method("constant"), s)
                 for s in (1, 2)]
-    graphs = [trainers[0].train_frames.batch([0, 1])[0], trainers[1].train_frames.batch([0, 1, 2])[0]]
+    graphs = [trainers[0].train_data.batch([0, 1])[0], trainers[1].train_data.batch([0, 1, 2])[0]]
     with pytest.raises(ValueError, match="equal frame and bead counts"):
         batched_energy_and_forces([t.model for t in trainers], graphs)
 

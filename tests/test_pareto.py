@@ -16,7 +16,6 @@ from balancebench.pareto import (
     hypervolume_rows,
     non_dominated,
     plot_fronts,
-    target_variances,
 )
 
 # a hand-made front (minimisation) and its hypervolume w.r.t. (1, 1), by rectangles:
@@ -99,7 +98,8 @@ def test_target_variances_are_the_trainers_references(lj_dataset):
 
     trainer = Trainer(lj_dataset, ModelConfig(hidden_channels=8, num_filters=8, num_interactions=1, num_gaussians=8,
                                               cutoff=7.5), TrainingSettings(), get_method("constant"), seed=0)
-    refs = target_variances(lj_dataset)
+    task = trainer.task
+    refs = task.dataset_references(lj_dataset, task.loss_settings({}))
     assert refs["force"] == pytest.approx(trainer.context.references["force"], rel=1e-6)
     assert refs["energy"] == pytest.approx(trainer.context.references["energy"], rel=1e-6)
 
@@ -236,15 +236,15 @@ def test_conditioned_outputs_fall_back_when_no_ray_is_finite(tmp_path, lj_datase
     """A model whose every ray gives a non-finite error records the evaluation preference instead of crashing."""
     import torch
 
-    from balancebench.tasks.cg_benzene.model import CGSchNet, ModelConfig
+    from balancebench.balancing import get_method
     from balancebench.pareto import conditioned_outputs
-    from balancebench.training import FrameSet
+    from balancebench.tasks.cg_benzene.model import ModelConfig
+    from balancebench.training import Trainer, TrainingSettings
 
-    model = CGSchNet(ModelConfig(hidden_channels=8, num_filters=8, num_interactions=1, num_gaussians=8, cutoff=7.5,
-                                 preference_dim=2))
+    trainer = Trainer(lj_dataset, ModelConfig(hidden_channels=8, num_filters=8, num_interactions=1, num_gaussians=8,
+                                              cutoff=7.5), TrainingSettings(batch_size=2), get_method("cosmos"), seed=0)
     with torch.no_grad():
-        model.lin2.bias.fill_(float("nan"))
-    frames = FrameSet(lj_dataset, lj_dataset.split["validation"][:2], 7.5, "cpu", torch.float32)
-    out = conditioned_outputs(model, frames, {"force": 1.0, "energy": 1.0}, tmp_path, 2, "total", rays=3)
+        trainer.model.lin2.bias.fill_(float("nan"))
+    out = conditioned_outputs(trainer, tmp_path, rays=3)
     assert out["preference"] == [0.5, 0.5] and "fallback" in out["preference_choice"]["rule"]
     assert len(pd.read_csv(tmp_path / "front.csv")) == 3

@@ -9,9 +9,10 @@ import pandas as pd
 import pytest
 
 from balancebench.search.driver import ask, objective_matrix, tell
-from balancebench.search.evaluate import evaluate_candidate, target_variances
+from balancebench.search.evaluate import evaluate_candidate
 from balancebench.search.selection import candidates_table, non_dominated, pareto_sets, plot_progress, select
 from balancebench.search.space import SearchSpec, apply_parameters, check_search, check_variant_search
+from balancebench.tasks.base import get_task
 
 SPACE = {"energy_weight": {"low": 1e-4, "high": 1.0, "scale": "log10"},
          "force_loss_alpha": {"low": 0.0, "high": 2.0}}
@@ -216,12 +217,13 @@ def test_candidate_objectives_match_the_trainers_criterion(lj_dataset, tmp_path)
     train_model(lj_dataset, model, training, "constant", {"weights": [1.0, 0.1]}, seed=1, out_dir=tmp_path,
                 threads=1)
     status = json.loads((tmp_path / "status.json").read_text())
-    var_f, var_e = target_variances(lj_dataset)
-    ev = evaluate_candidate(spec(), status, pd.read_csv(tmp_path / "train_log.csv"), var_f, var_e)
+    task = get_task("cg_benzene")
+    refs = task.dataset_references(lj_dataset, task.loss_settings(training))
+    ev = evaluate_candidate(spec(), status, pd.read_csv(tmp_path / "train_log.csv"), refs)
     assert ev["feasible"] and ev["status"] == "completed"
     # the trainer takes the variances of the float32 targets: agreement to float32 rounding
     assert ev["criterion"] == pytest.approx(status["best_criterion"], rel=1e-6)
-    failed = evaluate_candidate(spec(), {"status": "diverged", "reason": "x"}, None, var_f, var_e)
+    failed = evaluate_candidate(spec(), {"status": "diverged", "reason": "x"}, None, refs)
     assert not failed["feasible"] and failed["objectives"] == {"val_force": 1e3, "val_energy": 1e3}
 
 
@@ -234,11 +236,11 @@ def test_physics_objectives_from_the_nvt_metrics_and_unstable_runs_fail():
     s = spec(objectives=("criterion", "d_KS"))
     status = {"status": "completed", "best_epoch": 1}
     log = pd.DataFrame({"epoch": [1], "val_force": [2.0], "val_energy": [3.0]})
-    ev = evaluate_candidate(s, status, log, 4.0, 6.0, physics_record())
+    ev = evaluate_candidate(s, status, log, {"force": 4.0, "energy": 6.0}, physics_record())
     assert ev["feasible"] and ev["objectives"] == {"criterion": pytest.approx(1.0), "d_KS": 0.12}
-    bad = evaluate_candidate(s, status, log, 4.0, 6.0, physics_record("unstable"))
+    bad = evaluate_candidate(s, status, log, {"force": 4.0, "energy": 6.0}, physics_record("unstable"))
     assert not bad["feasible"] and bad["status"] == "simulation_unstable" and bad["reason"] == "T blew up"
     assert bad["objectives"] == {"criterion": 1e3, "d_KS": 1e3}
-    missing = evaluate_candidate(s, status, log, 4.0, 6.0, physics_record(d_ks=None))
+    missing = evaluate_candidate(s, status, log, {"force": 4.0, "energy": 6.0}, physics_record(d_ks=None))
     assert not missing["feasible"] and "non-finite" in missing["reason"]
-    assert evaluate_candidate(s, status, log, 4.0, 6.0, None)["status"] == "invalid"
+    assert evaluate_candidate(s, status, log, {"force": 4.0, "energy": 6.0}, None)["status"] == "invalid"

@@ -13,7 +13,9 @@ import torch
 
 from balancebench.balancing import available_methods, default_params, get_method, missing_requirements
 from balancebench.tasks.cg_benzene.model import ModelConfig
-from balancebench.training import LOG_COLUMNS, Trainer, TrainingSettings, evaluate, train_model
+from balancebench.training import Trainer, TrainingSettings, log_columns_for, train_model
+
+LOG_COLUMNS = log_columns_for(("force", "energy"))
 
 MODEL = dict(hidden_channels=16, num_filters=16, num_interactions=2, num_gaussians=16, cutoff=7.5,
              prior_sigma=3.5, prior_exponent=12.0)
@@ -24,9 +26,9 @@ def test_training_lowers_both_validation_errors(lj_dataset):
     torch.set_num_threads(1)
     trainer = Trainer(lj_dataset, ModelConfig(**MODEL), TrainingSettings(**TRAINING),
                       get_method("constant", weights=[1.0, 0.1]), seed=0)
-    before = evaluate(trainer.model, trainer.val_frames, 4, "total")
+    before = trainer.validation_errors(batch_size=4)
     result = trainer.run()
-    after = evaluate(trainer.model, trainer.val_frames, 4, "total")
+    after = trainer.validation_errors(batch_size=4)
     assert result.status == "completed", result.reason
     assert after[0] < 0.3 * before[0], (before, after)  # force MSE
     assert after[1] < 0.3 * before[1], (before, after)  # energy squared error

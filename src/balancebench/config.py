@@ -73,8 +73,34 @@ def validate_config(config: dict, schema: dict | None = None) -> dict:
         if err.validator == "additionalProperties":
             raise ConfigError(f"config error at {_field(err)}: {err.message} (misspelt key?)")
         raise ConfigError(f"config error at {_field(err)}: {err.message}")
+    _check_task(config)
     _check_physics(config)
     return config
+
+
+def _check_task(config: dict) -> None:
+    """The task exists, and every variant's method can run on it (e.g. a conditioned method needs a model with
+    a conditioning input), before any job runs."""
+    from balancebench.balancing import available_methods, get_method
+    from balancebench.tasks.base import get_task
+    from balancebench.training import preference_dim
+
+    try:
+        task = get_task(config.get("task", "cg_benzene"))
+    except KeyError as err:
+        raise ConfigError(f"config error at task: {err.args[0]}") from None
+    known = available_methods()
+    for name, variant in (config.get("balancing") or {}).get("variants", {}).items():
+        if variant.get("method") not in known:
+            continue  # named by _check_balancing
+        try:
+            method = get_method(variant["method"], **variant.get("params", {}))
+        except (TypeError, ValueError):
+            continue  # named by _check_balancing
+        try:
+            preference_dim(task, method)
+        except ValueError as err:
+            raise ConfigError(f"config error at balancing.variants.{name}.method: {err}") from None
 
 
 def _check_physics(config: dict) -> None:
@@ -115,7 +141,7 @@ def _check_balancing(config: dict) -> None:
     from balancebench.balancing import available_methods, get_method
     from balancebench.search.space import apply_parameters, check_search, check_variant_search
 
-    training_fields = set(config.get("training", {})) | set(_training_setting_names())
+    training_fields = set(config.get("training", {})) | set(_training_setting_names(config))
     searches = balancing.get("searches", {})
     for name, spec in searches.items():
         try:
@@ -161,12 +187,15 @@ def _check_balancing(config: dict) -> None:
                                   f"{training['force_loss_scale']} must be > 0 (kcal/mol/A)")
 
 
-def _training_setting_names() -> list[str]:
+def _training_setting_names(config: dict | None = None) -> list[str]:
+    """The keys of a ``training`` section: the core's settings and the task's loss settings."""
     import dataclasses
 
+    from balancebench.tasks.base import get_task
     from balancebench.training import TrainingSettings
 
-    return [f.name for f in dataclasses.fields(TrainingSettings)]
+    task = get_task((config or {}).get("task", "cg_benzene"))
+    return [f.name for f in dataclasses.fields(TrainingSettings)] + list(task.loss_setting_names)
 
 
 class DuplicateKeyError(ConfigError):

@@ -38,8 +38,7 @@ import pandas as pd
 DEFAULT_RAYS = 25
 DEFAULT_REFERENCE_POINT = (1.0, 1.0)
 NADIR_MARGIN = 0.1
-FRONT_COLUMNS = ["ray", "pref_force", "pref_energy", "mse_force", "mse_energy", "f_force", "f_energy",
-                 "criterion", "non_dominated"]
+
 
 
 # -- rays, dominance, hypervolume ------------------------------------------------------------
@@ -132,86 +131,93 @@ def hypervolume_2d(points, reference_point=DEFAULT_REFERENCE_POINT) -> float:
     return float(volume)
 
 
-# -- objectives of models on frames ----------------------------------------------------------
-def target_variances(dataset, energy_loss: str = "total") -> dict[str, float]:
-    """{"force": Var(F), "energy": Var(E)} over the training frames (the trainer's references and criterion),
-    as the searches compute them (:func:`balancebench.search.evaluate.target_variances`)."""
-    from balancebench.search.evaluate import target_variances as variances
+# -- objectives of models on a task's data ------------------------------------------------------
+def front_columns(loss_names) -> list[str]:
+    """The columns of ``front.csv`` for a task's losses: ray, ``pref_<name>``, ``mse_<name>``, ``f_<name>`` (each in
+    loss order), criterion, non_dominated."""
+    names = list(loss_names)
+    return ["ray", *(f"pref_{n}" for n in names), *(f"mse_{n}" for n in names), *(f"f_{n}" for n in names),
+            "criterion", "non_dominated"]
 
-    var_f, var_e = variances(dataset, energy_loss)
-    return {"force": var_f, "energy": var_e}
 
-
-def model_errors(model, frames, batch_size: int, energy_loss: str, preference=None) -> tuple[float, float]:
-    """Frame-weighted (MSE_F, MSE_E) of ``model`` on a :class:`~balancebench.training.FrameSet` at ``preference``."""
+def model_errors(task, model, data, batch_size: int, loss_settings, preference=None) -> tuple[float, ...]:
+    """Item-weighted plain errors per loss (``task.errors``, float64) of ``model`` on ``data`` at ``preference``
+    (written into the batch's model input as ``extras["preference"]``)."""
     import torch
 
-    total = np.zeros(2)
+    total = np.zeros(len(task.loss_names))
     r = None if preference is None else torch.as_tensor(np.asarray(preference, dtype=np.float64))
-    for start in range(0, len(frames), batch_size):
-        idx = range(start, min(len(frames), start + batch_size))
-        graph, f_ref, e_ref = frames.batch(idx)
+    for start in range(0, len(data), batch_size):
+        idx = range(start, min(len(data), start + batch_size))
+        batch = data.batch(idx)
         if r is not None:
-            graph.extras["preference"] = r
-        energy, forces = model.energy_and_forces(graph, training=False)
-        err_e = (energy - e_ref).detach().double()
-        if energy_loss == "per_bead":
-            err_e = err_e / frames.n_beads
-        total += np.array([float(torch.mean((forces.detach().double() - f_ref.double()) ** 2)),
-                           float(torch.mean(err_e**2))]) * len(idx)
-    return float(total[0] / len(frames)), float(total[1] / len(frames))
+            task.model_input(batch).extras["preference"] = r
+        errors = task.errors(task.predict(model, batch, training=False), batch, loss_settings)
+        total += np.array([errors[n] for n in task.loss_names]) * len(idx)
+    return tuple(float(x / len(data)) for x in total)
 
 
-def evaluate_front(model, frames, references: dict, batch_size: int = 8, energy_loss: str = "total",
+def evaluate_front(task, model, data, references: dict, batch_size: int = 8, loss_settings=None,
                    rays: int | np.ndarray = DEFAULT_RAYS) -> pd.DataFrame:
-    """The front of a conditioned model: one row per test ray (columns FRONT_COLUMNS)."""
+    """The front of a conditioned model: one row per test ray (columns :func:`front_columns`)."""
+    names = list(task.loss_names)
+    if len(names) != 2 and np.isscalar(rays):
+        raise ValueError(f"test rays on the circle are defined for two losses, task {task.name!r} has {names}")
     r = circle_points(rays) if np.isscalar(rays) else np.asarray(rays, dtype=np.float64)
     was_training = model.training
     model.eval()
     rows = []
     for k, ray in enumerate(r):
-        mse_f, mse_e = model_errors(model, frames, batch_size, energy_loss, ray)
-        f_f, f_e = mse_f / references["force"], mse_e / references["energy"]
-        rows.append({"ray": k, "pref_force": ray[0], "pref_energy": ray[1], "mse_force": mse_f, "mse_energy": mse_e,
-                     "f_force": f_f, "f_energy": f_e, "criterion": f_f + f_e})
+        mse = model_errors(task, model, data, batch_size, loss_settings, ray)
+        f = [m / references[n] for m, n in zip(mse, names)]
+        criterion = f[0]
+        for x in f[1:]:
+            criterion = criterion + x
+        rows.append({"ray": k, **{f"pref_{n}": ray[i] for i, n in enumerate(names)},
+                     **{f"mse_{n}": mse[i] for i, n in enumerate(names)},
+                     **{f"f_{n}": f[i] for i, n in enumerate(names)}, "criterion": criterion})
     model.train(was_training)
     front = pd.DataFrame(rows)
-    finite = np.isfinite(front[["f_force", "f_energy"]].to_numpy()).all(axis=1)
+    objectives = [f"f_{n}" for n in names]
+    finite = np.isfinite(front[objectives].to_numpy()).all(axis=1)
     mask = np.zeros(len(front), dtype=bool)
-    mask[np.flatnonzero(finite)] = non_dominated(front.loc[finite, ["f_force", "f_energy"]].to_numpy())
+    mask[np.flatnonzero(finite)] = non_dominated(front.loc[finite, objectives].to_numpy())
     front["non_dominated"] = mask
-    return front[FRONT_COLUMNS]
+    return front[front_columns(names)]
 
 
 def choose_preference(front: pd.DataFrame) -> dict:
-    """The ray with the lowest criterion C = f_F + f_E (the rule that selects the constant grid point)."""
+    """The ray with the lowest criterion C = sum_i f_i (the rule that selects the constant grid point)."""
     finite = front[np.isfinite(front["criterion"].to_numpy(dtype=float))]
     if finite.empty:
         raise ValueError("no test ray gave finite validation errors: no preference can be chosen")
     best = finite.loc[finite["criterion"].astype(float).idxmin()]
-    return {"preference": [float(best["pref_force"]), float(best["pref_energy"])], "ray": int(best["ray"]),
+    prefs = [c for c in front.columns if c.startswith("pref_")]
+    return {"preference": [float(best[c]) for c in prefs], "ray": int(best["ray"]),
             "criterion": float(best["criterion"]),
-            "rule": "the test ray with the lowest validation MSE_F/Var(F) + MSE_E/Var(E)"}
+            "rule": "the test ray with the lowest validation criterion sum_i MSE_i / ref_i"}
 
 
-def conditioned_outputs(model, frames, references: dict, out_dir, batch_size: int, energy_loss: str,
-                        rays: int = DEFAULT_RAYS, fallback=(0.5, 0.5)) -> dict:
+def conditioned_outputs(trainer, out_dir, rays: int = DEFAULT_RAYS, fallback=None) -> dict:
     """After training a conditioned model: write ``front.csv`` into ``out_dir``, fix the chosen r on the model
-    and return the hparams entries (``preference``, ``preference_choice``) that simulation reads.
+    and return the hparams entries (``preference``, ``preference_choice``) that the task's evaluation reads.
 
-    If no ray gives finite errors, ``fallback`` (the evaluation preference) is recorded with a note, so the
-    run never crashes and its NVT shows what that model does.
+    If no ray gives finite errors, ``fallback`` (the evaluation preference; default equal weights) is recorded
+    with a note, so the run never crashes and its evaluation shows what that model does.
     """
-    front = evaluate_front(model, frames, references, batch_size, energy_loss, rays)
+    k = len(trainer.loss_names)
+    fallback = (1.0 / k,) * k if fallback is None else fallback
+    front = evaluate_front(trainer.task, trainer.model, trainer.val_data, trainer.references,
+                           trainer.settings.batch_size, trainer.loss_settings, rays)
     front.to_csv(Path(out_dir) / "front.csv", index=False)
     try:
         choice = choose_preference(front)
     except ValueError as err:
         choice = {"preference": [float(x) for x in fallback], "ray": None, "criterion": None,
                   "rule": f"fallback to the evaluation preference: {err}"}
-    model.fix_preference(choice["preference"])
+    trainer.model.fix_preference(choice["preference"])
     return {"preference": choice["preference"], "preference_choice": {**choice, "rays": len(front),
-                                                                      "references": dict(references)}}
+                                                                      "references": dict(trainer.references)}}
 
 
 # -- collecting the fronts and points of a workflow run ---------------------------------------
@@ -292,12 +298,12 @@ def collect(references: dict, conditioned: dict, finals: dict, candidates: list[
 
 
 def fronts_table(fronts: dict) -> pd.DataFrame:
-    """All fronts as one tidy table (variant, seed, FRONT_COLUMNS)."""
+    """All fronts as one tidy table (variant, seed, then the fronts' columns, :func:`front_columns`)."""
     frames = [f.assign(variant=v, seed=int(s)) for (v, s), f in fronts.items()]
     if not frames:
-        return pd.DataFrame(columns=["variant", "seed", *FRONT_COLUMNS])
+        return pd.DataFrame(columns=["variant", "seed", "ray", "criterion", "non_dominated"])
     table = pd.concat(frames, ignore_index=True)
-    return table[["variant", "seed", *[c for c in FRONT_COLUMNS if c in table]]]
+    return table[["variant", "seed", *[c for c in table.columns if c not in ("variant", "seed")]]]
 
 
 def summary_note(tables: dict, cost: pd.DataFrame, reference_point, setting=None) -> str:

@@ -8,7 +8,7 @@ two orderings on one machine). Here the cost of a training epoch is *counted*:
 counted by :class:`torch.utils.flop_counter.FlopCounterMode` while the trained
 configuration (its model weights, balancing method and settings, hparams.json) runs the
 steps of epochs 1..E in the training's own batch order. The counter sees every matrix
-product of the step, the force double backward and the extra backward passes of gradient
+product of the step, the double backward of a derivative-trained model and the extra backward passes of gradient
 methods included; element-wise operations and the optimizer update are not counted (the
 same for every variant). W_e depends only on the model, the data, the batch order and the
 method: it is identical on a loaded and an idle machine, and on any machine.
@@ -64,14 +64,14 @@ def _step(trainer, frames) -> None:
 
 def epoch_batches(trainer, epoch: int) -> list[np.ndarray]:
     """The batches of ``epoch`` in the training's own order (permutation seeded with (seed, epoch))."""
-    n = len(trainer.train_frames)
+    n = len(trainer.train_data)
     order = np.random.default_rng([trainer.seed, epoch]).permutation(n)
     size = trainer.settings.batch_size
     return [order[b:b + size] for b in range(0, n, size)]
 
 
 def count_step(trainer, frames) -> int:
-    """FLOPs of one training step on ``frames`` (forward, force double backward, the method's backward passes)."""
+    """FLOPs of one training step on the items ``frames`` (forward, backward, the method's backward passes)."""
     with FlopCounterMode(display=False) as counter:
         _step(trainer, frames)
     return int(counter.get_total_flops())
@@ -100,7 +100,7 @@ def calibrate(trainer, repeats: int = 5) -> Calibration:
     warm-up and count its FLOPs; rate = FLOPs / fastest repeat (the least load-sensitive estimate)."""
     if repeats < 1:
         raise ValueError(f"metrics.timing.calibration_repeats must be >= 1, got {repeats}")
-    frames = np.arange(min(trainer.settings.batch_size, len(trainer.train_frames)))
+    frames = np.arange(min(trainer.settings.batch_size, len(trainer.train_data)))
     trainer.model.train()
     _step(trainer, frames)  # warm-up (allocations, lazy initialisation)
     flops = count_step(trainer, frames)
@@ -120,17 +120,14 @@ def calibrate(trainer, repeats: int = 5) -> Calibration:
 
 def trainer_from_run(dataset, hparams: dict, state_dict: dict | None = None, device: str = "cpu"):
     """A Trainer for the configuration of a finished run (hparams.json), with its trained weights loaded."""
-    from balancebench.balancing import get_method
-    from balancebench.tasks.cg_benzene.model import ModelConfig
-    from balancebench.training import Trainer, TrainingSettings
+    from balancebench.tasks.base import get_task
+    from balancebench.training import trainer_for
 
     training = dict(hparams["training"])
     training["device"] = device
-    settings = TrainingSettings.from_dict({k: v for k, v in training.items()
-                                           if k in TrainingSettings.__dataclass_fields__})
-    method = get_method(hparams["method"], **dict(hparams.get("method_params") or {}))
-    config = ModelConfig.from_dict(hparams["model"])
-    trainer = Trainer(dataset, config, settings, method, int(hparams["seed"]))
+    task = get_task(hparams.get("task") or dataset.task)
+    trainer = trainer_for(dataset, hparams["model"], training, hparams["method"],
+                          dict(hparams.get("method_params") or {}), int(hparams["seed"]), task=task)
     if state_dict is not None:
         trainer.model.load_state_dict(state_dict)
     return trainer

@@ -1,30 +1,23 @@
-"""Force-matching training of :class:`~balancebench.tasks.cg_benzene.model.CGSchNet` under one balancing method (seed 000 Sec. 2.2, 2.4).
+"""Training of a task's model under one balancing method (seed 000 Sec. 2.2, 2.4), for any task of the task
+contract (:mod:`balancebench.tasks.base`).
 
-Loss of one batch of B frames with N beads (Eq. 2 of seed 000)::
+The loss of a batch is the task's named losses ``{name: L_name}`` (``task.loss_names``, e.g. two or three
+terms), each logged unweighted. The update comes from a :mod:`balancebench.balancing` method, which owns it:
+every step the trainer calls ``method.prepare_batch`` on the batch's model input, computes the named losses
+from the task's predictions, zeroes the gradients, and calls ``method.backward(losses, context)`` and
+``method.step(context)``; every epoch it logs ``method.log_values()`` (the effective weights and any extras)
+and calls ``method.end_epoch``. It never asks which shape of method it holds (value, learned, gradient,
+conditioned, optimizer), nor which task it trains.
 
-    L = lambda_F * L_F + lambda_E * L_E
-    L_F = 1/(3 N B) sum_frames sum_i |F_i^pred - M(F^A)_i|^2          (kcal/mol/A)^2
-    L_E = 1/B sum_frames (E^pred - U_A)^2                               (kcal/mol)^2   (energy_loss: total)
-          1/B sum_frames ((E^pred - U_A) / N)^2                          (energy_loss: per_bead)
-
-Both components are logged unweighted. The update comes from a
-:mod:`balancebench.balancing` method, which owns it: every step the trainer calls
-``method.prepare_batch``, computes the named losses ``{"force": L_F, "energy": L_E}``,
-zeroes the gradients, and calls ``method.backward(losses, context)`` and
-``method.step(context)``; every epoch it logs ``method.log_values()`` (the effective
-weights and any extras) and calls ``method.end_epoch``. It never asks which shape of
-method it holds (value, learned, gradient, conditioned, optimizer).
-
-Early stopping uses a criterion that does not depend on the method (the weighted
-loss changes meaning when the weights move): the validation errors normalised by
-the variance of their targets over the training frames,
-``C = MSE_F / Var(F) + MSE_E / Var(E)`` (a sum of 1 - R^2-like terms). The weights
-with the best C are the trained model.
+Early stopping uses a criterion that does not depend on the method (the weighted loss changes meaning when
+the weights move): the validation errors over the task's references (e.g. the variances of the targets over
+the training data), ``C = sum_i val_i / ref_i`` (a sum of 1 - R^2-like terms). The weights with the best C
+are the trained model.
 
 A non-finite loss, or a step loss above ``divergence_factor`` x the untrained model's (first step),
 stops the run with status ``diverged`` (its epoch and reason recorded); nothing
 is raised, so one bad run never stops the workflow. A checkpoint written
-atomically after every epoch lets a killed run resume; the frame order of epoch
+atomically after every epoch lets a killed run resume; the item order of epoch
 e comes from a generator seeded with (seed, e), so a resumed run reproduces the
 uninterrupted one exactly on CPU.
 """
@@ -45,26 +38,22 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from balancebench.tasks.cg_benzene import pair_kernels
-from balancebench.balancing import COMPONENTS, BalancingMethod, TrainContext, get_method
-from balancebench.tasks.cg_benzene.cg import CGDataset
-from balancebench.tasks.cg_benzene.losses import robust_force_loss
-from balancebench.tasks.cg_benzene.model import (
-    CGSchNet,
-    GraphBatch,
-    ModelConfig,
-    batch_frames,
-    fast_cpu_math,
-    resolve_device,
-)
-from balancebench.tasks.cg_benzene.neighbors import check_cutoff, neighbor_list
+from balancebench.balancing import BalancingMethod, TrainContext, get_method
+from balancebench.runtime import fast_cpu_math, resolve_device
 from balancebench.seeding import deterministic_algorithms
 from balancebench.settings import settings_from_section
+from balancebench.tasks.base import Task, get_task
 
 log = logging.getLogger(__name__)
 
-LOG_COLUMNS = ("epoch", "seconds", "train_force", "train_energy", "val_force", "val_energy",
-               "coef_force", "coef_energy", "lr", "criterion")
+
+
+def log_columns_for(loss_names) -> tuple[str, ...]:
+    """The fixed columns of ``train_log.csv`` for a task's losses: epoch, seconds, ``train_<name>``,
+    ``val_<name>``, ``coef_<name>`` (each in loss order), lr, criterion."""
+    names = tuple(loss_names)
+    return ("epoch", "seconds", *(f"train_{n}" for n in names), *(f"val_{n}" for n in names),
+            *(f"coef_{n}" for n in names), "lr", "criterion")
 
 
 @dataclass
@@ -75,20 +64,14 @@ class TrainingSettings:
     lr_decay: float = 0.98  # multiplicative per epoch (ExponentialLR)
     patience: int = 10  # epochs without improvement of the criterion before stopping
     min_delta: float = 1e-3  # relative improvement that counts
-    energy_loss: str = "total"  # total (Eq. 2 as printed) | per_bead
     divergence_factor: float = 1e6
     device: str = "auto"  # auto | cpu | cuda
     dtype: str = "float32"
-    # robust force loss of the training step (balancebench.tasks.cg_benzene.losses; 2 = the MSE of Eq. 2); validation stays MSE
-    force_loss_alpha: float = 2.0
-    force_loss_scale: float = 1.0  # kcal/mol/A
 
     @classmethod
-    def from_dict(cls, d: dict) -> TrainingSettings:
-        settings = settings_from_section(cls, d, "training")
-        if settings.energy_loss not in ("total", "per_bead"):
-            raise ValueError(f"energy_loss must be 'total' or 'per_bead', not {settings.energy_loss!r}")
-        return settings
+    def from_dict(cls, d: dict, task_keys=()) -> TrainingSettings:
+        """The core settings of a ``training`` section; ``task_keys`` (the task's loss settings) are left out."""
+        return settings_from_section(cls, {k: v for k, v in d.items() if k not in set(task_keys)}, "training")
 
 
 @dataclass
@@ -106,86 +89,6 @@ class TrainingResult:
                 "best_criterion": self.best_criterion, "epochs_run": len(self.log), "resumed_from": self.resumed_from}
 
 
-class FrameSet:
-    """Frames on a device with their neighbour lists, computed once (positions do not change during training)."""
-
-    def __init__(self, dataset: CGDataset, indices, cutoff: float, device, dtype):
-        indices = np.asarray(indices, dtype=np.int64)
-        for box in dataset.box[indices]:
-            check_cutoff(cutoff, box)
-        self.positions = [torch.as_tensor(dataset.positions[k], dtype=dtype, device=device) for k in indices]
-        self.forces = torch.as_tensor(dataset.forces[indices], dtype=dtype, device=device)
-        self.energy = torch.as_tensor(dataset.energy[indices], dtype=dtype, device=device)
-        self.lists = [neighbor_list(torch.as_tensor(dataset.positions[k]), dataset.box[k], cutoff).to(device)
-                      for k in indices]
-        for nl in self.lists:
-            nl.shift = nl.shift.to(dtype)
-        self.n_beads = dataset.n_beads
-
-    def __len__(self) -> int:
-        return len(self.positions)
-
-    def batch(self, frames) -> tuple[GraphBatch, torch.Tensor, torch.Tensor]:
-        frames = list(frames)
-        graph = batch_frames([self.positions[k] for k in frames], [self.lists[k] for k in frames])
-        return graph, self.forces[frames].reshape(-1, 3), self.energy[frames]
-
-
-def loss_components(model: CGSchNet, graph: GraphBatch, forces_ref, energy_ref, energy_loss: str, n_beads: int,
-                    training: bool, force_loss_alpha: float = 2.0,
-                    force_loss_scale: float = 1.0) -> dict[str, torch.Tensor]:
-    """{"force": L_F, "energy": L_E} of Eq. 2 for one batch (see the module docstring for units).
-
-    ``force_loss_alpha`` != 2 replaces the force MSE by the robust loss of :mod:`balancebench.tasks.cg_benzene.losses`.
-    """
-    energy, forces = model.energy_and_forces(graph, training=training)
-    return losses_from_predictions(energy, forces, forces_ref, energy_ref, energy_loss, n_beads,
-                                   force_loss_alpha, force_loss_scale)
-
-
-def losses_from_predictions(energy, forces, forces_ref, energy_ref, energy_loss: str, n_beads: int,
-                            force_loss_alpha: float = 2.0, force_loss_scale: float = 1.0) -> dict[str, torch.Tensor]:
-    """:func:`loss_components` from predicted ``energy`` (B,) and ``forces`` (B*N, 3) already computed."""
-    loss_f = robust_force_loss(forces - forces_ref, force_loss_alpha, force_loss_scale)
-    err_e = energy - energy_ref
-    if energy_loss == "per_bead":
-        err_e = err_e / n_beads
-    return {"force": loss_f, "energy": torch.mean(err_e**2)}
-
-
-def evaluate(model: CGSchNet, frames: FrameSet, batch_size: int, energy_loss: str,
-             method: BalancingMethod | None = None, context: TrainContext | None = None) -> np.ndarray:
-    """Mean [MSE_F, MSE_E] over all frames (frame-weighted), no graph kept.
-
-    With ``method``, its ``prepare_batch(graph, context, training=False)`` runs first (e.g. a
-    conditioned model's fixed evaluation preference).
-    """
-    total = np.zeros(len(COMPONENTS))
-    for start in range(0, len(frames), batch_size):
-        idx = range(start, min(len(frames), start + batch_size))
-        graph, f_ref, e_ref = frames.batch(idx)
-        if method is not None:
-            method.prepare_batch(graph, context, training=False)
-        losses = loss_components(model, graph, f_ref, e_ref, energy_loss, frames.n_beads, training=False)
-        total += np.array([float(losses[c].detach()) for c in COMPONENTS]) * len(idx)
-    return total / len(frames)
-
-
-def fit_energy_scale(model: CGSchNet, frames: FrameSet) -> tuple[float, float]:
-    """ScaleShift from the training frames: mu = (<U_A> - <U_ex>) / N per bead, s = rms force component x 1 A."""
-    with torch.no_grad():
-        prior = []
-        for x, nl in zip(frames.positions, frames.lists):
-            if model.prior is None:
-                prior.append(0.0)
-                continue
-            r = nl.vectors(x).norm(dim=-1)
-            prior.append(float(model.prior(r, r < model.cutoff).sum()))
-    shift = (float(frames.energy.double().mean()) - float(np.mean(prior))) / frames.n_beads
-    scale = float(torch.sqrt(torch.mean(frames.forces.double() ** 2)))
-    return shift, max(scale, 1e-6)
-
-
 def _run_hash(*parts) -> str:
     digest = hashlib.sha256()
     for part in parts:
@@ -199,50 +102,50 @@ def _atomic_save(obj, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def _with_preference_dim(model_config: ModelConfig, method: BalancingMethod) -> ModelConfig:
-    """The model config with ``preference_dim = method.preference_dim`` (a conditioned method's model input).
-
-    The preference input itself (``ModelConfig.preference_dim``, read by ``CGSchNet``) belongs
-    to the model; a method that needs it on a model without it is refused here.
-    """
+def preference_dim(task: Task, method: BalancingMethod) -> int:
+    """The length of the conditioning input a method needs of the task's model (0: none); a conditioned method
+    on a task whose model has no conditioning input is refused, naming both."""
     dim = int(getattr(method, "preference_dim", 0) or 0)
-    if any(f.name == "preference_dim" for f in dataclasses.fields(model_config)):
-        return dataclasses.replace(model_config, preference_dim=dim)
-    if dim > 0:
-        raise NotImplementedError(f"method {method.name!r} needs a model conditioned on a preference vector of "
-                                  f"length {dim}, but ModelConfig has no preference_dim field yet")
-    return model_config
+    if dim > 0 and not task.conditioning:
+        raise ValueError(f"method {method.name!r} conditions the model on a preference vector, but the model of "
+                         f"task {task.name!r} has no conditioning input")
+    if dim > 0 and dim != len(task.loss_names):
+        raise ValueError(f"method {method.name!r} needs {dim} losses, task {task.name!r} has "
+                         f"{len(task.loss_names)} {task.loss_names}")
+    return dim
 
 
 class Trainer:
-    """One training run: a model, a balancing method, a dataset split, a seed."""
+    """One training run: a task's model, a balancing method, a dataset split, a seed.
 
-    def __init__(self, dataset: CGDataset, model_config: ModelConfig, settings: TrainingSettings,
-                 method: BalancingMethod, seed: int, checkpoint: str | Path | None = None):
+    ``task``: a :class:`~balancebench.tasks.base.Task` (default: the task that reads ``dataset``, its
+    ``task`` attribute); ``loss_settings``: the task's loss settings (default: the task's defaults).
+    """
+
+    def __init__(self, dataset, model_config, settings: TrainingSettings, method: BalancingMethod, seed: int,
+                 checkpoint: str | Path | None = None, task: Task | None = None, loss_settings=None):
+        self.task = task if task is not None else get_task(dataset.task)
+        task = self.task
+        self.loss_names = tuple(task.loss_names)
+        self.loss_settings = loss_settings if loss_settings is not None else task.loss_settings({})
         self.settings, self.method, self.seed = settings, method, int(seed)
         self.device = resolve_device(settings.device, "training.device")
         self.dtype = getattr(torch, settings.dtype)
-        model_config = _with_preference_dim(model_config, method)
+        model_config = task.model_settings(model_config)
+        dim = preference_dim(task, method)
         torch.manual_seed(self.seed)
         fast_cpu_math()
         if self.device.type == "cpu":
             deterministic_algorithms()
-        self.model = CGSchNet(model_config).to(device=self.device, dtype=self.dtype)
-        self.train_frames = FrameSet(dataset, dataset.split["train"], model_config.cutoff, self.device, self.dtype)
-        val_idx = dataset.split.get("validation")
-        if val_idx is None or len(val_idx) == 0:
-            raise ValueError("the dataset has no validation frames: early stopping needs them (cg.validation_fraction > 0)")
-        self.val_frames = FrameSet(dataset, val_idx, model_config.cutoff, self.device, self.dtype)
-        shift, scale = fit_energy_scale(self.model, self.train_frames)
-        self.model.set_energy_scale(shift, scale)
-        # variances of the targets for the method-independent criterion
-        n = dataset.n_beads if settings.energy_loss == "per_bead" else 1
-        self.var_force = float(torch.var(self.train_frames.forces.double()))
-        var_e = float(torch.var(self.train_frames.energy.double() / n)) if len(self.train_frames) > 1 else 0.0
-        self.var_energy = var_e if var_e > 0 else 1.0
+        self.model = task.build_model(model_config, dim).to(device=self.device, dtype=self.dtype)
+        self.train_data = task.training_data(dataset, "train", model_config, self.device, self.dtype)
+        self.val_data = task.training_data(dataset, "validation", model_config, self.device, self.dtype)
+        task.prepare_model(self.model, self.train_data)
+        # the references that make the validation errors unit-free (the method-independent criterion)
+        self.references = {k: float(v) for k, v in task.loss_references(self.train_data, self.loss_settings).items()}
         self.context = TrainContext(
             model=self.model, model_params=[p for p in self.model.parameters() if p.requires_grad],
-            components=COMPONENTS, references={"force": self.var_force, "energy": self.var_energy},
+            components=self.loss_names, references=dict(self.references),
             generator=torch.Generator(device="cpu").manual_seed(self.seed), settings=settings)
         method.setup(self.context)
         self.optimizer = method.make_optimizer(self.context.model_params, settings)
@@ -250,9 +153,10 @@ class Trainer:
         self.scheduler = (torch.optim.lr_scheduler.ExponentialLR(self.optimizer, gamma=settings.lr_decay)
                           if self.optimizer is not None else None)
         self.checkpoint = Path(checkpoint) if checkpoint else None
-        self.run_hash = _run_hash(model_config.to_dict(), dataclasses.asdict(settings), method.name,
-                                  method.params, self.seed, dataset.energy.tobytes(),
-                                  np.asarray(dataset.split["train"]).tobytes())
+        self.model_config = model_config
+        self.run_hash = _run_hash(task.name, _settings_dict(model_config), dataclasses.asdict(settings),
+                                  _settings_dict(self.loss_settings), method.name, method.params, self.seed,
+                                  *task.data_fingerprint(dataset, "train"))
         self.log: list[dict] = []
         self.best_state = None
         self.best_criterion = math.inf
@@ -300,39 +204,36 @@ class Trainer:
         return self.epoch
 
     # -- one step ------------------------------------------------------------------------
-    def train_step(self, frame_indices) -> dict[str, float]:
-        """One optimisation step on the training frames ``frame_indices``; returns the raw losses.
+    def train_step(self, indices) -> dict[str, float]:
+        """One optimisation step on the training items ``indices``; returns the raw losses.
 
         If a loss is not finite nothing is updated (the caller records the divergence). The step is
-        :meth:`prepare_step`, the model's energies and forces, :meth:`apply_step`; a driver that
-        computes the predictions elsewhere (:mod:`balancebench.multiseed`) calls the two halves.
+        :meth:`prepare_step`, the task's predictions, :meth:`apply_step`; a driver that computes the
+        predictions elsewhere (:mod:`balancebench.multiseed`) calls the two halves.
         """
-        graph, f_ref, e_ref = self.prepare_step(frame_indices)
-        energy, forces = self.model.energy_and_forces(graph, training=True)
-        return self.apply_step(energy, forces, f_ref, e_ref)
+        batch = self.prepare_step(indices)
+        return self.apply_step(self.task.predict(self.model, batch, training=True), batch)
 
-    def prepare_step(self, frame_indices) -> tuple[GraphBatch, torch.Tensor, torch.Tensor]:
-        """(graph, reference forces, reference energies) of ``frame_indices``, after ``method.prepare_batch``."""
-        graph, f_ref, e_ref = self.train_frames.batch(frame_indices)
-        self.method.prepare_batch(graph, self.context, training=True)
-        return graph, f_ref, e_ref
+    def prepare_step(self, indices):
+        """The task's batch of ``indices``, after ``method.prepare_batch`` on its model input."""
+        batch = self.train_data.batch(indices)
+        self.method.prepare_batch(self.task.model_input(batch), self.context, training=True)
+        return batch
 
-    def apply_step(self, energy, forces, forces_ref, energy_ref) -> dict[str, float]:
+    def apply_step(self, predictions, batch) -> dict[str, float]:
         """The named losses of the predictions, then ``method.backward`` and ``method.step``; the raw losses."""
-        raw, losses = self.step_losses(energy, forces, forces_ref, energy_ref)
+        raw, losses = self.step_losses(predictions, batch)
         if losses is not None:
             self.method.backward(losses, self.context)
             self.finish_step()
         return raw
 
-    def step_losses(self, energy, forces, forces_ref, energy_ref) -> tuple[dict[str, float], dict | None]:
+    def step_losses(self, predictions, batch) -> tuple[dict[str, float], dict | None]:
         """(raw losses, named differentiable losses) of the predictions, the gradients zeroed for the backward;
         the named losses are None when a raw one is not finite (no update: the step is recorded as failed)."""
         ctx = self.context
-        losses = losses_from_predictions(energy, forces, forces_ref, energy_ref, self.settings.energy_loss,
-                                         self.train_frames.n_beads, self.settings.force_loss_alpha,
-                                         self.settings.force_loss_scale)
-        raw = {c: float(losses[c].detach()) for c in COMPONENTS}
+        losses = self.task.losses(predictions, batch, self.loss_settings)
+        raw = {c: float(losses[c].detach()) for c in self.loss_names}
         if not all(math.isfinite(v) for v in raw.values()):
             return raw, None
         for p in [*ctx.model_params, *self.method.parameters()]:
@@ -343,6 +244,20 @@ class Trainer:
         """After the backward: ``method.step`` and the step count."""
         self.method.step(self.context)
         self.context.step += 1
+
+    def validation_errors(self, data=None, batch_size: int | None = None) -> np.ndarray:
+        """Mean plain errors per loss (the task's validation losses, item-weighted) over ``data`` (default the
+        validation split), no graph kept; the method's ``prepare_batch(..., training=False)`` runs first (e.g. a
+        conditioned model's fixed evaluation preference)."""
+        return validation_errors(self.task, self.model, self.val_data if data is None else data,
+                                 batch_size or self.settings.batch_size, self.loss_settings, self.method, self.context)
+
+    def criterion(self, val: np.ndarray) -> float:
+        """C = sum_i val_i / ref_i (see the module docstring)."""
+        total = val[0] / self.references[self.loss_names[0]]
+        for value, name in zip(val[1:], self.loss_names[1:]):
+            total = total + value / self.references[name]
+        return float(total)
 
     # -- the loop ------------------------------------------------------------------------
     def run(self, progress=None) -> TrainingResult:
@@ -364,20 +279,20 @@ class Trainer:
 
     # -- the pieces of an epoch (run; balancebench.multiseed drives them in lockstep) --------------
     def begin_epoch(self) -> np.ndarray:
-        """Start the next epoch: its frame order (seeded by (seed, epoch)); the model in training mode."""
+        """Start the next epoch: its item order (seeded by (seed, epoch)); the model in training mode."""
         self.epoch += 1
         self.context.epoch = self.epoch
         self._epoch_lr = (self.optimizer.param_groups[0]["lr"] if self.optimizer is not None
                           else self.settings.learning_rate * self.settings.lr_decay ** (self.epoch - 1))
         self.model.train()
-        return np.random.default_rng([self.seed, self.epoch]).permutation(len(self.train_frames))
+        return np.random.default_rng([self.seed, self.epoch]).permutation(len(self.train_data))
 
     def record_step(self, step: dict[str, float], step_losses: list) -> str:
         """Append the step's raw losses to ``step_losses``; a divergence reason instead ('' if none)."""
         s = self.settings
-        raw = np.array([step[c] for c in COMPONENTS])
+        raw = np.array([step[c] for c in self.loss_names])
         if not np.isfinite(raw).all():
-            return f"non-finite loss at epoch {self.epoch} (L_F={raw[0]:.3g}, L_E={raw[1]:.3g})"
+            return f"non-finite loss at epoch {self.epoch} ({self.task.divergence_note(step)})"
         if self.first_loss is None:  # the untrained model's loss: the yardstick of divergence
             self.first_loss = max(float(raw.sum()), 1e-30)
         elif float(raw.sum()) > s.divergence_factor * self.first_loss:
@@ -390,24 +305,28 @@ class Trainer:
         """Validate, log the row, then (unless failed) decay the lr, ``method.end_epoch``, early stopping,
         checkpoint and ``progress(row)``; returns the failure reason ('' if none)."""
         s = self.settings
-        train = np.mean(step_losses, axis=0) if step_losses else np.full(2, np.nan)
+        k = len(self.loss_names)
+        train = np.mean(step_losses, axis=0) if step_losses else np.full(k, np.nan)
         self.model.eval()
-        val = (evaluate(self.model, self.val_frames, s.batch_size, s.energy_loss, self.method, self.context)
-               if not failure else np.full(2, np.nan))
-        criterion = float(val[0] / self.var_force + val[1] / self.var_energy)
+        val = self.validation_errors() if not failure else np.full(k, np.nan)
+        criterion = self.criterion(val)
         if not failure and not math.isfinite(criterion):
             failure = f"non-finite validation error at epoch {self.epoch}"
-        row = {"epoch": self.epoch, "seconds": seconds, "train_force": train[0], "train_energy": train[1],
-               "val_force": val[0], "val_energy": val[1], "lr": self._epoch_lr, "criterion": criterion}
-        values = {k: float(v) for k, v in self.method.log_values().items()}  # coef_force, coef_energy, extras
-        row = {k: row[k] if k in row else values.pop(k) for k in LOG_COLUMNS} | values
+        row = {"epoch": self.epoch, "seconds": seconds,
+               **{f"train_{n}": train[i] for i, n in enumerate(self.loss_names)},
+               **{f"val_{n}": val[i] for i, n in enumerate(self.loss_names)},
+               "lr": self._epoch_lr, "criterion": criterion}
+        values = {k: float(v) for k, v in self.method.log_values().items()}  # coef_<loss>, extras
+        for name in self.loss_names:
+            values.setdefault(f"coef_{name}", math.nan)
+        row = {k: row[k] if k in row else values.pop(k) for k in log_columns_for(self.loss_names)} | values
         self.log.append(row)
         if failure:
             log.warning("%s", failure)
             return failure
         if self.scheduler is not None:
             self.scheduler.step()
-        self.method.end_epoch(dict(zip(COMPONENTS, (float(x) for x in train))), self.context)
+        self.method.end_epoch(dict(zip(self.loss_names, (float(x) for x in train))), self.context)
         if criterion < self.best_criterion * (1.0 - s.min_delta):
             self.best_criterion, self.best_epoch, self.bad_epochs = criterion, self.epoch, 0
             self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
@@ -433,18 +352,44 @@ class Trainer:
                               list(self.log), resumed)
 
 
-def log_columns(rows: list[dict]) -> list[str]:
-    """LOG_COLUMNS, then the method's extra columns (``log_values`` keys) in order of first appearance."""
-    cols = list(LOG_COLUMNS)
+def _settings_dict(settings) -> dict:
+    if settings is None:
+        return {}
+    if dataclasses.is_dataclass(settings):
+        return dataclasses.asdict(settings)
+    return dict(settings)
+
+
+def validation_errors(task: Task, model, data, batch_size: int, loss_settings, method: BalancingMethod | None = None,
+                      context: TrainContext | None = None) -> np.ndarray:
+    """Mean plain errors per loss (``task.losses(..., validation=True)``) over ``data``, weighted by the items of
+    each batch; no graph kept. With ``method``, its ``prepare_batch(model_input, context, training=False)`` runs
+    first (e.g. a conditioned model's fixed evaluation preference)."""
+    names = tuple(task.loss_names)
+    total = np.zeros(len(names))
+    for start in range(0, len(data), batch_size):
+        idx = range(start, min(len(data), start + batch_size))
+        batch = data.batch(idx)
+        if method is not None:
+            method.prepare_batch(task.model_input(batch), context, training=False)
+        losses = task.losses(task.predict(model, batch, training=False), batch, loss_settings, validation=True)
+        total += np.array([float(losses[c].detach()) for c in names]) * len(idx)
+    return total / len(data)
+
+
+def log_columns(rows: list[dict], loss_names) -> list[str]:
+    """The fixed columns (:func:`log_columns_for`), then the method's extra columns (``log_values`` keys) in
+    order of first appearance."""
+    cols = list(log_columns_for(loss_names))
     for row in rows:
         cols += [k for k in row if k not in cols]
     return cols
 
 
-def write_log(rows: list[dict], path: str | Path) -> None:
-    """The per-epoch CSV (LOG_COLUMNS, then the method's extras, e.g. ``log_var_force``); non-finite values
-    of a diverged epoch are written as 'nan', an extra missing from a row as an empty field."""
-    cols = log_columns(rows)
+def write_log(rows: list[dict], path: str | Path, loss_names) -> None:
+    """The per-epoch CSV (the fixed columns, then the method's extras); non-finite values of a diverged epoch
+    are written as 'nan', an extra missing from a row as an empty field."""
+    cols = log_columns(rows, loss_names)
     with open(path, "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=cols, restval="")
         writer.writeheader()
@@ -453,43 +398,53 @@ def write_log(rows: list[dict], path: str | Path) -> None:
 
 
 def write_run(out: Path, trainer: "Trainer", result: TrainingResult, method_name: str, method_params: dict,
-              variant: str, dataset: CGDataset, provenance: dict | None = None) -> None:
+              variant: str, dataset, provenance: dict | None = None) -> None:
     """The files of a finished run in ``out``: ``model.pt``, ``hparams.json``, ``train_log.csv``,
     ``method_state.pt`` and ``status.json`` (and, for a preference-conditioned model, its front and chosen r)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    settings, method = trainer.settings, trainer.method
+    settings, method, task = trainer.settings, trainer.method, trainer.task
     torch.save({k: v.detach().cpu() for k, v in trainer.model.state_dict().items()}, out / "model.pt")
-    hparams = {"model": trainer.model.config.to_dict(), "training": dataclasses.asdict(settings),
+    hparams = {"task": task.name, "losses": list(trainer.loss_names), "references": dict(trainer.references),
+               "model": _settings_dict(trainer.model.config),
+               "training": {**dataclasses.asdict(settings), **_settings_dict(trainer.loss_settings)},
                "method": method_name, "method_params": method_params, "variant": variant,
-               "backward_passes": method.backward_passes, "seed": int(trainer.seed), "n_beads": dataset.n_beads,
-               "bead_mass": float(dataset.masses[0]), "energy_unit": "kcal/mol", "length_unit": "angstrom",
-               "device": str(trainer.device), "energy_shift_per_bead": float(trainer.model.energy_shift),
-               "energy_scale": float(trainer.model.energy_scale), "pair_kernels": pair_kernels.status(),
+               "backward_passes": method.backward_passes, "seed": int(trainer.seed),
+               **task.run_record(trainer.model, dataset), "device": str(trainer.device),
                "provenance": provenance or {}}
     if method.preference_dim > 0 and result.status == "completed":  # conditioned (COSMOS): front + chosen r
         from balancebench.pareto import conditioned_outputs
 
-        hparams.update(conditioned_outputs(trainer.model, trainer.val_frames, trainer.context.references, out,
-                                           settings.batch_size, settings.energy_loss,
-                                           int(method.params.get("test_rays", 25)),
-                                           method.params.get("eval_preference", (0.5, 0.5))))
+        hparams.update(conditioned_outputs(trainer, out, int(method.params.get("test_rays", 25)),
+                                           method.params.get("eval_preference", (0.5,) * len(trainer.loss_names))))
     (out / "hparams.json").write_text(json.dumps(hparams, indent=2, sort_keys=True, default=str) + "\n")
-    write_log(result.log, out / "train_log.csv")
+    write_log(result.log, out / "train_log.csv", trainer.loss_names)
     torch.save(method.state_dict(), out / "method_state.pt")  # the method's final state (learned weights)
     (out / "status.json").write_text(json.dumps({**result.summary(), "method": method_name, "variant": variant,
                                                  "seed": int(trainer.seed), "provenance": provenance or {}},
                                                 indent=2, default=str) + "\n")
 
 
-def train_model(dataset: CGDataset, model_config: dict, training: dict, method_name: str, method_params: dict,
+def trainer_for(dataset, model_config: dict, training: dict, method_name: str, method_params: dict, seed: int,
+                checkpoint: str | Path | None = None, task: Task | None = None) -> Trainer:
+    """A :class:`Trainer` from config sections: the task (default: the dataset's), its model settings, the core
+    training settings and the task's loss settings out of one ``training`` section."""
+    task = task if task is not None else get_task(dataset.task)
+    settings = TrainingSettings.from_dict(training, task.loss_setting_names)
+    method = get_method(method_name, **method_params)
+    return Trainer(dataset, task.model_settings(model_config), settings, method, seed, checkpoint=checkpoint,
+                   task=task, loss_settings=task.loss_settings(training))
+
+
+def train_model(dataset, model_config: dict, training: dict, method_name: str, method_params: dict,
                 seed: int, out_dir: str | Path, checkpoint: str | Path | None = None, threads: int | None = None,
-                provenance: dict | None = None, progress=None, variant: str | None = None) -> TrainingResult:
+                provenance: dict | None = None, progress=None, variant: str | None = None,
+                task: Task | None = None) -> TrainingResult:
     """Train and write ``model.pt``, ``hparams.json``, ``train_log.csv``, ``method_state.pt`` and ``status.json``
     into ``out_dir``.
 
     ``variant``: the name the comparison uses for this method + parameters (recorded for
-    provenance; default the method name).
+    provenance; default the method name). ``task``: default the task that reads ``dataset``.
 
     Never raises for a diverging run: its status says ``diverged`` with the reason and epoch.
     """
@@ -497,10 +452,7 @@ def train_model(dataset: CGDataset, model_config: dict, training: dict, method_n
         torch.set_num_threads(int(threads))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    cfg = ModelConfig.from_dict(model_config)
-    settings = TrainingSettings.from_dict(training)
-    method = get_method(method_name, **method_params)
-    trainer = Trainer(dataset, cfg, settings, method, seed, checkpoint=checkpoint)
+    trainer = trainer_for(dataset, model_config, training, method_name, method_params, seed, checkpoint, task)
     result = trainer.run(progress=progress)
     write_run(out, trainer, result, method_name, method_params, variant or method_name, dataset, provenance)
     if checkpoint is not None and Path(checkpoint).exists():

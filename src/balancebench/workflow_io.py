@@ -69,14 +69,15 @@ def snakemake_job(smk):
 
 
 def train_job_inputs(job: Job) -> tuple[dict, dict, object]:
-    """(method params, training settings, CG dataset) of a rule train job (one seed or all): the variant's
-    configured settings with its search's selection applied for every seed, the selection said in the log."""
-    from balancebench.tasks.cg_benzene.cg import read_dataset
+    """(method params, training settings, the task's dataset) of a rule train job (one seed or all): the
+    variant's configured settings with its search's selection applied for every seed, the selection said in
+    the log."""
     from balancebench.search.space import variant_settings
+    from balancebench.tasks.base import get_task
 
     smk = job.smk
     params, training, selection = variant_settings(smk.input.get("selected"), smk.params.method,
                                                    smk.params.method_params, smk.params.training)
     if selection:
         job.logger.info(selection)
-    return params, training, read_dataset(smk.input.dataset)
+    return params, training, get_task(smk.params.task).read_dataset(smk.input.dataset)

@@ -24,6 +24,7 @@ except ConfigError as err:
     raise WorkflowError(str(err))
 
 RESULTS = config["results_dir"]
+TASK = config["task"]  # balancebench.tasks: the task whose variants this run trains and ranks
 
 
 def result(path):

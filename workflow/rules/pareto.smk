@@ -58,7 +58,8 @@ rule pareto:
         artifact_records=pareto_artifact_records(),
         conditioned=CONDITIONED_VARIANTS,
         reference_point=PARETO_REFERENCE,
-        energy_loss=config["training"].get("energy_loss", "total"),
+        task=TASK,
+        training=TRAINING,
         code=code_hash("pareto.py"),
     script:
         "../scripts/pareto.py"

@@ -53,6 +53,7 @@ rule search_candidate:
         runtime=240,
     params:
         search=lambda wc: search_config(wc.variant),
+        task=TASK,
         model=config["model"],
         training=TRAINING,
         method=lambda wc: variant_method(wc.variant),

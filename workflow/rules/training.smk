@@ -58,6 +58,7 @@ if MULTISEED:
             gpu=0,
             runtime=240 * len(SEEDS),
         params:
+            task=TASK,
             model=config["model"],
             training=TRAINING,
             variant=lambda wc: wc.variant,
@@ -94,6 +95,7 @@ else:
             gpu=0,
             runtime=240,
         params:
+            task=TASK,
             model=config["model"],
             training=TRAINING,
             variant=lambda wc: wc.variant,

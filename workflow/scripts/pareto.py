@@ -3,21 +3,21 @@
 import json
 from pathlib import Path
 
-from balancebench.tasks.cg_benzene.cg import read_dataset
 from balancebench.pareto import (
     collect,
     cost_table,
     fronts_table,
     plot_fronts,
     summary_note,
-    target_variances,
     training_seconds,
 )
+from balancebench.tasks.base import get_task
 from balancebench.workflow_io import snakemake_job
 
 smk = snakemake  # noqa: F821 (injected by Snakemake)
 with snakemake_job(smk) as job:
-    refs = target_variances(read_dataset(smk.input.dataset), smk.params.energy_loss)
+    task = get_task(smk.params.task)
+    refs = task.dataset_references(task.read_dataset(smk.input.dataset), task.loss_settings(smk.params.training))
     job.logger.info("references (target variances): %s", refs)
     conditioned, finals, costs = {}, {}, []
     for variant, seed, directory in smk.params.models:

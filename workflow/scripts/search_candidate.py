@@ -7,9 +7,9 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from balancebench.tasks.cg_benzene.cg import read_dataset
-from balancebench.search.evaluate import evaluate_candidate, target_variances
+from balancebench.search.evaluate import evaluate_candidate
 from balancebench.search.space import SearchSpec, apply_parameters
+from balancebench.tasks.base import get_task
 from balancebench.training import train_model
 from balancebench.workflow_io import snakemake_job
 
@@ -20,7 +20,8 @@ with snakemake_job(smk) as job:
     cand = json.loads(Path(smk.input.candidates).read_text())["candidates"][int(smk.wildcards.c)]
     params, overrides = apply_parameters(cand["params"], smk.params.method, smk.params.method_params)
     training = {**smk.params.training, **spec.training, **overrides}
-    dataset = read_dataset(smk.input.dataset)
+    task = get_task(smk.params.task)
+    dataset = task.read_dataset(smk.input.dataset)
     out = Path(smk.output.status).parent
     job.logger.info("candidate %s: %s -> params %s, training overrides %s", cand["index"], cand["params"],
                     params, {**spec.training, **overrides})
@@ -45,9 +46,9 @@ with snakemake_job(smk) as job:
                                  Path(smk.input.observables).parent,
                                  settings=MetricSettings.from_config(cfg, temperature=sim_config.get("temperature")))
         job.logger.info("candidate NVT %s: %s", physics["simulation_status"], physics["simulation_reason"])
-    var_f, var_e = target_variances(dataset, training.get("energy_loss", "total"))
+    references = task.dataset_references(dataset, task.loss_settings(training))
     status = json.loads(Path(smk.output.status).read_text())
-    evaluation = evaluate_candidate(spec, status, pd.read_csv(smk.output.log), var_f, var_e, physics,
+    evaluation = evaluate_candidate(spec, status, pd.read_csv(smk.output.log), references, physics,
                                     seconds=time.perf_counter() - start)
     job.logger.info("candidate %s: %s %s", cand["index"], evaluation["status"], evaluation["objectives"])
     job.write_json(smk.output.evaluation, {**evaluation, "candidate": cand})

@@ -34,7 +34,6 @@ from . import (  # noqa: F401  (register the methods)
 from ._numerics import backward_difference_stencil
 from ._params import Param
 from .base import (
-    COMPONENTS,
     KINDS,
     BalancingMethod,
     ConditionedMethod,
@@ -56,7 +55,6 @@ from .base import (
 from .mgda import min_norm_weights
 
 __all__ = [
-    "COMPONENTS",
     "KINDS",
     "BalancingMethod",
     "ConditionedMethod",

@@ -35,7 +35,6 @@ import numpy as np
 
 from ._params import VALUE_PARAMS, Param, _int, _int_at_least
 
-COMPONENTS = ("force", "energy")
 KINDS = ("value", "learned", "gradient", "conditioned", "optimizer")
 
 
@@ -297,10 +296,9 @@ class BalancingMethod:
         self.record(context, **{f"{prefix}_{c}": float(x) for c, x in zip(context.components, w.reshape(-1))})
 
     def log_values(self) -> dict[str, float]:
-        """Epoch means of the recorded values; always holds ``coef_force`` and ``coef_energy`` (NaN if none)."""
-        out = {"coef_force": math.nan, "coef_energy": math.nan}
-        out.update({k: self._log_sums[k] / self._log_counts[k] for k in self._log_sums})
-        return out
+        """Epoch means of the recorded values (``coef_<loss>`` and any extras); the trainer writes NaN for a
+        ``coef_<loss>`` a method did not record."""
+        return {k: self._log_sums[k] / self._log_counts[k] for k in self._log_sums}
 
     # -- pure interface kept from the first version ---------------------------------------
     def initial_coefficients(self, k: int) -> np.ndarray:
@@ -453,8 +451,11 @@ class ValueMethod(BalancingMethod):
 
     def log_values(self) -> dict[str, float]:
         out = super().log_values()
-        if math.isnan(out["coef_force"]) and self.current is not None and self._scale is not None:
-            out.update({f"coef_{c}": float(x) for c, x in zip(COMPONENTS, self.current * self._scale)})
+        refs = getattr(self, "_refs", None)
+        if refs is not None and self.current is not None and self._scale is not None:
+            components = refs[0]
+            if math.isnan(out.get(f"coef_{components[0]}", math.nan)):
+                out.update({f"coef_{c}": float(x) for c, x in zip(components, self.current * self._scale)})
         return out
 
     def _extra_state(self) -> dict[str, Any]:

@@ -29,23 +29,26 @@ lambda = 0 COSMOS is a constant-weight training of a model with one extra, const
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar
 
 import numpy as np
 
 from ._params import Param, _choice, _finite_float, _int_at_least
-from .base import COMPONENTS, ConditionedMethod, loss_vector, register
+from .base import ConditionedMethod, loss_vector, register
+
+K = 2  # COSMOS here conditions on two losses (the 2-objective trade-off of the seed's Multi-MNIST experiments)
 
 
 def _alpha(v: Any) -> list[float]:
-    """One positive number (symmetric Dirichlet) or one per component (force, energy)."""
+    """One positive number (symmetric Dirichlet) or one per loss."""
     values = [v] if not isinstance(v, (list, tuple)) else list(v)
-    if len(values) not in (1, len(COMPONENTS)):
-        raise ValueError(f"expected one number > 0 or {len(COMPONENTS)} (force, energy), got {v!r}")
+    if len(values) not in (1, K):
+        raise ValueError(f"expected one number > 0 or {K} (one per loss), got {v!r}")
     out = [_finite_float(x) for x in values]
     if any(x <= 0 for x in out):
         raise ValueError(f"the Dirichlet concentration must be > 0, got {v!r}")
-    return out * len(COMPONENTS) if len(out) == 1 else out
+    return out * K if len(out) == 1 else out
 
 
 def _penalty(v: Any) -> float:
@@ -57,10 +60,10 @@ def _penalty(v: Any) -> float:
 
 def _simplex(v: Any) -> list[float]:
     if isinstance(v, (str, bytes)) or not hasattr(v, "__iter__"):
-        raise ValueError(f"expected {len(COMPONENTS)} non-negative numbers with a positive sum, got {v!r}")
+        raise ValueError(f"expected {K} non-negative numbers with a positive sum, got {v!r}")
     out = [_finite_float(x) for x in v]
-    if len(out) != len(COMPONENTS) or any(x < 0 for x in out) or sum(out) <= 0:
-        raise ValueError(f"expected {len(COMPONENTS)} non-negative numbers (force, energy) with a positive sum, "
+    if len(out) != K or any(x < 0 for x in out) or sum(out) <= 0:
+        raise ValueError(f"expected {K} non-negative numbers (one per loss) with a positive sum, "
                          f"got {v!r}")
     return [x / sum(out) for x in out]
 
@@ -83,7 +86,7 @@ def cosmos_objective(losses, preference, penalty: float):
 class Cosmos(ConditionedMethod):
     """COSMOS (seed 002): Dirichlet preferences per batch, Eq. 5 on normalised losses; see the module docstring."""
 
-    preference_dim: ClassVar[int] = len(COMPONENTS)
+    preference_dim: ClassVar[int] = K
     params: ClassVar[dict[str, Param]] = {
         "alpha": Param(1.2, _alpha, "Dirichlet concentration of the sampled preferences (seed code default 1.2)"),
         "penalty": Param(2.0, _penalty, "lambda of Eq. 5, weight of the cosine term (seed code default 2)"),
@@ -102,12 +105,13 @@ class Cosmos(ConditionedMethod):
 
     def _scales(self, refs: dict) -> list[float]:
         if self.params["loss_scale"] == "raw":
-            return [1.0] * len(COMPONENTS)
-        missing = [c for c in COMPONENTS if not (c in refs and np.isfinite(refs[c]) and refs[c] > 0)]
+            return [1.0] * K
+        names = list(refs)[:K]
+        missing = [c for c in names if not (np.isfinite(refs[c]) and refs[c] > 0)] or ([] if len(names) == K else ["?"])
         if missing:
             raise ValueError(f"cosmos with loss_scale 'target_variance' needs positive references for {missing}; "
                              f"got {refs!r}")
-        return [float(refs[c]) for c in COMPONENTS]
+        return [float(refs[c]) for c in names]
 
     # -- pure helpers ----------------------------------------------------------------------
     def sample_preference(self, generator) -> np.ndarray:
@@ -123,7 +127,7 @@ class Cosmos(ConditionedMethod):
         import torch
 
         if k != self.preference_dim:
-            raise ValueError(f"cosmos is defined for the {self.preference_dim} components {COMPONENTS}, got k = {k}")
+            raise ValueError(f"cosmos is defined here for {self.preference_dim} losses, got k = {k}")
         return torch.as_tensor(np.stack([self.sample_preference(generator) for _ in range(n)]), dtype=torch.float64)
 
     def evaluation_preference(self, k: int):
@@ -140,9 +144,10 @@ class Cosmos(ConditionedMethod):
 
     # -- the training contract ---------------------------------------------------------------
     def setup(self, context) -> None:
-        if tuple(context.components) != COMPONENTS:
-            raise ValueError(f"cosmos needs the loss components {COMPONENTS}, got {tuple(context.components)}")
-        self._refs = dict(getattr(context, "references", None) or {})
+        if len(context.components) != K:
+            raise ValueError(f"cosmos is defined here for {K} losses, got {tuple(context.components)}")
+        refs = dict(getattr(context, "references", None) or {})
+        self._refs = {c: refs.get(c, math.nan) for c in context.components}
         self._scale = self._scales(self._refs)
 
     def objective(self, losses: dict, context):
@@ -154,7 +159,7 @@ class Cosmos(ConditionedMethod):
             raise RuntimeError("cosmos.backward called before prepare_batch: the batch has no preference")
         if self._scale is None:
             self.setup(context)
-        vector = loss_vector(losses, COMPONENTS)
+        vector = loss_vector(losses, context.components)
         scale = torch.as_tensor(self._scale, dtype=vector.dtype, device=vector.device)
         objective, cosine = cosmos_objective(vector / scale, self._preference, self.params["penalty"])
         r = self._preference.detach().cpu()

@@ -14,28 +14,16 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
-
 from balancebench.search.space import PHYSICS_OBJECTIVES, SearchSpec
 
 
-def target_variances(dataset, energy_loss: str = "total") -> tuple[float, float]:
-    """(Var(F), Var(E)) over the training frames, as the trainer's criterion (unbiased; Var(E) 1 if undefined)."""
-    train = np.asarray(dataset.split["train"], dtype=np.int64)
-    forces = np.asarray(dataset.forces[train], dtype=np.float64)
-    var_f = float(np.var(forces, ddof=1))
-    n = dataset.n_beads if energy_loss == "per_bead" else 1
-    energy = np.asarray(dataset.energy[train], dtype=np.float64) / n
-    var_e = float(np.var(energy, ddof=1)) if len(train) > 1 else 0.0
-    return var_f, (var_e if var_e > 0 else 1.0)
-
-
-def evaluate_candidate(spec: SearchSpec, status: dict, log, var_force: float, var_energy: float,
+def evaluate_candidate(spec: SearchSpec, status: dict, log, references: dict[str, float],
                        physics: dict | None = None, seconds: float = 0.0) -> dict:
     """``{"status", "reason", "feasible", "objectives", "criterion", "seconds"}`` of one candidate.
 
-    ``log``: the training log (a DataFrame with epoch, val_force, val_energy); ``physics``: the metrics
-    record of balancebench.tasks.cg_benzene.metrics.evaluate_model (needed when an objective is a physics metric).
+    ``log``: the training log (a DataFrame with epoch and ``val_<loss>`` per loss); ``references``: the task's
+    reference of each loss (objective ``val_<loss>`` = validation error / reference, ``criterion`` their sum);
+    ``physics``: the metrics record of the task's evaluation (needed when an objective is one of its metrics).
     """
     values: dict[str, float] = {}
     reason = ""
@@ -49,9 +37,13 @@ def evaluate_candidate(spec: SearchSpec, status: dict, log, var_force: float, va
             state, reason = "invalid", f"no log row for the best epoch {status['best_epoch']}"
         else:
             row = best.iloc[0]
-            values["val_force"] = float(row["val_force"]) / var_force
-            values["val_energy"] = float(row["val_energy"]) / var_energy
-            values["criterion"] = criterion = values["val_force"] + values["val_energy"]
+            terms = [float(row[f"val_{name}"]) / ref for name, ref in references.items()]
+            for name, term in zip(references, terms):
+                values[f"val_{name}"] = term
+            criterion = terms[0]
+            for term in terms[1:]:
+                criterion = criterion + term
+            values["criterion"] = criterion
     if state == "completed" and any(o in PHYSICS_OBJECTIVES for o in spec.objectives):
         if physics is None:
             state, reason = "invalid", "physics objectives need the candidate's NVT metrics"

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import h5py
 import numpy as np
@@ -30,6 +31,7 @@ import numpy as np
 
 @dataclass
 class CGDataset:
+    task: ClassVar[str] = "cg_benzene"  # the task that reads it (balancebench.tasks)
     positions: np.ndarray
     forces: np.ndarray
     energy: np.ndarray

@@ -58,7 +58,8 @@ class CGCalculator(Calculator):
     def __init__(self, model, skin: float = 1.0, device: str = "cpu", dtype=torch.float64,
                  filter_table: float | None | str = "model", preference=None, **kwargs):
         super().__init__(**kwargs)
-        from balancebench.tasks.cg_benzene.model import FilterTable, fast_cpu_math
+        from balancebench.runtime import fast_cpu_math
+        from balancebench.tasks.cg_benzene.model import FilterTable
         from balancebench.tasks.cg_benzene.neighbors import VerletList
 
         fast_cpu_math()
@@ -301,7 +302,7 @@ def simulate_model(model_dir: str | Path, dataset, sim_config: dict, temperature
     """
     import pandas as pd
 
-    from balancebench.tasks.cg_benzene.model import resolve_device
+    from balancebench.runtime import resolve_device
     from balancebench.progress import Progress
     from balancebench.tasks.cg_benzene.trajectory import H5MDWriter
 

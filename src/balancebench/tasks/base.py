@@ -1,0 +1,171 @@
+"""The task contract: what the core (training, balancing, searches, COSMOS, timing, pareto, stats) may ask of
+an application.
+
+A *task* is one folder under ``src/balancebench/tasks/`` that provides, by name:
+
+- its **named losses** (``loss_names``, any number >= 2) computed on a batch from the model's predictions
+  (:meth:`Task.predict`, :meth:`Task.losses`); the validation losses are the plain errors (MSE-like) and the
+  *references* (:meth:`Task.loss_references`, e.g. the variances of the targets) make them unit-free:
+  the early-stopping criterion is ``C = sum_i val_i / ref_i`` and the searches' objectives are ``val_i / ref_i``;
+- a **model factory** from its ``model:`` settings (:meth:`Task.build_model`) with the hooks some methods need:
+  a conditioning input for preference-conditioned methods (``conditioning``) and the last shared layer for
+  GradNorm (the model's ``last_shared_parameter()``);
+- its **data** (:meth:`Task.read_dataset`, :meth:`Task.training_data`: a split on a device, batched by index);
+- its **metrics** with a direction and a concern (:data:`MetricSpec`), the rows of ``metrics.csv``.
+
+A task registers itself with :func:`register_task`; the core looks it up with :func:`get_task`. Learned from
+DeepXDE (a PDE is residual + geometry apart from the network and the trainer) and schnetpack's ``ModelOutput``
+(a loss term is named data).
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Any, Callable, ClassVar
+
+LOWER, HIGHER, TARGET = "lower", "higher", "target"
+DIRECTIONS = (LOWER, HIGHER, TARGET)
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """One row kind of ``metrics.csv``: its name, better direction and the concern it belongs to."""
+
+    name: str
+    direction: str  # lower | higher | target (closest to a per-run target)
+    concern: str  # e.g. structure, dynamics, thermodynamics, accuracy, cost, failures
+
+    def __post_init__(self) -> None:
+        if self.direction not in DIRECTIONS:
+            raise ValueError(f"metric {self.name!r}: direction must be one of {DIRECTIONS}, not {self.direction!r}")
+
+
+class TaskData:
+    """One split of a task's data on a device: ``len()`` items, :meth:`batch` of item indices."""
+
+    def __len__(self) -> int:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def batch(self, indices) -> Any:  # pragma: no cover - interface
+        """A batch object of the task; its ``model_input`` is what a method's ``prepare_batch`` sees."""
+        raise NotImplementedError
+
+
+class Task:
+    """The contract (see the module docstring). Subclasses set the class attributes and the methods."""
+
+    name: ClassVar[str] = ""
+    loss_names: ClassVar[tuple[str, ...]] = ()
+    # the training-section keys that set the task's losses (validated and read by the task, not the trainer)
+    loss_setting_names: ClassVar[tuple[str, ...]] = ()
+    # the model offers a conditioning input (a preference vector per batch: COSMOS)
+    conditioning: ClassVar[bool] = False
+    metrics: ClassVar[tuple[MetricSpec, ...]] = ()
+
+    # -- config --------------------------------------------------------------------------------
+    def check_config(self, config: dict) -> None:
+        """Raise :class:`balancebench.config.ConfigError` naming the field for a bad task section."""
+
+    def loss_settings(self, training: dict) -> Any:
+        """The task's loss settings from the ``training`` section (keys in ``loss_setting_names``)."""
+        return None
+
+    # -- data and model --------------------------------------------------------------------------
+    def read_dataset(self, path) -> Any:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def build_model(self, model_settings: Any, preference_dim: int = 0):  # pragma: no cover - interface
+        """A ``torch.nn.Module`` from the model settings (``preference_dim`` > 0: the conditioning input)."""
+        raise NotImplementedError
+
+    def model_settings(self, model: dict) -> Any:
+        """The typed model settings of a ``model:`` section (default: the dict itself)."""
+        return model
+
+    def training_data(self, dataset, split: str, model_settings, device, dtype) -> TaskData:  # pragma: no cover
+        raise NotImplementedError
+
+    def prepare_model(self, model, train_data: TaskData) -> None:
+        """Fit what the model takes from the training data before the first step (e.g. output scales)."""
+
+    def data_fingerprint(self, dataset, split: str = "train") -> list:
+        """Bytes that identify the data a run trained on (part of the resume checkpoint's run hash)."""
+        return []
+
+    # -- losses ------------------------------------------------------------------------------------
+    def predict(self, model, batch, training: bool) -> Any:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def losses(self, predictions, batch, settings: Any, validation: bool = False) -> dict:  # pragma: no cover
+        """``{name: scalar tensor}`` for every name in ``loss_names``; ``validation``: the plain errors."""
+        raise NotImplementedError
+
+    def errors(self, predictions, batch, settings: Any) -> dict[str, float]:
+        """Plain errors per loss of one batch as floats (the objectives of a conditioned model's front);
+        default: the validation losses."""
+        return {k: float(v.detach()) for k, v in self.losses(predictions, batch, settings, validation=True).items()}
+
+    def model_input(self, batch) -> Any:
+        """What of a batch the model reads (a method's ``prepare_batch`` writes its conditioning into its
+        ``extras``); default: the batch itself."""
+        return batch
+
+    def dataset_references(self, dataset, settings: Any) -> dict[str, float]:
+        """:meth:`loss_references` from the dataset file's training split (the searches' and the Pareto stage's
+        objectives, computed without a model)."""
+        return {name: 1.0 for name in self.loss_names}
+
+    def loss_references(self, train_data: TaskData, settings: Any) -> dict[str, float]:
+        """Positive scale of each loss (e.g. the variance of its targets over the training data): the criterion
+        ``sum_i val_i / ref_i`` and the unit-free forms of the methods divide by it. Default: ones."""
+        return {name: 1.0 for name in self.loss_names}
+
+    def batched_predictions(self, models: list, batches: list, training: bool, shared_graph: bool) -> list:
+        """The predictions of S models of equal shape, each on its batch, in one call (multi-seed training).
+        Optional: a task without it trains one seed per process."""
+        raise NotImplementedError(f"task {self.name!r} has no batched predictions (training.multiseed)")
+
+    def run_record(self, model, dataset) -> dict:
+        """Entries of ``hparams.json`` that describe the trained model in the task's terms (units, scales)."""
+        return {}
+
+    def divergence_note(self, raw: dict) -> str:
+        return ", ".join(f"L_{k}={v:.3g}" for k, v in raw.items())
+
+
+_TASKS: dict[str, Callable[[], Task]] = {}
+# built-in tasks: imported on first lookup, so `import balancebench` stays light
+_BUILTIN = {"cg_benzene": "balancebench.tasks.cg_benzene.task"}
+
+
+def register_task(name: str):
+    """Class decorator: register a :class:`Task` subclass under ``name`` (a test may register a toy task)."""
+
+    def deco(cls):
+        if not name or not name.isidentifier():
+            raise ValueError(f"task name must be an identifier, got {name!r}")
+        if len(cls.loss_names) < 2 or len(set(cls.loss_names)) != len(cls.loss_names):
+            raise ValueError(f"task {name!r} needs two or more distinct loss names, got {cls.loss_names}")
+        cls.name = name
+        _TASKS[name] = cls
+        return cls
+
+    return deco
+
+
+def unregister_task(name: str) -> None:
+    _TASKS.pop(name, None)
+
+
+def available_tasks() -> list[str]:
+    return sorted(set(_TASKS) | set(_BUILTIN))
+
+
+def get_task(name: str) -> Task:
+    """The registered task ``name`` (an instance); a clear error naming the known ones otherwise."""
+    if name not in _TASKS and name in _BUILTIN:
+        importlib.import_module(_BUILTIN[name])
+    if name not in _TASKS:
+        raise KeyError(f"unknown task {name!r}; known: {available_tasks()}")
+    return _TASKS[name]()

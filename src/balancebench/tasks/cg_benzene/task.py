@@ -1,0 +1,221 @@
+"""The task ``cg_benzene`` behind the task contract (:mod:`balancebench.tasks.base`): seed 000's force matching.
+
+Loss of one batch of B frames with N beads (Eq. 2 of seed 000), named ``force`` and ``energy``::
+
+    L_F = 1/(3 N B) sum_frames sum_i |F_i^pred - M(F^A)_i|^2          (kcal/mol/A)^2
+    L_E = 1/B sum_frames (E^pred - U_A)^2                               (kcal/mol)^2   (energy_loss: total)
+          1/B sum_frames ((E^pred - U_A) / N)^2                          (energy_loss: per_bead)
+
+``force_loss_alpha`` != 2 replaces the force MSE of the training step by the robust loss of
+:mod:`balancebench.tasks.cg_benzene.losses`; validation stays MSE. The references that make the validation
+errors unit-free are the variances of the targets over the training frames, Var(F) in (kcal/mol/A)^2 and
+Var(E) in (kcal/mol)^2 (per bead with ``energy_loss: per_bead``), so the criterion is
+``C = MSE_F / Var(F) + MSE_E / Var(E)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from balancebench.settings import settings_from_section
+from balancebench.tasks.base import MetricSpec, Task, TaskData, register_task
+from balancebench.tasks.cg_benzene import pair_kernels
+from balancebench.tasks.cg_benzene.cg import CGDataset, read_dataset
+from balancebench.tasks.cg_benzene.losses import robust_force_loss
+from balancebench.tasks.cg_benzene.model import CGSchNet, GraphBatch, ModelConfig, batch_frames
+from balancebench.tasks.cg_benzene.neighbors import check_cutoff, neighbor_list
+
+# the concern of every metric of balancebench.tasks.cg_benzene.metrics.METRICS (directions from there)
+CONCERNS = {
+    "N_ep": "cost", "t_ep": "cost", "sigma_ep": "cost", "N_target": "cost",
+    "delta_U": "thermodynamics", "CV_U": "thermodynamics", "mean_T": "thermodynamics", "CV_T": "thermodynamics",
+    "d_KS": "structure", "p_KS": "structure", "gr_w1": "structure",
+    "s_MSD": "dynamics",
+}
+
+
+@dataclass
+class CGLossSettings:
+    """The training-section keys that set the loss of Eq. 2 (see the module docstring)."""
+
+    energy_loss: str = "total"  # total (Eq. 2 as printed) | per_bead
+    # robust force loss of the training step (balancebench.tasks.cg_benzene.losses; 2 = the MSE of Eq. 2)
+    force_loss_alpha: float = 2.0
+    force_loss_scale: float = 1.0  # kcal/mol/A
+
+    @classmethod
+    def from_dict(cls, d: dict) -> CGLossSettings:
+        settings = settings_from_section(cls, d, "training")
+        if settings.energy_loss not in ("total", "per_bead"):
+            raise ValueError(f"energy_loss must be 'total' or 'per_bead', not {settings.energy_loss!r}")
+        return settings
+
+
+class FrameSet(TaskData):
+    """Frames on a device with their neighbour lists, computed once (positions do not change during training)."""
+
+    def __init__(self, dataset: CGDataset, indices, cutoff: float, device, dtype):
+        indices = np.asarray(indices, dtype=np.int64)
+        for box in dataset.box[indices]:
+            check_cutoff(cutoff, box)
+        self.positions = [torch.as_tensor(dataset.positions[k], dtype=dtype, device=device) for k in indices]
+        self.forces = torch.as_tensor(dataset.forces[indices], dtype=dtype, device=device)
+        self.energy = torch.as_tensor(dataset.energy[indices], dtype=dtype, device=device)
+        self.lists = [neighbor_list(torch.as_tensor(dataset.positions[k]), dataset.box[k], cutoff).to(device)
+                      for k in indices]
+        for nl in self.lists:
+            nl.shift = nl.shift.to(dtype)
+        self.n_beads = dataset.n_beads
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+    def batch(self, frames) -> tuple[GraphBatch, torch.Tensor, torch.Tensor]:
+        """(graph, reference forces (B*N, 3), reference energies (B,)) of the frames."""
+        frames = list(frames)
+        graph = batch_frames([self.positions[k] for k in frames], [self.lists[k] for k in frames])
+        return graph, self.forces[frames].reshape(-1, 3), self.energy[frames]
+
+
+def losses_from_predictions(energy, forces, forces_ref, energy_ref, energy_loss: str, n_beads: int,
+                            force_loss_alpha: float = 2.0, force_loss_scale: float = 1.0) -> dict[str, torch.Tensor]:
+    """{"force": L_F, "energy": L_E} of Eq. 2 from predicted ``energy`` (B,) and ``forces`` (B*N, 3)."""
+    loss_f = robust_force_loss(forces - forces_ref, force_loss_alpha, force_loss_scale)
+    err_e = energy - energy_ref
+    if energy_loss == "per_bead":
+        err_e = err_e / n_beads
+    return {"force": loss_f, "energy": torch.mean(err_e**2)}
+
+
+def loss_components(model: CGSchNet, graph: GraphBatch, forces_ref, energy_ref, energy_loss: str, n_beads: int,
+                    training: bool, force_loss_alpha: float = 2.0,
+                    force_loss_scale: float = 1.0) -> dict[str, torch.Tensor]:
+    """{"force": L_F, "energy": L_E} of Eq. 2 for one batch (the model's energies and forces, then the losses)."""
+    energy, forces = model.energy_and_forces(graph, training=training)
+    return losses_from_predictions(energy, forces, forces_ref, energy_ref, energy_loss, n_beads,
+                                   force_loss_alpha, force_loss_scale)
+
+
+def fit_energy_scale(model: CGSchNet, frames: FrameSet) -> tuple[float, float]:
+    """ScaleShift from the training frames: mu = (<U_A> - <U_ex>) / N per bead, s = rms force component x 1 A."""
+    with torch.no_grad():
+        prior = []
+        for x, nl in zip(frames.positions, frames.lists):
+            if model.prior is None:
+                prior.append(0.0)
+                continue
+            r = nl.vectors(x).norm(dim=-1)
+            prior.append(float(model.prior(r, r < model.cutoff).sum()))
+    shift = (float(frames.energy.double().mean()) - float(np.mean(prior))) / frames.n_beads
+    scale = float(torch.sqrt(torch.mean(frames.forces.double() ** 2)))
+    return shift, max(scale, 1e-6)
+
+
+def target_variances(frames: FrameSet, energy_loss: str = "total") -> dict[str, float]:
+    """{"force": Var(F), "energy": Var(E)} (unbiased) of the frames' targets as stored for training (its dtype);
+    Var(E) per bead with ``energy_loss: per_bead``, and 1 where it is undefined (one frame) or zero."""
+    n = frames.n_beads if energy_loss == "per_bead" else 1
+    var_force = float(torch.var(frames.forces.double()))
+    var_e = float(torch.var(frames.energy.double() / n)) if len(frames) > 1 else 0.0
+    return {"force": var_force, "energy": var_e if var_e > 0 else 1.0}
+
+
+def dataset_target_variances(dataset: CGDataset, energy_loss: str = "total") -> tuple[float, float]:
+    """(Var(F), Var(E)) over the training frames, as the trainer's criterion (unbiased; Var(E) 1 if undefined)."""
+    train = np.asarray(dataset.split["train"], dtype=np.int64)
+    forces = np.asarray(dataset.forces[train], dtype=np.float64)
+    var_f = float(np.var(forces, ddof=1))
+    n = dataset.n_beads if energy_loss == "per_bead" else 1
+    energy = np.asarray(dataset.energy[train], dtype=np.float64) / n
+    var_e = float(np.var(energy, ddof=1)) if len(train) > 1 else 0.0
+    return var_f, (var_e if var_e > 0 else 1.0)
+
+
+@register_task("cg_benzene")
+class CGBenzene(Task):
+    """Seed 000's pipeline: CG liquid benzene, a SchNet-type force field trained on forces + energy."""
+
+    loss_names = ("force", "energy")
+    loss_setting_names = tuple(CGLossSettings.__dataclass_fields__)
+    conditioning = True
+
+    @property
+    def metrics(self) -> tuple[MetricSpec, ...]:
+        from balancebench.tasks.cg_benzene.metrics import METRICS
+
+        return tuple(MetricSpec(m.name, m.direction, CONCERNS[m.name]) for m in METRICS.values())
+
+    def loss_settings(self, training: dict) -> CGLossSettings:
+        return CGLossSettings.from_dict({k: v for k, v in (training or {}).items() if k in self.loss_setting_names})
+
+    def read_dataset(self, path) -> CGDataset:
+        return read_dataset(path)
+
+    def model_settings(self, model: dict) -> ModelConfig:
+        return model if isinstance(model, ModelConfig) else ModelConfig.from_dict(model)
+
+    def build_model(self, model_settings: ModelConfig, preference_dim: int = 0) -> CGSchNet:
+        import dataclasses
+
+        return CGSchNet(dataclasses.replace(model_settings, preference_dim=int(preference_dim)))
+
+    def training_data(self, dataset: CGDataset, split: str, model_settings: ModelConfig, device, dtype) -> FrameSet:
+        indices = dataset.split.get(split)
+        if indices is None or len(indices) == 0:
+            if split == "validation":
+                raise ValueError("the dataset has no validation frames: early stopping needs them "
+                                 "(cg.validation_fraction > 0)")
+            raise ValueError(f"the dataset has no {split} frames")
+        return FrameSet(dataset, indices, model_settings.cutoff, device, dtype)
+
+    def prepare_model(self, model: CGSchNet, train_data: FrameSet) -> None:
+        model.set_energy_scale(*fit_energy_scale(model, train_data))
+
+    def data_fingerprint(self, dataset: CGDataset, split: str = "train") -> list:
+        return [dataset.energy.tobytes(), np.asarray(dataset.split[split]).tobytes()]
+
+    def model_input(self, batch) -> GraphBatch:
+        return batch[0]
+
+    def predict(self, model: CGSchNet, batch, training: bool):
+        return model.energy_and_forces(batch[0], training=training)
+
+    def losses(self, predictions, batch, settings: CGLossSettings, validation: bool = False) -> dict:
+        energy, forces = predictions
+        _, forces_ref, energy_ref = batch
+        n_beads = int(forces_ref.shape[0] // energy_ref.shape[0])
+        if validation:  # the plain errors (MSE) whatever the training loss's shape
+            return losses_from_predictions(energy, forces, forces_ref, energy_ref, settings.energy_loss, n_beads)
+        return losses_from_predictions(energy, forces, forces_ref, energy_ref, settings.energy_loss, n_beads,
+                                       settings.force_loss_alpha, settings.force_loss_scale)
+
+    def loss_references(self, train_data: FrameSet, settings: CGLossSettings) -> dict[str, float]:
+        return target_variances(train_data, settings.energy_loss)
+
+    def dataset_references(self, dataset: CGDataset, settings: CGLossSettings) -> dict[str, float]:
+        var_f, var_e = dataset_target_variances(dataset, settings.energy_loss)
+        return {"force": var_f, "energy": var_e}
+
+    def errors(self, predictions, batch, settings: CGLossSettings) -> dict[str, float]:
+        """Plain errors in float64 (MSE_F, MSE_E) of one batch: the objectives of a conditioned model's front."""
+        energy, forces = predictions
+        _, f_ref, e_ref = batch
+        err_e = (energy - e_ref).detach().double()
+        if settings.energy_loss == "per_bead":
+            err_e = err_e / int(f_ref.shape[0] // e_ref.shape[0])
+        return {"force": float(torch.mean((forces.detach().double() - f_ref.double()) ** 2)),
+                "energy": float(torch.mean(err_e**2))}
+
+    def batched_predictions(self, models: list, batches: list, training: bool, shared_graph: bool) -> list:
+        from balancebench.tasks.cg_benzene.batched import batched_energy_and_forces
+
+        return batched_energy_and_forces(models, [b[0] for b in batches], training=training,
+                                         shared_graph=shared_graph)
+
+    def run_record(self, model: CGSchNet, dataset: CGDataset) -> dict:
+        return {"n_beads": dataset.n_beads, "bead_mass": float(dataset.masses[0]), "energy_unit": "kcal/mol",
+                "length_unit": "angstrom", "energy_shift_per_bead": float(model.energy_shift),
+                "energy_scale": float(model.energy_scale), "pair_kernels": pair_kernels.status()}
