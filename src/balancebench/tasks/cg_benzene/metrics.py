@@ -43,16 +43,35 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 import pandas as pd
 
+from balancebench.evaluation import (  # noqa: F401 (the statuses and tables are this module's vocabulary too)
+    CENSORED,
+    COMPLETED,
+    DIVERGED,
+    INVALID,
+    METRIC_STATUSES,
+    MISSING,
+    TIDY_COLUMNS,
+    UNSTABLE,
+    TrainingRun,
+    _join,
+    _status_of,
+    epochs_to_target,
+    read_model_json,
+    read_status,
+    read_training_run,
+    timing_table,
+    training_metric_results,
+    training_metrics,
+    write_model_json,
+)
+from balancebench.evaluation import tidy_table as _tidy_table
+from balancebench.evaluation import write_tidy_csv as _write_tidy_csv
+from balancebench.tasks.base import HIGHER, LOWER, TARGET
 from balancebench.tasks.cg_benzene import observables as ob
-from balancebench.provenance import json_default
 
 # --------------------------------------------------------------------------- registry
 
-LOWER, HIGHER, TARGET = "lower", "higher", "target"
 TRAINING, SIMULATION = "training", "simulation"
-COMPLETED, DIVERGED, UNSTABLE, MISSING, INVALID = "completed", "diverged", "unstable", "missing", "invalid"
-CENSORED = "censored"  # a measured lower bound (N_ep of a run stopped by max_epochs)
-METRIC_STATUSES = (COMPLETED, CENSORED, DIVERGED, UNSTABLE, MISSING, INVALID)
 
 
 @dataclass(frozen=True)
@@ -106,7 +125,6 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
 
 TRAINING_METRICS = tuple(n for n, m in METRICS.items() if m.stage == TRAINING)
 SIMULATION_METRICS = tuple(n for n, m in METRICS.items() if m.stage == SIMULATION)
-TIDY_COLUMNS = ["method", "seed", "metric", "value", "status", "direction", "target", "reason"]
 
 
 def registry_table() -> pd.DataFrame:
@@ -198,14 +216,6 @@ class Reference:
 
 
 @dataclass
-class TrainingRun:
-    """status.json contents (``status``, ``reason``, ``epoch``) and the per-epoch log (None if absent)."""
-
-    status: dict
-    log: pd.DataFrame | None = None
-
-
-@dataclass
 class SimulationRun:
     """status.json contents, thermo table, and the production frames (unwrapped positions, A)."""
 
@@ -234,37 +244,6 @@ class Curves:
 
 
 # --------------------------------------------------------------------------- metric functions
-
-def training_metrics(seconds: Iterable[float]) -> dict[str, float]:
-    """N_ep (epochs), t_ep (s) and sigma_ep (s, population std) from the per-epoch wall times.
-
-    Every epoch that was trained counts, the early-stopping patience epochs after the best
-    one included (the paper's "number of training epochs").
-    """
-    s = np.asarray(list(seconds), dtype=np.float64)
-    if s.size == 0:
-        raise ValueError("no epochs in the training log")
-    if not np.all(np.isfinite(s)) or np.any(s < 0):
-        raise ValueError("non-finite or negative epoch durations in the training log")
-    return {"N_ep": float(s.size), "t_ep": float(s.mean()), "sigma_ep": float(s.std())}
-
-
-def epochs_to_target(criterion: Iterable[float], tolerance: float = 0.05) -> float:
-    """N_target: the first epoch (1-based) whose validation criterion is <= (1 + tolerance) x the run's best.
-
-    Free of the patience epochs after the best one and of the max_epochs cap (a run that improves until the
-    cap still reached 95 % of its final quality at some epoch), so it compares convergence speed where N_ep
-    is censored.
-    """
-    c = np.asarray(list(criterion), dtype=np.float64)
-    if c.size == 0 or not np.any(np.isfinite(c)):
-        raise ValueError("no finite validation criterion in the training log")
-    if not tolerance >= 0:
-        raise ValueError(f"metrics.target_tolerance must be >= 0, got {tolerance}")
-    best = np.nanmin(np.where(np.isfinite(c), c, np.nan))
-    reached = np.flatnonzero(np.isfinite(c) & (c <= best + tolerance * abs(best)))
-    return float(reached[0] + 1)
-
 
 def canonical_cv_t_target(n_beads: int) -> float:
     """CV_T of the canonical ensemble for N beads with the centre-of-mass momentum removed: sqrt(2 / (3N - 3)).
@@ -496,41 +475,11 @@ def compute_model_metrics(method: str, seed: int, training: TrainingRun | None, 
         reference = dataclasses.replace(reference, u_per_molecule=float(u_reference))
         details["u_reference_source"] = "training frames"
 
-    # training
-    t_status = _status_of(training.status if training else None)
-    t_reason = str((training.status or {}).get("reason", "")) if training else "no training status.json"
-    if training is None or training.log is None:
-        for name in TRAINING_METRICS:
-            results[name] = (None, MISSING, "no training log")
-    else:
-        try:
-            wall = training_metrics(training.log["seconds"])
-            details["t_ep_wall"], details["sigma_ep_wall"] = wall["t_ep"], wall["sigma_ep"]
-            values = {"N_ep": wall["N_ep"]}
-            if timing is not None:  # counted work (balancebench.timing): load-free
-                values.update(t_ep=float(timing["t_ep"]), sigma_ep=float(timing["sigma_ep"]))
-                details["timing"] = {k: timing[k] for k in ("epoch_flops", "flops_ep", "calibration") if k in timing}
-            else:
-                values.update(t_ep=wall["t_ep"], sigma_ep=wall["sigma_ep"])
-                details["timing"] = "wall clock (no counted-work timing given)"
-            try:
-                values["N_target"] = epochs_to_target(training.log["criterion"], settings.target_tolerance)
-            except (KeyError, ValueError) as err:
-                values["N_target"] = None
-                details["N_target_error"] = str(err)
-            status, reason = COMPLETED, ""
-            if t_status == DIVERGED:
-                status, reason = DIVERGED, _join("training diverged", t_reason) + "; counted up to the divergence"
-            elif t_status != COMPLETED:  # e.g. no status.json: keep the values, flag them
-                status, reason = MISSING if t_status == MISSING else INVALID, f"training status {t_status!r}"
-            for name in TRAINING_METRICS:
-                results[name] = (values[name], status, reason if values[name] is not None or status != COMPLETED
-                                 else f"training log: {details.get('N_target_error', '')}")
-            if status == COMPLETED and "max_epochs" in t_reason:
-                results["N_ep"] = (values["N_ep"], CENSORED, "stopped by max_epochs: N_ep is a lower bound")
-        except (KeyError, ValueError) as err:
-            for name in TRAINING_METRICS:
-                results[name] = (None, INVALID, f"training log: {err}")
+    # training (the metrics every task shares: balancebench.evaluation)
+    t_status, t_reason, training_results, training_details = training_metric_results(
+        training, timing, settings.target_tolerance)
+    results.update(training_results)
+    details.update(training_details)
 
     # simulation
     s_status = _status_of(simulation.status if simulation else None)
@@ -628,60 +577,13 @@ def _physics(results, details, simulation: SimulationRun, reference: Reference, 
 # --------------------------------------------------------------------------- tables and files
 
 def tidy_table(records: Iterable[Mapping]) -> pd.DataFrame:
-    """One row per model x metric: method, seed, metric, value, status, direction, target, reason.
-
-    ``value`` and ``target`` are float columns; a missing value (status not completed) or a
-    metric without a numeric target is empty, never a NaN that came from a computation.
-    """
-    rows = []
-    for rec in records:
-        for name in METRICS:
-            m = rec["metrics"][name]
-            rows.append({"method": rec["method"], "seed": int(rec["seed"]), "metric": name, "value": m["value"],
-                         "status": m["status"], "direction": m["direction"], "target": m["target"],
-                         "reason": m["reason"]})
-    df = pd.DataFrame(rows, columns=TIDY_COLUMNS)
-    df["value"] = df["value"].astype(float)
-    df["target"] = df["target"].astype(float)
-    return df
-
-
-def timing_table(records: Iterable[Mapping]) -> pd.DataFrame:
-    """Provenance of t_ep / sigma_ep, one row per model: counted work, calibration, and the wall-clock values."""
-    rows = []
-    for rec in records:
-        d = rec.get("details", {})
-        timing = d.get("timing")
-        counted = isinstance(timing, Mapping)
-        cal = (timing or {}).get("calibration", {}) if counted else {}
-        rows.append({"method": rec["method"], "seed": int(rec["seed"]),
-                     "t_ep": rec["metrics"]["t_ep"]["value"], "sigma_ep": rec["metrics"]["sigma_ep"]["value"],
-                     "source": "counted work" if counted else "wall clock",
-                     "flops_ep": timing.get("flops_ep") if counted else None,
-                     "flop_rate": cal.get("flop_rate"), "machine": cal.get("machine"),
-                     "t_ep_wall": d.get("t_ep_wall"), "sigma_ep_wall": d.get("sigma_ep_wall")})
-    return pd.DataFrame(rows, columns=["method", "seed", "t_ep", "sigma_ep", "source", "flops_ep", "flop_rate",
-                                       "machine", "t_ep_wall", "sigma_ep_wall"])
-
-
-def write_model_json(path: str | Path, record: Mapping, **extra) -> None:
-    """The per-model JSON (``record`` from :func:`compute_model_metrics`, plus ``extra`` keys)."""
-    payload = dict(record)
-    payload.update(extra)
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(json.dumps(payload, indent=2, sort_keys=True, default=json_default) + "\n")
-
-
-def read_model_json(path: str | Path) -> dict:
-    return json.loads(Path(path).read_text())
+    """:func:`balancebench.evaluation.tidy_table` in the order of :data:`METRICS`."""
+    return _tidy_table(records, list(METRICS))
 
 
 def write_tidy_csv(path: str | Path, records_or_table: Iterable[Mapping] | pd.DataFrame) -> pd.DataFrame:
-    """Write the tidy table of all models (empty cells for None); returns the table."""
-    table = records_or_table if isinstance(records_or_table, pd.DataFrame) else tidy_table(records_or_table)
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(path, index=False)
-    return table
+    """:func:`balancebench.evaluation.write_tidy_csv` in the order of :data:`METRICS`."""
+    return _write_tidy_csv(path, records_or_table, list(METRICS))
 
 
 # --------------------------------------------------------------------------- pre-screening
@@ -768,22 +670,6 @@ def prescreen_table(records: Iterable[Mapping], thresholds: Mapping | None = Non
 
 
 # --------------------------------------------------------------------------- readers
-
-def read_status(path: str | Path) -> dict:
-    """status.json as a dict; a missing file reads as {"status": "missing", "reason": ...}."""
-    path = Path(path)
-    if not path.exists():
-        return {"status": MISSING, "reason": f"{path} does not exist"}
-    return json.loads(path.read_text())
-
-
-def read_training_run(directory: str | Path) -> TrainingRun:
-    """``status.json`` and ``train_log.csv`` of ``results/models/{method}/seed{seed}``."""
-    directory = Path(directory)
-    log = directory / "train_log.csv"
-    return TrainingRun(status=read_status(directory / "status.json"),
-                       log=pd.read_csv(log) if log.exists() and log.stat().st_size else None)
-
 
 def read_cg_trajectory(path: str | Path, group: str = "beads") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(times ps, unwrapped positions (F, N, 3) A, box edges (F, 3) A) of an H5MD CG trajectory."""
@@ -916,16 +802,6 @@ def _plot_slope(ax, lag, msd, fraction, color) -> None:
 
 
 # --------------------------------------------------------------------------- helpers
-
-def _join(head: str, reason: str | None) -> str:
-    return f"{head}: {reason}" if reason else head
-
-
-def _status_of(status: Mapping | None) -> str:
-    if not status:
-        return MISSING
-    return str(status.get("status", MISSING))
-
 
 def _finite_series(values, what: str) -> np.ndarray:
     x = np.asarray(values, dtype=np.float64)
