@@ -232,9 +232,19 @@ def _seeds_text(power: pd.DataFrame | None, winners: Sequence[str], members: Seq
     return fmt(sig, "max"), fmt(non, "median")
 
 
+def _listed(winners: Sequence[str], freq: Mapping[str, float] | None, controls: set, limit: int = 4) -> str:
+    parts = [(f"{w} (control)" if w in controls else w) + (f" {100 * freq[w]:.0f} %" if freq is not None else "")
+             for w in winners]
+    more = len(parts) - limit
+    return ", ".join(parts[:limit]) + (f" and {more} more tied" if more > 0 else "")
+
+
 def verdict_table(evaluation) -> pd.DataFrame:
-    """The first screen: one row per concern and one for the paper's total: winners (rank 1), their
-    bootstrap frequency of rank 1, the seeds their verdict needs, the concern's ordering."""
+    """The first screen: one row per concern and one for the paper's total: the variants ranked 1 with the
+    fraction of seed resamples that keep each first, the seeds their verdict needs, the full ordering.
+
+    ``first``: the winners (at most four listed, then how many more tie) each with its bootstrap frequency.
+    """
     from balancebench.stats.ranking import ordering_text
 
     rows = []
@@ -244,36 +254,33 @@ def verdict_table(evaluation) -> pd.DataFrame:
     controls = set(evaluation.settings.controls)
     power = evaluation.concern_power
 
-    def label(m):
-        return f"{m} (control)" if m in controls else m
+    def labelled(frame):
+        frame = frame.copy()
+        frame.index = [f"{m} (control)" if m in controls else m for m in frame.index]
+        return ordering_text(frame)
 
     for name, members in concerns.items():
         part = table[table["concern"] == name].set_index("method")
         winners = list(part.index[part["rank"] == 1])
-        freq = "-"
+        freq = None
         if stab is not None and len(stab):
-            s = stab[stab["concern"] == name].set_index("method")
-            freq = ", ".join(f"{100 * s.loc[w, 'p_first']:.0f} %" for w in winners)
+            freq = stab[stab["concern"] == name].set_index("method")["p_first"].to_dict()
         hold, separate = _seeds_text(power, winners, members)
-        ranked = part.rename(columns={"score": "total"})
-        ranked.index = [label(m) for m in ranked.index]
-        rows.append({"concern": name, "metrics": ", ".join(members), "winner": ", ".join(label(w) for w in winners),
-                     "kept by the bootstrap (rank 1)": freq, "seeds its wins need": hold,
-                     "seeds to separate its ties": separate, "ordering": ordering_text(ranked)})
+        rows.append({"concern": name, "metrics": ", ".join(members), "n_first": len(winners),
+                     "first (kept first by the bootstrap)": _listed(winners, freq, controls),
+                     "seeds its wins need": hold, "seeds to separate its ties": separate,
+                     "ordering": labelled(part)})
     ranking = evaluation.ranking
     winners = list(ranking.index[ranking["rank"] == 1])
-    freq = "-"
+    freq = None
     if evaluation.stability is not None and len(evaluation.stability):
-        s = evaluation.stability.set_index("method")
-        freq = ", ".join(f"{100 * s.loc[w, 'p_same_rank']:.0f} %" for w in winners)
+        freq = evaluation.stability.set_index("method")["p_same_rank"].to_dict()
     weighted = [m for m in evaluation.metrics if evaluation.settings.weight(m) > 0]
     hold, separate = _seeds_text(evaluation.power, winners, weighted)
-    total = ranking.copy()
-    total.index = [label(m) for m in total.index]
-    rows.append({"concern": "paper's total", "metrics": "weighted sum of all",
-                 "winner": ", ".join(label(w) for w in winners), "kept by the bootstrap (rank 1)": freq,
+    rows.append({"concern": "paper's total", "metrics": "weighted sum of all", "n_first": len(winners),
+                 "first (kept first by the bootstrap)": _listed(winners, freq, controls),
                  "seeds its wins need": hold, "seeds to separate its ties": separate,
-                 "ordering": ordering_text(total)})
+                 "ordering": labelled(ranking)})
     return pd.DataFrame(rows)
 
 
@@ -289,10 +296,14 @@ def control_sentence(evaluation) -> str | None:
     methods = [m for m in axes["method"] if m not in controls]
     better = [m for m in methods if round(q[m], 9) < round(q[control], 9)]
     quality = " + ".join(evaluation.settings.quality_concerns) or "quality"
+    if not methods:
+        return None
     if not better:
+        ties = [m for m in methods if round(q[m], 9) == round(q[control], 9)]
         return (f"No balancing method beats the {control} control on physics ({quality}): its physics score is "
-                f"{q[control]:.3g} (1 = no variant significantly better on any metric), the best balancing "
-                f"method's {min(q[m] for m in methods):.3g}." if methods else None)
+                f"{q[control]:.3g} (1 = no variant significantly better on any metric)"
+                + (f"; {', '.join(ties)} tie with it." if ties else
+                   f"; the best balancing method scores {min(q[m] for m in methods):.3g}."))
     best = sorted(better, key=lambda m: (q[m], methods.index(m)))
     return (f"{len(better)} of {len(methods)} balancing methods beat the {control} control on physics ({quality}; "
             f"physics score {q[control]:.3g}): " + ", ".join(f"{m} ({q[m]:.3g})" for m in best) + ".")
