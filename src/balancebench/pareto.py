@@ -457,3 +457,24 @@ def plot_fronts(path, fronts: dict, points: pd.DataFrame, reference_point=DEFAUL
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return numbered
+
+
+def demo_like_front_inputs(seed: int = 0) -> tuple[dict, pd.DataFrame, tuple[float, float], pd.DataFrame]:
+    """(fronts, points, reference point, search trainings) shaped like the benzene demo's (16 variants x 3 seeds,
+    three COSMOS fronts, 36 search trainings; f_F in 0.92-1, f_E in 1.1-8 as REFERENCES.md sec. 8): constructed
+    values for checking the figure's legibility (scripts/check_stats_report.py), not a run."""
+    from balancebench.stats.synthetic import DEMO_LIKE
+
+    rng = np.random.default_rng(seed)
+    fronts = {}
+    for s in (1, 2, 3):
+        t = np.linspace(0.1, 1.4, 9)
+        fronts[("cosmos", s)] = pd.DataFrame({"f_force": 0.92 + 0.04 * t**2 + 0.01 * s,
+                                              "f_energy": 8 / (1 + 5 * t) + 0.1 * s,
+                                              "non_dominated": [True] * 8 + [False]})
+    points = pd.DataFrame([{"method": m, "seed": s, "status": "completed", "f_force": 0.92 + 0.08 * rng.random(),
+                            "f_energy": 1.1 + 7 * rng.random()} for m in DEMO_LIKE if m != "cosmos" for s in (1, 2, 3)])
+    grid = pd.DataFrame([{"method": v, "label": f"energy_weight={w:.3g}", "status": "completed",
+                          "f_force": 0.92 + 0.08 * rng.random(), "f_energy": 1.1 + 7 * rng.random()}
+                         for v in ("constant", "constant_nsde", "constant_de") for w in 10 ** (-4 * rng.random(12))])
+    return fronts, points, (1.1, 8.8), grid
