@@ -36,7 +36,8 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 CATEGORY = "Evaluation scheme"
-EXPECTED_TABLE_LABELS = ["0 verdict per concern", "0 summary", "1 Kruskal-Wallis", "2 post-hoc pairs", "2b post-hoc tests compared",
+EXPECTED_TABLE_LABELS = ["0 verdict per concern", "0 summary", "1 Kruskal-Wallis", "2 post-hoc pairs",
+                         "2b post-hoc tests compared",
                          "3 ranking", "3b letters and scores", "4 rank stability", "5 seeds needed per verdict",
                          "failed values", "6 ranking per concern", "6b concern rank stability",
                          "7 metric correlation"]

@@ -20,7 +20,6 @@ import argparse
 import sys
 from pathlib import Path
 
-from balancebench.stats.concerns import WEIGHT_PRESETS, parse_concern
 from balancebench.stats import (
     POSTHOCS,
     MetricsTableError,
@@ -32,6 +31,7 @@ from balancebench.stats import (
     synthetic_metrics_table,
 )
 from balancebench.stats.blocked import BLOCKED_POSTHOCS
+from balancebench.stats.concerns import WEIGHT_PRESETS, parse_concern
 from balancebench.stats.hypothesis import P_ADJUST
 
 DEFAULT_OUT = "balancebench_stats"

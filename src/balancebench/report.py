@@ -245,7 +245,8 @@ ACROSS_MACHINES = (
     "(the reproducibility mode, docs/training.md); read the middle of an ordering together with its stability.")
 
 
-VERDICT_COLUMNS = ["concern", "first (kept first by the bootstrap)", "seeds its wins need", "seeds to separate its ties"]
+VERDICT_COLUMNS = ["concern", "first (kept first by the bootstrap)", "seeds its wins need",
+                   "seeds to separate its ties"]
 
 
 def total_sentence(ev: Evaluation) -> str:

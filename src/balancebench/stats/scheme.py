@@ -23,11 +23,18 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import pandas as pd
 
-from balancebench.stats.concerns import WEIGHT_PRESETS, per_concern_weights, resolve_concerns
 from balancebench.stats.blocked import BLOCKED_POSTHOCS, blocked_posthoc, complete_blocks, friedman
+from balancebench.stats.concerns import WEIGHT_PRESETS, per_concern_weights, resolve_concerns
 from balancebench.stats.hypothesis import P_ADJUST, POSTHOCS, kruskal_wallis, posthoc
 from balancebench.stats.ranking import compact_letter_display, metric_scores, ordering_text, rank_methods
-from balancebench.stats.table import CENSORED, RUN_FAILURES, Direction, MetricsTable, MetricsTableError, direction_from_config
+from balancebench.stats.table import (
+    CENSORED,
+    RUN_FAILURES,
+    Direction,
+    MetricsTable,
+    MetricsTableError,
+    direction_from_config,
+)
 
 FAILED_RUNS_METRIC = "failed_runs"
 
@@ -136,7 +143,8 @@ class StatsSettings:
         boot = dict(stats.get("bootstrap") or {})
         power = dict(stats.get("power") or {})
         configured = stats.get("concerns")
-        concerns = {str(k): tuple(v) for k, v in ((configured if configured is not None else task_concerns) or {}).items()}
+        declared = (configured if configured is not None else task_concerns) or {}
+        concerns = {str(k): tuple(v) for k, v in declared.items()}
         axes = stats.get("concern_axes") or task_axes or {}
         controls = dict(stats.get("controls") or {})
         weights = stats["metric_weights"]
@@ -144,7 +152,7 @@ class StatsSettings:
         return cls(alpha=stats["alpha"], screening=stats["screening"], posthoc_alpha=stats["posthoc_alpha"],
                    posthoc=stats["posthoc"], p_adjust=stats["p_adjust"], min_valid_runs=stats["min_valid_runs"],
                    metric_weights={} if isinstance(weights, str) else dict(weights),
-                   concerns=concerns, concerns_strict=configured is not None,
+                   concerns=concerns, concerns_strict=configured is not None or not task_concerns,
                    quality_concerns=tuple(c for c in axes.get("quality", ()) if c in concerns),
                    cost_concerns=tuple(c for c in axes.get("cost", ()) if c in concerns),
                    controls=tuple(controls.get("variants") or ()), main_control=controls.get("main_loss_only"),
