@@ -249,3 +249,24 @@ def test_demo_like_table_gives_the_physics_and_correlation_figures(tmp_path):
     pairs = ev.correlation.set_index(["metric_a", "metric_b"])
     assert pairs.loc[("d_KS", "gr_w1"), "spearman"] == pytest.approx(1.0)  # d_KS = 0.26 gr_w1 in this table
     assert math.isnan(ev.quality_cost["quality_q05"].iloc[0])  # no bootstrap, no range
+
+
+def test_the_demo_controls_train(repo, lj_dataset, tmp_path):
+    """forces_only (energy weight 0) and equal_unitfree (loss_scale target_variance) complete a short training and
+    log the weights they were given (coef_* are the weights on the raw losses: 1 / Var for the unit-free one)."""
+    from balancebench.training import train_model
+
+    variants = yaml.safe_load((repo / "config" / "config.yaml").read_text())["balancing"]["variants"]
+    model = {"hidden_channels": 8, "num_filters": 8, "num_interactions": 1, "num_gaussians": 10, "cutoff": 7.5}
+    training = {"max_epochs": 2, "batch_size": 8, "learning_rate": 1e-3, "lr_decay": 0.99, "patience": 5}
+    for name in ("forces_only", "equal_unitfree"):
+        spec = variants[name]
+        result = train_model(lj_dataset, model, training, spec["method"], spec["params"], seed=1,
+                             out_dir=tmp_path / name, threads=1)
+        assert result.status == "completed", result.reason
+        log = pd.read_csv(tmp_path / name / "train_log.csv")
+        assert np.isfinite(log[["coef_force", "coef_energy"]].to_numpy()).all()
+        if name == "forces_only":
+            assert (log["coef_energy"] == 0.0).all() and (log["coef_force"] == 1.0).all()
+        else:
+            assert (log["coef_force"] != log["coef_energy"]).any()  # 1 / Var(F) against 1 / Var(E)
