@@ -36,12 +36,19 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 CATEGORY = "Evaluation scheme"
-EXPECTED_TABLE_LABELS = ["0 summary", "1 Kruskal-Wallis", "2 post-hoc pairs", "2b post-hoc tests compared",
+EXPECTED_TABLE_LABELS = ["0 verdict per concern", "0 summary", "1 Kruskal-Wallis", "2 post-hoc pairs",
+                         "2b post-hoc tests compared",
                          "3 ranking", "3b letters and scores", "4 rank stability", "5 seeds needed per verdict",
-                         "failed values"]
-EXPECTED_FIGURE_LABELS = ["box plots (PNG)", "box plots (SVG)"]
+                         "failed values", "6 ranking per concern", "6b concern rank stability",
+                         "7 metric correlation"]
+EXPECTED_FIGURE_LABELS = ["box plots (PNG)", "box plots (SVG)", "physics vs cost", "metric correlation"]
 EXPECTED_FILES = ["kruskal.csv", "posthoc.csv", "posthoc_comparison.csv", "ranking.csv", "letters.csv",
-                  "failures.csv", "stability.csv", "power.csv", "summary.html", "boxplots.png", "boxplots.svg"]
+                  "failures.csv", "stability.csv", "power.csv", "summary.html", "boxplots.png", "boxplots.svg",
+                  "verdict.csv", "verdict.rst", "concerns.csv", "concern_stability.csv", "metric_correlation.csv",
+                  "physics_vs_cost.png", "metric_correlation.png"]
+# the first screen (issue 27): the verdict, rendered from results/stats/verdict.rst above the description
+VERDICT_MARKERS = ["The verdict", "structure", "dynamics", "thermodynamics", "training cost", "paper's total",
+                   "kept first by the bootstrap"]
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
                   "--window-size=1500,1000", "--virtual-time-budget=8000"]
@@ -64,8 +71,7 @@ def build_report(out: Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     table = out / "metrics.csv"
     python = sys.executable
-    subprocess.run([python, "-m", "balancebench.cli", "synthetic-table", str(table),
-                    "--fail", "softadapt_normalized:1:unstable", "--fail", "ratio:3:diverged"], check=True)
+    subprocess.run([python, "-m", "balancebench.cli", "synthetic-table", str(table), "--demo-like"], check=True)
     config = out / "config.yaml"
     config.write_text(yaml.safe_dump({"results_dir": str(out / "results"), "stats": {"metrics_table": str(table)}}))
     snakemake = [python, "-m", "snakemake", "stats", "--cores", "1", "--configfile", str(config)]
@@ -111,10 +117,13 @@ def render(chromium: str, report: Path, view: dict, name: str, out: Path) -> tup
     return dom, shot
 
 
-def check_description(chromium: str, report: Path, out: Path) -> list[str]:
-    """The landing page shows the rendered workflow description."""
+def check_description(chromium: str, report: Path, out: Path, verdict: bool = True) -> list[str]:
+    """The landing page shows the verdict (the first screen) and the rendered workflow description."""
     dom, shot = render(chromium, report, {}, "description", out)
-    problems = [f"description: {marker!r} is not rendered" for marker in DESCRIPTION_MARKERS if marker not in dom]
+    markers = DESCRIPTION_MARKERS + (VERDICT_MARKERS if verdict else [])
+    problems = [f"description: {marker!r} is not rendered" for marker in markers if marker not in dom]
+    if verdict and "The verdict" in dom and dom.index("The verdict") > dom.index("<strong>Atomistic reference"):
+        problems.append("description: the verdict is not above the workflow description")
     if not shot.exists() or shot.stat().st_size < 5000:
         problems.append(f"description: no screenshot ({shot})")
     return problems
@@ -152,6 +161,8 @@ def check(out: Path, chromium: str) -> list[str]:
         "tables": ({"navbarMode": "subcategory", "category": CATEGORY, "subcategory": "Tables"}, EXPECTED_TABLE_LABELS),
         "figures": ({"navbarMode": "subcategory", "category": CATEGORY, "subcategory": "Figures",
                      "content": "img", "show": "boxplots.png"}, EXPECTED_FIGURE_LABELS),
+        "physics_vs_cost": ({"content": "img", "show": "physics_vs_cost.png"}, []),
+        "metric_correlation": ({"content": "img", "show": "metric_correlation.png"}, []),
         "summary": ({"content": "html", "show": "summary.html"}, []),
     }
     for name, (view, labels) in views.items():
@@ -171,11 +182,35 @@ def check(out: Path, chromium: str) -> list[str]:
             problems.append("summary: the summary page is not displayed")
         if name == "figures" and not re.search(r"<img[^>]+src=\"data:image/png;[^\"]*filename=boxplots\.png;base64,", dom):
             problems.append("figures: the box plot PNG is not displayed")
+        if name in ("physics_vs_cost", "metric_correlation") and not re.search(
+                rf"<img[^>]+src=\"data:image/png;[^\"]*filename={name}\.png;base64,", dom):
+            problems.append(f"{name}: the figure is not displayed")
         if not shot.exists() or shot.stat().st_size < 5000:
             problems.append(f"{name}: no screenshot ({shot})")
         else:
             print(f"screenshot: {shot}")
+    problems += check_pareto(chromium, out)
     return problems
+
+
+def check_pareto(chromium: str, out: Path) -> list[str]:
+    """The Pareto figure of a demo-sized run (16 variants, 3 COSMOS seeds, 36 search trainings; constructed
+    points, no training) at the report's width: rendered in Chromium as an image page and screenshot."""
+    sys.path.insert(0, str(REPO / "src"))
+    from balancebench.pareto import demo_like_front_inputs, plot_fronts
+
+    png = out / "pareto_front.png"
+    numbered = plot_fronts(png, *demo_like_front_inputs())
+    page = out / "pareto_page.html"
+    page.write_text(f"<html><body style='margin:0'><img src='{png.name}' style='max-width:100%'></body></html>")
+    shot = out / "screenshot_pareto.png"
+    with tempfile.TemporaryDirectory() as profile:
+        subprocess.run([chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", f"--screenshot={shot}",
+                        page.as_uri()], capture_output=True, text=True, timeout=180)
+    if not shot.exists() or shot.stat().st_size < 5000:
+        return [f"pareto: no screenshot ({shot})"]
+    print(f"screenshot: {shot} ({len(numbered)} numbered search trainings)")
+    return []
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -56,6 +56,26 @@ def test_summary_shows_every_table_the_ordering_and_the_failures(evaluation):
     assert "![boxplots](figures/boxplots.png)" in text
 
 
+def test_summary_opens_with_the_verdict_per_concern():
+    """Issue 27: the first screen of summary.md states the winners per concern and the total's ordering with their
+    bootstrap frequencies, before the paper's tables."""
+    from balancebench.tasks.cg_benzene.metrics import CONCERNS, COST_CONCERNS, PHYSICS_CONCERNS
+
+    table = validate_metrics_table(synthetic_metrics_table(failed_runs=FAILED))
+    ev = evaluate(table, StatsSettings(bootstrap_replicates=20, concerns=CONCERNS, concerns_strict=False,
+                                       quality_concerns=PHYSICS_CONCERNS, cost_concerns=COST_CONCERNS,
+                                       controls=("constant",), main_control="constant"))
+    text = summary_markdown(ev)
+    first = text[:text.index("Table 1")]
+    for concern in ("structure", "dynamics", "thermodynamics", "training cost", "paper's total"):
+        assert f"| {concern} |" in first
+    assert "kept first by the bootstrap" in first and " %" in first
+    assert f"The paper's total (seed 000's weighted sum, the reproduction): {ev.verdict['ordering'].iloc[-1]}" in first
+    assert "The bootstrap keeps the whole ordering in" in first
+    assert "the constant control on physics" in first
+    assert "Across machines" in text and "BALANCEBENCH_PAIR_KERNELS_ARCH=portable" in text
+
+
 def test_ranking_table_counts_failed_runs(evaluation):
     assert evaluation.ranking.loc["ratio", "n_failed_runs"] == 1
     assert evaluation.ranking.loc["constant", "n_failed_runs"] == 0
@@ -87,7 +107,8 @@ def stats_workflow(repo, tmp_path_factory):
 def test_stats_rules_write_the_results_layout(stats_workflow):
     out, _ = stats_workflow
     stats = out / "results" / "stats"
-    for filename in list(TABLE_FILES.values()) + ["evaluation.json", "figures/boxplots.png", "figures/boxplots.svg"]:
+    for filename in list(TABLE_FILES.values()) + ["evaluation.json", "figures/boxplots.png", "figures/boxplots.svg",
+                                                  "figures/physics_vs_cost.png", "figures/metric_correlation.png"]:
         assert (stats / filename).exists(), filename
     for rule in ("stats_tables", "stats_figures"):
         assert (out / "results" / "logs" / "stats" / f"{rule}.log").exists()
@@ -104,5 +125,6 @@ def test_report_opens_in_a_browser_with_every_table_and_figure(repo, tmp_path):
                           cwd=repo, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "every table and figure present" in proc.stdout
-    for view in ("tables", "figures", "summary"):
+    # issue 27: the first screen (the verdict above the description), the new figures and a demo-sized Pareto figure
+    for view in ("tables", "figures", "summary", "description", "physics_vs_cost", "metric_correlation", "pareto"):
         assert (tmp_path / f"screenshot_{view}.png").stat().st_size > 5000

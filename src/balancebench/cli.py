@@ -4,7 +4,9 @@ Subcommands (argparse; add new ones in :func:`build_parser`):
 
     balancebench rank metrics.csv [--design independent|blocked] [--posthoc tukey|dunn|conover] [--alpha 0.1]
                       [--failed-values worst|exclude] [--bootstrap 200] [--out DIR]
-    balancebench synthetic-table metrics.csv [--seeds 5] [--fail METHOD:SEED:STATUS]
+                      [--concern NAME=metric,metric ...] [--quality NAME ...] [--cost NAME ...]
+                      [--control VARIANT ...] [--main-control VARIANT] [--weight-preset paper|per_concern]
+    balancebench synthetic-table metrics.csv [--seeds 5] [--fail METHOD:SEED:STATUS] [--demo-like]
 
 ``rank`` runs the evaluation scheme (docs/statistics.md) on any tidy metrics CSV
 (method, seed, metric, value, status [, direction, target, reason]), prints
@@ -29,6 +31,7 @@ from balancebench.stats import (
     synthetic_metrics_table,
 )
 from balancebench.stats.blocked import BLOCKED_POSTHOCS
+from balancebench.stats.concerns import WEIGHT_PRESETS, parse_concern
 from balancebench.stats.hypothesis import P_ADJUST
 
 DEFAULT_OUT = "balancebench_stats"
@@ -90,6 +93,20 @@ def build_parser() -> argparse.ArgumentParser:
     rank.add_argument("--bootstrap-seed", type=int, default=0, help="seed of the resampling (default 0)")
     rank.add_argument("--power", type=_probability, default=0.8,
                       help="power at which the seeds needed per verdict are computed (default 0.8)")
+    rank.add_argument("--concern", action="append", default=[], metavar="NAME=metric,metric",
+                      help="a group of metrics ranked on its own beside the total (repeatable; each metric in one "
+                           "concern; failed_runs is the failure count)")
+    rank.add_argument("--quality", action="append", default=[], metavar="NAME",
+                      help="a concern averaged into the quality (physics) axis of physics_vs_cost (repeatable)")
+    rank.add_argument("--cost", action="append", default=[], metavar="NAME",
+                      help="a concern averaged into the cost axis of physics_vs_cost (repeatable)")
+    rank.add_argument("--control", action="append", default=[], metavar="VARIANT",
+                      help="a variant that is a control (baseline), marked in the verdict (repeatable)")
+    rank.add_argument("--main-control", default=None, metavar="VARIANT",
+                      help="the main-loss-only control: the report says whether any other variant beats it on the "
+                           "quality axis (added to --control)")
+    rank.add_argument("--weight-preset", choices=WEIGHT_PRESETS, default="paper",
+                      help="paper: --weight or 1 per metric; per_concern: each --concern counts once in the total")
     rank.add_argument("--out", type=Path, default=Path(DEFAULT_OUT),
                       help=f"folder for the CSV tables, summary.md and figures (default ./{DEFAULT_OUT})")
     rank.add_argument("--no-figures", action="store_true", help="skip the box plots")
@@ -102,24 +119,48 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--seed", type=int, default=0, help="random seed of the generator (default 0)")
     synth.add_argument("--fail", action="append", default=[], metavar="METHOD:SEED:STATUS",
                        help="mark a run as failed (STATUS diverged or unstable); repeatable")
+    synth.add_argument("--demo-like", action="store_true",
+                       help="the table shaped like the benzene demo's (16 variants with three controls, 3 seeds; "
+                            "balancebench.stats.synthetic.demo_like_metrics_table) instead")
     synth.set_defaults(func=cmd_synthetic)
     return parser
 
 
 def cmd_rank(args: argparse.Namespace) -> int:
-    from balancebench.report import console_report, pairwise_name, plot_boxplots, write_tables
+    from balancebench.report import (
+        console_report,
+        pairwise_name,
+        plot_boxplots,
+        plot_metric_correlation,
+        plot_physics_vs_cost,
+        write_tables,
+    )
 
     directions = dict(parse_direction(spec) for spec in args.direction)
     table = load_metrics_table(args.metrics, directions=directions)
     if args.min_valid_runs < 2:
         raise MetricsTableError("--min-valid-runs must be at least 2")
+    concerns = {}
+    for spec in args.concern:
+        name, metrics = parse_concern(spec)
+        if name in concerns:
+            raise MetricsTableError(f"--concern {spec!r}: concern {name!r} given twice")
+        concerns[name] = metrics
+    for flag, names in (("--quality", args.quality), ("--cost", args.cost)):
+        unknown = [n for n in names if n not in concerns]
+        if unknown:
+            raise MetricsTableError(f"{flag} {', '.join(unknown)}: not a --concern "
+                                    f"({', '.join(concerns) or 'none given'})")
+    controls = tuple(dict.fromkeys([*args.control, *([args.main_control] if args.main_control else [])]))
     settings = StatsSettings(
         alpha=args.alpha, screening=args.screening,
         posthoc_alpha=args.screening if args.posthoc_alpha is None else args.posthoc_alpha,
         posthoc=args.posthoc, p_adjust=args.p_adjust, min_valid_runs=args.min_valid_runs,
         metric_weights=dict(args.weight), directions=directions, failures_as_metric=not args.no_failure_metric,
         design=args.design, blocked_posthoc=args.blocked_posthoc, failed_values=args.failed_values,
-        bootstrap_replicates=args.bootstrap, bootstrap_seed=args.bootstrap_seed, power_target=args.power)
+        bootstrap_replicates=args.bootstrap, bootstrap_seed=args.bootstrap_seed, power_target=args.power,
+        concerns=concerns, quality_concerns=tuple(args.quality), cost_concerns=tuple(args.cost),
+        controls=controls, main_control=args.main_control, weight_preset=args.weight_preset)
     if table.defaulted:
         print(f"Assumed direction 'lower' (not in the CSV or --direction) for: {', '.join(table.defaulted)}")
     evaluation = evaluate(table, settings)
@@ -128,11 +169,19 @@ def cmd_rank(args: argparse.Namespace) -> int:
         png, svg = args.out / "figures" / "boxplots.png", args.out / "figures" / "boxplots.svg"
         plot_boxplots(table, evaluation.kruskal, evaluation.letters, png, [svg],
                       posthoc_label=f"{pairwise_name(settings)} at {settings.posthoc_alpha:g}")
-        figures = ["figures/boxplots.png"]
+        plot_metric_correlation(evaluation.correlation, args.out / "figures" / "metric_correlation.png",
+                                metrics=list(table.metrics))
+        figures = ["figures/boxplots.png", "figures/metric_correlation.png"]
+        if evaluation.quality_cost is not None and len(evaluation.quality_cost):
+            plot_physics_vs_cost(evaluation.quality_cost, args.out / "figures" / "physics_vs_cost.png",
+                                 main_control=settings.main_control,
+                                 quality_label="quality: " + " + ".join(settings.quality_concerns),
+                                 cost_label=" + ".join(settings.cost_concerns))
+            figures.insert(0, "figures/physics_vs_cost.png")
     paths = write_tables(evaluation, args.out, figures=figures)
     if not args.quiet:
         print(console_report(evaluation))
-    print(f"Wrote {', '.join(p.name for p in paths.values())}" + (" and figures/boxplots.{png,svg}" if figures else "")
+    print(f"Wrote {', '.join(p.name for p in paths.values())}" + (f" and {', '.join(figures)}" if figures else "")
           + f" to {args.out}")
     return 0
 
@@ -144,7 +193,14 @@ def cmd_synthetic(args: argparse.Namespace) -> int:
         if len(parts) != 3 or parts[2] not in ("diverged", "unstable") or not parts[1].isdigit():
             raise MetricsTableError(f"--fail {spec!r}: expected METHOD:SEED:diverged|unstable (SEED an index)")
         failed[(parts[0], int(parts[1]))] = parts[2]
-    table = synthetic_metrics_table(n_seeds=args.seeds, failed_runs=failed, seed=args.seed)
+    if args.demo_like:
+        from balancebench.stats.synthetic import demo_like_metrics_table
+
+        if failed:
+            raise MetricsTableError("--fail is not available with --demo-like")
+        table = demo_like_metrics_table(seed=args.seed)
+    else:
+        table = synthetic_metrics_table(n_seeds=args.seeds, failed_runs=failed, seed=args.seed)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(args.out, index=False)
     print(f"Wrote {len(table)} rows to {args.out}")

@@ -75,6 +75,7 @@ def validate_config(config: dict, schema: dict | None = None) -> dict:
         raise ConfigError(f"config error at {_field(err)}: {err.message}")
     _check_task(config)
     _check_physics(config)
+    _check_stats(config)
     return config
 
 
@@ -101,6 +102,39 @@ def _check_task(config: dict) -> None:
             preference_dim(task, method)
         except ValueError as err:
             raise ConfigError(f"config error at balancing.variants.{name}.method: {err}") from None
+
+
+def _check_stats(config: dict) -> None:
+    """stats.concerns, concern_axes and controls: what the schema cannot say (docs/statistics.md, "Concerns")."""
+    stats = config.get("stats") or {}
+    concerns = stats.get("concerns")
+    if concerns is not None:
+        owner: dict[str, str] = {}
+        for name, metrics in concerns.items():
+            for metric in metrics:
+                if metric in owner:
+                    raise ConfigError(f"config error at stats.concerns.{name}: metric {metric!r} is also in concern "
+                                      f"{owner[metric]!r}; each metric belongs to one concern")
+                owner[metric] = name
+    axes = stats.get("concern_axes") or {}
+    if axes and concerns is not None:
+        for axis, names in axes.items():
+            unknown = [n for n in names if n not in concerns]
+            if unknown:
+                raise ConfigError(f"config error at stats.concern_axes.{axis}: {', '.join(unknown)} not in "
+                                  f"stats.concerns ({', '.join(concerns)})")
+    controls = stats.get("controls") or {}
+    variants = list(controls.get("variants") or [])
+    main = controls.get("main_loss_only")
+    if main is not None and main not in variants:
+        raise ConfigError(f"config error at stats.controls.main_loss_only: {main!r} is not in "
+                          f"stats.controls.variants ({', '.join(variants) or 'empty'})")
+    known = ((config.get("balancing") or {}).get("variants")) or {}
+    if known and not stats.get("metrics_table"):
+        unknown = [v for v in variants if v not in known]
+        if unknown:
+            raise ConfigError(f"config error at stats.controls.variants: {', '.join(unknown)} not in "
+                              f"balancing.variants")
 
 
 def _check_physics(config: dict) -> None:
@@ -245,6 +279,21 @@ def whole_section(section: str, configfiles, command_line_files) -> dict | None:
             data = yaml.safe_load(fh) or {}
         if isinstance(data, dict) and section in data:
             found = copy.deepcopy(data[section])
+    return found
+
+
+def controls_of_balancing(configfiles, command_line_files) -> dict | None:
+    """``stats.controls`` of the config file whose ``balancing`` section the run uses ({} if that file names
+    none; None if no file has a ``balancing`` section): controls are variants of that comparison, so a
+    config that brings its own variants does not inherit the demo's controls."""
+    cli = [str(f) for f in command_line_files or []]
+    ordered = [f for f in map(str, configfiles) if f not in cli] + cli
+    found = None
+    for path in ordered:
+        with open(path) as fh:
+            data = yaml.safe_load(fh) or {}
+        if isinstance(data, dict) and "balancing" in data:
+            found = copy.deepcopy(((data.get("stats") or {}).get("controls")) or {})
     return found
 
 

@@ -391,34 +391,58 @@ def training_seconds(model_dir) -> tuple[float, int]:
 
 
 # -- the figure ------------------------------------------------------------------------------
+def number_candidates(grid: pd.DataFrame | None) -> pd.DataFrame:
+    """The completed search trainings numbered 1..n (variant, then the order of the table): number, method, label,
+    f_force, f_energy. The figure marks each with its number; pareto/search_candidates.csv lists them."""
+    cols = ["number", "method", "label", "f_force", "f_energy"]
+    if grid is None or not len(grid):
+        return pd.DataFrame(columns=cols)
+    done = grid[grid["status"] == "completed"].copy()
+    done = done.sort_values("method", kind="stable").reset_index(drop=True)
+    done.insert(0, "number", np.arange(1, len(done) + 1))
+    if "label" not in done.columns:
+        done["label"] = ""
+    return done[cols]
+
+
 def plot_fronts(path, fronts: dict, points: pd.DataFrame, reference_point=DEFAULT_REFERENCE_POINT,
-                grid: pd.DataFrame | None = None) -> None:
+                grid: pd.DataFrame | None = None) -> pd.DataFrame:
     """COSMOS fronts (one line per seed) with every other trained model and each search training (the constant
-    grid points; ``grid``: method, label, status, f_force, f_energy) as markers."""
+    grid points; ``grid``: method, label, status, f_force, f_energy) as markers.
+
+    Every variant has its own colour/marker pair (balancebench.plotstyle); the search trainings are small grey
+    markers with a number, listed in the returned table (:func:`number_candidates`); the legend sits outside
+    the axes so that it hides no point."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.0, 4.8))
-    for (variant, seed), front in sorted(fronts.items(), key=lambda kv: (str(kv[0][0]), int(kv[0][1]))):
-        nd = front[front["non_dominated"].astype(bool)].sort_values("f_force")
-        line, = ax.plot(nd["f_force"], nd["f_energy"], "-", lw=1.2, label=f"{variant} front, seed {seed}")
-        dom = front[~front["non_dominated"].astype(bool)]
-        ax.plot(dom["f_force"], dom["f_energy"], ".", color=line.get_color(), alpha=0.35)
-    markers = "osD^v<>ph*"
+    from balancebench.plotstyle import style
+
+    fig, ax = plt.subplots(figsize=(9.5, 5.4))
     done = points[points["status"] == "completed"] if len(points) else points
-    for k, (variant, group) in enumerate(done.groupby("method", sort=True) if len(done) else []):
-        ax.plot(group["f_force"], group["f_energy"], markers[k % len(markers)], ms=6, mfc="none", label=variant)
-    if grid is not None and len(grid):
-        done_grid = grid[grid["status"] == "completed"]
-        for k, (variant, g) in enumerate(done_grid.groupby("method", sort=True)):
-            ax.plot(g["f_force"], g["f_energy"], "x+1"[k % 3], color="k", ms=8,
-                    label=f"{variant} search trainings")
-            for _, row in g.iterrows():
-                if row.get("label"):
-                    ax.annotate(str(row["label"]), (row["f_force"], row["f_energy"]), fontsize=7,
-                                xytext=(3, 3), textcoords="offset points")
+    variants = sorted({str(v) for v, _ in fronts} | (set(done["method"].astype(str)) if len(done) else set()))
+    styles = {v: style(i) for i, v in enumerate(variants)}
+    dashes = ["-", "--", ":", "-."]
+    for (variant, seed), front in sorted(fronts.items(), key=lambda kv: (str(kv[0][0]), int(kv[0][1]))):
+        colour = styles[str(variant)][0]
+        nd = front[front["non_dominated"].astype(bool)].sort_values("f_force")
+        ax.plot(nd["f_force"], nd["f_energy"], dashes[(int(seed) - 1) % len(dashes)], color=colour, lw=1.2,
+                label=f"{variant} front, seed {seed}")
+        dom = front[~front["non_dominated"].astype(bool)]
+        ax.plot(dom["f_force"], dom["f_energy"], ".", color=colour, alpha=0.35)
+    for variant, group in (done.groupby("method", sort=True) if len(done) else []):
+        colour, marker = styles[str(variant)]
+        ax.plot(group["f_force"], group["f_energy"], marker, color=colour, ms=7, mec="black", mew=0.5,
+                alpha=0.9, label=str(variant), zorder=3)
+    numbered = number_candidates(grid)
+    if len(numbered):
+        ax.plot(numbered["f_force"], numbered["f_energy"], "x", color="0.45", ms=5, zorder=2,
+                label=f"search trainings 1-{len(numbered)} (search_candidates.csv)")
+        for row in numbered.itertuples(index=False):
+            ax.annotate(str(row.number), (row.f_force, row.f_energy), fontsize=6.5, color="0.35",
+                        xytext=(2, 2), textcoords="offset points")
     ref = check_reference_point(reference_point)
     ax.axvline(ref[0], color="0.6", lw=0.8, ls=":")
     ax.axhline(ref[1], color="0.6", lw=0.8, ls=":")
@@ -426,8 +450,37 @@ def plot_fronts(path, fronts: dict, points: pd.DataFrame, reference_point=DEFAUL
     ax.set_ylabel("MSE_E / Var(E) (validation)")
     ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.legend(fontsize=7, loc="best")
-    ax.set_title("Force/energy trade-off; dotted: hypervolume reference point")
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
+    plain = FuncFormatter(lambda v, _: f"{v:.4g}")
+    for axis, lo_hi in ((ax.xaxis, ax.get_xlim()), (ax.yaxis, ax.get_ylim())):
+        axis.set_major_formatter(plain)  # 0.95, not 9.5 x 10^-1: the validation ratios span less than a decade
+        axis.set_minor_formatter(plain if lo_hi[1] / lo_hi[0] < 30 else NullFormatter())
+    ax.tick_params(axis="both", which="both", labelsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False, borderaxespad=0.0)
+    ax.set_title("Force/energy trade-off; dotted: hypervolume reference point", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+    return numbered
+
+
+def demo_like_front_inputs(seed: int = 0) -> tuple[dict, pd.DataFrame, tuple[float, float], pd.DataFrame]:
+    """(fronts, points, reference point, search trainings) shaped like the benzene demo's (16 variants x 3 seeds,
+    three COSMOS fronts, 36 search trainings; f_F in 0.92-1, f_E in 1.1-8 as REFERENCES.md sec. 8): constructed
+    values for checking the figure's legibility (scripts/check_stats_report.py), not a run."""
+    from balancebench.stats.synthetic import DEMO_LIKE
+
+    rng = np.random.default_rng(seed)
+    fronts = {}
+    for s in (1, 2, 3):
+        t = np.linspace(0.1, 1.4, 9)
+        fronts[("cosmos", s)] = pd.DataFrame({"f_force": 0.92 + 0.04 * t**2 + 0.01 * s,
+                                              "f_energy": 8 / (1 + 5 * t) + 0.1 * s,
+                                              "non_dominated": [True] * 8 + [False]})
+    points = pd.DataFrame([{"method": m, "seed": s, "status": "completed", "f_force": 0.92 + 0.08 * rng.random(),
+                            "f_energy": 1.1 + 7 * rng.random()} for m in DEMO_LIKE if m != "cosmos" for s in (1, 2, 3)])
+    grid = pd.DataFrame([{"method": v, "label": f"energy_weight={w:.3g}", "status": "completed",
+                          "f_force": 0.92 + 0.08 * rng.random(), "f_energy": 1.1 + 7 * rng.random()}
+                         for v in ("constant", "constant_nsde", "constant_de") for w in 10 ** (-4 * rng.random(12))])
+    return fronts, points, (1.1, 8.8), grid

@@ -5,10 +5,17 @@ import math
 from snakemake.exceptions import WorkflowError
 
 from balancebench.balancing import default_params
-from balancebench.config import ConfigError, check_duplicate_keys, validate_config, whole_section
+from balancebench.config import (
+    ConfigError,
+    check_duplicate_keys,
+    controls_of_balancing,
+    validate_config,
+    whole_section,
+)
 from balancebench.provenance import code_hash
 from balancebench.search.space import SearchSpec
 from balancebench.seeding import run_seed
+from balancebench.tasks.base import get_task
 
 try:
     for _configfile in workflow.configfiles:  # PyYAML merges a key given twice (a reused variant name): refuse it
@@ -19,6 +26,10 @@ try:
     _balancing = whole_section("balancing", workflow.configfiles, workflow.overwrite_configfiles)
     if _balancing is not None:
         config["balancing"] = _balancing
+        # controls are variants of that comparison: taken from the same file (none if it names none)
+        config.setdefault("stats", {})["controls"] = controls_of_balancing(
+            workflow.configfiles, workflow.overwrite_configfiles
+        )
     validate_config(config)
 except ConfigError as err:
     raise WorkflowError(str(err))

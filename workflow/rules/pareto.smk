@@ -45,6 +45,12 @@ rule pareto:
             subcategory="Pareto fronts",
             caption="../report/pareto_figure.rst",
         ),
+        candidates=report(
+            result("pareto/search_candidates.csv"),
+            category="Evaluation scheme",
+            subcategory="Pareto fronts",
+            caption="../report/pareto_candidates.rst",
+        ),
         note=result("pareto/summary.md"),
     log:
         log_path("pareto/pareto"),

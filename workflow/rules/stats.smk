@@ -66,6 +66,42 @@ rule stats_tables:
             subcategory="Tables",
             labels={"table": "5 seeds needed per verdict"},
         ),
+        concerns=report(
+            result("stats/concerns.csv"),
+            caption="../report/stats_concerns.rst",
+            category="Evaluation scheme",
+            subcategory="Tables",
+            labels={"table": "6 ranking per concern"},
+        ),
+        concern_stability=report(
+            result("stats/concern_stability.csv"),
+            caption="../report/stats_concern_stability.rst",
+            category="Evaluation scheme",
+            subcategory="Tables",
+            labels={"table": "6b concern rank stability"},
+        ),
+        physics_vs_cost=result("stats/physics_vs_cost.csv"),
+        metric_correlation=report(
+            result("stats/metric_correlation.csv"),
+            caption="../report/stats_metric_correlation.rst",
+            category="Evaluation scheme",
+            subcategory="Tables",
+            labels={"table": "7 metric correlation"},
+        ),
+        verdict=report(
+            result("stats/verdict.csv"),
+            caption="../report/stats_verdict.rst",
+            category="Evaluation scheme",
+            subcategory="Tables",
+            labels={"table": "0 verdict per concern"},
+        ),
+        verdict_rst=report(
+            result("stats/verdict.rst"),
+            caption="../report/stats_verdict.rst",
+            category="Evaluation scheme",
+            subcategory="Tables",
+            labels={"table": "0 verdict (the report's first screen)"},
+        ),
         summary=result("stats/summary.md"),
         summary_html=report(
             result("stats/summary.html"),
@@ -84,6 +120,8 @@ rule stats_tables:
     params:
         stats=config["stats"],
         seed_design=config["training"].get("seed_design", "independent"),
+        task=TASK,
+        concerns=lambda wc: {k: list(v) for k, v in get_task(TASK).concerns.items()},
         code=code_hash("stats", "report.py"),
     script:
         "../scripts/stats_tables.py"
@@ -94,6 +132,8 @@ rule stats_figures:
         metrics=STATS_METRICS_TABLE,
         kruskal=rules.stats_tables.output.kruskal,
         letters=rules.stats_tables.output.letters,
+        physics_vs_cost=rules.stats_tables.output.physics_vs_cost,
+        metric_correlation=rules.stats_tables.output.metric_correlation,
     output:
         png=report(
             result("stats/figures/boxplots.png"),
@@ -109,6 +149,20 @@ rule stats_figures:
             subcategory="Figures",
             labels={"figure": "box plots (SVG)"},
         ),
+        physics_vs_cost=report(
+            result("stats/figures/physics_vs_cost.png"),
+            caption="../report/stats_physics_vs_cost.rst",
+            category="Evaluation scheme",
+            subcategory="Figures",
+            labels={"figure": "physics vs cost"},
+        ),
+        metric_correlation=report(
+            result("stats/figures/metric_correlation.png"),
+            caption="../report/stats_metric_correlation_figure.rst",
+            category="Evaluation scheme",
+            subcategory="Figures",
+            labels={"figure": "metric correlation"},
+        ),
     log:
         log_path("stats/stats_figures"),
     benchmark:
@@ -118,7 +172,9 @@ rule stats_figures:
     params:
         stats=config["stats"],
         seed_design=config["training"].get("seed_design", "independent"),
-        code=code_hash("stats", "report.py"),
+        task=TASK,
+        concerns=lambda wc: {k: list(v) for k, v in get_task(TASK).concerns.items()},
+        code=code_hash("stats", "report.py", "plotstyle.py"),
     script:
         "../scripts/stats_figures.py"
 

@@ -47,8 +47,9 @@ with snakemake_job(smk) as job:
     cost.to_csv(smk.output.cost, index=False)
     reference_point = tables["reference_point"]  # "nadir" resolved from this run's points
     job.logger.info("hypervolume reference point (%s): %s", smk.params.reference_point, reference_point.tolist())
-    plot_fronts(smk.output.figure, tables["fronts"], tables["points"], reference_point,
-                tables["candidates"])
+    numbered = plot_fronts(smk.output.figure, tables["fronts"], tables["points"], reference_point,
+                           tables["candidates"])
+    numbered.to_csv(smk.output.candidates, index=False)
     note = summary_note(tables, cost, reference_point, setting=smk.params.reference_point)
     Path(smk.output.note).write_text(note)
     job.logger.info("%s", note)

@@ -133,12 +133,13 @@ def _decisions(groups: list[np.ndarray], settings, paired: bool) -> tuple[float,
     return p, [pr for pr, pv in zip(pairs, adj) if pv <= settings.posthoc_alpha], location
 
 
-def _replicate_ranks(matrix: list[dict], methods: list[str], picks: dict[str, list], settings,
-                     paired: bool) -> np.ndarray:
-    """Competition ranks of one bootstrap replicate (score rule of :mod:`~balancebench.stats.ranking`)."""
+def _replicate_scores(matrix: list[dict], methods: list[str], picks: dict[str, list], settings,
+                      paired: bool) -> np.ndarray:
+    """Per-metric scores (metrics x variants) of one bootstrap replicate (score rule of
+    :mod:`~balancebench.stats.ranking`)."""
     k_all = len(methods)
-    total = np.zeros(k_all)
-    for entry in matrix:
+    out = np.empty((len(matrix), k_all))
+    for row, entry in enumerate(matrix):
         values = entry["values"]
         groups, testable = [], []
         for idx, m in enumerate(methods):
@@ -168,24 +169,31 @@ def _replicate_ranks(matrix: list[dict], methods: list[str], picks: dict[str, li
             score[testable] = 1.0 + beaten
         elif len(testable) == 1:
             score[testable] = 1.0
-        total += entry["weight"] * score
+        out[row] = score
+    return out
+
+
+def _total_ranks(scores: np.ndarray, weights: list[float]) -> np.ndarray:
+    """Competition ranks of the weighted total of one replicate's scores (metrics x variants)."""
+    total = np.zeros(scores.shape[1])
+    for w, score in zip(weights, scores):
+        total += w * score
     total = np.round(total, 9)
     return ss.rankdata(total, method="min").astype(int)
 
 
-def _draw(seeds: dict[str, list], rng: np.random.Generator, paired: bool) -> dict[str, list]:
-    if paired:
-        common = sorted(set.intersection(*(set(s) for s in seeds.values())), key=str)
-        draw = rng.integers(0, len(common), len(common))
-        return {m: [common[i] for i in draw] for m in seeds}
-    return {m: [s[i] for i in rng.integers(0, len(s), len(s))] for m, s in seeds.items()}
+def _replicate_ranks(matrix: list[dict], methods: list[str], picks: dict[str, list], settings,
+                     paired: bool) -> np.ndarray:
+    """Competition ranks of one bootstrap replicate (score rule of :mod:`~balancebench.stats.ranking`)."""
+    return _total_ranks(_replicate_scores(matrix, methods, picks, settings, paired), [e["weight"] for e in matrix])
 
 
-def rank_stability(evaluation, replicates: int | None = None, seed: int | None = None) -> pd.DataFrame:
-    """Per variant: observed rank, p_same_rank, p_rank_or_better, mean_rank, rank_q05, rank_q95, p_same_ordering.
+def bootstrap_scores(evaluation, replicates: int | None = None, seed: int | None = None
+                     ) -> tuple[list[str], np.ndarray]:
+    """(metric names, per-metric scores of every replicate: replicates x metrics x variants in table order).
 
-    Each replicate re-decides every metric from the resampled tested values (failed runs keep the worst value
-    of the observed table) with the scheme's tests, scores and weights.
+    The resampling of :func:`rank_stability`: the same seed gives the same replicates, so the total's and the
+    concerns' stability (balancebench.stats.concerns) are read from the same resampled tables.
     """
     settings = evaluation.settings
     replicates = settings.bootstrap_replicates if replicates is None else int(replicates)
@@ -198,10 +206,36 @@ def rank_stability(evaluation, replicates: int | None = None, seed: int | None =
     runs = evaluation.table.runs
     seeds = {m: list(runs.loc[runs["method"] == m, "seed"]) for m in methods}
     matrix = _tested_matrix(evaluation)
-    observed = evaluation.ranking["rank"].reindex(methods).to_numpy()
-    ranks = np.empty((replicates, len(methods)), dtype=int)
+    scores = np.empty((replicates, len(matrix), len(methods)))
     for b in range(replicates):
-        ranks[b] = _replicate_ranks(matrix, methods, _draw(seeds, rng, paired), settings, paired)
+        scores[b] = _replicate_scores(matrix, methods, _draw(seeds, rng, paired), settings, paired)
+    return [e["metric"] for e in matrix], scores
+
+
+def _draw(seeds: dict[str, list], rng: np.random.Generator, paired: bool) -> dict[str, list]:
+    if paired:
+        common = sorted(set.intersection(*(set(s) for s in seeds.values())), key=str)
+        draw = rng.integers(0, len(common), len(common))
+        return {m: [common[i] for i in draw] for m in seeds}
+    return {m: [s[i] for i in rng.integers(0, len(s), len(s))] for m, s in seeds.items()}
+
+
+def rank_stability(evaluation, replicates: int | None = None, seed: int | None = None,
+                   boot: tuple[list[str], np.ndarray] | None = None) -> pd.DataFrame:
+    """Per variant: observed rank, p_same_rank, p_rank_or_better, mean_rank, rank_q05, rank_q95, p_same_ordering.
+
+    Each replicate re-decides every metric from the resampled tested values (failed runs keep the worst value
+    of the observed table) with the scheme's tests, scores and weights. ``boot``: the replicates'
+    scores of :func:`bootstrap_scores` with the same replicates and seed (computed here when not given).
+    """
+    settings = evaluation.settings
+    replicates = settings.bootstrap_replicates if replicates is None else int(replicates)
+    seed = settings.bootstrap_seed if seed is None else int(seed)
+    names, scores = boot if boot is not None else bootstrap_scores(evaluation, replicates, seed)
+    methods = list(evaluation.table.methods)
+    weights = [settings.weight(m) for m in names]
+    observed = evaluation.ranking["rank"].reindex(methods).to_numpy()
+    ranks = np.array([_total_ranks(s, weights) for s in scores], dtype=int).reshape(len(scores), len(methods))
     same_ordering = float(np.mean([np.array_equal(r, observed) for r in ranks]))
     frame = pd.DataFrame({
         "method": methods, "rank": observed,
@@ -245,19 +279,24 @@ def approximate_power(effect: float, n: int, alpha_pair: float, paired: bool, fa
     return float(ss.norm.cdf(abs(effect) * math.sqrt(n_eff) - ss.norm.ppf(1.0 - alpha_pair / 2.0)))
 
 
-def power_table(evaluation) -> pd.DataFrame:
-    """One row per pair of every tested metric: effect, verdict, seeds now, seeds needed, approximate power now."""
+def power_table(evaluation, metrics: set[str] | None = None) -> pd.DataFrame:
+    """One row per pair of every tested metric: effect, verdict, seeds now, seeds needed, approximate power now.
+
+    ``metrics``: only these metrics, weighted or not (the concerns' verdicts); default every weighted metric.
+    """
     from balancebench.stats.scheme import _metric_long, _tested_values
 
     settings = evaluation.settings
     paired = settings.design == "blocked"
-    data, metrics, directions = _metric_long(evaluation.table, settings.failures_as_metric)
+    data, table_metrics, directions = _metric_long(evaluation.table, settings.failures_as_metric)
     rejected = {(r.metric, r.group_a, r.group_b): bool(r.reject) for r in evaluation.posthoc.itertuples(index=False)}
     testable = evaluation.letters.set_index(["metric", "method"])["testable"] if len(evaluation.letters) else None
     rows = []
-    for metric in metrics:
-        if settings.weight(metric) == 0:
-            continue  # reported-only metrics decide nothing
+    for metric in table_metrics:
+        if metrics is None and settings.weight(metric) == 0:
+            continue  # reported-only metrics decide nothing in the total
+        if metrics is not None and metric not in metrics:
+            continue
         frame, _ = _tested_values(data[data["metric"] == metric], directions[metric], settings)
         methods = [m for m in evaluation.table.methods if testable is None or bool(testable.get((metric, m), False))]
         k = len(methods)

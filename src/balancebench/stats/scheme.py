@@ -18,15 +18,23 @@ and gets the worst score, k, with a note.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
 
 from balancebench.stats.blocked import BLOCKED_POSTHOCS, blocked_posthoc, complete_blocks, friedman
+from balancebench.stats.concerns import WEIGHT_PRESETS, per_concern_weights, resolve_concerns
 from balancebench.stats.hypothesis import P_ADJUST, POSTHOCS, kruskal_wallis, posthoc
 from balancebench.stats.ranking import compact_letter_display, metric_scores, ordering_text, rank_methods
-from balancebench.stats.table import CENSORED, RUN_FAILURES, Direction, MetricsTable, MetricsTableError, direction_from_config
+from balancebench.stats.table import (
+    CENSORED,
+    RUN_FAILURES,
+    Direction,
+    MetricsTable,
+    MetricsTableError,
+    direction_from_config,
+)
 
 FAILED_RUNS_METRIC = "failed_runs"
 
@@ -65,6 +73,13 @@ class StatsSettings:
     bootstrap_replicates: int = 0
     bootstrap_seed: int = 0
     power_target: float = 0.8
+    concerns: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    concerns_strict: bool = True
+    quality_concerns: tuple[str, ...] = ()
+    cost_concerns: tuple[str, ...] = ()
+    controls: tuple[str, ...] = ()
+    main_control: str | None = None
+    weight_preset: str = "paper"
 
     def __post_init__(self):
         for name in ("alpha", "screening", "posthoc_alpha", "power_target"):
@@ -86,6 +101,18 @@ class StatsSettings:
             raise ValueError(f"stats.failed_values {self.failed_values!r} is not one of {', '.join(FAILED_VALUES)}")
         if self.bootstrap_replicates < 0:
             raise ValueError(f"stats.bootstrap.replicates must be >= 0, got {self.bootstrap_replicates}")
+        if self.weight_preset not in WEIGHT_PRESETS:
+            raise ValueError(f"stats.metric_weights preset {self.weight_preset!r} is not one of "
+                             f"{', '.join(WEIGHT_PRESETS)} (or a mapping metric -> weight)")
+        if self.weight_preset == "per_concern" and not self.concerns:
+            raise ValueError("stats.metric_weights: per_concern needs concerns (stats.concerns or the task's)")
+        for name in (*self.quality_concerns, *self.cost_concerns):
+            if self.concerns and name not in self.concerns:
+                raise ValueError(f"stats.concern_axes names concern {name!r}, which is not declared "
+                                 f"(concerns: {', '.join(self.concerns)})")
+        if self.main_control is not None and self.main_control not in self.controls:
+            raise ValueError(f"stats.controls.main_loss_only {self.main_control!r} is not in stats.controls.variants "
+                             f"({', '.join(self.controls) or 'none'})")
 
     @property
     def pairwise(self) -> str:
@@ -102,16 +129,34 @@ class StatsSettings:
         return 0.0 if metric in REPORTED_ONLY else 1.0
 
     @classmethod
-    def from_config(cls, stats: dict, seed_design: str | None = None) -> "StatsSettings":
-        """From the validated ``stats`` block of the workflow config; ``seed_design`` = training.seed_design."""
+    def from_config(cls, stats: dict, seed_design: str | None = None, task_concerns: dict | None = None,
+                    task_axes: dict | None = None) -> "StatsSettings":
+        """From the validated ``stats`` block of the workflow config; ``seed_design`` = training.seed_design.
+
+        ``task_concerns`` / ``task_axes`` (``{"quality": [...], "cost": [...]}``): the task's declaration, used
+        when ``stats.concerns`` / ``stats.concern_axes`` are null; metrics of a task's concern that the table
+        lacks are left out with a note, while a configured concern must name metrics of the table.
+        """
         design = stats.get("design", "auto")
         if design == "auto":
             design = "blocked" if seed_design == "paired" else "independent"
         boot = dict(stats.get("bootstrap") or {})
         power = dict(stats.get("power") or {})
+        configured = stats.get("concerns")
+        declared = (configured if configured is not None else task_concerns) or {}
+        concerns = {str(k): tuple(v) for k, v in declared.items()}
+        axes = stats.get("concern_axes") or task_axes or {}
+        controls = dict(stats.get("controls") or {})
+        weights = stats["metric_weights"]
+        preset = weights if isinstance(weights, str) else "paper"
         return cls(alpha=stats["alpha"], screening=stats["screening"], posthoc_alpha=stats["posthoc_alpha"],
                    posthoc=stats["posthoc"], p_adjust=stats["p_adjust"], min_valid_runs=stats["min_valid_runs"],
-                   metric_weights=dict(stats["metric_weights"]),
+                   metric_weights={} if isinstance(weights, str) else dict(weights),
+                   concerns=concerns, concerns_strict=configured is not None or not task_concerns,
+                   quality_concerns=tuple(c for c in axes.get("quality", ()) if c in concerns),
+                   cost_concerns=tuple(c for c in axes.get("cost", ()) if c in concerns),
+                   controls=tuple(controls.get("variants") or ()), main_control=controls.get("main_loss_only"),
+                   weight_preset=preset,
                    directions={m: direction_from_config(e) for m, e in stats["directions"].items()},
                    failures_as_metric=stats["failures_as_metric"], design=design,
                    blocked_posthoc=stats.get("blocked_posthoc", "conover"),
@@ -127,7 +172,11 @@ class StatsSettings:
                 "failures_as_metric": self.failures_as_metric, "design": self.design,
                 "blocked_posthoc": self.blocked_posthoc, "failed_values": self.failed_values,
                 "bootstrap": {"replicates": self.bootstrap_replicates, "seed": self.bootstrap_seed},
-                "power": {"target": self.power_target}}
+                "power": {"target": self.power_target},
+                "concerns": {c: list(m) for c, m in self.concerns.items()},
+                "concern_axes": {"quality": list(self.quality_concerns), "cost": list(self.cost_concerns)},
+                "controls": {"variants": list(self.controls), "main_loss_only": self.main_control},
+                "weight_preset": self.weight_preset}
 
 
 @dataclass
@@ -153,6 +202,14 @@ class Evaluation:
     notes: list[str]
     stability: pd.DataFrame | None = None
     power: pd.DataFrame | None = None
+    concerns: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    concern_ranking: pd.DataFrame | None = None
+    concern_stability: pd.DataFrame | None = None
+    concern_power: pd.DataFrame | None = None
+    quality_cost: pd.DataFrame | None = None
+    correlation: pd.DataFrame | None = None
+    verdict: pd.DataFrame | None = None
+    control_note: str | None = None
 
     def summary(self) -> dict:
         """A JSON-serialisable digest (settings, ordering, ranks, notes)."""
@@ -170,6 +227,8 @@ class Evaluation:
             "notes": list(self.notes),
             "stability": None if self.stability is None else self.stability.to_dict(orient="records"),
             "seeds_needed": None if self.power is None else _power_digest(self.power),
+            "verdict": None if self.verdict is None else self.verdict.to_dict(orient="records"),
+            "control_note": self.control_note,
         }
 
 
@@ -251,12 +310,20 @@ def evaluate(table: MetricsTable, settings: StatsSettings | None = None, lean: b
     """
     settings = settings or StatsSettings()
     data, metrics, directions = _metric_long(table, settings.failures_as_metric)
+    concerns, concern_notes = resolve_concerns(settings.concerns, metrics, strict=settings.concerns_strict)
+    if settings.weight_preset == "per_concern":
+        settings = replace(settings, metric_weights=per_concern_weights(concerns, metrics))
     methods = list(table.methods)
     blocked = settings.design == "blocked"
     runs_per_method = table.runs.groupby("method", sort=False).size()
     notes: list[str] = []
     if table.defaulted and not lean:
         notes.append(f"direction not given, assumed 'lower is better' for: {', '.join(table.defaulted)}")
+    if not lean:
+        notes.extend(concern_notes)
+        absent = [c for c in settings.controls if c not in methods]
+        if absent:
+            notes.append(f"control(s) not in the table: {', '.join(absent)}")
     tests = BLOCKED_POSTHOCS if blocked else POSTHOCS
     chosen_name = settings.pairwise
 
@@ -395,9 +462,23 @@ def evaluate(table: MetricsTable, settings: StatsSettings | None = None, lean: b
                             posthoc=posthoc_table, posthoc_comparison=comparison, letters=letters_table,
                             ranking=ranked, ordering=ordering_text(ranked), notes=notes)
     if not lean:
-        from balancebench.stats.robustness import power_table, rank_stability
+        from balancebench.stats import concerns as cc
+        from balancebench.stats.robustness import bootstrap_scores, power_table, rank_stability
 
-        if settings.bootstrap_replicates > 0:
-            evaluation.stability = rank_stability(evaluation)
+        boot = bootstrap_scores(evaluation) if settings.bootstrap_replicates > 0 else None
+        if boot is not None:
+            evaluation.stability = rank_stability(evaluation, boot=boot)
         evaluation.power = power_table(evaluation)
+        evaluation.concerns = concerns
+        evaluation.correlation = cc.metric_correlation(table)
+        if concerns:
+            evaluation.concern_ranking = cc.concern_table(evaluation, concerns)
+            evaluation.concern_power = power_table(evaluation, metrics={m for ms in concerns.values() for m in ms})
+            if boot is not None:
+                evaluation.concern_stability = cc.concern_stability(evaluation, concerns, boot[1], boot[0])
+            names, scores = boot if boot is not None else ((), None)
+            evaluation.quality_cost = cc.quality_vs_cost(evaluation, concerns, settings.quality_concerns,
+                                                         settings.cost_concerns, scores, names)
+            evaluation.verdict = cc.verdict_table(evaluation)
+            evaluation.control_note = cc.control_sentence(evaluation)
     return evaluation

@@ -34,7 +34,7 @@ class MetricSpec:
 
     name: str
     direction: str  # lower | higher | target (closest to a per-run target)
-    concern: str  # e.g. structure, dynamics, thermodynamics, accuracy, cost, failures
+    concern: str = ""  # e.g. structure, dynamics, thermodynamics, accuracy, cost ('' : in no concern)
 
     def __post_init__(self) -> None:
         if self.direction not in DIRECTIONS:
@@ -62,6 +62,10 @@ class Task:
     # the model offers a conditioning input (a preference vector per batch: COSMOS)
     conditioning: ClassVar[bool] = False
     metrics: ClassVar[tuple[MetricSpec, ...]] = ()
+    # concern -> its metrics (each metric in at most one): the per-concern rankings of the verdict
+    concerns: ClassVar[dict[str, tuple[str, ...]]] = {}
+    # the concerns averaged into the quality axis and the cost axis of the physics-vs-cost figure
+    concern_axes: ClassVar[dict[str, tuple[str, ...]]] = {"quality": (), "cost": ()}
 
     # -- config --------------------------------------------------------------------------------
     def check_config(self, config: dict) -> None:

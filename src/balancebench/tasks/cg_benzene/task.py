@@ -25,17 +25,9 @@ from balancebench.tasks.base import MetricSpec, Task, TaskData, register_task
 from balancebench.tasks.cg_benzene import pair_kernels
 from balancebench.tasks.cg_benzene.cg import CGDataset, read_dataset
 from balancebench.tasks.cg_benzene.losses import robust_force_loss
+from balancebench.tasks.cg_benzene.metrics import CONCERNS, COST_CONCERNS, METRICS, PHYSICS_CONCERNS
 from balancebench.tasks.cg_benzene.model import CGSchNet, GraphBatch, ModelConfig, batch_frames
 from balancebench.tasks.cg_benzene.neighbors import check_cutoff, neighbor_list
-
-# the concern of every metric of balancebench.tasks.cg_benzene.metrics.METRICS (directions from there)
-CONCERNS = {
-    "N_ep": "cost", "t_ep": "cost", "sigma_ep": "cost", "N_target": "cost",
-    "delta_U": "thermodynamics", "CV_U": "thermodynamics", "mean_T": "thermodynamics", "CV_T": "thermodynamics",
-    "d_KS": "structure", "p_KS": "structure", "gr_w1": "structure",
-    "s_MSD": "dynamics",
-}
-
 
 @dataclass
 class CGLossSettings:
@@ -142,11 +134,13 @@ class CGBenzene(Task):
     loss_setting_names = tuple(CGLossSettings.__dataclass_fields__)
     conditioning = True
 
+    concerns = CONCERNS
+    concern_axes = {"quality": PHYSICS_CONCERNS, "cost": COST_CONCERNS}
+
     @property
     def metrics(self) -> tuple[MetricSpec, ...]:
-        from balancebench.tasks.cg_benzene.metrics import METRICS
-
-        return tuple(MetricSpec(m.name, m.direction, CONCERNS[m.name]) for m in METRICS.values())
+        owner = {metric: concern for concern, names in CONCERNS.items() for metric in names}
+        return tuple(MetricSpec(m.name, m.direction, owner.get(m.name, "")) for m in METRICS.values())
 
     def loss_settings(self, training: dict) -> CGLossSettings:
         return CGLossSettings.from_dict({k: v for k, v in (training or {}).items() if k in self.loss_setting_names})
