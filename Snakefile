@@ -4,8 +4,9 @@
 #   snakemake --profile profiles/paper                    the published protocol
 #   snakemake --profile profiles/slurm --configfile config/paper.yaml
 #
-# Stages (one rule file each): atomistic MD (LAMMPS) -> CG mapping -> training per
-# method x seed -> CG NVT (ASE) -> metrics -> statistics. See docs/ARCHITECTURE.md.
+# Stages: the task's data stage -> training per variant x seed (and the searches) -> the task's
+# evaluation of each model -> metrics -> statistics. A task with rules of its own brings them
+# (workflow/rules/tasks/<task>/); see docs/tasks.md and docs/ARCHITECTURE.md.
 
 import os
 import sys
@@ -32,12 +33,22 @@ report: "workflow/report/workflow.rst"
 
 
 include: "workflow/rules/common.smk"
-include: "workflow/rules/atomistic.smk"
-include: "workflow/rules/cg.smk"
 include: "workflow/rules/training.smk"
+
+
+# The task's own stages (data, evaluation) where it has rules, else the generic ones (docs/tasks.md).
+if TASK_OBJ.rules:
+
+    include: TASK_OBJ.rules
+
+else:
+
+    include: "workflow/rules/task_stages.smk"
+
+
 include: "workflow/rules/search.smk"
 include: "workflow/rules/l2o.smk"
-include: "workflow/rules/simulation.smk"
+include: "workflow/rules/evaluation.smk"
 include: "workflow/rules/stats.smk"
 include: "workflow/rules/pareto.smk"
 

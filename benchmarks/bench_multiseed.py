@@ -16,7 +16,7 @@ one model's backward): on one CPU core the batched path is slower; the gain it e
 device that one small model leaves idle (a GPU), where the S seeds' work runs side by side.
 
 Data: results/cg/dataset.h5 when run from a demo's directory, otherwise a Lennard-Jones bead liquid of
-125 beads sampled by ASE (balancebench.l2o.problems.lj_bead_dataset).
+125 beads sampled by ASE (balancebench.tasks.cg_benzene.l2o_family.lj_bead_dataset).
 
     .venv/bin/python benchmarks/bench_multiseed.py --seeds 1 2 4 --epochs 2
     .venv/bin/python benchmarks/bench_multiseed.py --device cuda --seeds 1 4 8 16

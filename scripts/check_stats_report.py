@@ -197,7 +197,8 @@ def check_pareto(chromium: str, out: Path) -> list[str]:
     """The Pareto figure of a demo-sized run (16 variants, 3 COSMOS seeds, 36 search trainings; constructed
     points, no training) at the report's width: rendered in Chromium as an image page and screenshot."""
     sys.path.insert(0, str(REPO / "src"))
-    from balancebench.pareto import demo_like_front_inputs, plot_fronts
+    from balancebench.pareto import plot_fronts
+    from balancebench.tasks.cg_benzene.synthetic import demo_like_front_inputs
 
     png = out / "pareto_front.png"
     numbered = plot_fronts(png, *demo_like_front_inputs())

@@ -3,9 +3,10 @@
 import numpy as np
 import pytest
 
-from balancebench.tasks.cg_benzene.atomistic import builder, forcefield as ff
-from balancebench.config import AVOGADRO
+from balancebench.tasks.cg_benzene.atomistic import builder
+from balancebench.tasks.cg_benzene.atomistic import forcefield as ff
 from balancebench.tasks.cg_benzene.lammps_runtime import import_lammps
+from balancebench.tasks.cg_benzene.task import AVOGADRO
 
 
 def test_benzene_geometry_and_topology():

@@ -203,7 +203,8 @@ def test_demo_config_has_the_controls(repo):
 
 
 def test_benzene_concerns_are_declared_beside_the_metric_registry():
-    from balancebench.tasks.cg_benzene.metrics import CONCERNS as BENZENE, COST_CONCERNS, METRICS, PHYSICS_CONCERNS
+    from balancebench.tasks.cg_benzene.metrics import CONCERNS as BENZENE
+    from balancebench.tasks.cg_benzene.metrics import COST_CONCERNS, METRICS, PHYSICS_CONCERNS
 
     listed = [m for ms in BENZENE.values() for m in ms]
     assert len(listed) == len(set(listed))
@@ -223,8 +224,9 @@ def test_verdict_rst_renders_without_docutils_errors(evaluation):
 
 
 def test_pareto_figure_numbers_the_search_trainings_and_styles_are_distinct(tmp_path):
-    from balancebench.pareto import demo_like_front_inputs, plot_fronts
+    from balancebench.pareto import plot_fronts
     from balancebench.plotstyle import style
+    from balancebench.tasks.cg_benzene.synthetic import demo_like_front_inputs
 
     assert len({style(i) for i in range(90)}) == 90
     numbered = plot_fronts(tmp_path / "front.png", *demo_like_front_inputs())
@@ -235,10 +237,11 @@ def test_pareto_figure_numbers_the_search_trainings_and_styles_are_distinct(tmp_
 def test_demo_like_table_gives_the_physics_and_correlation_figures(tmp_path):
     """16 variants x 12 metrics through the whole scheme (about 10 s: three post-hoc tests per metric)."""
     from balancebench.report import plot_metric_correlation, plot_physics_vs_cost
-    from balancebench.stats.synthetic import demo_like_metrics_table
+    from balancebench.tasks.cg_benzene.synthetic import demo_like_metrics_table
 
     table = validate_metrics_table(demo_like_metrics_table())
-    from balancebench.tasks.cg_benzene.metrics import CONCERNS as BENZENE, COST_CONCERNS, PHYSICS_CONCERNS
+    from balancebench.tasks.cg_benzene.metrics import CONCERNS as BENZENE
+    from balancebench.tasks.cg_benzene.metrics import COST_CONCERNS, PHYSICS_CONCERNS
 
     ev = evaluate(table, StatsSettings(bootstrap_replicates=0, concerns=BENZENE, concerns_strict=False,
                                        quality_concerns=PHYSICS_CONCERNS, cost_concerns=COST_CONCERNS,

@@ -6,7 +6,8 @@ import sys
 import pytest
 import yaml
 
-from balancebench.config import ConfigError, box_length, load_config, validate_config
+from balancebench.config import ConfigError, load_config, validate_config
+from balancebench.tasks.cg_benzene.task import box_length
 
 
 def test_demo_and_paper_configs_validate(repo):

@@ -111,7 +111,7 @@ def test_epoch_line_has_losses_coefficients_and_eta(logger):
     for epoch in (1, 2, 3):
         progress(row(epoch))
     line = progress.lines[-1]
-    assert "epoch 3/10 (30 %)" in line and "train F 1.5 E 0.25" in line and "val F 1.75 E 0.5" in line
+    assert "epoch 3/10 (30 %)" in line and "train force 1.5 energy 0.25" in line and "val force 1.75 energy 0.5" in line
     assert "coef_energy 0.01" in line and "coef_force 1" in line and "criterion 0.9" in line
     assert "ETA 14 s" in line  # 7 epochs x 2 s
 

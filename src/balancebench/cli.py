@@ -121,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="mark a run as failed (STATUS diverged or unstable); repeatable")
     synth.add_argument("--demo-like", action="store_true",
                        help="the table shaped like the benzene demo's (16 variants with three controls, 3 seeds; "
-                            "balancebench.stats.synthetic.demo_like_metrics_table) instead")
+                            "balancebench.tasks.cg_benzene.synthetic.demo_like_metrics_table) instead")
     synth.set_defaults(func=cmd_synthetic)
     return parser
 
@@ -194,7 +194,7 @@ def cmd_synthetic(args: argparse.Namespace) -> int:
             raise MetricsTableError(f"--fail {spec!r}: expected METHOD:SEED:diverged|unstable (SEED an index)")
         failed[(parts[0], int(parts[1]))] = parts[2]
     if args.demo_like:
-        from balancebench.stats.synthetic import demo_like_metrics_table
+        from balancebench.tasks.cg_benzene.synthetic import demo_like_metrics_table
 
         if failed:
             raise MetricsTableError("--fail is not available with --demo-like")

@@ -9,14 +9,11 @@ place and raises :class:`ConfigError` naming the offending field.
 from __future__ import annotations
 
 import copy
-import math
 from pathlib import Path
 
 import jsonschema
 import yaml
 
-AVOGADRO = 6.02214076e23
-BENZENE_MASS = 78.114  # g/mol, 6 x (12.011 + 1.008), OPLS-AA masses
 _SCHEMA_IN_REPO = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
 
 
@@ -55,28 +52,83 @@ def _field(error: jsonschema.ValidationError) -> str:
     return path or "<top level>"
 
 
-def box_length(n_molecules: int, density: float, molar_mass: float = BENZENE_MASS) -> float:
-    """Edge (A) of a cubic box holding ``n_molecules`` at ``density`` g/cm^3: L = (N M / (rho N_A))^(1/3)."""
-    volume_cm3 = n_molecules * molar_mass / (density * AVOGADRO)
-    return (volume_cm3 * 1e24) ** (1.0 / 3.0)
-
-
 def validate_config(config: dict, schema: dict | None = None) -> dict:
     """Validate ``config`` in place (defaults filled) and return it.
 
     Raises ConfigError with the dotted path of the first bad field.
     """
-    validator = _DefaultFillingValidator(schema or load_schema())
+    task = _task_of(config)
+    validator = _DefaultFillingValidator(schema or task_schema(task))
     errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
     if errors:
         err = errors[0]
         if err.validator == "additionalProperties":
             raise ConfigError(f"config error at {_field(err)}: {err.message} (misspelt key?)")
         raise ConfigError(f"config error at {_field(err)}: {err.message}")
+    task.check_config(config)
     _check_task(config)
-    _check_physics(config)
+    _check_balancing(config)
     _check_stats(config)
     return config
+
+
+def load_task_modules(modules) -> None:
+    """Import the files (paths ending in .py) or modules of ``task_modules``: tasks defined outside the package
+    register themselves there (:func:`balancebench.tasks.base.register_task`)."""
+    import importlib
+    import importlib.util
+    import sys
+
+    for name in modules or []:
+        if str(name).endswith(".py"):
+            path = Path(name).resolve()
+            key = f"balancebench_task_module_{path.stem}_{abs(hash(str(path)))}"
+            if key in sys.modules:
+                continue
+            if not path.exists():
+                raise ConfigError(f"config error at task_modules: {name} does not exist")
+            spec = importlib.util.spec_from_file_location(key, path)
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[key] = module
+            spec.loader.exec_module(module)
+        else:
+            try:
+                importlib.import_module(str(name))
+            except ImportError as err:
+                raise ConfigError(f"config error at task_modules: cannot import {name!r}: {err}") from None
+
+
+def _task_of(config: dict):
+    """The config's task (its task_modules imported first), or a ConfigError naming ``task``."""
+    from balancebench.tasks.base import get_task
+
+    modules = config.get("task_modules") or []
+    if not isinstance(modules, list):
+        raise ConfigError("config error at task_modules: a list of Python files or modules")
+    load_task_modules(modules)
+    name = config.get("task", "cg_benzene")
+    try:
+        return get_task(name)
+    except KeyError as err:
+        raise ConfigError(f"config error at task: {err.args[0]}") from None
+
+
+def _merge_schema(base: dict, extra: dict) -> dict:
+    """``base`` with ``extra``'s properties added, recursively (a task's sections and keys)."""
+    out = copy.deepcopy(base)
+    for key, value in extra.items():
+        if key in ("$schema", "title", "description") and key in out:
+            continue
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge_schema(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def task_schema(task) -> dict:
+    """The config schema of a run of ``task``: the workflow's schema with the task's sections merged in."""
+    return _merge_schema(load_schema(), task.config_schema())
 
 
 def _check_task(config: dict) -> None:
@@ -86,10 +138,7 @@ def _check_task(config: dict) -> None:
     from balancebench.tasks.base import get_task
     from balancebench.training import preference_dim
 
-    try:
-        task = get_task(config.get("task", "cg_benzene"))
-    except KeyError as err:
-        raise ConfigError(f"config error at task: {err.args[0]}") from None
+    task = get_task(config.get("task", "cg_benzene"))
     known = available_methods()
     for name, variant in (config.get("balancing") or {}).get("variants", {}).items():
         if variant.get("method") not in known:
@@ -137,49 +186,24 @@ def _check_stats(config: dict) -> None:
                               f"balancing.variants")
 
 
-def _check_physics(config: dict) -> None:
-    md = config.get("atomistic")
-    if not md:
-        return
-    densest = max(md["start_density"], md["compress"]["density"])
-    # NPT density fluctuates a few percent above the compression target; leave 5 % margin.
-    smallest_box = box_length(md["n_molecules"], densest * 1.05)
-    if md["pair_cutoff"] >= 0.5 * smallest_box:
-        raise ConfigError(
-            f"config error at atomistic.pair_cutoff: {md['pair_cutoff']} A is not below half the "
-            f"smallest box edge {0.5 * smallest_box:.2f} A ({md['n_molecules']} molecules at "
-            f"{densest * 1.05:.3f} g/cm^3); use more molecules or a shorter cutoff"
-        )
-    model = config.get("model") or {}
-    if model and model["cutoff"] >= 0.5 * smallest_box:
-        raise ConfigError(
-            f"config error at model.cutoff: {model['cutoff']} A is not below half the smallest CG box edge "
-            f"{0.5 * smallest_box:.2f} A; use more molecules or a shorter cutoff"
-        )
-    frame = md["nvt"]["frame_interval"] * 1000.0
-    if frame < md["timestep"] or not math.isclose(frame / md["timestep"], round(frame / md["timestep"]), rel_tol=1e-9):
-        raise ConfigError(
-            f"config error at atomistic.nvt.frame_interval: {md['nvt']['frame_interval']} ps is not a "
-            f"whole number of {md['timestep']} fs timesteps"
-        )
-    if md["nvt"]["duration"] < 2 * md["nvt"]["frame_interval"]:
-        raise ConfigError("config error at atomistic.nvt.duration: shorter than two frames")
-    _check_balancing(config)
-
-
 def _check_balancing(config: dict) -> None:
     """Variants and searches against the registry, before any job runs (docs/search.md)."""
     balancing = config.get("balancing")
     if not balancing:
         return
     from balancebench.balancing import available_methods, get_method
-    from balancebench.search.space import apply_parameters, check_search, check_variant_search
+    from balancebench.search.space import SearchVocabulary, apply_parameters, check_search, check_variant_search
+    from balancebench.tasks.base import get_task
+
+    task = get_task(config.get("task", "cg_benzene"))
+    vocabulary = SearchVocabulary.from_task(task)
+    training_schema = task_schema(task)["properties"].get("training", {})
 
     training_fields = set(config.get("training", {})) | set(_training_setting_names(config))
     searches = balancing.get("searches", {})
     for name, spec in searches.items():
         try:
-            check_search(name, spec, training_fields)
+            check_search(name, spec, vocabulary, training_fields)
         except ValueError as err:
             raise ConfigError(f"config error at {err}") from None
     known = available_methods()
@@ -199,7 +223,7 @@ def _check_balancing(config: dict) -> None:
             raise ConfigError(f"config error at {field}.search: unknown search {search!r}; "
                               f"balancing.searches has: {sorted(searches)}")
         try:
-            check_variant_search(name, method, search, searches[search])
+            check_variant_search(name, method, search, searches[search], vocabulary)
         except ValueError as err:
             raise ConfigError(f"config error at {err}") from None
         spec = searches[search]
@@ -207,18 +231,21 @@ def _check_balancing(config: dict) -> None:
                   [{p: d[k] for p, d in spec["space"].items()} for k in ("low", "high")])
         for values in probes:
             try:
-                params, training = apply_parameters(values, method, variant.get("params", {}))
+                params, training = apply_parameters(values, method, variant.get("params", {}), vocabulary)
                 get_method(method, **params)
             except (TypeError, ValueError) as err:
                 raise ConfigError(f"config error at balancing.searches.{search}: {values} is not valid for "
                                   f"variant {name!r}: {err}") from err
             where = "space" if spec["kind"] != "grid" else "values"
-            if not -10.0 <= training.get("force_loss_alpha", 2.0) <= 2.0:
-                raise ConfigError(f"config error at balancing.searches.{search}.{where}: force_loss_alpha "
-                                  f"{training['force_loss_alpha']} is outside [-10, 2] (training.force_loss_alpha)")
-            if training.get("force_loss_scale", 1.0) <= 0:
-                raise ConfigError(f"config error at balancing.searches.{search}.{where}: force_loss_scale "
-                                  f"{training['force_loss_scale']} must be > 0 (kcal/mol/A)")
+            # a searched training setting must be a valid value of that setting (the task's schema says so)
+            for key, value in training.items():
+                sub = training_schema.get("properties", {}).get(key)
+                if sub is None:
+                    continue
+                problem = next(iter(jsonschema.Draft7Validator(sub).iter_errors(value)), None)
+                if problem is not None:
+                    raise ConfigError(f"config error at balancing.searches.{search}.{where}: {key} {value} is not a "
+                                      f"valid training.{key}: {problem.message}")
 
 
 def _training_setting_names(config: dict | None = None) -> list[str]:
@@ -295,6 +322,41 @@ def controls_of_balancing(configfiles, command_line_files) -> dict | None:
         if isinstance(data, dict) and "balancing" in data:
             found = copy.deepcopy(((data.get("stats") or {}).get("controls")) or {})
     return found
+
+
+def _deep_update(base: dict, extra: dict) -> dict:
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _deep_update(base[key], value)
+        else:
+            base[key] = copy.deepcopy(value)
+    return base
+
+
+def config_of_other_task(configfiles, command_line_files, overrides: dict | None = None) -> dict | None:
+    """The config of a run whose command-line config files name a task other than the workflow's default
+    config file: those files (merged in order) and the ``--config`` overrides alone, without the default
+    file's sections (the demo's sections belong to its task). None when the run's task is the default one."""
+    cli = [str(f) for f in command_line_files or []]
+    defaults = [f for f in map(str, configfiles) if f not in cli]
+    if not cli:
+        return None
+
+    def read(path):
+        with open(path) as fh:
+            data = yaml.safe_load(fh) or {}
+        return data if isinstance(data, dict) else {}
+
+    default_task = "cg_benzene"
+    for path in defaults:
+        default_task = read(path).get("task", default_task)
+    merged: dict = {}
+    for path in cli:
+        _deep_update(merged, read(path))
+    _deep_update(merged, dict(overrides or {}))
+    if merged.get("task", default_task) == default_task:
+        return None
+    return merged
 
 
 def load_config(path: str | Path) -> dict:

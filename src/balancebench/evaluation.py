@@ -33,8 +33,8 @@ METRIC_STATUSES = (COMPLETED, CENSORED, DIVERGED, UNSTABLE, MISSING, INVALID)
 TIDY_COLUMNS = ["method", "seed", "metric", "value", "status", "direction", "target", "reason"]
 TRAINING_METRIC_NAMES = ("N_ep", "t_ep", "sigma_ep", "N_target")
 #: the training metrics of every task (units: epochs, s, s, epochs), all in the concern ``cost``
-TRAINING_METRICS = tuple(MetricSpec(name, LOWER, "cost") for name in TRAINING_METRIC_NAMES)
 TRAINING_UNITS = {"N_ep": "epochs", "t_ep": "s", "sigma_ep": "s", "N_target": "epochs"}
+TRAINING_METRICS = tuple(MetricSpec(name, LOWER, "cost", TRAINING_UNITS[name]) for name in TRAINING_METRIC_NAMES)
 
 
 @dataclass
@@ -122,6 +122,13 @@ def training_metric_results(training: TrainingRun | None, timing: Mapping | None
     return t_status, t_reason, results, details
 
 
+def metric_order(task) -> list[str]:
+    """The rows of ``metrics.csv`` per model: the training metrics the task does not list itself, then the
+    task's metrics in its order (:attr:`balancebench.tasks.base.Task.metrics`)."""
+    names = [m.name for m in task.metrics]
+    return [n for n in TRAINING_METRIC_NAMES if n not in names] + names
+
+
 def tidy_table(records: Iterable[Mapping], names: Iterable[str] | None = None) -> pd.DataFrame:
     """One row per model x metric: method, seed, metric, value, status, direction, target, reason.
 
@@ -205,3 +212,47 @@ def _status_of(status: Mapping | None) -> str:
     if not status:
         return MISSING
     return str(status.get("status", MISSING))
+
+
+def evaluate_trained_model(task, method: str, seed: int, model_dir: str | Path, dataset, config: dict,
+                           timing: Mapping | None = None) -> dict:
+    """The metrics record of one trained model of ``task`` (a task without an evaluation stage of its own):
+    the training metrics (:func:`training_metric_results`) and, for a completed training, the task's own
+    (:meth:`balancebench.tasks.base.Task.evaluate` of the model rebuilt from ``model_dir``). A failure of the
+    evaluation is recorded per metric (status ``invalid`` with the error), never raised; a diverged training
+    gives every task metric status ``diverged``."""
+    from balancebench.training import load_trained_model
+
+    training = read_training_run(model_dir)
+    tolerance = float(((config or {}).get("metrics") or {}).get("target_tolerance", 0.05))
+    t_status, t_reason, results, details = training_metric_results(training, timing, tolerance)
+    specs = {m.name: m for m in (*TRAINING_METRICS, *task.metrics)}
+    task_names = [m.name for m in task.metrics if m.name not in TRAINING_METRIC_NAMES]
+    e_status, e_reason = COMPLETED, ""
+    if t_status == COMPLETED:
+        try:
+            model, hparams = load_trained_model(task, model_dir)
+            values = dict(task.evaluate(model, dataset, hparams, config))
+        except Exception as err:  # noqa: BLE001 - a failed evaluation is a status, never a crash of the DAG
+            e_status, e_reason = INVALID, f"evaluation failed: {type(err).__name__}: {err}"
+            values = {}
+        for name in task_names:
+            results[name] = values.get(name, (None, INVALID if e_reason else MISSING,
+                                              e_reason or "not given by the task's evaluation"))
+    else:
+        e_status = DIVERGED if t_status == DIVERGED else MISSING if t_status == MISSING else INVALID
+        e_reason = _join(f"training {t_status}", t_reason)
+        for name in task_names:
+            results[name] = (None, e_status, e_reason)
+    metrics = {}
+    for name in metric_order(task):
+        value, status, reason = results[name]
+        if value is not None and not np.isfinite(value):  # the invariant: never a silent NaN
+            value, status, reason = None, INVALID, f"non-finite value ({value})"
+        if value is None and status in (COMPLETED, CENSORED):
+            status = INVALID
+        spec = specs[name]
+        metrics[name] = {"value": None if value is None else float(value), "status": status, "reason": reason,
+                         "unit": spec.unit, "direction": spec.direction, "target": spec.target}
+    return {"method": str(method), "seed": int(seed), "training_status": t_status, "training_reason": t_reason,
+            "evaluation_status": e_status, "evaluation_reason": e_reason, "metrics": metrics, "details": details}

@@ -1,28 +1,28 @@
-"""Force/energy Pareto fronts: test rays, non-dominated filter, hypervolume, front of a conditioned model.
+"""Pareto fronts of two losses: test rays, non-dominated filter, hypervolume, front of a conditioned model.
 
-Objectives (both minimised, dimensionless) of a model on the validation frames::
+Objectives (both minimised, dimensionless) of a model on the validation data, for the task's two losses
+``a`` and ``b`` (the task contract, :mod:`balancebench.tasks.base`)::
 
-    f_F = MSE_F / Var(F)        f_E = MSE_E / Var(E)
+    f_a = val_a / ref_a        f_b = val_b / ref_b
 
-with Var(F) ((kcal/mol/A)^2) and Var(E) ((kcal/mol)^2, per bead for ``energy_loss: per_bead``) the
-target variances over the training frames (:func:`target_variances`, the same numbers as the
-trainer's references). Each f is a 1 - R^2: 0 is perfect, 1 is the constant predictor of the mean,
-so one reference point serves every method and seed. Their sum is the trainer's method-independent
-criterion C = f_F + f_E.
+with ``ref`` the task's references (cg_benzene: the variances of the targets over the training frames, the
+same numbers as the trainer's). Each f is then a 1 - R^2: 0 is perfect, 1 is the constant predictor of the
+mean, so one reference point serves every method and seed. Their sum is the trainer's method-independent
+criterion C = f_a + f_b.
 
 * Test rays (:func:`circle_points`): K preferences with angles evenly spaced in [0.1, pi/2 - 0.1],
   r = (cos t, sin t) / (cos t + sin t) (the reference code's ``circle_points`` and its
-  normalisation; K = 25 in the seed). Ray 0 weights force most.
+  normalisation; K = 25 in the seed). Ray 0 weights the first loss most.
 * Hypervolume (:func:`hypervolume`): pymoo's ``HV`` indicator (minimisation) against
   ``reference_point`` (default (1, 1): the mean predictor on both objectives). A point that does not
   strictly dominate the reference point adds nothing; with ``outside="clip"`` (the workflow) it is
   dropped and counted, with ``outside="raise"`` it is an error naming ``pareto.reference_point``.
-  ``reference_point: nadir`` (:func:`resolve_reference_point`) uses instead (1 + 0.1) x the worst f_F
-  and the worst f_E over every completed point of the run (final models, search trainings, COSMOS
+  ``reference_point: nadir`` (:func:`resolve_reference_point`) uses instead (1 + 0.1) x the worst f_a
+  and the worst f_b over every completed point of the run (final models, search trainings, COSMOS
   fronts): still one point for every method and seed of the run, and one that encloses what was
   trained when no model beats the mean predictor on both objectives (then (1, 1) gives HV 0 to all).
 * Chosen preference (:func:`choose_preference`): the ray with the lowest C on the validation
-  frames, the rule that also picks the constant method's grid point. The COSMOS model is simulated at
+  data, the rule that also picks the constant method's grid point. The COSMOS model is evaluated at
   that r (recorded as ``preference`` in hparams.json).
 """
 
@@ -221,12 +221,18 @@ def conditioned_outputs(trainer, out_dir, rays: int = DEFAULT_RAYS, fallback=Non
 
 
 # -- collecting the fronts and points of a workflow run ---------------------------------------
+def objective_columns(table: pd.DataFrame) -> list[str]:
+    """The objective columns ``f_<loss>`` of a fronts or points table, in loss order."""
+    return [c for c in table.columns if c.startswith("f_")]
+
+
 def point_from_log(model_dir, references: dict) -> dict:
-    """(f_F, f_E) of a trained model from its own log: the validation errors of its best epoch (the weights it
-    kept) over the target variances; NaN for a run that did not complete."""
+    """``f_<loss>`` of a trained model for every loss of ``references`` (in its order) from its own log: the
+    validation errors of its best epoch (the weights it kept) over the references; NaN for a run that did not
+    complete."""
     model_dir = Path(model_dir)
     status = json.loads((model_dir / "status.json").read_text())
-    row = {"status": status["status"], "f_force": float("nan"), "f_energy": float("nan")}
+    row = {"status": status["status"], **{f"f_{n}": float("nan") for n in references}}
     log_path = model_dir / "train_log.csv"
     if status["status"] != "completed" or not log_path.exists():
         return row
@@ -234,8 +240,7 @@ def point_from_log(model_dir, references: dict) -> dict:
     best = log[log["epoch"] == int(status.get("best_epoch", 0))]
     if best.empty:
         return {**row, "status": "missing"}
-    return {**row, "f_force": float(best["val_force"].iloc[0]) / references["force"],
-            "f_energy": float(best["val_energy"].iloc[0]) / references["energy"]}
+    return {**row, **{f"f_{n}": float(best[f"val_{n}"].iloc[0]) / ref for n, ref in references.items()}}
 
 
 def collect(references: dict, conditioned: dict, finals: dict, candidates: list[dict] | None = None,
@@ -248,6 +253,8 @@ def collect(references: dict, conditioned: dict, finals: dict, candidates: list[
     fronts, chosen, points, hypervolume (tidy metric rows), hv_summary, and the ``reference_point`` used
     (:func:`resolve_reference_point`).
     """
+    names = list(references)
+    objectives = [f"f_{n}" for n in names]
     fronts, chosen = {}, []
     for (variant, seed), d in conditioned.items():
         d = Path(d)
@@ -259,18 +266,17 @@ def collect(references: dict, conditioned: dict, finals: dict, candidates: list[
         hp = json.loads((d / "hparams.json").read_text())
         pc = hp.get("preference_choice", {})
         chosen.append({"variant": variant, "seed": int(seed), "status": "completed",
-                       "pref_force": hp["preference"][0], "pref_energy": hp["preference"][1],
+                       **{f"pref_{n}": hp["preference"][i] for i, n in enumerate(names)},
                        "ray": pc.get("ray"), "criterion": pc.get("criterion"), "rule": pc.get("rule")})
     points = pd.DataFrame([{"method": v, "seed": int(s), "role": "final", "label": "", **point_from_log(d, references)}
                            for (v, s), d in finals.items()],
-                          columns=["method", "seed", "role", "label", "status", "f_force", "f_energy"])
+                          columns=["method", "seed", "role", "label", "status", *objectives])
     cand = pd.DataFrame([{"method": c["variant"], "seed": c.get("seed"), "role": "search", "label": c.get("label", ""),
                           **point_from_log(c["dir"], references)} for c in candidates or []],
-                        columns=["method", "seed", "role", "label", "status", "f_force", "f_energy"])
-    failed = pd.DataFrame([{"method": c["variant"], "seed": c["seed"], "status": c["status"], "f_force": float("nan"),
-                            "f_energy": float("nan")} for c in chosen if c["status"] != "completed"],
-                          columns=["method", "seed", "status", "f_force", "f_energy"])
-    objectives = ["f_force", "f_energy"]
+                        columns=["method", "seed", "role", "label", "status", *objectives])
+    failed = pd.DataFrame([{"method": c["variant"], "seed": c["seed"], "status": c["status"],
+                            **{o: float("nan") for o in objectives}} for c in chosen if c["status"] != "completed"],
+                          columns=["method", "seed", "status", *objectives])
     reference_point = resolve_reference_point(reference_point, [f[objectives].to_numpy(dtype=float)
                                                                 for f in fronts.values()]
                                               + [t[objectives].to_numpy(dtype=float) for t in (points, cand)])
@@ -285,7 +291,7 @@ def collect(references: dict, conditioned: dict, finals: dict, candidates: list[
     for variant, group in (cand.groupby("method", sort=True) if len(cand) else []):
         ok = group[group["status"] == "completed"]
         summary.append({"set": f"{variant} search trainings", "variant": variant, "seed": None, "points": len(ok),
-                        "hypervolume": hypervolume(ok[["f_force", "f_energy"]].to_numpy(dtype=float), reference_point)
+                        "hypervolume": hypervolume(ok[objectives].to_numpy(dtype=float), reference_point)
                         if len(ok) else 0.0})
     for variant, group in (points.groupby("method", sort=True) if len(points) else []):
         for _, p in group.iterrows():
@@ -322,8 +328,9 @@ def summary_note(tables: dict, cost: pd.DataFrame, reference_point, setting=None
     if len(tables["chosen"]):
         for _, c in tables["chosen"].iterrows():
             if c.get("status") == "completed":
-                lines.append(f"- {c['variant']} seed {c['seed']}: simulated at r = ({c['pref_force']:.3f}, "
-                             f"{c['pref_energy']:.3f}) (ray {c['ray']}, criterion {c['criterion']:.4f})")
+                prefs = ", ".join(f"{c[k]:.3f}" for k in tables["chosen"].columns if k.startswith("pref_"))
+                lines.append(f"- {c['variant']} seed {c['seed']}: evaluated at r = ({prefs}) "
+                             f"(ray {c['ray']}, criterion {c['criterion']:.4f})")
     if len(cost):
         lines += ["", "Training cost (seconds of training epochs; constant = grid + final trainings):", ""]
         for _, row in cost.iterrows():
@@ -336,12 +343,13 @@ def hypervolume_rows(fronts: dict, points: pd.DataFrame, reference_point) -> pd.
     """Tidy metric rows (metrics.TIDY_COLUMNS) of the hypervolume per variant and seed.
 
     ``fronts``: {(variant, seed): front DataFrame} of conditioned models (their non-dominated points);
-    ``points``: one row per other trained model (method, seed, status, f_force, f_energy): its HV is the
-    box its single point encloses. A failed training gets status 'diverged' and no value.
+    ``points``: one row per other trained model (method, seed, status, ``f_<loss>``): its HV is the box its single
+    point encloses. A failed training gets status 'diverged' and no value.
     """
+    objectives = objective_columns(points)
     rows = []
     for (variant, seed), front in fronts.items():
-        f = front.loc[front["non_dominated"].astype(bool), ["f_force", "f_energy"]].to_numpy(dtype=float)
+        f = front.loc[front["non_dominated"].astype(bool), objective_columns(front)].to_numpy(dtype=float)
         rows.append({"method": variant, "seed": int(seed), "value": hypervolume(f, reference_point),
                      "status": "completed", "reason": ""})
     for _, p in points.iterrows():
@@ -350,7 +358,7 @@ def hypervolume_rows(fronts: dict, points: pd.DataFrame, reference_point) -> pd.
                          "reason": f"training {p['status']}"})
             continue
         rows.append({"method": p["method"], "seed": int(p["seed"]),
-                     "value": hypervolume([[p["f_force"], p["f_energy"]]], reference_point),
+                     "value": hypervolume([[p[o] for o in objectives]], reference_point),
                      "status": "completed", "reason": ""})
     table = pd.DataFrame(rows, columns=["method", "seed", "value", "status", "reason"])
     table.insert(2, "metric", "hypervolume")
@@ -393,10 +401,10 @@ def training_seconds(model_dir) -> tuple[float, int]:
 # -- the figure ------------------------------------------------------------------------------
 def number_candidates(grid: pd.DataFrame | None) -> pd.DataFrame:
     """The completed search trainings numbered 1..n (variant, then the order of the table): number, method, label,
-    f_force, f_energy. The figure marks each with its number; pareto/search_candidates.csv lists them."""
-    cols = ["number", "method", "label", "f_force", "f_energy"]
+    the objectives ``f_<loss>``. The figure marks each with its number; pareto/search_candidates.csv lists them."""
     if grid is None or not len(grid):
-        return pd.DataFrame(columns=cols)
+        return pd.DataFrame(columns=["number", "method", "label"])
+    cols = ["number", "method", "label", *objective_columns(grid)]
     done = grid[grid["status"] == "completed"].copy()
     done = done.sort_values("method", kind="stable").reset_index(drop=True)
     done.insert(0, "number", np.arange(1, len(done) + 1))
@@ -406,9 +414,10 @@ def number_candidates(grid: pd.DataFrame | None) -> pd.DataFrame:
 
 
 def plot_fronts(path, fronts: dict, points: pd.DataFrame, reference_point=DEFAULT_REFERENCE_POINT,
-                grid: pd.DataFrame | None = None) -> pd.DataFrame:
+                grid: pd.DataFrame | None = None, axis_labels: tuple[str, str] | None = None) -> pd.DataFrame:
     """COSMOS fronts (one line per seed) with every other trained model and each search training (the constant
-    grid points; ``grid``: method, label, status, f_force, f_energy) as markers.
+    grid points; ``grid``: method, label, status and the two objectives ``f_<loss>``) as markers.
+    ``axis_labels``: the task's words for the two objectives (default ``val_<loss> / ref``).
 
     Every variant has its own colour/marker pair (balancebench.plotstyle); the search trainings are small grey
     markers with a number, listed in the returned table (:func:`number_candidates`); the legend sits outside
@@ -420,6 +429,8 @@ def plot_fronts(path, fronts: dict, points: pd.DataFrame, reference_point=DEFAUL
 
     from balancebench.plotstyle import style
 
+    fx, fy = objective_columns(points)[:2]
+    lx, ly = axis_labels or (f"val_{fx[2:]} / reference (validation)", f"val_{fy[2:]} / reference (validation)")
     fig, ax = plt.subplots(figsize=(9.5, 5.4))
     done = points[points["status"] == "completed"] if len(points) else points
     variants = sorted({str(v) for v, _ in fronts} | (set(done["method"].astype(str)) if len(done) else set()))
@@ -427,27 +438,27 @@ def plot_fronts(path, fronts: dict, points: pd.DataFrame, reference_point=DEFAUL
     dashes = ["-", "--", ":", "-."]
     for (variant, seed), front in sorted(fronts.items(), key=lambda kv: (str(kv[0][0]), int(kv[0][1]))):
         colour = styles[str(variant)][0]
-        nd = front[front["non_dominated"].astype(bool)].sort_values("f_force")
-        ax.plot(nd["f_force"], nd["f_energy"], dashes[(int(seed) - 1) % len(dashes)], color=colour, lw=1.2,
+        nd = front[front["non_dominated"].astype(bool)].sort_values(fx)
+        ax.plot(nd[fx], nd[fy], dashes[(int(seed) - 1) % len(dashes)], color=colour, lw=1.2,
                 label=f"{variant} front, seed {seed}")
         dom = front[~front["non_dominated"].astype(bool)]
-        ax.plot(dom["f_force"], dom["f_energy"], ".", color=colour, alpha=0.35)
+        ax.plot(dom[fx], dom[fy], ".", color=colour, alpha=0.35)
     for variant, group in (done.groupby("method", sort=True) if len(done) else []):
         colour, marker = styles[str(variant)]
-        ax.plot(group["f_force"], group["f_energy"], marker, color=colour, ms=7, mec="black", mew=0.5,
+        ax.plot(group[fx], group[fy], marker, color=colour, ms=7, mec="black", mew=0.5,
                 alpha=0.9, label=str(variant), zorder=3)
     numbered = number_candidates(grid)
     if len(numbered):
-        ax.plot(numbered["f_force"], numbered["f_energy"], "x", color="0.45", ms=5, zorder=2,
+        ax.plot(numbered[fx], numbered[fy], "x", color="0.45", ms=5, zorder=2,
                 label=f"search trainings 1-{len(numbered)} (search_candidates.csv)")
         for row in numbered.itertuples(index=False):
-            ax.annotate(str(row.number), (row.f_force, row.f_energy), fontsize=6.5, color="0.35",
+            ax.annotate(str(row.number), (getattr(row, fx), getattr(row, fy)), fontsize=6.5, color="0.35",
                         xytext=(2, 2), textcoords="offset points")
     ref = check_reference_point(reference_point)
     ax.axvline(ref[0], color="0.6", lw=0.8, ls=":")
     ax.axhline(ref[1], color="0.6", lw=0.8, ls=":")
-    ax.set_xlabel("MSE_F / Var(F) (validation)")
-    ax.set_ylabel("MSE_E / Var(E) (validation)")
+    ax.set_xlabel(lx)
+    ax.set_ylabel(ly)
     ax.set_xscale("log")
     ax.set_yscale("log")
     from matplotlib.ticker import FuncFormatter, NullFormatter
@@ -458,29 +469,8 @@ def plot_fronts(path, fronts: dict, points: pd.DataFrame, reference_point=DEFAUL
         axis.set_minor_formatter(plain if lo_hi[1] / lo_hi[0] < 30 else NullFormatter())
     ax.tick_params(axis="both", which="both", labelsize=8)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False, borderaxespad=0.0)
-    ax.set_title("Force/energy trade-off; dotted: hypervolume reference point", fontsize=10)
+    ax.set_title(f"{fx[2:]}/{fy[2:]} trade-off; dotted: hypervolume reference point", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return numbered
-
-
-def demo_like_front_inputs(seed: int = 0) -> tuple[dict, pd.DataFrame, tuple[float, float], pd.DataFrame]:
-    """(fronts, points, reference point, search trainings) shaped like the benzene demo's (16 variants x 3 seeds,
-    three COSMOS fronts, 36 search trainings; f_F in 0.92-1, f_E in 1.1-8 as REFERENCES.md sec. 8): constructed
-    values for checking the figure's legibility (scripts/check_stats_report.py), not a run."""
-    from balancebench.stats.synthetic import DEMO_LIKE
-
-    rng = np.random.default_rng(seed)
-    fronts = {}
-    for s in (1, 2, 3):
-        t = np.linspace(0.1, 1.4, 9)
-        fronts[("cosmos", s)] = pd.DataFrame({"f_force": 0.92 + 0.04 * t**2 + 0.01 * s,
-                                              "f_energy": 8 / (1 + 5 * t) + 0.1 * s,
-                                              "non_dominated": [True] * 8 + [False]})
-    points = pd.DataFrame([{"method": m, "seed": s, "status": "completed", "f_force": 0.92 + 0.08 * rng.random(),
-                            "f_energy": 1.1 + 7 * rng.random()} for m in DEMO_LIKE if m != "cosmos" for s in (1, 2, 3)])
-    grid = pd.DataFrame([{"method": v, "label": f"energy_weight={w:.3g}", "status": "completed",
-                          "f_force": 0.92 + 0.08 * rng.random(), "f_energy": 1.1 + 7 * rng.random()}
-                         for v in ("constant", "constant_nsde", "constant_de") for w in 10 ** (-4 * rng.random(12))])
-    return fronts, points, (1.1, 8.8), grid

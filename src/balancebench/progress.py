@@ -162,16 +162,18 @@ class EpochProgress:
         self.seconds.append(float(row["seconds"]))
         eta = self.eta(epoch, max_epochs)
         coefficients = "  ".join(f"{k} {row[k]:.4g}" for k in sorted(row) if k.startswith("coef_"))
+        losses = [k[len("train_"):] for k in row if k.startswith("train_")]  # the task's loss names, in order
+        train = " ".join(f"{n} {row[f'train_{n}']:.4g}" for n in losses)
+        val = " ".join(f"{n} {row[f'val_{n}']:.4g}" for n in losses if f"val_{n}" in row)
         line = (f"{self.label}: epoch {epoch}/{max_epochs} ({100.0 * epoch / max_epochs:.0f} %)  "
-                f"train F {row['train_force']:.4g} E {row['train_energy']:.4g}  "
-                f"val F {row['val_force']:.4g} E {row['val_energy']:.4g}  {coefficients}  "
+                f"train {train}  val {val}  {coefficients}  "
                 f"lr {row['lr']:.3g}  criterion {row['criterion']:.4g}  "
                 f"{row['seconds']:.2f} s/epoch  ETA {format_duration(eta)} (at most; early stopping may end sooner)")
         self.logger.info("%s", line)
         self.lines.append(line)
         if self.bar is not None:
             self.bar.update(1)
-            self.bar.set_postfix({"val_F": f"{row['val_force']:.3g}", "val_E": f"{row['val_energy']:.3g}"},
+            self.bar.set_postfix({f"val_{n}": f"{row[f'val_{n}']:.3g}" for n in losses if f"val_{n}" in row},
                                  refresh=False)
             if epoch >= max_epochs:
                 self.close()

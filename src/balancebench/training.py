@@ -425,6 +425,23 @@ def write_run(out: Path, trainer: "Trainer", result: TrainingResult, method_name
                                                 indent=2, default=str) + "\n")
 
 
+def load_trained_model(task: Task, model_dir: str | Path):
+    """(model, hparams) of a finished run: the task's model rebuilt from ``hparams.json`` with the weights of
+    ``model.pt`` (loaded with ``weights_only=True``), in evaluation mode; a conditioned model at its chosen
+    preference."""
+    model_dir = Path(model_dir)
+    hparams = json.loads((model_dir / "hparams.json").read_text())
+    settings = task.model_settings(hparams["model"])
+    dim = int(hparams["model"].get("preference_dim", 0) or 0) if isinstance(hparams["model"], dict) else 0
+    model = task.build_model(settings, dim)
+    state = torch.load(model_dir / "model.pt", map_location="cpu", weights_only=True)
+    model.load_state_dict(state)
+    model = model.to(dtype=next(iter(state.values())).dtype).eval()
+    if hparams.get("preference") is not None and hasattr(model, "fix_preference"):
+        model.fix_preference(hparams["preference"])
+    return model, hparams
+
+
 def trainer_for(dataset, model_config: dict, training: dict, method_name: str, method_params: dict, seed: int,
                 checkpoint: str | Path | None = None, task: Task | None = None) -> Trainer:
     """A :class:`Trainer` from config sections: the task (default: the dataset's), its model settings, the core
@@ -456,5 +473,5 @@ def train_model(dataset, model_config: dict, training: dict, method_name: str, m
     result = trainer.run(progress=progress)
     write_run(out, trainer, result, method_name, method_params, variant or method_name, dataset, provenance)
     if checkpoint is not None and Path(checkpoint).exists():
-        Path(checkpoint).unlink()  # finished: a forced rerun starts afresh
+        Path(checkpoint).unlink()  # finished: a rerun with -f starts afresh
     return result

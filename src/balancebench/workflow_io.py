@@ -29,6 +29,21 @@ class Job:
         self.seed = self.config.get("seed")
         self.logger = logging.getLogger("balancebench.job")
 
+    @property
+    def task(self):
+        """The run's task (config ``task``; its ``task_modules`` imported first)."""
+        from balancebench.config import load_task_modules
+        from balancebench.tasks.base import get_task
+
+        load_task_modules(self.config.get("task_modules") or [])
+        return get_task(self.config.get("task", "cg_benzene"))
+
+    @property
+    def search_vocabulary(self):
+        from balancebench.search.space import SearchVocabulary
+
+        return SearchVocabulary.from_task(self.task)
+
     def provenance(self, **extra) -> dict:
         return provenance(self.config, self.seed, rule=getattr(self.smk, "rule", None), **extra)
 
@@ -73,11 +88,11 @@ def train_job_inputs(job: Job) -> tuple[dict, dict, object]:
     variant's configured settings with its search's selection applied for every seed, the selection said in
     the log."""
     from balancebench.search.space import variant_settings
-    from balancebench.tasks.base import get_task
 
     smk = job.smk
     params, training, selection = variant_settings(smk.input.get("selected"), smk.params.method,
-                                                   smk.params.method_params, smk.params.training)
+                                                   smk.params.method_params, smk.params.training,
+                                                   job.search_vocabulary)
     if selection:
         job.logger.info(selection)
-    return params, training, get_task(smk.params.task).read_dataset(smk.input.dataset)
+    return params, training, job.task.read_dataset(smk.input.dataset)

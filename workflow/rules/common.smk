@@ -8,16 +8,27 @@ from balancebench.balancing import default_params
 from balancebench.config import (
     ConfigError,
     check_duplicate_keys,
+    config_of_other_task,
     controls_of_balancing,
     validate_config,
     whole_section,
 )
 from balancebench.provenance import code_hash
-from balancebench.search.space import SearchSpec
+from balancebench.search.space import SearchSpec, SearchVocabulary
 from balancebench.seeding import run_seed
 from balancebench.tasks.base import get_task
 
 try:
+    # a config file of another task than the demo's (config/config.yaml) brings its whole config: the demo's
+    # sections are its task's (docs/tasks.md)
+    _other = config_of_other_task(
+        workflow.configfiles,
+        workflow.overwrite_configfiles,
+        workflow.config_settings.overwrite_config,
+    )
+    if _other is not None:
+        config.clear()
+        config.update(_other)
     for _configfile in workflow.configfiles:  # PyYAML merges a key given twice (a reused variant name): refuse it
         check_duplicate_keys(_configfile)
     # balancing is taken whole from the last config file that has it (command-line files win over the
@@ -36,6 +47,7 @@ except ConfigError as err:
 
 RESULTS = config["results_dir"]
 TASK = config["task"]  # balancebench.tasks: the task whose variants this run trains and ranks
+TASK_OBJ = get_task(TASK)
 
 
 def result(path):
@@ -51,22 +63,13 @@ def bench_path(name):
     return f"{RESULTS}/benchmarks/{name}.tsv"
 
 
-def md_runtime_minutes(config, phase):
-    """A conservative wall-time estimate (minutes) for SLURM from the step count.
-
-    Throughput model measured on 2 cores (docs/atomistic.md): about 27,000 / N_molecules
-    steps per second, scaled down by half for safety; never below 10 minutes.
-    """
-    md = config["atomistic"]
-    ps = {
-        "equilibrate": md["compress"]["duration"] + md["npt"]["duration"] + md["npt"]["rescale_duration"],
-        "production": md["nvt"]["duration"],
-    }[phase]
-    steps = ps * 1000.0 / md["timestep"]
-    steps_per_second = 0.5 * 27000.0 / md["n_molecules"]
-    return max(10, math.ceil(steps / steps_per_second / 60.0))
+# the task's training data (made by its data stage: its own rules, or rule task_data of task_stages.smk)
+TASK_DATASET = result(TASK_OBJ.dataset_file)
+# the task's code: a change reruns the jobs that run it
+TASK_CODE = code_hash(*TASK_OBJ.code_paths())
 
 
+SEARCH_VOCABULARY = SearchVocabulary.from_task(TASK_OBJ)
 VARIANTS = dict(config["balancing"]["variants"])
 SEEDS = list(config["training"]["seeds"])
 SEED_DESIGN = config["training"]["seed_design"]
@@ -75,7 +78,7 @@ TRAINING = {k: v for k, v in config["training"].items() if k not in ("seeds", "s
 MULTISEED = bool(config["training"].get("multiseed", False))  # one train job per variant (all seeds)
 # one search run per variant that names a search: results/search/{variant}/
 SEARCHES = {
-    name: SearchSpec.from_config(v["search"], config["balancing"]["searches"][v["search"]])
+    name: SearchSpec.from_config(v["search"], config["balancing"]["searches"][v["search"]], SEARCH_VOCABULARY)
     for name, v in VARIANTS.items()
     if v.get("search")
 }
@@ -154,23 +157,17 @@ def all_generations(wildcards):
 
 def train_inputs(wildcards):
     """The CG dataset, the artifacts the variant's method reads, and the search's selection if it has one."""
-    inputs = {"dataset": result("cg/dataset.h5"), **variant_artifacts(wildcards.variant)}
+    inputs = {"dataset": TASK_DATASET, **variant_artifacts(wildcards.variant)}
     if wildcards.variant in SEARCHES:
         inputs["selected"] = result(f"search/{wildcards.variant}/selected.json")
     return inputs
 
 
 def all_targets():
-    """Every stage: atomistic reference, CG data, models, simulations, metrics, statistics and report files."""
-    targets = [
-        result("atomistic/trajectory.h5"),
-        result("atomistic/observables.json"),
-        result("atomistic/figures/liquid.png"),
-        result("cg/dataset.h5"),
-        result("metrics/metrics.csv"),
-        result("metrics/prescreen.csv"),
-    ]
-    targets += expand(result("simulations/{variant}/seed{seed}/structure.png"), variant=VARIANTS, seed=SEEDS)
+    """Every stage: the task's data and evaluation outputs (task_targets of its rules), models, metrics,
+    statistics and report files."""
+    targets = [TASK_DATASET, result("metrics/metrics.csv")]
+    targets += task_targets()
     targets += expand(result("search/{variant}/front.png"), variant=SEARCHES)
     return targets
 
@@ -209,7 +206,7 @@ def pareto_inputs(wildcards):
     models = pareto_models()
     candidates = pareto_candidates()
     return {
-        "dataset": result("cg/dataset.h5"),
+        "dataset": TASK_DATASET,
         "statuses": [f"{d}/status.json" for _, _, d in models],
         "hparams": [f"{d}/hparams.json" for _, _, d in models],
         "logs": [f"{d}/train_log.csv" for _, _, d in models],

@@ -27,12 +27,6 @@ rule meta_train_l2o:
     params:
         l2o=config["l2o"],
         checkpoint=result("checkpoints/l2o/meta.pt"),
-        code=code_hash(
-            "l2o",
-            "tasks/cg_benzene/model.py",
-            "training.py",
-            "tasks/cg_benzene/neighbors.py",
-            "tasks/cg_benzene/cg.py",
-        ),
+        code=code_hash("l2o", "training.py", "tasks"),
     script:
         "../scripts/meta_train_l2o.py"

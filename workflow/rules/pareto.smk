@@ -1,6 +1,6 @@
-# Force/energy Pareto fronts of the conditioned variants (COSMOS, seed 002), every other variant's trained
-# models and every search training as points, the hypervolume per variant and seed (an extra metric row),
-# the preference each COSMOS model is simulated at, and the training cost per variant. docs/cosmos.md.
+# Pareto fronts of the task's two losses for the conditioned variants (COSMOS, seed 002), every other
+# variant's trained models and every search training as points, the hypervolume per variant and seed (an
+# extra metric row), the preference each COSMOS model is evaluated at, and the training cost per variant. docs/cosmos.md.
 #
 # Written against the variant layout (VARIANTS, SEEDS, SEARCHES, variant_method of common.smk):
 # models under results/models/{variant}/seed{seed}/, search trainings under results/search/{variant}/gen{g}/c{c}/.

@@ -30,12 +30,11 @@ rule search_ask:
 
 
 rule search_candidate:
-    """One candidate: train it (search.training overrides), a short NVT for physics objectives, its objectives."""
+    """One candidate: train it (search.training overrides), the task's evaluation for metric objectives, its objectives."""
     input:
-        unpack(lambda wc: variant_artifacts(wc.variant)),
+        unpack(lambda wc: {**variant_artifacts(wc.variant), **search_evaluation_inputs(wc)}),
         candidates=rules.search_ask.output.candidates,
-        dataset=rules.cg_map.output.dataset,
-        observables=rules.atomistic_observables.output.observables,
+        dataset=TASK_DATASET,
     output:
         evaluation=result("search/{variant}/gen{g}/c{c}/evaluation.json"),
         status=result("search/{variant}/gen{g}/c{c}/status.json"),
@@ -59,8 +58,7 @@ rule search_candidate:
         method=lambda wc: variant_method(wc.variant),
         method_params=lambda wc: variant_params(wc.variant),
         seed=lambda wc: variant_seed(wc.variant, search_seed(wc.variant)),
-        simulation=config["simulation"],
-        metrics_config=lambda wc: {k: config[k] for k in ("atomistic", "observables", "metrics", "simulation")},
+        evaluation_config=lambda wc: {k: config.get(k) for k in TASK_OBJ.evaluation_sections},
         checkpoint=lambda wc: result(f"checkpoints/search/{wc.variant}/gen{wc.g}/c{wc.c}.pt"),
         code=TRAIN_CODE + SEARCH_CODE,
     script:

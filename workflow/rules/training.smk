@@ -1,17 +1,7 @@
-# CG force-field training per {variant} x {seed} (seed 000 Sec. 2.2, 2.4). A variant with a search
+# Training of the task's model per {variant} x {seed} (seed 000 Sec. 2.2, 2.4). A variant with a search
 # trains with the search's selection (workflow/rules/search.smk). docs/training.md, docs/search.md.
 
-TRAIN_CODE = code_hash(
-    "tasks/cg_benzene/model.py",
-    "tasks/cg_benzene/neighbors.py",
-    "training.py",
-    "balancing",
-    "l2o",
-    "tasks/cg_benzene/cg.py",
-    "tasks/cg_benzene/losses.py",
-    "pareto.py",
-    "timing.py",
-)
+TRAIN_CODE = code_hash("training.py", "balancing", "l2o", "pareto.py", "timing.py") + TASK_CODE
 
 
 # the files of one trained run: rule train writes them, simulate and model_metrics read them
@@ -109,3 +99,28 @@ else:
             code=TRAIN_CODE,
         script:
             "../scripts/train.py"
+
+
+rule timing_calibration:
+    """FLOP rate of one reference training step on this machine: the seconds per FLOP shared by every run."""
+    input:
+        dataset=TASK_DATASET,
+    output:
+        calibration=result("timing/calibration.json"),
+    log:
+        log_path("timing/calibration"),
+    benchmark:
+        bench_path("timing/calibration")
+    conda:
+        "../../envs/train.yaml"
+    threads: 1
+    params:
+        timing=config["metrics"]["timing"],
+        model=config["model"],
+        training=TRAINING,
+        seed=config["seed"],
+        device=config["training"]["device"],
+        task=TASK,
+        code=code_hash("timing.py", "training.py") + TASK_CODE,
+    script:
+        "../scripts/stats_timing_calibration.py"

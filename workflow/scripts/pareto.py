@@ -11,12 +11,11 @@ from balancebench.pareto import (
     summary_note,
     training_seconds,
 )
-from balancebench.tasks.base import get_task
 from balancebench.workflow_io import snakemake_job
 
 smk = snakemake  # noqa: F821 (injected by Snakemake)
 with snakemake_job(smk) as job:
-    task = get_task(smk.params.task)
+    task = job.task
     refs = task.dataset_references(task.read_dataset(smk.input.dataset), task.loss_settings(smk.params.training))
     job.logger.info("references (target variances): %s", refs)
     conditioned, finals, costs = {}, {}, []
@@ -48,7 +47,7 @@ with snakemake_job(smk) as job:
     reference_point = tables["reference_point"]  # "nadir" resolved from this run's points
     job.logger.info("hypervolume reference point (%s): %s", smk.params.reference_point, reference_point.tolist())
     numbered = plot_fronts(smk.output.figure, tables["fronts"], tables["points"], reference_point,
-                           tables["candidates"])
+                           tables["candidates"], axis_labels=task.objective_labels)
     numbered.to_csv(smk.output.candidates, index=False)
     note = summary_note(tables, cost, reference_point, setting=smk.params.reference_point)
     Path(smk.output.note).write_text(note)

@@ -7,7 +7,7 @@ from balancebench.workflow_io import snakemake_job
 
 smk = snakemake  # noqa: F821 (injected by Snakemake)
 with snakemake_job(smk) as job:
-    spec = SearchSpec.from_config(smk.wildcards.variant, smk.params.search)
+    spec = SearchSpec.from_config(smk.wildcards.variant, smk.params.search, job.search_vocabulary)
     told = smk.input[0] if len(smk.input) else None
     candidates = ask(spec, int(smk.wildcards.g), smk.params.seed, smk.wildcards.variant, told, smk.output.asked)
     for cand in candidates:

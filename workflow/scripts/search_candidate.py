@@ -1,56 +1,43 @@
-"""Rule search_candidate: train one candidate, run a short NVT if an objective needs one, write its objectives."""
+"""Rule search_candidate: train one candidate, run the task's evaluation if an objective is one of its metrics,
+write its objectives."""
 
 import json
 import time
 from pathlib import Path
 
 import pandas as pd
-import torch
 
 from balancebench.search.evaluate import evaluate_candidate
 from balancebench.search.space import SearchSpec, apply_parameters
-from balancebench.tasks.base import get_task
 from balancebench.training import train_model
 from balancebench.workflow_io import snakemake_job
 
 smk = snakemake  # noqa: F821 (injected by Snakemake)
 with snakemake_job(smk) as job:
     start = time.perf_counter()
-    spec = SearchSpec.from_config(smk.wildcards.variant, smk.params.search)
+    task, vocabulary = job.task, job.search_vocabulary
+    spec = SearchSpec.from_config(smk.wildcards.variant, smk.params.search, vocabulary)
     cand = json.loads(Path(smk.input.candidates).read_text())["candidates"][int(smk.wildcards.c)]
-    params, overrides = apply_parameters(cand["params"], smk.params.method, smk.params.method_params)
+    params, overrides = apply_parameters(cand["params"], smk.params.method, smk.params.method_params, vocabulary)
     training = {**smk.params.training, **spec.training, **overrides}
-    task = get_task(smk.params.task)
     dataset = task.read_dataset(smk.input.dataset)
     out = Path(smk.output.status).parent
     job.logger.info("candidate %s: %s -> params %s, training overrides %s", cand["index"], cand["params"],
                     params, {**spec.training, **overrides})
     result = train_model(dataset, smk.params.model, training, smk.params.method, params, smk.params.seed,
                          out_dir=out, checkpoint=smk.params.checkpoint, threads=smk.threads,
-                         variant=smk.wildcards.variant,
+                         variant=smk.wildcards.variant, task=task,
                          provenance=job.provenance(variant=smk.wildcards.variant, candidate=cand))
-    physics = None
-    if spec.needs_simulation:
-        from balancebench.tasks.cg_benzene.metrics import MetricSettings, evaluate_model
-        from balancebench.tasks.cg_benzene.simulation import simulate_model
-
-        torch.set_num_threads(smk.threads)
-        sim_config = {**smk.params.simulation, **spec.simulation}
-        cfg = dict(smk.params.metrics_config)
-        cfg["simulation"] = sim_config
-        # the NVT temperature as rule simulate, the metric settings as rule model_metrics
-        temperature = sim_config.get("temperature") or cfg["atomistic"]["temperature"]
-        simulate_model(out, dataset, sim_config, temperature, smk.params.seed, out / "nvt",
-                       provenance=json.dumps(job.provenance(), default=str), log=job.logger)
-        physics = evaluate_model(smk.wildcards.variant, smk.params.seed, out, out / "nvt",
-                                 Path(smk.input.observables).parent,
-                                 settings=MetricSettings.from_config(cfg, temperature=sim_config.get("temperature")))
-        job.logger.info("candidate NVT %s: %s", physics["simulation_status"], physics["simulation_reason"])
+    evaluation = None
+    if spec.needs_evaluation:
+        evaluation = task.candidate_evaluation(out, dataset, job.config, spec, smk.params.seed, dict(smk.input),
+                                               smk.threads, job)
+        job.logger.info("candidate evaluation %s: %s", evaluation["status"], evaluation["reason"])
     references = task.dataset_references(dataset, task.loss_settings(training))
     status = json.loads(Path(smk.output.status).read_text())
-    evaluation = evaluate_candidate(spec, status, pd.read_csv(smk.output.log), references, physics,
-                                    seconds=time.perf_counter() - start)
-    job.logger.info("candidate %s: %s %s", cand["index"], evaluation["status"], evaluation["objectives"])
-    job.write_json(smk.output.evaluation, {**evaluation, "candidate": cand})
+    record = evaluate_candidate(spec, status, pd.read_csv(smk.output.log), references, evaluation,
+                                seconds=time.perf_counter() - start)
+    job.logger.info("candidate %s: %s %s", cand["index"], record["status"], record["objectives"])
+    job.write_json(smk.output.evaluation, {**record, "candidate": cand})
     for name in ("model.pt", "hparams.json"):  # only the objectives are needed downstream; keep the directory small
         (out / name).unlink(missing_ok=True)

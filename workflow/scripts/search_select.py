@@ -10,7 +10,7 @@ from balancebench.workflow_io import snakemake_job
 
 smk = snakemake  # noqa: F821 (injected by Snakemake)
 with snakemake_job(smk) as job:
-    spec = SearchSpec.from_config(smk.wildcards.variant, smk.params.search)
+    spec = SearchSpec.from_config(smk.wildcards.variant, smk.params.search, job.search_vocabulary)
     evaluations = [json.loads(Path(p).read_text()) for p in smk.input.evaluations]
     table = candidates_table([e["candidate"] for e in evaluations], evaluations, spec.objectives)
     fronts = pareto_sets(table, spec.objectives, spec.kind)
@@ -18,7 +18,7 @@ with snakemake_job(smk) as job:
     fronts.to_csv(smk.output.pareto, index=False)
     # fallback: the variant's configured values of the searched parameters (registry defaults otherwise)
     configured = {**default_params(smk.params.method), **smk.params.method_params}
-    targets = search_parameters(configured)
+    targets = search_parameters(configured, job.search_vocabulary)
     fallback = {}
     for name in spec.parameters:
         if targets.get(name) == "weights":

@@ -9,7 +9,7 @@ from balancebench.workflow_io import snakemake_job
 
 smk = snakemake  # noqa: F821 (injected by Snakemake)
 with snakemake_job(smk) as job:
-    spec = SearchSpec.from_config(smk.wildcards.variant, smk.params.search)
+    spec = SearchSpec.from_config(smk.wildcards.variant, smk.params.search, job.search_vocabulary)
     evaluations = [json.loads(Path(p).read_text()) for p in smk.input.evaluations]
     tell(spec, int(smk.wildcards.g), smk.input.asked, evaluations, smk.output.told)
     job.logger.info("generation %s told: %d of %d candidates feasible", smk.wildcards.g,

@@ -5,12 +5,11 @@ import pandas as pd
 
 from balancebench.report import pairwise_name, plot_boxplots, plot_metric_correlation, plot_physics_vs_cost
 from balancebench.stats import StatsSettings, load_metrics_table
-from balancebench.tasks.base import get_task
 from balancebench.workflow_io import snakemake_job
 
 smk = snakemake  # noqa: F821 (injected by Snakemake)
-with snakemake_job(smk):
-    task = get_task(smk.params.task)
+with snakemake_job(smk) as job:
+    task = job.task
     settings = StatsSettings.from_config(smk.params.stats, seed_design=smk.params.seed_design,
                                          task_concerns=task.concerns, task_axes=task.concern_axes)
     table = load_metrics_table(smk.input.metrics, directions=settings.directions)

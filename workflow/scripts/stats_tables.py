@@ -8,12 +8,11 @@ from pathlib import Path
 
 from balancebench.report import TABLE_FILES, write_tables
 from balancebench.stats import StatsSettings, evaluate, load_metrics_table
-from balancebench.tasks.base import get_task
 from balancebench.workflow_io import snakemake_job
 
 smk = snakemake  # noqa: F821 (injected by Snakemake)
 with snakemake_job(smk) as job:
-    task = get_task(smk.params.task)
+    task = job.task
     settings = StatsSettings.from_config(smk.params.stats, seed_design=smk.params.seed_design,
                                          task_concerns=task.concerns, task_axes=task.concern_axes)
     table = load_metrics_table(smk.input.metrics, directions=settings.directions)

@@ -1,6 +1,5 @@
 """Rule timing_calibration: the FLOP rate of one reference training step on this machine (balancebench.timing)."""
 
-from balancebench.tasks.cg_benzene.cg import read_dataset
 from balancebench.timing import (
     calibrate,
     pinned_calibration,
@@ -18,9 +17,10 @@ with snakemake_job(smk) as job:
         import torch
 
         torch.set_num_threads(smk.threads)
-        hparams = {"model": smk.params.model, "training": smk.params.training, "method": "constant",
-                   "method_params": {}, "seed": smk.params.seed}
-        trainer = trainer_from_run(read_dataset(smk.input.dataset), hparams, None, device=smk.params.device)
+        task = job.task
+        hparams = {"task": task.name, "model": smk.params.model, "training": smk.params.training,
+                   "method": "constant", "method_params": {}, "seed": smk.params.seed}
+        trainer = trainer_from_run(task.read_dataset(smk.input.dataset), hparams, None, device=smk.params.device)
         calibration = calibrate(trainer, repeats=timing["calibration_repeats"])
     job.logger.info("FLOP rate %.4g FLOP/s on %s", calibration.flop_rate, calibration.machine)
     write_json(smk.output.calibration, {**calibration.to_dict(), "provenance": job.provenance()})

@@ -1,7 +1,7 @@
 """Loss-balancing methods behind one registry and one contract (seed 000 Sec. 2.4, Eq. 4-8, and later methods).
 
-A model is trained on named loss components (``"force"``: the force MSE, ``"energy"``:
-the squared energy error). A *balancing method* owns how they become a parameter
+A model is trained on named loss components (the task's ``loss_names``, e.g. cg_benzene's two terms of
+seed 000's Eq. 2). A *balancing method* owns how they become a parameter
 update: coefficients (value), learned weights (learned), a combination of per-loss
 gradients (gradient), a preference-conditioned model (conditioned) or the update
 itself (optimizer). See :mod:`balancebench.balancing.base` for the contract and

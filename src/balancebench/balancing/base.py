@@ -7,11 +7,11 @@ The trainer calls, per run::
     opt = method.make_optimizer(context.model_params, settings)   # Adam by default, None if the method steps itself
     # per step
     method.prepare_batch(graph, context, training=True)     # e.g. a preference vector in graph.extras
-    losses = {"force": L_F, "energy": L_E}                  # differentiable scalars
+    losses = {name: L_name for name in task.loss_names}     # differentiable scalars
     method.backward(losses, context)                        # fills .grad of model_params (+ own params)
     method.step(context)                                    # default: context.optimizer.step()
     # per epoch
-    row.update(method.log_values())                         # coef_force, coef_energy (+ extras)
+    row.update(method.log_values())                         # coef_<loss> (+ extras)
     method.end_epoch(train_means, context)                  # value methods update their coefficients
 
 and never branches on ``method.kind``, which is descriptive only. Shapes (``kind``):
@@ -114,9 +114,8 @@ def missing_requirements(name: str) -> list[str]:
 class TrainContext:
     """What the trainer hands a method (one per run; ``optimizer``, ``epoch``, ``step`` are updated by it).
 
-    ``references``: fixed loss references, the target variances over the training frames:
-    Var(F) in (kcal/mol/A)^2 for ``"force"`` and Var(E) in (kcal/mol)^2 (per bead if
-    ``energy_loss: per_bead``) for ``"energy"``. ``generator``: a CPU generator seeded from
+    ``references``: fixed loss references from the task (:meth:`balancebench.tasks.base.Task.loss_references`,
+    e.g. the variances of the targets over the training data, in the units of each loss). ``generator``: a CPU generator seeded from
     the run seed, the method's only RNG (the trainer checkpoints its state). ``epoch`` is
     1-based during an epoch; ``step`` counts optimisation steps of the run.
     """
@@ -195,7 +194,7 @@ class BalancingMethod:
     backward passes per step), ``min_history`` and ``params`` (the validated values).
 
     Logging helper: :meth:`record` accumulates per-step values (e.g. the applied weights
-    ``coef_force``) and :meth:`log_values` returns their mean over the current epoch.
+    ``coef_<loss>``) and :meth:`log_values` returns their mean over the current epoch.
     """
 
     name: ClassVar[str] = "<unregistered>"
@@ -498,7 +497,7 @@ class LearnedMethod(BalancingMethod):
 def per_loss_gradients(vec, params) -> Any:
     """(k, P) matrix of dL_i/dtheta over ``params`` (flattened, concatenated); k backward passes.
 
-    Parameters a loss does not reach (e.g. the energy shift for the force loss) get zeros.
+    Parameters a loss does not reach (e.g. another loss's output head or shift) get zeros.
     """
     import torch
 

@@ -1,4 +1,4 @@
-"""COSMOS: one preference-conditioned model for the whole force/energy trade-off (Ruchte & Grabocka 2021, seed 002).
+"""COSMOS: one preference-conditioned model for the whole trade-off of two losses (Ruchte & Grabocka 2021, seed 002).
 
 Algorithm 1 of the seed, per optimisation step (one batch):
 
@@ -13,8 +13,8 @@ Algorithm 1 of the seed, per optimisation step (one batch):
 
 Normalisation (``loss_scale``): ``target_variance`` divides L_F by Var(F) ((kcal/mol/A)^2) and L_E by
 Var(E) ((kcal/mol)^2) of the training targets (``context.references``), so both are 1 - R^2-like,
-dimensionless and O(1): r, the Dirichlet sampling and the cosine then mean the same for force and
-energy (REFERENCES.md sec. 4, "Scale"). ``raw`` is the released code (raw losses), for comparison.
+dimensionless and O(1): r, the Dirichlet sampling and the cosine then mean the same for both
+losses (REFERENCES.md sec. 4, "Scale"). ``raw`` is the released code (raw losses), for comparison.
 
 Defaults are the reference code's generic settings (github ruchtem/cosmos, settings.py; Multi-MNIST):
 alpha = 1.2, lambda = 2. Its other settings: Adult/COMPAS alpha 0.5, lambda 0.01; CelebA alpha 1,
@@ -163,7 +163,7 @@ class Cosmos(ConditionedMethod):
         scale = torch.as_tensor(self._scale, dtype=vector.dtype, device=vector.device)
         objective, cosine = cosmos_objective(vector / scale, self._preference, self.params["penalty"])
         r = self._preference.detach().cpu()
-        self.record_weights(context, r)  # coef_force, coef_energy: the epoch mean of r
+        self.record_weights(context, r)  # coef_<loss>: the epoch mean of r
         self.record_weights(context, r, prefix="pref")
         self.record(context, cosine=float(cosine.detach()))
         return objective

@@ -21,8 +21,7 @@ class GradNorm(LearnedMethod):
     """Learned weights w_i that equalise the training rates of the gradient norms (Chen et al. 2018, Alg. 1).
 
     Per step, with W the last shared layer (``layer``; default the model's last
-    2-dimensional parameter, ``lin2.weight`` of CGSchNet: the output layer every force and
-    energy passes through):
+    2-dimensional parameter, e.g. the output layer every prediction of the CG SchNet passes through):
 
     * model update from L = sum_i w_i L_i (w detached);
     * G_i = |grad_W w_i L_i| = w_i |grad_W L_i|, G_bar = mean_i G_i;
@@ -32,14 +31,14 @@ class GradNorm(LearnedMethod):
       w <- max(w, ``min_weight``) and w <- K w / sum_j w_j (renormalised to sum K).
 
     |grad_W L_i| is computed without a graph: G_i is linear in w_i, so dG_i/dw_i =
-    |grad_W L_i| exactly, and the gradient never needs a third derivative through the
-    force double backward. ``alpha`` 1.5 (the paper's choice for its regression tasks).
+    |grad_W L_i| exactly, and the gradient never needs a third derivative through a
+    double backward (a loss on a derivative of the model, as on the CG task). ``alpha`` 1.5 (the paper's choice for its regression tasks).
     w starts at ones (float64). Logged: ``coef_<c>`` = w_i applied (epoch mean).
     Backward passes per step: K (one per loss, restricted to W) + 1.
     """
 
     params: ClassVar[dict[str, Param]] = {
-        "alpha": Param(1.5, _finite_float, "restoring-force strength alpha (Chen et al.: 1.5 for regression)"),
+        "alpha": Param(1.5, _finite_float, "restoring strength alpha of the rates (Chen et al.: 1.5 for regression)"),
         "weight_lr": Param(1e-3, _positive_float, "Adam learning rate of the weights w (not decayed)"),
         "min_weight": Param(1e-6, _positive_float, "floor of every w_i before renormalisation (keeps w > 0)"),
         "layer": Param("", _str, "name of the shared parameter W in model.named_parameters(); '' = last 2-D one"),

@@ -1,18 +1,18 @@
 """The ``ml2o`` and ``gml2o`` balancing methods (seed 003): a meta-trained optimizer owns the update.
 
 Optimizer shape of the method contract (CONTRACT.md): :meth:`make_optimizer` returns None,
-:meth:`backward` computes the per-objective gradients g_force, g_energy of the model's
-parameters (two backward passes; the force loss through the force double backward, the
-graph retained between them; unreached parameters get zeros), :meth:`step` applies
+:meth:`backward` computes the per-objective gradients g_1 .. g_k of the model's parameters
+(one backward pass per loss, the graph retained between them; unreached parameters get zeros),
+:meth:`step` applies
 
-    ml2o:   theta <- theta + lr_e * m,       m = learned optimizer(g_force, g_energy, history)
+    ml2o:   theta <- theta + lr_e * m,       m = learned optimizer(g_1, .., g_k, history)
     gml2o:  theta <- theta + (lr_e * m  if the guard accepts it  else  -eta_e d_min-norm)
 
 (guard: :mod:`balancebench.l2o.guard`). lr_e = lr * lr_decay^(e - 1) in epoch e (the
 trainer's schedule: with no shared optimizer the trainer has no scheduler, so the method
 applies it), lr defaulting to ``training.learning_rate``. The fallback's trust length is
 tau_e = lr_e sqrt(P) (the length of a step of lr_e per coordinate, as Adam's) and its
-largest step size ``max_step_size`` (eta_max; null = no cap, since L is unknown). Logged per epoch: ``coef_force``/``coef_energy``, the epoch
+largest step size ``max_step_size`` (eta_max; null = no cap, since L is unknown). Logged per epoch: ``coef_<loss>``, the epoch
 mean of the effective weights (for a learned update the least-squares weights w with
 u ~ -sum_i w_i g_i, L1-normalised; for a fallback step the MGDA weights alpha), for
 gml2o ``acceptance`` (fraction of steps whose learned update was accepted), and

@@ -25,7 +25,7 @@ class Ratio(ValueMethod):
     with numerator and denominator swapped (L_i = 0 -> max_coefficient, 0/0 -> 1).
 
     ``reference``: index of the reference component k of Eq. 5 (default -1, the last one:
-    the energy term of the benchmark). ``max_coefficient`` (default 1e6) caps every
+    the second loss of cg_benzene's Eq. 2). ``max_coefficient`` (default 1e6) caps every
     coefficient. Guard for L_ref(t-1) -> 0: a coefficient is min(L_i / L_ref,
     max_coefficient); if L_ref(t-1) == 0 exactly, lambda_i = 1 where L_i(t-1) == 0 too
     (equal losses) and max_coefficient otherwise. min_history 1; initial coefficients

@@ -1,11 +1,11 @@
 """torchjd aggregators as gradient methods, through ``torchjd.autojac`` (Jacobian descent; torchjd 0.18, MIT).
 
-Per step: ``torchjd.autojac.backward([L_F, L_E], inputs=model_params)`` stores the
-Jacobian (k rows, one per loss, through the force double backward) in ``.jac`` of every
+Per step: ``torchjd.autojac.backward([L_1, .., L_k], inputs=model_params)`` stores the
+Jacobian (k rows, one per loss, through any double backward of a loss on a derivative of the model) in ``.jac`` of every
 parameter, and ``torchjd.autojac.jac_to_grad(model_params, aggregator)`` writes the
 aggregated direction into ``.grad`` and returns the weights of ``d = sum_i w_i g_i``
 (logged as ``coef_<c>``, epoch mean). Never ``torchjd.autogram``: its Gramian engine
-misses the force path (REFERENCES.md sec. 4). k backward passes per step (the Jacobian).
+misses the path through a derivative of the model (REFERENCES.md sec. 4). k backward passes per step (the Jacobian).
 
 Registered: ``torchjd_upgrad`` (UPGrad, Quinton & Rey, arXiv 2406.16232),
 ``torchjd_cagrad`` (Liu et al. NeurIPS 2021; needs the optional cvxpy + clarabel, both

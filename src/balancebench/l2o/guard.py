@@ -29,7 +29,7 @@ step or <g_i, d> >= |d|^2 for the fallback, every step gives, for all i,
     f_i(x + u) <= f_i(x) - (min(1, sigma) / 2) * min(eta_max |d|^2, tau |d|),
 
 so the sum over steps of min(eta_max |d_t|^2, tau_t |d_t|) is finite. With a constant tau
-(or any tau_t with sum_t tau_t = inf) this forces liminf |d_t| = 0 (|d_t| -> 0 for
+(or any tau_t with sum_t tau_t = inf) this implies liminf |d_t| = 0 (|d_t| -> 0 for
 constant tau): the iterates approach Pareto-critical points. With eta_max = inf (L
 unknown, the default in training) the same bound holds while |d| >= tau L C^2 / sigma,
 i.e. the iterates reach |d| = O(tau): the guarantee tightens as the learning rate

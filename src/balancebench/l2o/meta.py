@@ -8,7 +8,7 @@ optimisees) and runs ``unrolls_per_episode`` x ``unroll`` optimizer steps from i
 
 After each unroll the meta-loss is backpropagated into the optimizer's weights phi (through
 theta_t and the recurrent states, never through the gradient inputs: those are data, so no
-third derivative of an energy appears), the meta-gradient is clipped to norm ``clip`` and
+third derivative of a model trained on its derivatives appears), the meta-gradient is clipped to norm ``clip`` and
 Adam (``meta_lr``) takes a step; theta and the states are then cut from the graph
 (truncation). The problems of episode e come from a generator seeded with (seed, e), so
 the run is a pure function of the settings; a checkpoint after every episode (weights,
@@ -278,5 +278,5 @@ def run_meta_training(l2o_config: dict, optimizer_path: str | Path, record_path:
     Path(record_path).parent.mkdir(parents=True, exist_ok=True)
     Path(record_path).write_text(json.dumps(record, indent=2, sort_keys=True, default=str) + "\n")
     if checkpoint is not None and Path(checkpoint).exists():
-        Path(checkpoint).unlink()  # finished: a forced rerun starts afresh
+        Path(checkpoint).unlink()  # finished: a rerun with -f starts afresh
     return record

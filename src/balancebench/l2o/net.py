@@ -18,7 +18,7 @@ history, and an update that is a multiple of the learning rate lr (units of the
 parameters, like Adam's step), so the same module works at any gradient scale.
 
 The state is a dict of (P, H) tensors; the inputs are detached (no derivatives of the
-gradients are ever taken: that would be a third derivative of the energy here).
+gradients are ever taken: that would be a third derivative of a model trained on its derivatives).
 """
 
 from __future__ import annotations

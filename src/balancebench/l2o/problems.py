@@ -14,15 +14,14 @@ Families (config ``l2o.meta.families``):
 ``quadratic``
     f_i(x) = s_i / 2 sum_j a_ij (x_j - c_ij)^2 for i = 1, 2 (diagonal convex quadratics),
     curvatures a_ij log-uniform in ``curvature``, objective scales s_i log-uniform in
-    ``scale`` (the force/energy imbalance in miniature), centres c_i ~ N(0, 1), start
+    ``scale`` (the imbalance of two losses in miniature), centres c_i ~ N(0, 1), start
     x_0 ~ N(0, ``start_spread``^2). Pareto set known in closed form (:meth:`QuadraticBatch.pareto_point`):
     x_j(lam) = (lam s_1 a_1j c_1j + (1 - lam) s_2 a_2j c_2j) / (lam s_1 a_1j + (1 - lam) s_2 a_2j).
     f_i^ref = f_i(x_0). Optional gradient noise (relative, Gaussian) makes it stochastic.
-``lj_schnet``
-    a small :class:`~balancebench.tasks.cg_benzene.model.CGSchNet` fitted to a Lennard-Jones bead liquid
-    (:func:`lj_bead_dataset`, benzene-like sigma and epsilon): objectives the force MSE and the
-    squared energy error of Eq. 2 of seed 000 on a random mini-batch of frames per step,
-    f^ref = the target variances (the trainer's criterion); a fresh initialisation per episode.
+``lj_schnet`` (the task cg_benzene's family, :mod:`balancebench.tasks.cg_benzene.l2o_family`)
+    a small model of the task fitted to a Lennard-Jones bead liquid, its two losses of seed 000's Eq. 2 on a
+    random mini-batch per step; a fresh initialisation per episode. A task's family registers itself
+    (:func:`register_family`).
 """
 
 from __future__ import annotations
@@ -35,12 +34,11 @@ import torch
 from balancebench.settings import settings_from_section
 
 __all__ = [
-    "LJSchNetFamily",
+    "FAMILIES",
     "QuadraticBatch",
     "QuadraticFamily",
-    "SchNetProblem",
     "family_from_dict",
-    "lj_bead_dataset",
+    "register_family",
 ]
 
 

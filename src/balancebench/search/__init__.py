@@ -9,26 +9,22 @@ unrolls the generations as rules and a killed search resumes where it stopped.
 """
 
 from balancebench.search.space import (
-    OBJECTIVES,
-    PHYSICS_OBJECTIVES,
     SEARCH_KINDS,
-    TRAINING_PARAMETERS,
     Dimension,
     SearchSpace,
     SearchSpec,
+    SearchVocabulary,
     apply_parameters,
     check_search,
     search_parameters,
 )
 
 __all__ = [
-    "OBJECTIVES",
-    "PHYSICS_OBJECTIVES",
     "SEARCH_KINDS",
-    "TRAINING_PARAMETERS",
     "Dimension",
     "SearchSpace",
     "SearchSpec",
+    "SearchVocabulary",
     "apply_parameters",
     "check_search",
     "search_parameters",

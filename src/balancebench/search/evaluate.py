@@ -1,20 +1,21 @@
-"""A candidate's objectives from its training (and optional short NVT) files.
+"""A candidate's objectives from its training files (and, optionally, the task's evaluation of its model).
 
 Validation objectives use the trainer's method-independent criterion (balancebench.training):
-``val_force = MSE_F / Var(F)`` and ``val_energy = MSE_E / Var(E)`` on the validation frames at the
-best epoch, with the variances of the training targets (so ``criterion = val_force + val_energy``).
-They are MSEs whatever force loss shape the candidate trained with, so candidates compare on one scale.
-Physics objectives are metrics of balancebench.tasks.cg_benzene.metrics (d_KS, gr_w1, delta_U) of a short CG NVT.
+``val_<loss> = validation error / reference`` of every loss of the task at the best epoch (the references:
+the task's, e.g. the variances of the training targets), so ``criterion = sum_i val_<loss_i>``. They are
+the plain errors whatever loss shape the candidate trained with, so candidates compare on one scale.
+Objectives named after the task's metrics come from its evaluation of the candidate
+(:meth:`balancebench.tasks.base.Task.candidate_evaluation`).
 
 A candidate is *failed* (infeasible, objectives = the search's ``failure_penalty``) when its training
-did not complete, its simulation (physics objectives) did not complete, or an objective is not finite.
+did not complete, its evaluation (metric objectives) did not complete, or an objective is not finite.
 """
 
 from __future__ import annotations
 
 import math
 
-from balancebench.search.space import PHYSICS_OBJECTIVES, SearchSpec
+from balancebench.search.space import SearchSpec
 
 
 def evaluate_candidate(spec: SearchSpec, status: dict, log, references: dict[str, float],
@@ -44,13 +45,14 @@ def evaluate_candidate(spec: SearchSpec, status: dict, log, references: dict[str
             for term in terms[1:]:
                 criterion = criterion + term
             values["criterion"] = criterion
-    if state == "completed" and any(o in PHYSICS_OBJECTIVES for o in spec.objectives):
+    metric_objectives = [o for o in spec.objectives if o not in spec.validation_objectives]
+    if state == "completed" and metric_objectives:
         if physics is None:
-            state, reason = "invalid", "physics objectives need the candidate's NVT metrics"
-        elif physics.get("simulation_status") != "completed":
-            state, reason = "simulation_" + str(physics.get("simulation_status")), physics.get("simulation_reason", "")
+            state, reason = "invalid", "objectives of the task's metrics need the candidate's evaluation"
+        elif physics.get("status") != "completed":
+            state, reason = "evaluation_" + str(physics.get("status")), physics.get("reason", "")
         else:
-            for name in PHYSICS_OBJECTIVES:
+            for name in metric_objectives:
                 metric = physics["metrics"].get(name, {})
                 values[name] = math.nan if metric.get("value") is None else float(metric["value"])
     objectives = {o: values.get(o, math.nan) for o in spec.objectives}

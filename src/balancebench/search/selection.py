@@ -2,8 +2,8 @@
 
 Selection rule (every kind): among the feasible candidates on the final Pareto set of the search's
 objectives (for ``de`` and ``grid``: the best by their scalar), the one with the lowest method-independent
-validation criterion ``C = MSE_F/Var(F) + MSE_E/Var(E)`` (ties: the earlier candidate). For objectives
-(val_force, val_energy) this is the front's member with the lowest sum, a point on the front. If no
+validation criterion ``C = sum_i val_i / ref_i`` (ties: the earlier candidate). For the objectives
+``val_<loss>`` of every loss this is the front's member with the lowest sum, a point on the front. If no
 candidate is feasible (all diverged) the variant falls back to its configured parameters (the registry's
 defaults for what it does not set) and the selection records ``status: fallback`` with the reason.
 """

@@ -1,14 +1,16 @@
 """The search space: which parameters a search sets, their bounds and scale, and how they map onto a variant.
 
-Searchable parameters (each maps onto Eq. 2, ``L = lambda_F L_F + lambda_E L_E``):
+What a search may set and optimise depends on the task (:class:`SearchVocabulary`, from the task contract):
 
-* ``energy_weight``: ``lambda_E`` with ``lambda_F = 1``; sets the method parameter ``energy_weight``
-  if the method has one, else ``weights = [1, value]`` (the ``constant`` method).
-* ``force_loss_alpha``, ``force_loss_scale``: the shape alpha and scale c (kcal/mol/A) of the robust force
-  residual loss that replaces the MSE ``L_F`` (``balancebench.tasks.cg_benzene.losses.robust_force_loss``; alpha = 2 is the MSE).
-  They are training settings, usable with every method.
+* a *weight alias* of the task (by default ``weight_<loss>`` for every
+  loss but the first): the weight of that loss with every other weight 1; sets the method parameter of the
+  same name if the method has one, else the ``weights`` of the ``constant`` method;
+* a *training parameter* of the task (a numeric loss setting, e.g. the shape and scale of a robust loss):
+  a training setting, usable with every method;
 * any other name: a numeric parameter of the variant's method (e.g. ``beta`` of softadapt).
 
+Objectives: ``val_<loss>`` (the validation error of a loss over its reference, at the best epoch),
+``criterion`` (their sum), and the task's metrics that its evaluation gives per candidate.
 A dimension with ``scale: log10`` is searched as log10(value) between log10(low) and log10(high).
 """
 
@@ -22,13 +24,35 @@ from pathlib import Path
 import numpy as np
 
 SEARCH_KINDS = ("grid", "nsde", "de")
-TRAINING_PARAMETERS = ("force_loss_alpha", "force_loss_scale")
-#: objectives from the candidate's training (validation MSE / training-target variance at the best epoch)
-VALIDATION_OBJECTIVES = ("val_force", "val_energy", "criterion")
-#: objectives from a short NVT of the candidate's model (balancebench.tasks.cg_benzene.metrics)
-PHYSICS_OBJECTIVES = ("d_KS", "gr_w1", "delta_U")  # names of balancebench.tasks.cg_benzene.metrics
-OBJECTIVES = VALIDATION_OBJECTIVES + PHYSICS_OBJECTIVES
 MIN_POPULATION = 4
+
+
+@dataclass(frozen=True)
+class SearchVocabulary:
+    """What a search may set and optimise on one task (see the module docstring)."""
+
+    loss_names: tuple[str, ...]
+    training_parameters: tuple[str, ...] = ()
+    weight_aliases: tuple[tuple[str, int], ...] = ()  # (name, index of the loss whose weight it sets)
+    metric_objectives: tuple[str, ...] = ()  # task metrics a candidate's evaluation gives
+
+    @classmethod
+    def from_task(cls, task) -> "SearchVocabulary":
+        return cls(tuple(task.loss_names), tuple(task.search_training_parameters),
+                   tuple(task.search_weight_aliases().items()), tuple(task.search_metric_objectives))
+
+    @property
+    def validation_objectives(self) -> tuple[str, ...]:
+        """Objectives from the candidate's training (validation error / reference at the best epoch)."""
+        return (*(f"val_{n}" for n in self.loss_names), "criterion")
+
+    @property
+    def objectives(self) -> tuple[str, ...]:
+        return self.validation_objectives + self.metric_objectives
+
+    @property
+    def default_objectives(self) -> list[str]:
+        return [f"val_{n}" for n in self.loss_names]
 
 
 @dataclass(frozen=True)
@@ -89,22 +113,26 @@ class SearchSpec:
     space: SearchSpace | None = None
     population: int = 6
     generations: int = 2
-    objectives: list[str] = field(default_factory=lambda: ["val_force", "val_energy"])
+    objectives: list[str] = field(default_factory=list)
     failure_penalty: float = 1e3
     training: dict = field(default_factory=dict)
     simulation: dict = field(default_factory=dict)
 
+    validation_objectives: tuple[str, ...] = ()
+
     @classmethod
-    def from_config(cls, name: str, spec: dict) -> "SearchSpec":
+    def from_config(cls, name: str, spec: dict, vocabulary: SearchVocabulary) -> "SearchSpec":
+        """``spec`` of ``balancing.searches.<name>``; objectives default to ``val_<loss>`` of every loss."""
         kind = spec["kind"]
+        objectives = list(spec.get("objectives", vocabulary.default_objectives))
         if kind == "grid":
             return cls(name, kind, spec.get("seed"), spec["parameter"], [float(v) for v in spec["values"]],
                        training=dict(spec.get("training", {})), simulation=dict(spec.get("simulation", {})),
-                       objectives=list(spec.get("objectives", ["val_force", "val_energy"])),
-                       failure_penalty=float(spec.get("failure_penalty", 1e3)))
+                       objectives=objectives, failure_penalty=float(spec.get("failure_penalty", 1e3)),
+                       validation_objectives=vocabulary.validation_objectives)
         return cls(name, kind, spec.get("seed"), space=SearchSpace.from_config(spec["space"]),
                    population=int(spec.get("population", 6)), generations=int(spec.get("generations", 2)),
-                   objectives=list(spec.get("objectives", ["val_force", "val_energy"])),
+                   objectives=objectives, validation_objectives=vocabulary.validation_objectives,
                    failure_penalty=float(spec.get("failure_penalty", 1e3)),
                    training=dict(spec.get("training", {})), simulation=dict(spec.get("simulation", {})))
 
@@ -122,42 +150,47 @@ class SearchSpec:
         return [self.parameter] if self.kind == "grid" else self.space.names
 
     @property
-    def needs_simulation(self) -> bool:
-        return any(o in PHYSICS_OBJECTIVES for o in self.objectives)
+    def needs_evaluation(self) -> bool:
+        """An objective is a task metric: each candidate's model goes through the task's evaluation."""
+        return any(o not in self.validation_objectives for o in self.objectives)
 
     def candidate_params(self, generation_candidates: list[dict]) -> list[dict]:
         return [c["params"] for c in generation_candidates]
 
 
-def search_parameters(method_params: dict) -> dict[str, str]:
-    """Searchable parameter names of a method (its Param names) -> where they go ("method" | "weights")."""
+def search_parameters(method_params: dict, vocabulary: SearchVocabulary) -> dict[str, str]:
+    """Searchable parameter names of a method (its Param names) -> where they go ("method" | "weights" |
+    "training")."""
     out = {name: "method" for name in method_params}
-    if "energy_weight" not in out and "weights" in method_params:
-        out["energy_weight"] = "weights"
-    for name in TRAINING_PARAMETERS:
+    for alias, _ in vocabulary.weight_aliases:
+        if alias not in out and "weights" in method_params:
+            out[alias] = "weights"
+    for name in vocabulary.training_parameters:
         out[name] = "training"
     return out
 
 
-def variant_settings(selected_path: str | Path | None, method_name: str, method_params: dict, training: dict
-                     ) -> tuple[dict, dict, str]:
+def variant_settings(selected_path: str | Path | None, method_name: str, method_params: dict, training: dict,
+                     vocabulary: SearchVocabulary) -> tuple[dict, dict, str]:
     """(method params, training settings, log line) of a variant: with a search (``selected_path``, its
     selected.json) the selection is applied for every seed; without one, the configured settings as they are."""
     params, training = dict(method_params), dict(training)
     if selected_path is None:
         return params, training, ""
     selected = json.loads(Path(selected_path).read_text())
-    params, overrides = apply_parameters(selected["values"], method_name, params)
+    params, overrides = apply_parameters(selected["values"], method_name, params, vocabulary)
     training.update(overrides)
     return params, training, (f"search {selected['status']}: {selected['values']} -> params {params}, "
                               f"training {overrides}")
 
 
-def apply_parameters(values: dict, method_name: str, method_params: dict) -> tuple[dict, dict]:
+def apply_parameters(values: dict, method_name: str, method_params: dict, vocabulary: SearchVocabulary
+                     ) -> tuple[dict, dict]:
     """(method params, training overrides) of a variant with the searched ``values`` set."""
     from balancebench.balancing import default_params
 
-    targets = search_parameters(default_params(method_name))
+    targets = search_parameters(default_params(method_name), vocabulary)
+    alias_index = dict(vocabulary.weight_aliases)
     params, training = dict(method_params), {}
     for name, value in values.items():
         where = targets.get(name)
@@ -166,21 +199,24 @@ def apply_parameters(values: dict, method_name: str, method_params: dict) -> tup
         if where == "training":
             training[name] = float(value)
         elif where == "weights":
-            params["weights"] = [1.0, float(value)]
+            weights = [1.0] * len(vocabulary.loss_names)
+            weights[alias_index[name]] = float(value)
+            params["weights"] = weights
         else:
             params[name] = value
     return params, training
 
 
-def _known_anywhere(name: str) -> bool:
+def _known_anywhere(name: str, vocabulary: SearchVocabulary) -> bool:
     from balancebench.balancing import available_methods, default_params
 
-    if name in TRAINING_PARAMETERS or name == "energy_weight":
+    if name in vocabulary.training_parameters or name in dict(vocabulary.weight_aliases):
         return True
     return any(name in default_params(m) for m in available_methods())
 
 
-def check_search(name: str, spec: dict, training_fields: set[str] | None = None) -> None:
+def check_search(name: str, spec: dict, vocabulary: SearchVocabulary, training_fields: set[str] | None = None
+                 ) -> None:
     """Reject a bad ``balancing.searches.<name>`` entry with a ValueError whose message starts with the field."""
     field_ = f"balancing.searches.{name}"
     kind = spec["kind"]
@@ -194,7 +230,7 @@ def check_search(name: str, spec: dict, training_fields: set[str] | None = None)
         wrong = sorted(set(spec) & {"space"})
         if wrong:
             raise ValueError(f"{field_}.{wrong[0]}: not a grid search setting (grid takes parameter and values)")
-        if not _known_anywhere(spec["parameter"]):
+        if not _known_anywhere(spec["parameter"], vocabulary):
             raise ValueError(f"{field_}.parameter: unknown parameter {spec['parameter']!r}")
         if not all(math.isfinite(float(v)) for v in spec["values"]):
             raise ValueError(f"{field_}.values: every value must be finite")
@@ -205,9 +241,10 @@ def check_search(name: str, spec: dict, training_fields: set[str] | None = None)
         if wrong:
             raise ValueError(f"{field_}.{wrong[0]}: a grid setting, not for kind {kind} (use space)")
         for pname, dim in spec["space"].items():
-            if not _known_anywhere(pname):
-                raise ValueError(f"{field_}.space.{pname}: unknown parameter {pname!r} (searchable: energy_weight, "
-                                 f"{', '.join(TRAINING_PARAMETERS)} or a method parameter)")
+            if not _known_anywhere(pname, vocabulary):
+                named = [a for a, _ in vocabulary.weight_aliases] + list(vocabulary.training_parameters)
+                raise ValueError(f"{field_}.space.{pname}: unknown parameter {pname!r} (searchable: "
+                                 f"{', '.join(named + ['a method parameter'])})")
             low, high = float(dim["low"]), float(dim["high"])
             if not (math.isfinite(low) and math.isfinite(high)) or low >= high:
                 raise ValueError(f"{field_}.space.{pname}.low: low ({low:g}) must be below high ({high:g})")
@@ -218,11 +255,12 @@ def check_search(name: str, spec: dict, training_fields: set[str] | None = None)
             raise ValueError(f"{field_}.population: {population} is below {MIN_POPULATION} (DE needs 4 parents)")
         del evo_keys
     for obj in spec.get("objectives", []):
-        if obj not in OBJECTIVES:
-            raise ValueError(f"{field_}.objectives: unknown objective {obj!r}; known: {', '.join(OBJECTIVES)}")
+        if obj not in vocabulary.objectives:
+            raise ValueError(f"{field_}.objectives: unknown objective {obj!r}; known: "
+                             f"{', '.join(vocabulary.objectives)}")
     if len(set(spec.get("objectives", []))) != len(spec.get("objectives", [])):
         raise ValueError(f"{field_}.objectives: an objective is listed twice")
-    if kind == "nsde" and len(spec.get("objectives", ["val_force", "val_energy"])) < 2:
+    if kind == "nsde" and len(spec.get("objectives", vocabulary.default_objectives)) < 2:
         raise ValueError(f"{field_}.objectives: nsde is multi-objective, give at least two (or use kind de)")
     if training_fields is not None:
         unknown = sorted(set(spec.get("training", {})) - training_fields)
@@ -230,12 +268,13 @@ def check_search(name: str, spec: dict, training_fields: set[str] | None = None)
             raise ValueError(f"{field_}.training.{unknown[0]}: not a training setting")
 
 
-def check_variant_search(variant: str, method_name: str, search_name: str, spec: dict) -> None:
+def check_variant_search(variant: str, method_name: str, search_name: str, spec: dict,
+                         vocabulary: SearchVocabulary) -> None:
     """The variant's method must have every parameter the search sets."""
     from balancebench.balancing import default_params
 
-    params = SearchSpec.from_config(search_name, spec).parameters
-    targets = search_parameters(default_params(method_name))
+    params = SearchSpec.from_config(search_name, spec, vocabulary).parameters
+    targets = search_parameters(default_params(method_name), vocabulary)
     for p in params:
         if p not in targets:
             raise ValueError(f"balancing.variants.{variant}.search: search {search_name!r} sets {p!r}, which method "

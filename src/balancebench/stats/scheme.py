@@ -42,7 +42,7 @@ FAILED_RUNS_METRIC = "failed_runs"
 DESIGNS = ("independent", "blocked")
 FAILED_VALUES = ("worst", "exclude")
 #: metrics reported but weighted 0 in the total unless stats.metric_weights names them: the extras beside
-#: the paper's ten (the g(r) Wasserstein distance, epochs-to-target, the failure count, the force/energy
+#: the paper's ten (the g(r) Wasserstein distance, epochs-to-target, the failure count, the two-loss
 #: hypervolume of rule pareto)
 REPORTED_ONLY = ("gr_w1", "N_target", FAILED_RUNS_METRIC, "hypervolume")
 

@@ -21,7 +21,9 @@ DeepXDE (a PDE is residual + geometry apart from the network and the trainer) an
 from __future__ import annotations
 
 import importlib
+import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, ClassVar
 
 LOWER, HIGHER, TARGET = "lower", "higher", "target"
@@ -35,6 +37,8 @@ class MetricSpec:
     name: str
     direction: str  # lower | higher | target (closest to a per-run target)
     concern: str = ""  # e.g. structure, dynamics, thermodynamics, accuracy, cost ('' : in no concern)
+    unit: str = ""
+    target: float | None = None  # direction "target": the value to come closest to
 
     def __post_init__(self) -> None:
         if self.direction not in DIRECTIONS:
@@ -67,7 +71,35 @@ class Task:
     # the concerns averaged into the quality axis and the cost axis of the physics-vs-cost figure
     concern_axes: ClassVar[dict[str, tuple[str, ...]]] = {"quality": (), "cost": ()}
 
+    # the task's training data file (relative to the run's results directory), made by its data stage
+    dataset_file: ClassVar[str] = "data/dataset.npz"
+    # its own rules file (data and evaluation stages; path relative to the Snakefile's directory), or None:
+    # the generic rules task_data (make_dataset) and evaluate_model (evaluate) of workflow/rules/task_stages.smk
+    rules: ClassVar[str | None] = None
+
+    # the config sections its evaluation reads (a change reruns the evaluations and the searches that use them)
+    evaluation_sections: ClassVar[tuple[str, ...]] = ()
+    # the words for the two objectives of the Pareto figure (None: val_<loss> / reference)
+    objective_labels: ClassVar[tuple[str, str] | None] = None
+    # what a search may set and optimise on this task (balancebench.search.space.SearchVocabulary)
+    search_training_parameters: ClassVar[tuple[str, ...]] = ()  # numeric loss settings a search may tune
+    search_metric_objectives: ClassVar[tuple[str, ...]] = ()  # the task's metrics a search may optimise
+
+    def search_weight_aliases(self) -> dict[str, int]:
+        """Search parameters that set one loss's weight (others 1): ``weight_<loss>`` for every loss but the
+        first, by default."""
+        return {f"weight_{name}": i for i, name in enumerate(self.loss_names) if i > 0}
+
+    def code_paths(self) -> tuple[str, ...]:
+        """Library files and folders (relative to ``src/balancebench``) whose change reruns the task's jobs."""
+        return ("tasks/base.py",)
+
     # -- config --------------------------------------------------------------------------------
+    def config_schema(self) -> dict:
+        """JSON-schema (draft 7) fragment with the task's sections (``properties``), merged into the workflow's
+        schema before validation (defaults filled in); e.g. the task's own section and its ``model`` keys."""
+        return {}
+
     def check_config(self, config: dict) -> None:
         """Raise :class:`balancebench.config.ConfigError` naming the field for a bad task section."""
 
@@ -124,6 +156,33 @@ class Task:
         """Positive scale of each loss (e.g. the variance of its targets over the training data): the criterion
         ``sum_i val_i / ref_i`` and the unit-free forms of the methods divide by it. Default: ones."""
         return {name: 1.0 for name in self.loss_names}
+
+    # -- stages of a task without rules of its own -----------------------------------------------
+    def make_dataset(self, config: dict, path) -> None:
+        """Write the task's dataset file (``dataset_file``) from the run's ``config`` (rule task_data)."""
+        raise NotImplementedError(f"task {self.name!r} has no make_dataset and no rules of its own")
+
+    def evaluate(self, model, dataset, hparams: dict, config: dict) -> dict:
+        """The task's metrics of one trained model (rule evaluate_model): ``{name: (value or None, status,
+        reason)}`` for every metric of :attr:`metrics`; the training metrics are the core's
+        (:mod:`balancebench.evaluation`). Called only for a completed training."""
+        return {}
+
+    def candidate_evaluation(self, model_dir, dataset, config: dict, spec, seed: int, inputs: dict, threads: int,
+                             job) -> dict:
+        """The evaluation of a search candidate whose objectives include the task's metrics:
+        ``{"status": "completed" | ..., "reason": str, "metrics": {name: {"value": float | None}}}``.
+        Default: :meth:`evaluate` of the candidate's trained model."""
+        from balancebench.training import load_trained_model
+
+        status = json.loads((Path(model_dir) / "status.json").read_text())
+        if status.get("status") != "completed":
+            return {"status": status.get("status"), "reason": status.get("reason", ""), "metrics": {}}
+        model, hparams = load_trained_model(self, model_dir)
+        values = self.evaluate(model, dataset, hparams, config)
+        bad = [n for n, (v, s, _) in values.items() if s != "completed"]
+        return {"status": "completed" if not bad else "invalid", "reason": f"metrics {bad} not completed" if bad else "",
+                "metrics": {n: {"value": v} for n, (v, _, _) in values.items()}}
 
     def batched_predictions(self, models: list, batches: list, training: bool, shared_graph: bool) -> list:
         """The predictions of S models of equal shape, each on its batch, in one call (multi-seed training).

@@ -15,11 +15,15 @@ Var(E) in (kcal/mol)^2 (per bead with ``energy_loss: per_bead``), so the criteri
 
 from __future__ import annotations
 
+import json
+import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 
+from balancebench.config import ConfigError
 from balancebench.settings import settings_from_section
 from balancebench.tasks.base import MetricSpec, Task, TaskData, register_task
 from balancebench.tasks.cg_benzene import pair_kernels
@@ -28,6 +32,7 @@ from balancebench.tasks.cg_benzene.losses import robust_force_loss
 from balancebench.tasks.cg_benzene.metrics import CONCERNS, COST_CONCERNS, METRICS, PHYSICS_CONCERNS
 from balancebench.tasks.cg_benzene.model import CGSchNet, GraphBatch, ModelConfig, batch_frames
 from balancebench.tasks.cg_benzene.neighbors import check_cutoff, neighbor_list
+
 
 @dataclass
 class CGLossSettings:
@@ -126,11 +131,53 @@ def dataset_target_variances(dataset: CGDataset, energy_loss: str = "total") -> 
     return var_f, (var_e if var_e > 0 else 1.0)
 
 
+AVOGADRO = 6.02214076e23
+BENZENE_MASS = 78.114  # g/mol, 6 x (12.011 + 1.008), OPLS-AA masses
+
+
+def box_length(n_molecules: int, density: float, molar_mass: float = BENZENE_MASS) -> float:
+    """Edge (A) of a cubic box holding ``n_molecules`` at ``density`` g/cm^3: L = (N M / (rho N_A))^(1/3)."""
+    volume_cm3 = n_molecules * molar_mass / (density * AVOGADRO)
+    return (volume_cm3 * 1e24) ** (1.0 / 3.0)
+
+
+def check_physics(config: dict) -> None:
+    """The checks of the CG sections a schema cannot express (cutoffs against the box, whole timesteps)."""
+    md = config.get("atomistic")
+    if not md:
+        return
+    densest = max(md["start_density"], md["compress"]["density"])
+    # NPT density fluctuates a few percent above the compression target; leave 5 % margin.
+    smallest_box = box_length(md["n_molecules"], densest * 1.05)
+    if md["pair_cutoff"] >= 0.5 * smallest_box:
+        raise ConfigError(
+            f"config error at atomistic.pair_cutoff: {md['pair_cutoff']} A is not below half the "
+            f"smallest box edge {0.5 * smallest_box:.2f} A ({md['n_molecules']} molecules at "
+            f"{densest * 1.05:.3f} g/cm^3); use more molecules or a shorter cutoff"
+        )
+    model = config.get("model") or {}
+    if model and model["cutoff"] >= 0.5 * smallest_box:
+        raise ConfigError(
+            f"config error at model.cutoff: {model['cutoff']} A is not below half the smallest CG box edge "
+            f"{0.5 * smallest_box:.2f} A; use more molecules or a shorter cutoff"
+        )
+    frame = md["nvt"]["frame_interval"] * 1000.0
+    if frame < md["timestep"] or not math.isclose(frame / md["timestep"], round(frame / md["timestep"]), rel_tol=1e-9):
+        raise ConfigError(
+            f"config error at atomistic.nvt.frame_interval: {md['nvt']['frame_interval']} ps is not a "
+            f"whole number of {md['timestep']} fs timesteps"
+        )
+    if md["nvt"]["duration"] < 2 * md["nvt"]["frame_interval"]:
+        raise ConfigError("config error at atomistic.nvt.duration: shorter than two frames")
+
+
 @register_task("cg_benzene")
 class CGBenzene(Task):
     """Seed 000's pipeline: CG liquid benzene, a SchNet-type force field trained on forces + energy."""
 
     loss_names = ("force", "energy")
+    dataset_file = "cg/dataset.h5"
+    rules = "workflow/rules/tasks/cg_benzene/rules.smk"
     loss_setting_names = tuple(CGLossSettings.__dataclass_fields__)
     conditioning = True
 
@@ -141,6 +188,26 @@ class CGBenzene(Task):
     def metrics(self) -> tuple[MetricSpec, ...]:
         owner = {metric: concern for concern, names in CONCERNS.items() for metric in names}
         return tuple(MetricSpec(m.name, m.direction, owner.get(m.name, "")) for m in METRICS.values())
+
+    objective_labels = ("MSE_F / Var(F) (validation)", "MSE_E / Var(E) (validation)")
+    evaluation_sections = ("atomistic", "observables", "metrics", "simulation")
+    search_training_parameters = ("force_loss_alpha", "force_loss_scale")
+    search_metric_objectives = ("d_KS", "gr_w1", "delta_U")  # from a short NVT per candidate
+
+    def search_weight_aliases(self) -> dict[str, int]:
+        """``energy_weight``: lambda_E of Eq. 2 with lambda_F = 1."""
+        return {"energy_weight": 1}
+
+    def code_paths(self) -> tuple[str, ...]:
+        return ("tasks/base.py", "tasks/cg_benzene")
+
+    def config_schema(self) -> dict:
+        import yaml
+
+        return yaml.safe_load((Path(__file__).parent / "config.schema.yaml").read_text())
+
+    def check_config(self, config: dict) -> None:
+        check_physics(config)
 
     def loss_settings(self, training: dict) -> CGLossSettings:
         return CGLossSettings.from_dict({k: v for k, v in (training or {}).items() if k in self.loss_setting_names})
@@ -202,6 +269,27 @@ class CGBenzene(Task):
             err_e = err_e / int(f_ref.shape[0] // e_ref.shape[0])
         return {"force": float(torch.mean((forces.detach().double() - f_ref.double()) ** 2)),
                 "energy": float(torch.mean(err_e**2))}
+
+    def candidate_evaluation(self, model_dir, dataset, config: dict, spec, seed: int, inputs: dict, threads: int,
+                             job) -> dict:
+        """A short CG NVT of the candidate's model (the search's ``simulation`` settings over the run's) and its
+        metrics, as rules simulate and model_metrics compute them."""
+        from balancebench.tasks.cg_benzene.metrics import MetricSettings, evaluate_model
+        from balancebench.tasks.cg_benzene.simulation import simulate_model
+
+        torch.set_num_threads(threads)
+        model_dir = Path(model_dir)
+        sim_config = {**config["simulation"], **spec.simulation}
+        cfg = {k: config[k] for k in ("atomistic", "observables", "metrics")}
+        cfg["simulation"] = sim_config
+        temperature = sim_config.get("temperature") or cfg["atomistic"]["temperature"]
+        simulate_model(model_dir, dataset, sim_config, temperature, seed, model_dir / "nvt",
+                       provenance=json.dumps(job.provenance(), default=str), log=job.logger)
+        physics = evaluate_model(model_dir.parent.parent.name, seed, model_dir, model_dir / "nvt",
+                                 Path(inputs["observables"]).parent,
+                                 settings=MetricSettings.from_config(cfg, temperature=sim_config.get("temperature")))
+        return {"status": physics["simulation_status"], "reason": physics["simulation_reason"],
+                "metrics": physics["metrics"]}
 
     def batched_predictions(self, models: list, batches: list, training: bool, shared_graph: bool) -> list:
         from balancebench.tasks.cg_benzene.batched import batched_energy_and_forces

@@ -12,7 +12,7 @@ rule cg_map:
     benchmark:
         bench_path("cg/cg_map")
     conda:
-        "../../envs/train.yaml"
+        "../../../../envs/train.yaml"
     resources:
         mem_mb=4000,
     params:
@@ -20,4 +20,4 @@ rule cg_map:
         seed=config["seed"],
         code=code_hash("tasks/cg_benzene/cg.py"),
     script:
-        "../scripts/cg_map.py"
+        "../../../scripts/tasks/cg_benzene/cg_map.py"

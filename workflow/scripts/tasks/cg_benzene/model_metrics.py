@@ -7,7 +7,12 @@ from pathlib import Path
 
 from balancebench.calibration import timing_record
 from balancebench.tasks.cg_benzene.cg import read_dataset
-from balancebench.tasks.cg_benzene.metrics import MetricSettings, evaluate_model, training_u_per_molecule, write_model_json
+from balancebench.tasks.cg_benzene.metrics import (
+    MetricSettings,
+    evaluate_model,
+    training_u_per_molecule,
+    write_model_json,
+)
 from balancebench.workflow_io import snakemake_job
 
 smk = snakemake  # noqa: F821 (injected by Snakemake)

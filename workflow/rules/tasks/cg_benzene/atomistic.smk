@@ -9,13 +9,13 @@ rule build_system:
     benchmark:
         bench_path("atomistic/build_system")
     conda:
-        "../../envs/md.yaml"
+        "../../../../envs/md.yaml"
     params:
         md=config["atomistic"],
         seed=config["seed"],
         code=code_hash("tasks/cg_benzene/atomistic/builder.py", "tasks/cg_benzene/atomistic/forcefield.py"),
     script:
-        "../scripts/build_system.py"
+        "../../../scripts/tasks/cg_benzene/build_system.py"
 
 
 rule equilibrate:
@@ -31,7 +31,7 @@ rule equilibrate:
     benchmark:
         bench_path("atomistic/equilibrate")
     conda:
-        "../../envs/md.yaml"
+        "../../../../envs/md.yaml"
     threads: 16
     resources:
         runtime=md_runtime_minutes(config, "equilibrate"),
@@ -41,7 +41,7 @@ rule equilibrate:
         seed=config["seed"],
         code=code_hash("tasks/cg_benzene/atomistic", "tasks/cg_benzene/lammps_runtime.py"),
     script:
-        "../scripts/equilibrate.py"
+        "../../../scripts/tasks/cg_benzene/equilibrate.py"
 
 
 rule production:
@@ -56,7 +56,7 @@ rule production:
     benchmark:
         bench_path("atomistic/production")
     conda:
-        "../../envs/md.yaml"
+        "../../../../envs/md.yaml"
     threads: 16
     resources:
         runtime=md_runtime_minutes(config, "production"),
@@ -68,7 +68,7 @@ rule production:
             "tasks/cg_benzene/atomistic", "tasks/cg_benzene/lammps_runtime.py", "tasks/cg_benzene/trajectory.py"
         ),
     script:
-        "../scripts/production.py"
+        "../../../scripts/tasks/cg_benzene/production.py"
 
 
 rule atomistic_observables:
@@ -83,7 +83,7 @@ rule atomistic_observables:
         series=result("atomistic/thermo.csv"),
         figure=report(
             result("atomistic/figures/liquid.png"),
-            caption="../report/atomistic_liquid.rst",
+            caption="../../../report/atomistic_liquid.rst",
             category="Atomistic reference",
         ),
     log:
@@ -91,11 +91,11 @@ rule atomistic_observables:
     benchmark:
         bench_path("atomistic/observables")
     conda:
-        "../../envs/md.yaml"
+        "../../../../envs/md.yaml"
     resources:
         mem_mb=4000,
     params:
         observables=config["observables"],
         code=code_hash("tasks/cg_benzene/observables.py", "tasks/cg_benzene/reference.py"),
     script:
-        "../scripts/atomistic_observables.py"
+        "../../../scripts/tasks/cg_benzene/atomistic_observables.py"

@@ -7,7 +7,7 @@ rule simulate:
         model=result(TRAINED["model"]),
         hparams=result(TRAINED["hparams"]),
         status=result(TRAINED["status"]),
-        dataset=rules.cg_map.output.dataset,
+        dataset=TASK_DATASET,
     output:
         trajectory=result("simulations/{variant}/seed{seed}/trajectory.h5"),
         thermo=result("simulations/{variant}/seed{seed}/thermo.csv"),
@@ -17,7 +17,7 @@ rule simulate:
     benchmark:
         bench_path("simulations/{variant}/seed{seed}")
     conda:
-        "../../envs/train.yaml"
+        "../../../../envs/train.yaml"
     threads: 1
     resources:
         mem_mb=4000,
@@ -34,38 +34,14 @@ rule simulate:
             "tasks/cg_benzene/trajectory.py",
         ),
     script:
-        "../scripts/simulate.py"
-
-
-rule timing_calibration:
-    """FLOP rate of one reference training step on this machine: the seconds per FLOP shared by every run."""
-    input:
-        dataset=rules.cg_map.output.dataset,
-    output:
-        calibration=result("timing/calibration.json"),
-    log:
-        log_path("timing/calibration"),
-    benchmark:
-        bench_path("timing/calibration")
-    conda:
-        "../../envs/train.yaml"
-    threads: 1
-    params:
-        timing=config["metrics"]["timing"],
-        model=config["model"],
-        training=TRAINING,
-        seed=config["seed"],
-        device=config["training"]["device"],
-        code=code_hash("timing.py", "training.py", "tasks/cg_benzene/model.py"),
-    script:
-        "../scripts/stats_timing_calibration.py"
+        "../../../scripts/tasks/cg_benzene/simulate.py"
 
 
 rule model_metrics:
     input:
         work=result(TRAINED["work"]),
         calibration=rules.timing_calibration.output.calibration,
-        dataset=rules.cg_map.output.dataset,
+        dataset=TASK_DATASET,
         train_log=result(TRAINED["log"]),
         train_status=result(TRAINED["status"]),
         trajectory=rules.simulate.output.trajectory,
@@ -78,7 +54,7 @@ rule model_metrics:
         metrics=result("metrics/models/{variant}/seed{seed}.json"),
         figure=report(
             result("simulations/{variant}/seed{seed}/structure.png"),
-            caption="../report/model_structure.rst",
+            caption="../../../report/model_structure.rst",
             category="CG simulations",
             subcategory="{variant}",
             labels={"variant": "{variant}", "seed": "{seed}"},
@@ -88,7 +64,7 @@ rule model_metrics:
     benchmark:
         bench_path("metrics/{variant}/seed{seed}")
     conda:
-        "../../envs/stats.yaml"
+        "../../../../envs/stats.yaml"
     params:
         config=lambda wc: {k: config[k] for k in ("atomistic", "observables", "metrics", "simulation")},
         code=code_hash(
@@ -98,35 +74,26 @@ rule model_metrics:
             "timing.py",
         ),
     script:
-        "../scripts/model_metrics.py"
+        "../../../scripts/tasks/cg_benzene/model_metrics.py"
 
 
-rule collect_metrics:
+rule prescreen:
+    """Seed 000's pre-screening hierarchy (stability, validity, structure) of every model (docs/metrics.md)."""
     input:
         models=expand(result("metrics/models/{variant}/seed{seed}.json"), variant=VARIANTS, seed=SEEDS),
-        hypervolume=result("pareto/hypervolume.csv"),  # rule pareto: one extra metric row per variant and seed
     output:
-        table=report(
-            result("metrics/metrics.csv"),
-            caption="../report/metrics_table.rst",
-            category="Evaluation scheme",
-            subcategory="Metrics",
-        ),
         prescreen=report(
             result("metrics/prescreen.csv"),
-            caption="../report/prescreen.rst",
+            caption="../../../report/prescreen.rst",
             category="Evaluation scheme",
             subcategory="Metrics",
         ),
-        timing=result("metrics/timing.csv"),
     log:
-        log_path("metrics/collect"),
-    benchmark:
-        bench_path("metrics/collect")
+        log_path("metrics/prescreen"),
     conda:
-        "../../envs/stats.yaml"
+        "../../../../envs/stats.yaml"
     params:
         prescreen=config["metrics"]["prescreen"],
         code=code_hash("tasks/cg_benzene/metrics.py"),
     script:
-        "../scripts/collect_metrics.py"
+        "../../../scripts/tasks/cg_benzene/prescreen.py"

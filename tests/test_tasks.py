@@ -1,0 +1,148 @@
+"""The task contract (balancebench.tasks): the core greps clean of the CG task, a toy task registered from a
+test file goes through the whole workflow, and bad task configs are refused before any job runs."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from balancebench.config import ConfigError, validate_config
+from balancebench.tasks.base import MetricSpec, Task, available_tasks, get_task, register_task
+
+REPO = Path(__file__).resolve().parents[1]
+TOY = REPO / "tests" / "tasks" / "toy_regression.py"
+# what only the CG benzene task may say (its loss names, data and model classes, its simulation)
+CG_WORDS = re.compile(r"\b(force|forces|energy|energies|CGDataset|CGSchNet|NVT)\b", re.IGNORECASE)
+
+
+def _core_files():
+    for path in sorted((REPO / "src" / "balancebench").rglob("*.py")):
+        if "tasks/cg_benzene" not in path.as_posix():
+            yield path
+    for folder in ("workflow/rules", "workflow/scripts"):
+        for path in sorted((REPO / folder).rglob("*")):
+            if path.is_file() and "tasks/cg_benzene" not in path.as_posix():
+                yield path
+    yield REPO / "Snakefile"
+
+
+def test_the_core_knows_no_cg_word():
+    """Outside tasks/cg_benzene no module, rule or rule script names the CG task's losses, classes or its NVT
+    (``force=True`` of logging.basicConfig is Python, not physics)."""
+    hits = []
+    for path in _core_files():
+        for k, line in enumerate(path.read_text().splitlines(), 1):
+            if CG_WORDS.search(line.replace("force=True", "")):
+                hits.append(f"{path.relative_to(REPO)}:{k}: {line.strip()}")
+    assert not hits, "\n".join(hits)
+
+
+def test_the_grep_finds_what_it_must():
+    assert CG_WORDS.search('losses = {"force": a}') and CG_WORDS.search("model = CGSchNet(cfg)")
+    assert not CG_WORDS.search("forces_only") and not CG_WORDS.search("reinforce")
+
+
+def test_a_task_needs_two_distinct_loss_names():
+    with pytest.raises(ValueError, match="two or more distinct loss names"):
+        @register_task("one_loss")
+        class OneLoss(Task):
+            loss_names = ("only",)
+    with pytest.raises(ValueError, match="two or more distinct loss names"):
+        @register_task("twice")
+        class Twice(Task):
+            loss_names = ("a", "a")
+    assert "one_loss" not in available_tasks()
+
+
+def test_unknown_task_is_named():
+    with pytest.raises(KeyError, match="unknown task 'nope'.*cg_benzene"):
+        get_task("nope")
+    with pytest.raises(ConfigError, match="config error at task: unknown task 'nope'"):
+        validate_config({"task": "nope"})
+
+
+def test_cg_benzene_declares_its_losses_metrics_and_concerns():
+    from balancebench.tasks.cg_benzene.metrics import METRICS
+
+    task = get_task("cg_benzene")
+    assert task.loss_names == ("force", "energy") and task.conditioning
+    assert [m.name for m in task.metrics] == list(METRICS)
+    assert all(isinstance(m, MetricSpec) and m.direction == METRICS[m.name].direction for m in task.metrics)
+    named = {n for names in task.concerns.values() for n in names}
+    assert named - {"failed_runs"} <= set(METRICS)
+
+
+def toy_config(**changes) -> dict:
+    config = yaml.safe_load((REPO / "tests" / "data" / "toy.yaml").read_text())
+    config["task_modules"] = [str(TOY)]
+    for key, value in changes.items():
+        config[key] = value
+    return config
+
+
+def test_toy_config_validates_with_the_task_schema_defaults():
+    config = validate_config(toy_config(toy_regression={}))
+    assert config["toy_regression"] == {"n_samples": 120} and config["model"]["hidden"] == 8
+    assert "atomistic" not in config  # the CG task's sections are not this task's
+
+
+def test_a_task_section_with_an_unknown_key_is_named():
+    with pytest.raises(ConfigError, match=r"config error at toy_regression: .*'n_sample'.*misspelt"):
+        validate_config(toy_config(toy_regression={"n_sample": 10}))
+    with pytest.raises(ConfigError, match=r"config error at model: .*'hidden_channels'"):
+        validate_config(toy_config(model={"hidden_channels": 8}))
+
+
+def test_a_method_the_task_cannot_serve_is_refused_before_any_job():
+    config = toy_config()
+    config["balancing"]["variants"]["cosmos"] = {"method": "cosmos"}
+    with pytest.raises(ConfigError, match=r"balancing\.variants\.cosmos\.method: .*no conditioning input"):
+        validate_config(config)
+
+
+def test_a_search_objective_of_another_task_is_named():
+    config = toy_config()
+    config["balancing"]["searches"]["weights"]["objectives"] = ["val_force"]
+    with pytest.raises(ConfigError, match=r"balancing\.searches\.weights\.objectives: unknown objective 'val_force'"
+                                          r".*val_left, val_right"):
+        validate_config(config)
+
+
+def test_missing_task_module_is_named():
+    with pytest.raises(ConfigError, match="config error at task_modules: .*missing.py does not exist"):
+        validate_config({"task": "x", "task_modules": ["tests/tasks/missing.py"]})
+
+
+@pytest.mark.e2e
+def test_toy_task_goes_through_train_evaluate_metrics_stats(tmp_path):
+    """A task registered from a test file, no rules of its own, trains, is evaluated, and is ranked through
+    Snakemake with no change to the core (issue 23's proof)."""
+    results = tmp_path / "results"
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "--nolock", "--cores", "2", "--configfile",
+                           "tests/data/toy.yaml", "--config", f"results_dir={results}"],
+                          cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    config = yaml.safe_load((REPO / "tests" / "data" / "toy.yaml").read_text())
+    variants, seeds = list(config["balancing"]["variants"]), config["training"]["seeds"]
+    for v in variants:
+        for s in seeds:
+            assert (results / "models" / v / f"seed{s}" / "model.pt").exists()
+            log = pd.read_csv(results / "models" / v / f"seed{s}" / "train_log.csv")
+            assert {"train_left", "train_right", "val_left", "val_right", "coef_left", "coef_right"} <= set(log)
+    table = pd.read_csv(results / "metrics" / "metrics.csv")
+    toy = table[table["metric"].isin(["test_mse_left", "test_mse_right"])]
+    assert len(toy) == 2 * len(variants) * len(seeds)
+    assert (toy["status"] == "completed").all() and toy["value"].notna().all()
+    assert set(table["metric"]) == {"N_ep", "t_ep", "sigma_ep", "N_target", "test_mse_left", "test_mse_right",
+                                    "hypervolume"}
+    ranking = pd.read_csv(results / "stats" / "ranking.csv")
+    assert sorted(ranking["method"]) == sorted(variants)
+    verdict = pd.read_csv(results / "stats" / "verdict.csv")
+    assert "accuracy" in set(verdict["concern"])
+    selected = yaml.safe_load((results / "search" / "grid" / "selected.json").read_text())
+    assert set(selected["values"]) == {"weight_right"}
+    assert not (results / "atomistic").exists() and not (results / "cg").exists()
