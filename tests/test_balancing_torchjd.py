@@ -8,7 +8,7 @@ import torch
 from balancebench.balancing import get_method, missing_requirements
 from balancebench.balancing.torchjd_adapter import project_dual_cone_weights
 from balancebench.tasks.cg_benzene.model import ModelConfig
-from balancebench.tasks.cg_benzene.task import loss_components
+from balancebench.tasks.cg_benzene.training_data import loss_components
 from balancebench.training import Trainer, TrainingSettings
 
 MODEL = dict(hidden_channels=16, num_filters=16, num_interactions=2, num_gaussians=16, cutoff=7.5,

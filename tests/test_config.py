@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from balancebench.config import ConfigError, load_config, validate_config
-from balancebench.tasks.cg_benzene.task import box_length
+from balancebench.tasks.cg_benzene.config_checks import box_length
 
 
 def test_demo_and_paper_configs_validate(repo):

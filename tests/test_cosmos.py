@@ -10,7 +10,7 @@ import torch
 from balancebench.balancing import get_method
 from balancebench.pareto import model_errors
 from balancebench.tasks.cg_benzene.model import CGSchNet, ModelConfig
-from balancebench.tasks.cg_benzene.task import FrameSet
+from balancebench.tasks.cg_benzene.training_data import FrameSet
 from balancebench.training import Trainer, TrainingSettings, train_model
 
 MODEL = {"hidden_channels": 16, "num_filters": 16, "num_interactions": 2, "num_gaussians": 16, "cutoff": 7.5, "prior_sigma": 3.5}

@@ -60,10 +60,10 @@ def test_no_rule_needs_torch_geometric(repo):
 
 
 def test_every_rule_uses_an_existing_env(repo):
-    for smk in (repo / "workflow" / "rules").glob("*.smk"):
+    for smk in (repo / "workflow" / "rules").rglob("*.smk"):
         for line in smk.read_text().splitlines():
-            if line.strip().startswith('"../../envs/'):
-                assert (repo / "workflow" / "rules" / line.strip().strip('",')).resolve().exists(), line
+            if line.strip().startswith('"../') and "/envs/" in line:
+                assert (smk.parent / line.strip().strip('",')).resolve().exists(), (smk, line)
 
 
 # -- building an env from a copy --------------------------------------------------------------------------------
@@ -174,12 +174,12 @@ def provided_distributions(pins):
 def rules_by_env(repo):
     """{env stage: [rule script paths]} from the rule files' conda: and script: directives."""
     out = {}
-    for smk in (repo / "workflow" / "rules").glob("*.smk"):
+    for smk in (repo / "workflow" / "rules").rglob("*.smk"):
         for block in re.split(r"\n(?=rule \w+:)", smk.read_text()):
-            env = re.search(r'conda:\s*\n\s*"\.\./\.\./envs/(\w+)\.yaml"', block)
-            script = re.search(r'script:\s*\n\s*"\.\./(scripts/[\w/]+\.py)"', block)
+            env = re.search(r'conda:\s*\n\s*"(?:\.\./)+envs/(\w+)\.yaml"', block)
+            script = re.search(r'script:\s*\n\s*"((?:\.\./)+scripts/[\w/]+\.py)"', block)
             if env and script:
-                out.setdefault(env.group(1), []).append(repo / "workflow" / script.group(1))
+                out.setdefault(env.group(1), []).append((smk.parent / script.group(1)).resolve())
     return out
 
 
@@ -199,6 +199,9 @@ def rule_imports(repo, stage, third_party=True):
         tree = ast.parse(path.read_text())
         late = {id(n) for f in ast.walk(tree) if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef))
                 for n in ast.walk(f)} if src in path.parents else set()
+        # imports under `if TYPE_CHECKING:` never run
+        late |= {id(n) for f in ast.walk(tree) if isinstance(f, ast.If) and getattr(f.test, "id", "") == "TYPE_CHECKING"
+                 for n in ast.walk(f)}
         for node in ast.walk(tree):
             names = []
             if isinstance(node, ast.Import):

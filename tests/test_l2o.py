@@ -314,7 +314,7 @@ def test_method_parameters_are_validated():
 
 def _schnet_run(cls, path, frames, steps, kill_at=None, tmp=None):
     from balancebench.tasks.cg_benzene.model import CGSchNet, ModelConfig
-    from balancebench.tasks.cg_benzene.task import fit_energy_scale, loss_components
+    from balancebench.tasks.cg_benzene.training_data import fit_energy_scale, loss_components
 
     torch.manual_seed(0)
     model = CGSchNet(ModelConfig(hidden_channels=8, num_filters=8, num_interactions=1, num_gaussians=10, cutoff=7.5))
@@ -346,7 +346,7 @@ def _schnet_run(cls, path, frames, steps, kill_at=None, tmp=None):
 
 @pytest.mark.parametrize("cls", [ML2O, GML2O])
 def test_killed_ml2o_training_resumes_bit_identically(cls, tmp_path, lj_dataset, meta_trained):
-    from balancebench.tasks.cg_benzene.task import FrameSet
+    from balancebench.tasks.cg_benzene.training_data import FrameSet
 
     net, record, _ = meta_trained
     path = str(tmp_path / "opt.pt")

@@ -11,8 +11,10 @@ import pytest
 from balancebench.search.driver import ask, objective_matrix, tell
 from balancebench.search.evaluate import evaluate_candidate
 from balancebench.search.selection import candidates_table, non_dominated, pareto_sets, plot_progress, select
-from balancebench.search.space import SearchSpec, apply_parameters, check_search, check_variant_search
+from balancebench.search.space import SearchSpec, SearchVocabulary, apply_parameters, check_search, check_variant_search
 from balancebench.tasks.base import get_task
+
+CG = SearchVocabulary.from_task(get_task("cg_benzene"))  # the searches of these tests are the CG task's
 
 SPACE = {"energy_weight": {"low": 1e-4, "high": 1.0, "scale": "log10"},
          "force_loss_alpha": {"low": 0.0, "high": 2.0}}
@@ -20,7 +22,7 @@ SPACE = {"energy_weight": {"low": 1e-4, "high": 1.0, "scale": "log10"},
 
 def spec(kind="nsde", population=6, generations=3, objectives=("val_force", "val_energy")):
     return SearchSpec.from_config("s", {"kind": kind, "space": SPACE, "population": population,
-                                        "generations": generations, "objectives": list(objectives)})
+                                        "generations": generations, "objectives": list(objectives)}, CG)
 
 
 def synthetic_evaluation(params, fail=False):
@@ -162,7 +164,7 @@ def test_single_objective_baseline_minimises_the_sum(tmp_path):
 
 
 def test_grid_search_asks_every_value_once(tmp_path):
-    s = SearchSpec.from_config("grid", {"kind": "grid", "parameter": "energy_weight", "values": [0.1, 1.0, 10.0]})
+    s = SearchSpec.from_config("grid", {"kind": "grid", "parameter": "energy_weight", "values": [0.1, 1.0, 10.0]}, CG)
     cands = ask(s, 0, 1, "v", None, tmp_path / "asked.pkl")
     assert [c["params"] for c in cands] == [{"energy_weight": v} for v in (0.1, 1.0, 10.0)]
     evals = [synthetic_evaluation({"energy_weight": c["params"]["energy_weight"], "force_loss_alpha": 2.0})
@@ -175,12 +177,12 @@ def test_grid_search_asks_every_value_once(tmp_path):
 
 
 def test_apply_parameters_maps_onto_eq2_and_the_training_settings():
-    params, training = apply_parameters({"energy_weight": 0.01, "force_loss_alpha": 1.0}, "constant", {})
+    params, training = apply_parameters({"energy_weight": 0.01, "force_loss_alpha": 1.0}, "constant", {}, CG)
     assert params == {"weights": [1.0, 0.01]} and training == {"force_loss_alpha": 1.0}
-    params, _ = apply_parameters({"beta": 0.5}, "softadapt", {"beta": 0.1, "order": 1})
+    params, _ = apply_parameters({"beta": 0.5}, "softadapt", {"beta": 0.1, "order": 1}, CG)
     assert params == {"beta": 0.5, "order": 1}
     with pytest.raises(ValueError, match="no parameter 'energy_weight'"):
-        apply_parameters({"energy_weight": 0.1}, "softadapt", {})
+        apply_parameters({"energy_weight": 0.1}, "softadapt", {}, CG)
 
 
 @pytest.mark.parametrize("mutate, field", [
@@ -198,14 +200,14 @@ def test_bad_search_input_is_named(mutate, field):
     s = {"kind": "nsde", "space": json.loads(json.dumps(SPACE)), "population": 6, "generations": 2}
     mutate(s)
     with pytest.raises(ValueError, match=field.replace(".", r"\.")):
-        check_search("s", s, training_fields={"max_epochs", "patience"})
+        check_search("s", s, CG, training_fields={"max_epochs", "patience"})
 
 
 def test_a_search_the_method_cannot_use_is_named():
     grid = {"kind": "grid", "parameter": "energy_weight", "values": [0.1]}
-    check_variant_search("c", "constant", "grid", grid)
+    check_variant_search("c", "constant", "grid", grid, CG)
     with pytest.raises(ValueError, match=r"balancing\.variants\.s\.search.*energy_weight"):
-        check_variant_search("s", "softadapt", "grid", grid)
+        check_variant_search("s", "softadapt", "grid", grid, CG)
 
 
 def test_candidate_objectives_match_the_trainers_criterion(lj_dataset, tmp_path):
@@ -228,7 +230,7 @@ def test_candidate_objectives_match_the_trainers_criterion(lj_dataset, tmp_path)
 
 
 def physics_record(sim_status="completed", d_ks=0.12):
-    return {"simulation_status": sim_status, "simulation_reason": "" if sim_status == "completed" else "T blew up",
+    return {"status": sim_status, "reason": "" if sim_status == "completed" else "T blew up",
             "metrics": {"d_KS": {"value": d_ks}, "gr_w1": {"value": 0.3}, "delta_U": {"value": 5.0}}}
 
 
@@ -239,7 +241,7 @@ def test_physics_objectives_from_the_nvt_metrics_and_unstable_runs_fail():
     ev = evaluate_candidate(s, status, log, {"force": 4.0, "energy": 6.0}, physics_record())
     assert ev["feasible"] and ev["objectives"] == {"criterion": pytest.approx(1.0), "d_KS": 0.12}
     bad = evaluate_candidate(s, status, log, {"force": 4.0, "energy": 6.0}, physics_record("unstable"))
-    assert not bad["feasible"] and bad["status"] == "simulation_unstable" and bad["reason"] == "T blew up"
+    assert not bad["feasible"] and bad["status"] == "evaluation_unstable" and bad["reason"] == "T blew up"
     assert bad["objectives"] == {"criterion": 1e3, "d_KS": 1e3}
     missing = evaluate_candidate(s, status, log, {"force": 4.0, "energy": 6.0}, physics_record(d_ks=None))
     assert not missing["feasible"] and "non-finite" in missing["reason"]

@@ -74,7 +74,7 @@ class LJSchNetFamily(_FamilyBase):
     def frames(self):
         """The training frames of the LJ liquid (generated once, deterministic from data_seed)."""
         if self._frames is None:
-            from balancebench.tasks.cg_benzene.task import FrameSet
+            from balancebench.tasks.cg_benzene.training_data import FrameSet
 
             data = lj_bead_dataset(n_frames=self.n_frames, seed=self.data_seed)
             self._frames = FrameSet(data, data.split["train"], self.cutoff, torch.device("cpu"), torch.float32)
@@ -97,7 +97,7 @@ class SchNetProblem:
 
     def __init__(self, frames, config, batch_frames: int, lr: float, gen: torch.Generator):
         from balancebench.tasks.cg_benzene.model import CGSchNet
-        from balancebench.tasks.cg_benzene.task import fit_energy_scale
+        from balancebench.tasks.cg_benzene.training_data import fit_energy_scale
 
         self.frames, self.batch_frames, self.lr, self.gen = frames, int(batch_frames), float(lr), gen
         seed = int(torch.randint(0, 2**31 - 1, (1,), generator=gen))
@@ -125,7 +125,7 @@ class SchNetProblem:
         """[L_F, L_E] (raw, differentiable w.r.t. theta) on a random mini-batch of frames."""
         from torch.func import functional_call
 
-        from balancebench.tasks.cg_benzene.task import loss_components
+        from balancebench.tasks.cg_benzene.training_data import loss_components
 
         idx = torch.randperm(len(self.frames), generator=self.gen)[: self.batch_frames].tolist()
         graph, f_ref, e_ref = self.frames.batch(idx)

@@ -302,8 +302,8 @@ def simulate_model(model_dir: str | Path, dataset, sim_config: dict, temperature
     """
     import pandas as pd
 
-    from balancebench.runtime import resolve_device
     from balancebench.progress import Progress
+    from balancebench.runtime import resolve_device
     from balancebench.tasks.cg_benzene.trajectory import H5MDWriter
 
     model_dir, out = Path(model_dir), Path(out_dir)

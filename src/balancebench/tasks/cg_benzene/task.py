@@ -16,22 +16,21 @@ Var(E) in (kcal/mol)^2 (per bead with ``energy_loss: per_bead``), so the criteri
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
-from balancebench.config import ConfigError
 from balancebench.settings import settings_from_section
-from balancebench.tasks.base import MetricSpec, Task, TaskData, register_task
-from balancebench.tasks.cg_benzene import pair_kernels
+from balancebench.tasks.base import MetricSpec, Task, register_task
 from balancebench.tasks.cg_benzene.cg import CGDataset, read_dataset
-from balancebench.tasks.cg_benzene.losses import robust_force_loss
+from balancebench.tasks.cg_benzene.config_checks import check_physics
 from balancebench.tasks.cg_benzene.metrics import CONCERNS, COST_CONCERNS, METRICS, PHYSICS_CONCERNS
-from balancebench.tasks.cg_benzene.model import CGSchNet, GraphBatch, ModelConfig, batch_frames
-from balancebench.tasks.cg_benzene.neighbors import check_cutoff, neighbor_list
+
+if TYPE_CHECKING:  # torch-free at import: the statistics environment reads this declaration
+    from balancebench.tasks.cg_benzene.model import CGSchNet, GraphBatch, ModelConfig
+    from balancebench.tasks.cg_benzene.training_data import FrameSet
 
 
 @dataclass
@@ -51,75 +50,6 @@ class CGLossSettings:
         return settings
 
 
-class FrameSet(TaskData):
-    """Frames on a device with their neighbour lists, computed once (positions do not change during training)."""
-
-    def __init__(self, dataset: CGDataset, indices, cutoff: float, device, dtype):
-        indices = np.asarray(indices, dtype=np.int64)
-        for box in dataset.box[indices]:
-            check_cutoff(cutoff, box)
-        self.positions = [torch.as_tensor(dataset.positions[k], dtype=dtype, device=device) for k in indices]
-        self.forces = torch.as_tensor(dataset.forces[indices], dtype=dtype, device=device)
-        self.energy = torch.as_tensor(dataset.energy[indices], dtype=dtype, device=device)
-        self.lists = [neighbor_list(torch.as_tensor(dataset.positions[k]), dataset.box[k], cutoff).to(device)
-                      for k in indices]
-        for nl in self.lists:
-            nl.shift = nl.shift.to(dtype)
-        self.n_beads = dataset.n_beads
-
-    def __len__(self) -> int:
-        return len(self.positions)
-
-    def batch(self, frames) -> tuple[GraphBatch, torch.Tensor, torch.Tensor]:
-        """(graph, reference forces (B*N, 3), reference energies (B,)) of the frames."""
-        frames = list(frames)
-        graph = batch_frames([self.positions[k] for k in frames], [self.lists[k] for k in frames])
-        return graph, self.forces[frames].reshape(-1, 3), self.energy[frames]
-
-
-def losses_from_predictions(energy, forces, forces_ref, energy_ref, energy_loss: str, n_beads: int,
-                            force_loss_alpha: float = 2.0, force_loss_scale: float = 1.0) -> dict[str, torch.Tensor]:
-    """{"force": L_F, "energy": L_E} of Eq. 2 from predicted ``energy`` (B,) and ``forces`` (B*N, 3)."""
-    loss_f = robust_force_loss(forces - forces_ref, force_loss_alpha, force_loss_scale)
-    err_e = energy - energy_ref
-    if energy_loss == "per_bead":
-        err_e = err_e / n_beads
-    return {"force": loss_f, "energy": torch.mean(err_e**2)}
-
-
-def loss_components(model: CGSchNet, graph: GraphBatch, forces_ref, energy_ref, energy_loss: str, n_beads: int,
-                    training: bool, force_loss_alpha: float = 2.0,
-                    force_loss_scale: float = 1.0) -> dict[str, torch.Tensor]:
-    """{"force": L_F, "energy": L_E} of Eq. 2 for one batch (the model's energies and forces, then the losses)."""
-    energy, forces = model.energy_and_forces(graph, training=training)
-    return losses_from_predictions(energy, forces, forces_ref, energy_ref, energy_loss, n_beads,
-                                   force_loss_alpha, force_loss_scale)
-
-
-def fit_energy_scale(model: CGSchNet, frames: FrameSet) -> tuple[float, float]:
-    """ScaleShift from the training frames: mu = (<U_A> - <U_ex>) / N per bead, s = rms force component x 1 A."""
-    with torch.no_grad():
-        prior = []
-        for x, nl in zip(frames.positions, frames.lists):
-            if model.prior is None:
-                prior.append(0.0)
-                continue
-            r = nl.vectors(x).norm(dim=-1)
-            prior.append(float(model.prior(r, r < model.cutoff).sum()))
-    shift = (float(frames.energy.double().mean()) - float(np.mean(prior))) / frames.n_beads
-    scale = float(torch.sqrt(torch.mean(frames.forces.double() ** 2)))
-    return shift, max(scale, 1e-6)
-
-
-def target_variances(frames: FrameSet, energy_loss: str = "total") -> dict[str, float]:
-    """{"force": Var(F), "energy": Var(E)} (unbiased) of the frames' targets as stored for training (its dtype);
-    Var(E) per bead with ``energy_loss: per_bead``, and 1 where it is undefined (one frame) or zero."""
-    n = frames.n_beads if energy_loss == "per_bead" else 1
-    var_force = float(torch.var(frames.forces.double()))
-    var_e = float(torch.var(frames.energy.double() / n)) if len(frames) > 1 else 0.0
-    return {"force": var_force, "energy": var_e if var_e > 0 else 1.0}
-
-
 def dataset_target_variances(dataset: CGDataset, energy_loss: str = "total") -> tuple[float, float]:
     """(Var(F), Var(E)) over the training frames, as the trainer's criterion (unbiased; Var(E) 1 if undefined)."""
     train = np.asarray(dataset.split["train"], dtype=np.int64)
@@ -129,46 +59,6 @@ def dataset_target_variances(dataset: CGDataset, energy_loss: str = "total") -> 
     energy = np.asarray(dataset.energy[train], dtype=np.float64) / n
     var_e = float(np.var(energy, ddof=1)) if len(train) > 1 else 0.0
     return var_f, (var_e if var_e > 0 else 1.0)
-
-
-AVOGADRO = 6.02214076e23
-BENZENE_MASS = 78.114  # g/mol, 6 x (12.011 + 1.008), OPLS-AA masses
-
-
-def box_length(n_molecules: int, density: float, molar_mass: float = BENZENE_MASS) -> float:
-    """Edge (A) of a cubic box holding ``n_molecules`` at ``density`` g/cm^3: L = (N M / (rho N_A))^(1/3)."""
-    volume_cm3 = n_molecules * molar_mass / (density * AVOGADRO)
-    return (volume_cm3 * 1e24) ** (1.0 / 3.0)
-
-
-def check_physics(config: dict) -> None:
-    """The checks of the CG sections a schema cannot express (cutoffs against the box, whole timesteps)."""
-    md = config.get("atomistic")
-    if not md:
-        return
-    densest = max(md["start_density"], md["compress"]["density"])
-    # NPT density fluctuates a few percent above the compression target; leave 5 % margin.
-    smallest_box = box_length(md["n_molecules"], densest * 1.05)
-    if md["pair_cutoff"] >= 0.5 * smallest_box:
-        raise ConfigError(
-            f"config error at atomistic.pair_cutoff: {md['pair_cutoff']} A is not below half the "
-            f"smallest box edge {0.5 * smallest_box:.2f} A ({md['n_molecules']} molecules at "
-            f"{densest * 1.05:.3f} g/cm^3); use more molecules or a shorter cutoff"
-        )
-    model = config.get("model") or {}
-    if model and model["cutoff"] >= 0.5 * smallest_box:
-        raise ConfigError(
-            f"config error at model.cutoff: {model['cutoff']} A is not below half the smallest CG box edge "
-            f"{0.5 * smallest_box:.2f} A; use more molecules or a shorter cutoff"
-        )
-    frame = md["nvt"]["frame_interval"] * 1000.0
-    if frame < md["timestep"] or not math.isclose(frame / md["timestep"], round(frame / md["timestep"]), rel_tol=1e-9):
-        raise ConfigError(
-            f"config error at atomistic.nvt.frame_interval: {md['nvt']['frame_interval']} ps is not a "
-            f"whole number of {md['timestep']} fs timesteps"
-        )
-    if md["nvt"]["duration"] < 2 * md["nvt"]["frame_interval"]:
-        raise ConfigError("config error at atomistic.nvt.duration: shorter than two frames")
 
 
 @register_task("cg_benzene")
@@ -216,14 +106,20 @@ class CGBenzene(Task):
         return read_dataset(path)
 
     def model_settings(self, model: dict) -> ModelConfig:
+        from balancebench.tasks.cg_benzene.model import ModelConfig
+
         return model if isinstance(model, ModelConfig) else ModelConfig.from_dict(model)
 
     def build_model(self, model_settings: ModelConfig, preference_dim: int = 0) -> CGSchNet:
         import dataclasses
 
+        from balancebench.tasks.cg_benzene.model import CGSchNet
+
         return CGSchNet(dataclasses.replace(model_settings, preference_dim=int(preference_dim)))
 
     def training_data(self, dataset: CGDataset, split: str, model_settings: ModelConfig, device, dtype) -> FrameSet:
+        from balancebench.tasks.cg_benzene.training_data import FrameSet
+
         indices = dataset.split.get(split)
         if indices is None or len(indices) == 0:
             if split == "validation":
@@ -233,6 +129,8 @@ class CGBenzene(Task):
         return FrameSet(dataset, indices, model_settings.cutoff, device, dtype)
 
     def prepare_model(self, model: CGSchNet, train_data: FrameSet) -> None:
+        from balancebench.tasks.cg_benzene.training_data import fit_energy_scale
+
         model.set_energy_scale(*fit_energy_scale(model, train_data))
 
     def data_fingerprint(self, dataset: CGDataset, split: str = "train") -> list:
@@ -245,6 +143,8 @@ class CGBenzene(Task):
         return model.energy_and_forces(batch[0], training=training)
 
     def losses(self, predictions, batch, settings: CGLossSettings, validation: bool = False) -> dict:
+        from balancebench.tasks.cg_benzene.training_data import losses_from_predictions
+
         energy, forces = predictions
         _, forces_ref, energy_ref = batch
         n_beads = int(forces_ref.shape[0] // energy_ref.shape[0])
@@ -254,6 +154,8 @@ class CGBenzene(Task):
                                        settings.force_loss_alpha, settings.force_loss_scale)
 
     def loss_references(self, train_data: FrameSet, settings: CGLossSettings) -> dict[str, float]:
+        from balancebench.tasks.cg_benzene.training_data import target_variances
+
         return target_variances(train_data, settings.energy_loss)
 
     def dataset_references(self, dataset: CGDataset, settings: CGLossSettings) -> dict[str, float]:
@@ -262,6 +164,8 @@ class CGBenzene(Task):
 
     def errors(self, predictions, batch, settings: CGLossSettings) -> dict[str, float]:
         """Plain errors in float64 (MSE_F, MSE_E) of one batch: the objectives of a conditioned model's front."""
+        import torch
+
         energy, forces = predictions
         _, f_ref, e_ref = batch
         err_e = (energy - e_ref).detach().double()
@@ -274,6 +178,8 @@ class CGBenzene(Task):
                              job) -> dict:
         """A short CG NVT of the candidate's model (the search's ``simulation`` settings over the run's) and its
         metrics, as rules simulate and model_metrics compute them."""
+        import torch
+
         from balancebench.tasks.cg_benzene.metrics import MetricSettings, evaluate_model
         from balancebench.tasks.cg_benzene.simulation import simulate_model
 
@@ -298,6 +204,8 @@ class CGBenzene(Task):
                                          shared_graph=shared_graph)
 
     def run_record(self, model: CGSchNet, dataset: CGDataset) -> dict:
+        from balancebench.tasks.cg_benzene import pair_kernels
+
         return {"n_beads": dataset.n_beads, "bead_mass": float(dataset.masses[0]), "energy_unit": "kcal/mol",
                 "length_unit": "angstrom", "energy_shift_per_bead": float(model.energy_shift),
                 "energy_scale": float(model.energy_scale), "pair_kernels": pair_kernels.status()}

@@ -10,7 +10,7 @@ from scipy.spatial import cKDTree
 from scipy.spatial.transform import Rotation
 
 from balancebench.tasks.cg_benzene.atomistic import forcefield as ff
-from balancebench.tasks.cg_benzene.task import box_length
+from balancebench.tasks.cg_benzene.config_checks import box_length
 
 
 @dataclass

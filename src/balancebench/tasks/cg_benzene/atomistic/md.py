@@ -31,9 +31,9 @@ from pathlib import Path
 
 import numpy as np
 
+from balancebench.progress import Progress
 from balancebench.tasks.cg_benzene.atomistic import forcefield as ff
 from balancebench.tasks.cg_benzene.lammps_runtime import import_lammps
-from balancebench.progress import Progress
 
 log = logging.getLogger(__name__)
 
