@@ -36,23 +36,25 @@ from ._params import Param
 from .base import (
     KINDS,
     BalancingMethod,
-    ConditionedMethod,
-    GradientMethod,
-    LearnedMethod,
-    OptimizerMethod,
     TrainContext,
-    ValueMethod,
     available_methods,
     default_params,
     get_method,
     loss_vector,
     missing_requirements,
-    per_loss_gradients,
     register,
     unregister,
-    write_direction,
 )
 from .mgda import min_norm_weights
+from .shapes import (
+    ConditionedMethod,
+    GradientMethod,
+    LearnedMethod,
+    OptimizerMethod,
+    ValueMethod,
+    per_loss_gradients,
+    write_direction,
+)
 
 __all__ = [
     "KINDS",

@@ -8,7 +8,8 @@ from ._params import (
     Param,
     _weights,
 )
-from .base import ValueMethod, _check_k, register
+from .base import _check_k, register
+from .shapes import ValueMethod
 
 
 @register("constant")

@@ -35,7 +35,8 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ._params import Param, _choice, _finite_float, _int_at_least
-from .base import ConditionedMethod, loss_vector, register
+from .base import loss_vector, register
+from .shapes import ConditionedMethod
 
 K = 2  # COSMOS here conditions on two losses (the 2-objective trade-off of the seed's Multi-MNIST experiments)
 

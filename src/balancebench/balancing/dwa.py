@@ -9,7 +9,8 @@ from ._params import (
     Param,
     _positive_float,
 )
-from .base import ValueMethod, register
+from .base import register
+from .shapes import ValueMethod
 
 
 @register("dwa")

@@ -7,7 +7,8 @@ import copy
 from typing import Any, ClassVar
 
 from ._params import Param, _finite_float, _positive_float
-from .base import LearnedMethod, TrainContext, adam, loss_vector, register
+from .base import TrainContext, adam, loss_vector, register
+from .shapes import LearnedMethod
 
 
 def _str(v: Any) -> str:

@@ -8,7 +8,8 @@ from typing import Any
 import numpy as np
 
 from ._params import Param, _choice, _fraction_float, _int_at_least
-from .base import GradientMethod, _to_numpy_history, register
+from .base import _to_numpy_history, register
+from .shapes import GradientMethod
 
 
 def _gram(grads) -> np.ndarray:

@@ -38,7 +38,8 @@ from balancebench.l2o.artifact import load_optimizer
 from balancebench.l2o.guard import guard, min_norm_direction, projection_weights
 
 from ._params import Param
-from .base import OptimizerMethod, per_loss_gradients, register
+from .base import register
+from .shapes import OptimizerMethod, per_loss_gradients
 
 __all__ = ["GML2O", "ML2O"]
 

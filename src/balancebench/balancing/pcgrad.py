@@ -8,8 +8,9 @@ from typing import Any
 import numpy as np
 
 from ._params import Param, _choice, _int_at_least
-from .base import GradientMethod, register
+from .base import register
 from .mgda import _gram, _torch_like
+from .shapes import GradientMethod
 
 
 @register("pcgrad")

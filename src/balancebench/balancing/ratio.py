@@ -11,7 +11,8 @@ from ._params import (
     _int,
     _positive_float,
 )
-from .base import ValueMethod, _check_k, register
+from .base import _check_k, register
+from .shapes import ValueMethod
 
 
 @register("ratio")

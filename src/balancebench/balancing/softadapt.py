@@ -14,7 +14,8 @@ from ._params import (
     _fraction_float,
     _int_at_least,
 )
-from .base import ValueMethod, _check_k, _to_numpy_history, register
+from .base import _check_k, _to_numpy_history, register
+from .shapes import ValueMethod
 
 
 class _SoftAdaptBase(ValueMethod):

@@ -25,7 +25,8 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ._params import Param, _choice, _finite_float, _positive_float
-from .base import GradientMethod, TrainContext, loss_vector, register
+from .base import TrainContext, loss_vector, register
+from .shapes import GradientMethod
 
 
 def project_dual_cone_weights(u: np.ndarray, gram: np.ndarray, tol: float = 1e-12) -> np.ndarray:

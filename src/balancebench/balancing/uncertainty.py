@@ -6,7 +6,8 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from ._params import Param, _finite_float
-from .base import LearnedMethod, TrainContext, backward_via_objective, loss_vector, register
+from .base import TrainContext, backward_via_objective, loss_vector, register
+from .shapes import LearnedMethod
 
 
 @register("uncertainty")

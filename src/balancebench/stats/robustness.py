@@ -34,12 +34,12 @@ import pandas as pd
 import scipy.stats as ss
 
 from balancebench.stats.hypothesis import adjust_pvalues
+from balancebench.stats.values import metric_long as _metric_long
+from balancebench.stats.values import tested_values as _tested_values
 
 
 def _tested_matrix(evaluation) -> list[dict]:
     """Per metric: direction and {method: {seed: tested value}} as the full evaluation tested them."""
-    from balancebench.stats.scheme import _metric_long, _tested_values
-
     settings = evaluation.settings
     data, metrics, directions = _metric_long(evaluation.table, settings.failures_as_metric)
     out = []
@@ -284,8 +284,6 @@ def power_table(evaluation, metrics: set[str] | None = None) -> pd.DataFrame:
 
     ``metrics``: only these metrics, weighted or not (the concerns' verdicts); default every weighted metric.
     """
-    from balancebench.stats.scheme import _metric_long, _tested_values
-
     settings = evaluation.settings
     paired = settings.design == "blocked"
     data, table_metrics, directions = _metric_long(evaluation.table, settings.failures_as_metric)

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from balancebench.l2o.problems import _FamilyBase, register_family
+from balancebench.tasks.cg_benzene.config_checks import BENZENE_MASS
 
 
 def lj_bead_dataset(n_frames: int = 24, n_side: int = 3, spacing: float = 5.6, seed: int = 0,
@@ -33,7 +34,7 @@ def lj_bead_dataset(n_frames: int = 24, n_side: int = 3, spacing: float = 5.6, s
     box = n_side * spacing
     atoms = Atoms(f"X{len(grid)}", positions=grid * spacing + rng.normal(scale=0.1, size=grid.shape),
                   cell=[box] * 3, pbc=True)
-    atoms.set_masses(np.full(len(grid), 78.114))
+    atoms.set_masses(np.full(len(grid), BENZENE_MASS))
     atoms.calc = LennardJones(sigma=5.0, epsilon=0.6 * EV_PER_KCAL_MOL, rc=7.5, smooth=True)
     MaxwellBoltzmannDistribution(atoms, temperature_K=340.0, rng=rng)
     dyn = Langevin(atoms, 2.0 * units.fs, temperature_K=340.0, friction=0.01, rng=rng, fixcm=False)
@@ -46,7 +47,7 @@ def lj_bead_dataset(n_frames: int = 24, n_side: int = 3, spacing: float = 5.6, s
         ene.append(atoms.get_potential_energy() / EV_PER_KCAL_MOL)
     n = len(grid)
     return CGDataset(np.array(pos), np.array(frc), np.array(ene), np.full((n_frames, 3), box),
-                     np.full(n, 78.114), np.arange(n_frames) * 0.05, split_frames(n_frames, 0.1, 0.15, seed))
+                     np.full(n, BENZENE_MASS), np.arange(n_frames) * 0.05, split_frames(n_frames, 0.1, 0.15, seed))
 
 
 @register_family

@@ -606,7 +606,7 @@ def write_tidy_csv(path: str | Path, records_or_table: Iterable[Mapping] | pd.Da
 #: Seed 000 Sec. 2.3 hierarchy; the numbers are documented in docs/metrics.md.
 DEFAULT_THRESHOLDS: dict[str, Any] = {
     "cv_u_max": 0.10,  # CV_U; the atomistic U_A of 125 molecules has ~0.02 (estimate)
-    "cv_t_max": None,  # CV_T; None: cv_t_canonical_factor * sqrt(2 / (3 N_beads))
+    "cv_t_max": None,  # CV_T; None: cv_t_canonical_factor * sqrt(2 / (3 N_beads - 3)), the CV_T target
     "cv_t_canonical_factor": 1.5,
     "delta_u_max": 10.0,  # %, Delta U
     "mean_t_rel_tol": 0.03,  # |mean_T - T_target| / T_target
@@ -615,11 +615,6 @@ DEFAULT_THRESHOLDS: dict[str, Any] = {
     "gr_w1_max": 0.10,  # A
 }
 PRESCREEN_LEVELS = ("stability", "validity", "structure")
-
-
-def canonical_cv_t(n_beads: int) -> float:
-    """CV of the kinetic temperature of N particles in the canonical ensemble, sqrt(2 / (3 N))."""
-    return math.sqrt(2.0 / (3.0 * n_beads))
 
 
 def prescreen_criteria(record: Mapping, thresholds: Mapping | None = None) -> list[dict]:
@@ -631,7 +626,7 @@ def prescreen_criteria(record: Mapping, thresholds: Mapping | None = None) -> li
     cv_t_max = th["cv_t_max"]
     if cv_t_max is None:
         n = record.get("n_beads")
-        cv_t_max = th["cv_t_canonical_factor"] * canonical_cv_t(int(n)) if n else None
+        cv_t_max = th["cv_t_canonical_factor"] * canonical_cv_t_target(int(n)) if n else None
     temperature = record["metrics"]["mean_T"]["target"]
     structure = th["structure_metric"]
     if structure not in ("d_KS", "gr_w1"):
@@ -849,7 +844,7 @@ __all__ = [
     "DEFAULT_THRESHOLDS", "TIDY_COLUMNS", "registry_table", "training_metrics", "production_mask", "delta_u",
     "thermo_metrics", "pair_distance_cdf", "inverse_cdf_sample", "ks_gr", "ks_sup_distance", "gr_w1", "gr_l1",
     "common_rdf_range", "simulation_curves", "structure_metrics", "metric_target", "compute_model_metrics",
-    "tidy_table", "write_model_json", "read_model_json", "write_tidy_csv", "canonical_cv_t", "prescreen_criteria",
+    "tidy_table", "write_model_json", "read_model_json", "write_tidy_csv", "canonical_cv_t_target", "prescreen_criteria",
     "prescreen", "prescreen_table", "read_status", "read_training_run", "read_cg_trajectory",
     "read_simulation_run", "evaluate_model", "plot_model", "epochs_to_target", "canonical_cv_t_target",
     "friction_limited_msd_slope", "training_u_per_molecule", "timing_table", "CENSORED",

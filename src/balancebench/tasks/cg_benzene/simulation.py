@@ -30,8 +30,10 @@ import torch
 from ase import Atoms, units
 from ase.calculators.calculator import Calculator, all_changes
 
+from balancebench.tasks.cg_benzene.config_checks import BENZENE_MASS
+
 EV_PER_KCAL_MOL = units.kcal / units.mol  # 1 kcal/mol in eV
-BENZENE_BEAD_MASS = 78.114  # amu, one bead per molecule
+BENZENE_BEAD_MASS = BENZENE_MASS  # amu, one bead per molecule
 
 
 class CGCalculator(Calculator):
