@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -68,6 +67,29 @@ from balancebench.evaluation import tidy_table as _tidy_table
 from balancebench.evaluation import write_tidy_csv as _write_tidy_csv
 from balancebench.tasks.base import HIGHER, LOWER, TARGET
 from balancebench.tasks.cg_benzene import observables as ob
+from balancebench.tasks.cg_benzene.dynamics import friction_limited_msd_slope
+from balancebench.tasks.cg_benzene.prescreen import (  # noqa: F401 (the task's metrics vocabulary)
+    DEFAULT_THRESHOLDS,
+    PRESCREEN_LEVELS,
+    prescreen,
+    prescreen_criteria,
+    prescreen_table,
+)
+from balancebench.tasks.cg_benzene.structure import (  # noqa: F401
+    common_rdf_range,
+    gr_l1,
+    gr_w1,
+    inverse_cdf_sample,
+    ks_gr,
+    ks_sup_distance,
+    pair_distance_cdf,
+)
+from balancebench.tasks.cg_benzene.thermodynamics import (  # noqa: F401
+    canonical_cv_t_target,
+    delta_u,
+    production_mask,
+    thermo_metrics,
+)
 
 # --------------------------------------------------------------------------- registry
 
@@ -260,159 +282,6 @@ class Curves:
 
 # --------------------------------------------------------------------------- metric functions
 
-def canonical_cv_t_target(n_beads: int) -> float:
-    """CV_T of the canonical ensemble for N beads with the centre-of-mass momentum removed: sqrt(2 / (3N - 3)).
-
-    The kinetic temperature T = 2K / (k_B f) with f = 3N - 3 degrees of freedom is a sum of f squared
-    Gaussian momenta: Var(T) / <T>^2 = 2 / f.
-    """
-    if n_beads < 2:
-        raise ValueError(f"CV_T target needs at least 2 beads, got {n_beads}")
-    return math.sqrt(2.0 / (3.0 * n_beads - 3.0))
-
-
-def friction_limited_msd_slope(temperature: float, mass: float, friction: float) -> float:
-    """6 D_max (A^2/ps) with D_max = k_B T / (m gamma): the MSD slope of a free particle under Langevin friction.
-
-    Interactions only slow diffusion down, so a CG run thermostatted with friction gamma cannot exceed it;
-    T in K, m in g/mol, gamma in 1/ps. (k_B T / m in A^2/ps^2 = 0.831446 T / m.)
-    """
-    if not (temperature > 0 and mass > 0 and friction > 0):
-        raise ValueError("temperature, mass and friction must be > 0 for the friction limit")
-    return 6.0 * 0.8314462618 * temperature / mass / friction
-
-
-def production_mask(production: Iterable) -> np.ndarray:
-    """Boolean mask of production rows from a bool / 0-1 / 'True'-'False' column."""
-    values = pd.Series(list(production) if not isinstance(production, pd.Series) else production)
-    if pd.api.types.is_bool_dtype(values):
-        return values.to_numpy(dtype=bool)
-    if pd.api.types.is_numeric_dtype(values):
-        return values.to_numpy(dtype=float) != 0.0
-    lowered = values.astype(str).str.strip().str.lower()
-    if not lowered.isin(["true", "false", "1", "0", "1.0", "0.0"]).all():
-        raise ValueError(f"unreadable production flags: {sorted(set(lowered))[:5]}")
-    return lowered.isin(["true", "1", "1.0"]).to_numpy(dtype=bool)
-
-
-def delta_u(u_cg: np.ndarray, n_cg: int, u_ref_per_molecule: float) -> float:
-    """Delta U (%) = 100 |<U_CG>/N_CG - u_ref| / |u_ref|: production CG energies (kcal/mol, whole system)
-    against the atomistic mean U_A per molecule; per-molecule means make different system sizes comparable."""
-    u = _finite_series(u_cg, "potential energy")
-    if u_ref_per_molecule == 0 or not np.isfinite(u_ref_per_molecule):
-        raise ValueError("reference energy is zero or not finite")
-    return float(100.0 * abs(u.mean() / n_cg - u_ref_per_molecule) / abs(u_ref_per_molecule))
-
-
-def thermo_metrics(thermo: pd.DataFrame, n_beads: int, u_ref_per_molecule: float) -> dict[str, float]:
-    """delta_U (%), CV_U, mean_T (K) and CV_T over the production rows of thermo.csv."""
-    mask = production_mask(thermo["production"])
-    if mask.sum() < 2:
-        raise ValueError(f"{int(mask.sum())} production rows in thermo (need at least 2)")
-    u = _finite_series(thermo["potential_energy"].to_numpy(float)[mask], "potential energy")
-    t = _finite_series(thermo["temperature"].to_numpy(float)[mask], "temperature")
-    return {
-        "delta_U": delta_u(u, n_beads, u_ref_per_molecule),
-        "CV_U": ob.coefficient_of_variation(u),
-        "mean_T": float(t.mean()),
-        "CV_T": ob.coefficient_of_variation(t),
-    }
-
-
-def pair_distance_cdf(r: np.ndarray, g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(bin edges, CDF at the edges) of the pair-distance distribution p(r) ~ r^2 g(r) on the grid.
-
-    Bin k carries the weight g_k (r_{k+1/2}^3 - r_{k-1/2}^3), the expected number of pairs in
-    its spherical shell (up to a constant), so the histogram behind g(r) is recovered exactly;
-    within a bin the CDF is linear. Negative g (noise) is clipped to 0.
-    """
-    r = np.asarray(r, dtype=np.float64)
-    g = np.asarray(g, dtype=np.float64)
-    half = 0.5 * _uniform_spacing(r, "g(r) grid")
-    edges = np.concatenate([r - half, [r[-1] + half]])
-    edges[0] = max(edges[0], 0.0)
-    weights = np.clip(g, 0.0, None) * (edges[1:] ** 3 - edges[:-1] ** 3)
-    if not np.all(np.isfinite(weights)) or weights.sum() <= 0:
-        raise ValueError("g(r) has no positive, finite weight on the r range")
-    return edges, np.concatenate([[0.0], np.cumsum(weights) / weights.sum()])
-
-
-def inverse_cdf_sample(edges: np.ndarray, cdf: np.ndarray, n: int) -> np.ndarray:
-    """n deterministic pair distances at the quantiles (k + 1/2) / n, k = 0..n-1 (A)."""
-    q = (np.arange(n) + 0.5) / n
-    hi = np.searchsorted(cdf, q, side="left")  # first edge with cdf >= q; cdf[hi - 1] < q, so the bin has weight
-    lo = hi - 1
-    frac = (q - cdf[lo]) / (cdf[hi] - cdf[lo])
-    return edges[lo] + frac * (edges[hi] - edges[lo])
-
-
-def ks_gr(r: np.ndarray, g_cg: np.ndarray, g_ref: np.ndarray, sample_size: int = 1000) -> tuple[float, float]:
-    """(d_KS, p_KS): ``scipy.stats.ks_2samp`` on two deterministic pair-distance samples.
-
-    Each g(r) (same grid r) becomes the distribution p(r) ~ r^2 g(r) on the grid's range
-    (:func:`pair_distance_cdf`), represented by ``sample_size`` inverse-CDF quantiles
-    (:func:`inverse_cdf_sample`); d_KS equals sup_r |F_CG - F_A| to within 1/sample_size and
-    does not depend on how many frames or pairs produced the curves. p_KS is scipy's
-    asymptotic two-sample p-value (``method="asymp"``: the Kolmogorov distribution with
-    n_eff = n / 2, same method for every model, no data-dependent switch) at that fixed n:
-    a deterministic, monotone function of d_KS.
-    """
-    from scipy.stats import ks_2samp
-
-    a = inverse_cdf_sample(*pair_distance_cdf(r, g_cg), sample_size)
-    b = inverse_cdf_sample(*pair_distance_cdf(r, g_ref), sample_size)
-    result = ks_2samp(a, b, method="asymp")
-    # with two samples of size n the statistic is k / n; round off the floating-point fuzz
-    return round(float(result.statistic) * sample_size) / sample_size, float(result.pvalue)
-
-
-def ks_sup_distance(r: np.ndarray, g_a: np.ndarray, g_b: np.ndarray) -> float:
-    """sup_r |F_a(r) - F_b(r)| of the two pair-distance CDFs (exact: both are linear within bins)."""
-    _, fa = pair_distance_cdf(r, g_a)
-    _, fb = pair_distance_cdf(r, g_b)
-    return float(np.max(np.abs(fa - fb)))
-
-
-def gr_w1(r: np.ndarray, g_a: np.ndarray, g_b: np.ndarray) -> float:
-    """Wasserstein-1 distance (A) between the pair-distance distributions of two g(r) on the same grid.
-
-    W_1 = int |F_a(r) - F_b(r)| dr with F from :func:`pair_distance_cdf`; both CDFs are linear
-    within a bin, so the integral is exact (a sign change inside a bin is handled). W_1 is the
-    mean distance pair distances must move to turn one distribution into the other: a shift of
-    every pair distance by delta gives delta. Being an integral of the CDFs it averages bin
-    noise out (docs/metrics.md: its noise floor relative to real differences is ~4x lower than
-    that of :func:`gr_l1`).
-    """
-    edges, fa = pair_distance_cdf(r, g_a)
-    _, fb = pair_distance_cdf(r, g_b)
-    d = fa - fb
-    d0, d1, h = d[:-1], d[1:], np.diff(edges)
-    same = d0 * d1 >= 0
-    a0, a1 = np.abs(d0), np.abs(d1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        crossing = np.where(a0 + a1 > 0, (d0**2 + d1**2) / (2.0 * (a0 + a1)), 0.0)
-    return float(np.sum(h * np.where(same, 0.5 * (a0 + a1), crossing)))
-
-
-def gr_l1(r: np.ndarray, g_a: np.ndarray, g_b: np.ndarray) -> float:
-    """int |g_a(r) - g_b(r)| dr over the grid (A): a diagnostic, not a registered metric.
-
-    It weights every r equally (no r^2 dilution of the first shells) but adds up the bin
-    noise of both curves: its noise floor grows as the sampling shrinks (docs/metrics.md).
-    """
-    width = _uniform_spacing(r, "g(r) grid")
-    diff = np.abs(np.asarray(g_a, float) - np.asarray(g_b, float))
-    if not np.all(np.isfinite(diff)):
-        raise ValueError("non-finite g(r)")
-    return float(diff.sum() * width)
-
-
-def common_rdf_range(r_ref: np.ndarray, r_max: float) -> int:
-    """Number of leading reference bins whose upper edge is <= r_max (the fixed r range)."""
-    half = 0.5 * _uniform_spacing(r_ref, "reference g(r) grid")
-    return int(np.sum(np.asarray(r_ref) + half <= r_max + 1e-9))
-
-
 def simulation_curves(positions: np.ndarray, boxes: np.ndarray, times: np.ndarray, reference: Reference,
                       settings: MetricSettings) -> Curves:
     """CG g(r) on the reference grid (up to settings.rdf_r_max and half the CG box) and MSD with the atomistic
@@ -603,82 +472,6 @@ def write_tidy_csv(path: str | Path, records_or_table: Iterable[Mapping] | pd.Da
 
 # --------------------------------------------------------------------------- pre-screening
 
-#: Seed 000 Sec. 2.3 hierarchy; the numbers are documented in docs/metrics.md.
-DEFAULT_THRESHOLDS: dict[str, Any] = {
-    "cv_u_max": 0.10,  # CV_U; the atomistic U_A of 125 molecules has ~0.02 (estimate)
-    "cv_t_max": None,  # CV_T; None: cv_t_canonical_factor * sqrt(2 / (3 N_beads - 3)), the CV_T target
-    "cv_t_canonical_factor": 1.5,
-    "delta_u_max": 10.0,  # %, Delta U
-    "mean_t_rel_tol": 0.03,  # |mean_T - T_target| / T_target
-    "structure_metric": "d_KS",  # or "gr_w1"
-    "d_ks_max": 0.03,
-    "gr_w1_max": 0.10,  # A
-}
-PRESCREEN_LEVELS = ("stability", "validity", "structure")
-
-
-def prescreen_criteria(record: Mapping, thresholds: Mapping | None = None) -> list[dict]:
-    """The ordered criteria (level, criterion, metric, limit) for one model record."""
-    th = {**DEFAULT_THRESHOLDS, **(thresholds or {})}
-    unknown = set(th) - set(DEFAULT_THRESHOLDS)
-    if unknown:
-        raise ValueError(f"unknown pre-screening thresholds {sorted(unknown)}")
-    cv_t_max = th["cv_t_max"]
-    if cv_t_max is None:
-        n = record.get("n_beads")
-        cv_t_max = th["cv_t_canonical_factor"] * canonical_cv_t_target(int(n)) if n else None
-    temperature = record["metrics"]["mean_T"]["target"]
-    structure = th["structure_metric"]
-    if structure not in ("d_KS", "gr_w1"):
-        raise ValueError(f"structure_metric must be d_KS or gr_w1, not {structure!r}")
-    return [
-        {"level": "stability", "criterion": "CV_U", "metric": "CV_U", "limit": th["cv_u_max"]},
-        {"level": "stability", "criterion": "CV_T", "metric": "CV_T", "limit": cv_t_max},
-        {"level": "validity", "criterion": "delta_U", "metric": "delta_U", "limit": th["delta_u_max"]},
-        {"level": "validity", "criterion": "mean_T", "metric": "mean_T",
-         "limit": None if temperature is None else th["mean_t_rel_tol"] * abs(temperature), "target": temperature},
-        {"level": "structure", "criterion": structure, "metric": structure,
-         "limit": th["d_ks_max"] if structure == "d_KS" else th["gr_w1_max"]},
-    ]
-
-
-def prescreen(record: Mapping, thresholds: Mapping | None = None) -> dict:
-    """Verdict of one model: ``pass``, ``fail`` (with the first failed criterion, in the order
-    CV_U, CV_T -> delta_U, |mean_T - T| -> d_KS or gr_w1) or ``not_run`` (training diverged, CG
-    run unstable or missing). A criterion whose metric is undefined counts as failed."""
-    base = {"method": record["method"], "seed": int(record["seed"])}
-    if record.get("training_status") == DIVERGED:
-        return {**base, "verdict": "not_run", "level": None, "failed_criterion": None,
-                "reason": _join("training diverged", record.get("training_reason"))}
-    if record.get("simulation_status") != COMPLETED:
-        return {**base, "verdict": "not_run", "level": None, "failed_criterion": None,
-                "reason": _join(f"CG simulation {record.get('simulation_status')}", record.get("simulation_reason"))}
-    for crit in prescreen_criteria(record, thresholds):
-        m = record["metrics"][crit["metric"]]
-        value = m["value"]
-        fail = None
-        if value is None:
-            fail = f"{crit['metric']} undefined ({m['status']}: {m['reason']})"
-        elif crit["limit"] is None:
-            fail = f"no limit for {crit['criterion']} (missing bead count or target)"
-        elif crit["criterion"] == "mean_T":
-            dev = abs(value - crit["target"])
-            if not dev <= crit["limit"]:
-                fail = f"|mean_T - {crit['target']:g}| = {dev:.3g} K > {crit['limit']:.3g} K"
-        elif not value <= crit["limit"]:
-            fail = f"{crit['metric']} = {value:.6g} > {crit['limit']:.6g}"
-        if fail:
-            return {**base, "verdict": "fail", "level": crit["level"], "failed_criterion": crit["criterion"],
-                    "reason": fail}
-    return {**base, "verdict": "pass", "level": None, "failed_criterion": None, "reason": ""}
-
-
-def prescreen_table(records: Iterable[Mapping], thresholds: Mapping | None = None) -> pd.DataFrame:
-    """One row per model: method, seed, verdict, level, failed_criterion, reason."""
-    return pd.DataFrame([prescreen(r, thresholds) for r in records],
-                        columns=["method", "seed", "verdict", "level", "failed_criterion", "reason"])
-
-
 # --------------------------------------------------------------------------- readers
 
 def read_cg_trajectory(path: str | Path, group: str = "beads") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -813,13 +606,6 @@ def _plot_slope(ax, lag, msd, fraction, color) -> None:
 
 # --------------------------------------------------------------------------- helpers
 
-def _finite_series(values, what: str) -> np.ndarray:
-    x = np.asarray(values, dtype=np.float64)
-    if x.size == 0:
-        raise ValueError(f"empty {what} series")
-    if not np.all(np.isfinite(x)):
-        raise ValueError(f"non-finite {what} values")
-    return x
 
 
 def _uniform_spacing(x: np.ndarray, what: str) -> float:

@@ -67,12 +67,7 @@ rule model_metrics:
         "../../../../envs/stats.yaml"
     params:
         config=lambda wc: {k: config[k] for k in ("atomistic", "observables", "metrics", "simulation")},
-        code=code_hash(
-            "tasks/cg_benzene/metrics.py",
-            "tasks/cg_benzene/observables.py",
-            "tasks/cg_benzene/reference.py",
-            "timing.py",
-        ),
+        code=code_hash("evaluation.py", "timing.py") + TASK_CODE,
     script:
         "../../../scripts/tasks/cg_benzene/model_metrics.py"
 
@@ -94,6 +89,6 @@ rule prescreen:
         "../../../../envs/stats.yaml"
     params:
         prescreen=config["metrics"]["prescreen"],
-        code=code_hash("tasks/cg_benzene/metrics.py"),
+        code=code_hash("evaluation.py") + TASK_CODE,
     script:
         "../../../scripts/tasks/cg_benzene/prescreen.py"
