@@ -58,6 +58,15 @@ def code_hash(*relative_paths: str) -> str:
     return digest.hexdigest()[:16]
 
 
+def run_hash(*parts) -> str:
+    """SHA-256 (first 20 hex digits) of ``parts`` (JSON of each, sorted keys; bytes as they are): the key that
+    says a checkpoint belongs to this exact run (config, data, seed)."""
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(part if isinstance(part, bytes) else json.dumps(part, sort_keys=True, default=str).encode())
+    return digest.hexdigest()[:20]
+
+
 def json_default(obj):
     """``json.dumps(default=...)`` for numpy scalars and arrays (and anything else as its string)."""
     import numpy as np

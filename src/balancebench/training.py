@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import hashlib
 import json
 import logging
 import math
@@ -39,6 +38,7 @@ import numpy as np
 import torch
 
 from balancebench.balancing import BalancingMethod, TrainContext, get_method
+from balancebench.provenance import run_hash
 from balancebench.runtime import fast_cpu_math, resolve_device
 from balancebench.seeding import deterministic_algorithms
 from balancebench.settings import settings_from_section
@@ -87,13 +87,6 @@ class TrainingResult:
     def summary(self) -> dict:
         return {"status": self.status, "reason": self.reason, "epoch": self.epoch, "best_epoch": self.best_epoch,
                 "best_criterion": self.best_criterion, "epochs_run": len(self.log), "resumed_from": self.resumed_from}
-
-
-def _run_hash(*parts) -> str:
-    digest = hashlib.sha256()
-    for part in parts:
-        digest.update(json.dumps(part, sort_keys=True, default=str).encode() if not isinstance(part, bytes) else part)
-    return digest.hexdigest()[:20]
 
 
 def _atomic_save(obj, path: Path) -> None:
@@ -154,7 +147,7 @@ class Trainer:
                           if self.optimizer is not None else None)
         self.checkpoint = Path(checkpoint) if checkpoint else None
         self.model_config = model_config
-        self.run_hash = _run_hash(task.name, _settings_dict(model_config), dataclasses.asdict(settings),
+        self.run_hash = run_hash(task.name, _settings_dict(model_config), dataclasses.asdict(settings),
                                   _settings_dict(self.loss_settings), method.name, method.params, self.seed,
                                   *task.data_fingerprint(dataset, "train"))
         self.log: list[dict] = []

@@ -19,7 +19,6 @@ The meta-trained module is the unguarded ML2O; GML2O wraps the same module in th
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -33,6 +32,7 @@ import torch
 
 from balancebench.l2o.net import MultiGradientOptimizer, OptimizerSpec
 from balancebench.l2o.problems import QuadraticBatch, family_from_dict
+from balancebench.provenance import run_hash
 from balancebench.seeding import deterministic_algorithms
 from balancebench.settings import settings_from_section
 
@@ -94,10 +94,6 @@ def episode_generator(seed: int, episode: int, stream: int = 0) -> torch.Generat
     return gen
 
 
-def _hash(obj) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:20]
-
-
 def _atomic_save(obj, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
@@ -146,7 +142,7 @@ def meta_train(spec: OptimizerSpec, settings: MetaSettings, checkpoint: str | Pa
     if spec.n_objectives != 2:
         raise ValueError("the meta-training families are two-objective problems: l2o.optimizer.n_objectives must be 2")
     deterministic_algorithms()
-    key = _hash({"spec": spec.to_dict(), "settings": settings.to_dict()})
+    key = run_hash({"spec": spec.to_dict(), "settings": settings.to_dict()})
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(settings.seed)
         net = MultiGradientOptimizer(spec)
