@@ -37,7 +37,6 @@ import hashlib
 import json
 import logging
 import math
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +47,7 @@ import torch
 from balancebench import pair_kernels
 from balancebench.balancing import COMPONENTS, BalancingMethod, TrainContext, get_method
 from balancebench.cg import CGDataset
+from balancebench.fileio import atomic_torch_save, torch_load
 from balancebench.losses import robust_force_loss
 from balancebench.model import (
     CGSchNet,
@@ -193,10 +193,7 @@ def _run_hash(*parts) -> str:
     return digest.hexdigest()[:20]
 
 
-def _atomic_save(obj, path: Path) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+_atomic_save = atomic_torch_save  # balancebench.fileio: temp file, fsync, os.replace
 
 
 def _with_preference_dim(model_config: ModelConfig, method: BalancingMethod) -> ModelConfig:
@@ -280,7 +277,8 @@ class Trainer:
         """Load the checkpoint if it belongs to this exact run; return the epoch it resumes after (0 if none)."""
         if self.checkpoint is None or not self.checkpoint.exists():
             return 0
-        state = torch.load(self.checkpoint, map_location=self.device, weights_only=False)
+        state = torch_load(self.checkpoint, "training checkpoint", map_location=self.device,
+                           rebuild=f"rm {self.checkpoint}  (the job then trains from the start)")
         if state.get("hash") != self.run_hash:
             log.warning("checkpoint %s belongs to another run (config, data or seed changed): starting afresh",
                         self.checkpoint)
