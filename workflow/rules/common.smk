@@ -114,14 +114,14 @@ def search_config(variant):
 
 def told_input(wildcards):
     g = int(wildcards.g)
-    return [] if g == 0 else [result(f"search/{wildcards.variant}/gen{g - 1}/told.pkl")]
+    return [] if g == 0 else [result(f"search/{wildcards.variant}/gen{g - 1}/told.json")]
 
 
 def generation_outputs(wildcards):
     spec = SEARCHES[wildcards.variant]
     gen = f"search/{wildcards.variant}/gen{wildcards.g}"
     return {
-        "asked": result(f"{gen}/asked.pkl"),
+        "asked": result(f"{gen}/asked.json"),
         "candidates": result(f"{gen}/candidates.json"),
         "evaluations": [result(f"{gen}/c{i}/evaluation.json") for i in range(spec.n_candidates)],
     }
@@ -130,7 +130,7 @@ def generation_outputs(wildcards):
 def all_generations(wildcards):
     spec = SEARCHES[wildcards.variant]
     return {
-        "told": result(f"search/{wildcards.variant}/gen{spec.n_generations - 1}/told.pkl"),
+        "told": result(f"search/{wildcards.variant}/gen{spec.n_generations - 1}/told.json"),
         "candidates": [result(f"search/{wildcards.variant}/gen{g}/candidates.json") for g in range(spec.n_generations)],
         "evaluations": [
             result(f"search/{wildcards.variant}/gen{g}/c{i}/evaluation.json")
