@@ -44,6 +44,7 @@ import numpy as np
 import pandas as pd
 
 from balancebench import observables as ob
+from balancebench.fileio import open_h5, read_csv, read_json
 from balancebench.provenance import json_default
 
 # --------------------------------------------------------------------------- registry
@@ -184,14 +185,14 @@ class Reference:
     def load(cls, directory: str | Path) -> "Reference":
         """Read ``observables.json``, ``rdf.csv`` and ``msd.csv`` of ``results/atomistic``."""
         directory = Path(directory)
-        summary = json.loads((directory / "observables.json").read_text())
+        summary = read_json(directory / "observables.json")
         n = int(summary["n_particles"])
         if "mean_U_A_per_molecule" in summary:
             u = float(summary["mean_U_A_per_molecule"])
         else:
             u = float(summary["mean_U_A"]) / n
-        rdf = pd.read_csv(directory / "rdf.csv")
-        msd = pd.read_csv(directory / "msd.csv")
+        rdf = read_csv(directory / "rdf.csv")
+        msd = read_csv(directory / "msd.csv")
         return cls(u_per_molecule=u, n_molecules=n, temperature=_optional_float(summary.get("mean_temperature")),
                    rdf_r=rdf["r_A"].to_numpy(float), rdf_g=rdf["g"].to_numpy(float),
                    msd_lag=msd["lag_ps"].to_numpy(float), msd=msd["msd_A2"].to_numpy(float))
@@ -673,7 +674,7 @@ def write_model_json(path: str | Path, record: Mapping, **extra) -> None:
 
 
 def read_model_json(path: str | Path) -> dict:
-    return json.loads(Path(path).read_text())
+    return read_json(path)
 
 
 def write_tidy_csv(path: str | Path, records_or_table: Iterable[Mapping] | pd.DataFrame) -> pd.DataFrame:
@@ -774,7 +775,7 @@ def read_status(path: str | Path) -> dict:
     path = Path(path)
     if not path.exists():
         return {"status": MISSING, "reason": f"{path} does not exist"}
-    return json.loads(path.read_text())
+    return read_json(path)
 
 
 def read_training_run(directory: str | Path) -> TrainingRun:
@@ -782,14 +783,12 @@ def read_training_run(directory: str | Path) -> TrainingRun:
     directory = Path(directory)
     log = directory / "train_log.csv"
     return TrainingRun(status=read_status(directory / "status.json"),
-                       log=pd.read_csv(log) if log.exists() and log.stat().st_size else None)
+                       log=read_csv(log) if log.exists() and log.stat().st_size else None)
 
 
 def read_cg_trajectory(path: str | Path, group: str = "beads") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(times ps, unwrapped positions (F, N, 3) A, box edges (F, 3) A) of an H5MD CG trajectory."""
-    import h5py
-
-    with h5py.File(path, "r") as fh:
+    with open_h5(path) as fh:
         g = fh[f"particles/{group}"]
         return g["position/time"][()], g["position/value"][()], g["box/edges/value"][()]
 
@@ -800,7 +799,7 @@ def read_simulation_run(directory: str | Path) -> SimulationRun:
     directory = Path(directory)
     status = read_status(directory / "status.json")
     thermo_path, traj_path = directory / "thermo.csv", directory / "trajectory.h5"
-    thermo = pd.read_csv(thermo_path) if thermo_path.exists() and thermo_path.stat().st_size else None
+    thermo = read_csv(thermo_path) if thermo_path.exists() and thermo_path.stat().st_size else None
     times = positions = boxes = None
     if traj_path.exists() and status.get("status") == COMPLETED:
         times, positions, boxes = read_cg_trajectory(traj_path)
@@ -820,11 +819,11 @@ def evaluate_model(method: str, seed: int, model_dir: str | Path, simulation_dir
     reference = Reference.load(atomistic_dir)
     training = read_training_run(model_dir)
     hparams_path = Path(model_dir) / "hparams.json"
-    hparams = json.loads(hparams_path.read_text()) if hparams_path.exists() else {}
+    hparams = read_json(hparams_path) if hparams_path.exists() else {}
     if settings.bead_mass is None and hparams.get("bead_mass"):
         settings = dataclasses.replace(settings, bead_mass=float(hparams["bead_mass"]))
     if isinstance(timing, (str, Path)):
-        timing = json.loads(Path(timing).read_text())
+        timing = read_json(timing)
     if timing is not None and timing.get("status", "completed") != "completed":
         timing = None  # the timing pass failed: fall back to wall clock, said in details.timing
     simulation = read_simulation_run(simulation_dir)

@@ -36,6 +36,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
+from balancebench.fileio import torch_load
 from balancebench.neighbors import NeighborList, check_cutoff, neighbor_list
 from balancebench.pair_kernels import pair_conv, pair_dot, table_filter
 from balancebench.settings import settings_from_section
@@ -739,6 +740,6 @@ def table_rows(act: str, basis: tuple[torch.Tensor, ...], h: float, w1: torch.Te
 def load_model(state_path, hparams: dict, device="cpu") -> CGSchNet:
     """Rebuild a trained model from its state dict (loaded with weights_only=True) and hyperparameters."""
     model = CGSchNet(ModelConfig.from_dict(hparams["model"]))
-    state = torch.load(state_path, map_location=device, weights_only=True)
+    state = torch_load(state_path, map_location=device)
     model.load_state_dict(state)
     return model.to(device).eval()

@@ -160,7 +160,41 @@ def all_targets():
     ]
     targets += expand(result("simulations/{variant}/seed{seed}/structure.png"), variant=VARIANTS, seed=SEEDS)
     targets += expand(result("search/{variant}/front.png"), variant=SEARCHES)
-    return targets
+    return targets + kept_outputs()
+
+
+# every file a later stage reads or a user keeps, by the rule that writes it: rule all asks for each, so
+# a deleted or damaged one (snakemake -f) is rebuilt by a plain `snakemake`, not only when a figure is stale
+KEPT_PER_MODEL = [
+    "models/{variant}/seed{seed}/model.pt",
+    "models/{variant}/seed{seed}/hparams.json",
+    "models/{variant}/seed{seed}/train_log.csv",
+    "models/{variant}/seed{seed}/status.json",
+    "timing/{variant}/seed{seed}.json",
+    "simulations/{variant}/seed{seed}/trajectory.h5",
+    "simulations/{variant}/seed{seed}/thermo.csv",
+    "simulations/{variant}/seed{seed}/status.json",
+    "metrics/models/{variant}/seed{seed}.json",
+]
+
+
+def kept_outputs():
+    """Models, simulations, search states and selections, ML2O optimizer, timing, metrics (stats, pareto: rule all)."""
+    kept = [result("timing/calibration.json"), result("metrics/timing.csv")]
+    for pattern in KEPT_PER_MODEL:
+        kept += expand(result(pattern), variant=VARIANTS, seed=SEEDS)
+    for variant, spec in SEARCHES.items():
+        for g in range(spec.n_generations):
+            gen = f"search/{variant}/gen{g}"
+            kept += [result(f"{gen}/asked.json"), result(f"{gen}/candidates.json"), result(f"{gen}/told.json")]
+            for c in range(spec.n_candidates):
+                kept += [result(f"{gen}/c{c}/{name}") for name in ("evaluation.json", "status.json", "train_log.csv")]
+        kept += [result(f"search/{variant}/{name}") for name in ("selected.json", "candidates.csv", "pareto.csv",
+                                                                    "cost.json")]
+    for variant in VARIANTS:
+        for path in variant_artifacts(variant).values():  # the ML2O optimizer and its record
+            kept += [path, path.rsplit(".", 1)[0] + ".json"]
+    return list(dict.fromkeys(kept))
 
 
 # -- rule pareto (COSMOS fronts, hypervolume, cost; workflow/rules/pareto.smk) --

@@ -2,6 +2,7 @@
 
 import pandas as pd
 
+from balancebench.fileio import read_csv
 from balancebench.metrics import prescreen_table, read_model_json, tidy_table, timing_table, write_tidy_csv
 from balancebench.workflow_io import snakemake_job
 
@@ -9,7 +10,7 @@ smk = snakemake  # noqa: F821 (injected by Snakemake)
 with snakemake_job(smk):
     records = [read_model_json(path) for path in smk.input.models]
     table = tidy_table(records)
-    hypervolume = pd.read_csv(smk.input.hypervolume)  # rule pareto's rows (weight 0 in the ranking by default)
+    hypervolume = read_csv(smk.input.hypervolume)  # rule pareto's rows (weight 0 in the ranking by default)
     write_tidy_csv(smk.output.table, pd.concat([table, hypervolume.reindex(columns=table.columns)], ignore_index=True))
     prescreen_table(records, smk.params.prescreen).to_csv(smk.output.prescreen, index=False)
     timing_table(records).to_csv(smk.output.timing, index=False)

@@ -4,10 +4,10 @@ import json
 import time
 from pathlib import Path
 
-import pandas as pd
 import torch
 
 from balancebench.cg import read_dataset
+from balancebench.fileio import read_csv, read_json
 from balancebench.search.evaluate import evaluate_candidate, target_variances
 from balancebench.search.space import SearchSpec, apply_parameters
 from balancebench.training import train_model
@@ -17,7 +17,7 @@ smk = snakemake  # noqa: F821 (injected by Snakemake)
 with snakemake_job(smk) as job:
     start = time.perf_counter()
     spec = SearchSpec.from_config(smk.wildcards.variant, smk.params.search)
-    cand = json.loads(Path(smk.input.candidates).read_text())["candidates"][int(smk.wildcards.c)]
+    cand = read_json(smk.input.candidates)["candidates"][int(smk.wildcards.c)]
     params, overrides = apply_parameters(cand["params"], smk.params.method, smk.params.method_params)
     training = {**smk.params.training, **spec.training, **overrides}
     dataset = read_dataset(smk.input.dataset)
@@ -46,8 +46,8 @@ with snakemake_job(smk) as job:
                                  settings=MetricSettings.from_config(cfg, temperature=sim_config.get("temperature")))
         job.logger.info("candidate NVT %s: %s", physics["simulation_status"], physics["simulation_reason"])
     var_f, var_e = target_variances(dataset, training.get("energy_loss", "total"))
-    status = json.loads(Path(smk.output.status).read_text())
-    evaluation = evaluate_candidate(spec, status, pd.read_csv(smk.output.log), var_f, var_e, physics,
+    status = read_json(smk.output.status)
+    evaluation = evaluate_candidate(spec, status, read_csv(smk.output.log), var_f, var_e, physics,
                                     seconds=time.perf_counter() - start)
     job.logger.info("candidate %s: %s %s", cand["index"], evaluation["status"], evaluation["objectives"])
     job.write_json(smk.output.evaluation, {**evaluation, "candidate": cand})
