@@ -72,9 +72,34 @@ def validate_config(config: dict, schema: dict | None = None) -> dict:
         err = errors[0]
         if err.validator == "additionalProperties":
             raise ConfigError(f"config error at {_field(err)}: {err.message} (misspelt key?)")
+        if err.validator in ("anyOf", "oneOf"):  # say what is expected, not only "not valid under any"
+            expected = " or ".join(_expects(sub) for sub in err.validator_value)
+            raise ConfigError(f"config error at {_field(err)}: {err.instance!r} is not valid; expected {expected}")
         raise ConfigError(f"config error at {_field(err)}: {err.message}")
     _check_physics(config)
+    _check_balancing(config)  # whatever sections the config has (not only with an atomistic section)
     return config
+
+
+def _expects(schema: dict) -> str:
+    """A schema alternative in words: 'a list of 2 numbers > 0', "'nadir'"."""
+    if "const" in schema:
+        return repr(schema["const"])
+    if "enum" in schema:
+        return "one of " + ", ".join(map(repr, schema["enum"]))
+    kind = schema.get("type", "value")
+    if kind == "array":
+        lo, hi = schema.get("minItems"), schema.get("maxItems")
+        count = f"{lo} " if lo is not None and lo == hi else (f"{lo} to {hi} " if lo is not None or hi is not None else "")
+        items = schema.get("items", {})
+        return f"a list of {count}{_expects(items) if items else 'values'}".replace("a list of 2 a number", "a list of 2 numbers")
+    words = {"number": "a number", "integer": "an integer", "string": "a string", "boolean": "true/false",
+             "object": "a mapping"}.get(kind, str(kind))
+    bounds = [f"> {schema['exclusiveMinimum']}" if "exclusiveMinimum" in schema else "",
+              f">= {schema['minimum']}" if "minimum" in schema else "",
+              f"< {schema['exclusiveMaximum']}" if "exclusiveMaximum" in schema else "",
+              f"<= {schema['maximum']}" if "maximum" in schema else ""]
+    return " ".join([words, *filter(None, bounds)])
 
 
 def _check_physics(config: dict) -> None:
@@ -104,7 +129,6 @@ def _check_physics(config: dict) -> None:
         )
     if md["nvt"]["duration"] < 2 * md["nvt"]["frame_interval"]:
         raise ConfigError("config error at atomistic.nvt.duration: shorter than two frames")
-    _check_balancing(config)
 
 
 def _check_balancing(config: dict) -> None:
@@ -197,9 +221,30 @@ def _path_aware_duplicates(text: str, name: str) -> None:
         walk(root, "")
 
 
+def read_yaml(path: str | Path):
+    """``yaml.safe_load`` of a config file; a syntax error names the file, line and column."""
+    text = Path(path).read_text()
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ConfigError(_yaml_error(path, err)) from None
+
+
+def _yaml_error(path, err: yaml.YAMLError) -> str:
+    mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
+    where = f"{path}, line {mark.line + 1}, column {mark.column + 1}" if mark is not None else str(path)
+    problem = getattr(err, "problem", None) or str(err)
+    context = getattr(err, "context", None)
+    return f"config error: YAML syntax error in {where}: {problem}" + (f" ({context})" if context else "")
+
+
 def check_duplicate_keys(path: str | Path) -> None:
-    """Raise DuplicateKeyError if the YAML file at ``path`` repeats a key in one mapping (e.g. a variant name)."""
-    _path_aware_duplicates(Path(path).read_text(), str(path))
+    """Raise DuplicateKeyError if the YAML file at ``path`` repeats a key in one mapping (e.g. a variant name);
+    a YAML syntax error raises ConfigError naming the file, line and column."""
+    try:
+        _path_aware_duplicates(Path(path).read_text(), str(path))
+    except yaml.YAMLError as err:
+        raise ConfigError(_yaml_error(path, err)) from None
 
 
 def whole_section(section: str, configfiles, command_line_files) -> dict | None:
@@ -212,8 +257,7 @@ def whole_section(section: str, configfiles, command_line_files) -> dict | None:
     ordered = [f for f in map(str, configfiles) if f not in cli] + cli
     found = None
     for path in ordered:
-        with open(path) as fh:
-            data = yaml.safe_load(fh) or {}
+        data = read_yaml(path) or {}
         if isinstance(data, dict) and section in data:
             found = copy.deepcopy(data[section])
     return found
@@ -222,6 +266,5 @@ def whole_section(section: str, configfiles, command_line_files) -> dict | None:
 def load_config(path: str | Path) -> dict:
     """Read (refusing duplicate keys), validate and fill defaults."""
     check_duplicate_keys(path)
-    with open(path) as fh:
-        config = yaml.safe_load(fh) or {}
+    config = read_yaml(path) or {}
     return validate_config(config)
