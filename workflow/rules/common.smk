@@ -189,8 +189,10 @@ def kept_outputs():
             kept += [result(f"{gen}/asked.json"), result(f"{gen}/candidates.json"), result(f"{gen}/told.json")]
             for c in range(spec.n_candidates):
                 kept += [result(f"{gen}/c{c}/{name}") for name in ("evaluation.json", "status.json", "train_log.csv")]
-        kept += [result(f"search/{variant}/{name}") for name in ("selected.json", "candidates.csv", "pareto.csv",
-                                                                    "cost.json")]
+        kept += [
+            result(f"search/{variant}/{name}")
+            for name in ("selected.json", "candidates.csv", "pareto.csv", "cost.json")
+        ]
     for variant in VARIANTS:
         for path in variant_artifacts(variant).values():  # the ML2O optimizer and its record
             kept += [path, path.rsplit(".", 1)[0] + ".json"]
