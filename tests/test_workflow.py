@@ -344,3 +344,93 @@ def test_multiseed_train_jobs_give_the_one_seed_results(repo, tiny_run, tmp_path
             assert work["status"] == "completed" and min(work["epoch_flops"]) > 0
         hparams = json.loads((results / "models" / "cosmos" / "seed1" / "hparams.json").read_text())
     assert len(hparams["preference"]) == 2 and (results / "models" / "cosmos" / "seed1" / "front.csv").exists()
+
+
+# -- issue 28: reruns that rerun only what they say, rule all's kept outputs, a failed rerun loses nothing --
+
+
+def planned_jobs(out):
+    """{rule: count} of a dry run's "Job stats" table ({} when nothing is to be done)."""
+    if "Job stats:" not in out:
+        assert "Nothing to be done" in out, out[-3000:]
+        return {}
+    table = out.split("Job stats:", 1)[1].split("\n\n", 1)[0]
+    rows = [line.split() for line in table.strip().splitlines()[2:]]
+    return {rule: int(n) for rule, n in rows if rule != "total"}
+
+
+def readme_rerun_commands(repo):
+    """The command lines of the README's "Rerunning part of a run" block (comments dropped)."""
+    text = (repo / "README.md").read_text().split("### Rerunning part of a run", 1)[1]
+    block = text.split("```bash\n", 1)[1].split("```", 1)[0]
+    return [line.split("#", 1)[0].split() for line in block.strip().splitlines()]
+
+
+# planned jobs per README command on the finished tiny run (2 seeds; 5 variants; softadapt has no search)
+DOWNSTREAM = {"simulate": 1, "model_metrics": 1, "pareto": 1, "collect_metrics": 1, "stats_tables": 1,
+              "stats_figures": 1, "all": 1}
+README_RERUNS = {
+    "-f results/models/softadapt/seed2/model.pt": {"train": 1},
+    "-R results/models/softadapt/seed2/model.pt": {"train": 1, **DOWNSTREAM},
+    "-R results/models/softadapt/seed*/model.pt": {"train": 2, **DOWNSTREAM, "simulate": 2, "model_metrics": 2},
+    "--forcerun atomistic_observables": {"atomistic_observables": 1, "model_metrics": 10, **{
+        k: 1 for k in ("collect_metrics", "stats_tables", "stats_figures", "all")}},
+}
+
+
+def test_readme_rerun_commands_plan_what_they_say(repo, tiny_run):
+    """Each rerun command of the README, dry-run on the finished tiny run: one model (and, with -R, what
+    depends on it), not every training as `--forcerun train FILE` does under Snakemake 9."""
+    config, results = tiny_run
+    commands = readme_rerun_commands(repo)
+    assert len(commands) == len(README_RERUNS)
+    for words in commands:
+        assert words[:3] == [".venv/bin/snakemake", "--cores", "2"], words
+        key = " ".join(words[3:])
+        args = []
+        for w in words[3:]:
+            if w.startswith("results/"):
+                args += sorted(map(str, results.parent.glob(w))) if "*" in w else [str(results.parent / w)]
+            else:
+                args.append(w)
+        proc = snakemake(repo, "-n", "--cores", "2", "--configfile", str(config), *args)
+        out = proc.stdout + proc.stderr
+        assert proc.returncode == 0, out[-3000:]
+        assert planned_jobs(out) == README_RERUNS[key], (key, planned_jobs(out))
+    # the command the README gave before: the file read as a second rule name, every training forced
+    proc = snakemake(repo, "-n", "--cores", "2", "--configfile", str(config), "--forcerun", "train",
+                     str(results / "models" / "softadapt" / "seed2" / "model.pt"))
+    assert planned_jobs(proc.stdout + proc.stderr)["train"] == 10
+
+
+def test_rule_all_rebuilds_a_deleted_model_and_trajectory(repo, tiny_run, tmp_path):
+    """rule all lists every kept output: a plain dry run plans exactly the rebuild of a deleted model.pt and
+    a deleted simulation trajectory and what depends on them (before: "Nothing to be done")."""
+    config, results = copy_run(tiny_run, tmp_path)
+    (results / "models" / "softadapt" / "seed2" / "model.pt").unlink()
+    (results / "simulations" / "cosmos" / "seed1" / "trajectory.h5").unlink()
+    proc = snakemake(repo, "-n", "--cores", "2", "--rerun-triggers", "mtime", "--configfile", str(config))
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    assert planned_jobs(out) == {"train": 1, **DOWNSTREAM, "simulate": 2, "model_metrics": 2}
+    assert "wildcards: variant=softadapt, seed=2" in out and "wildcards: variant=cosmos, seed=1" in out
+
+
+def test_forced_training_on_a_damaged_dataset_keeps_every_other_model(repo, tiny_run, tmp_path):
+    """A forced rerun whose input turns out corrupt fails naming the file and removes no other model."""
+    config, results = copy_run(tiny_run, tmp_path)
+    outputs = sorted(p for d in ("models", "simulations", "search") for p in (results / d).rglob("*") if p.is_file())
+    before = {p: p.read_bytes() for p in outputs}
+    dataset = results / "cg" / "dataset.h5"
+    dataset.write_bytes(dataset.read_bytes()[: dataset.stat().st_size // 2])
+    target = results / "models" / "softadapt" / "seed2" / "model.pt"
+    proc = snakemake(repo, "--cores", "2", "-f", str(target), "--configfile", str(config))
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    log = (results / "logs" / "models" / "softadapt" / "seed2.log").read_text()
+    assert f"cannot read {dataset}" in log and f"rebuild it with: snakemake --cores 2 -f {dataset}" in log, log[-3000:]
+    assert "weights_only=False" not in out + log
+    replaced = {p for p in outputs if p.parent == target.parent}  # the forced job's own outputs
+    for path, data in before.items():
+        if path not in replaced:
+            assert path.exists() and path.read_bytes() == data, path
