@@ -163,7 +163,7 @@ def all_targets():
     return targets + kept_outputs()
 
 
-# every file a later stage reads or a user keeps, by the rule that writes it: rule all asks for each, so
+# every file a later stage reads or a user keeps (rule all asks for each one), so
 # a deleted or damaged one (snakemake -f) is rebuilt by a plain `snakemake`, not only when a figure is stale
 KEPT_PER_MODEL = [
     "models/{variant}/seed{seed}/model.pt",
