@@ -373,8 +373,12 @@ README_RERUNS = {
     "-f results/models/softadapt/seed2/model.pt": {"train": 1},
     "-R results/models/softadapt/seed2/model.pt": {"train": 1, **DOWNSTREAM},
     "-R results/models/softadapt/seed*/model.pt": {"train": 2, **DOWNSTREAM, "simulate": 2, "model_metrics": 2},
-    "--forcerun atomistic_observables": {"atomistic_observables": 1, "model_metrics": 10, **{
-        k: 1 for k in ("collect_metrics", "stats_tables", "stats_figures", "all")}},
+    # the searches' physics objectives (d_KS) read the observables: their candidates, the search variants'
+    # trainings (4) and simulations follow; the 6 other trainings do not
+    "--forcerun atomistic_observables": {"atomistic_observables": 1, "search_ask": 1, "search_candidate": 10,
+                                         "search_tell": 3, "search_select": 2, "train": 4, "simulate": 4,
+                                         "model_metrics": 10, "pareto": 1, "collect_metrics": 1,
+                                         "stats_tables": 1, "stats_figures": 1, "all": 1},
 }
 
 
