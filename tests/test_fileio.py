@@ -193,7 +193,16 @@ def test_full_disk_at_fsync_leaves_no_new_file(tmp_path, monkeypatch):
     monkeypatch.undo()
     fileio.write_checked_json(path, {"history": [1.0, 2.0]})
     assert fileio.read_checked_json(path) == {"history": [1.0, 2.0]}
-    assert path.stat().st_mode & 0o777 == 0o666 & ~fileio._UMASK  # the umask's mode, not mkstemp's 0600
+
+
+
+def test_atomic_torch_save_writes_the_bytes_torch_save_writes(tmp_path):
+    """torch.save names its zip records after the file: the atomic copy of model.pt is byte-identical."""
+    state = {"w": torch.arange(4.0)}
+    (tmp_path / "direct").mkdir()
+    torch.save(state, tmp_path / "direct" / "model.pt")
+    fileio.atomic_torch_save(state, tmp_path / "model.pt")
+    assert (tmp_path / "model.pt").read_bytes() == (tmp_path / "direct" / "model.pt").read_bytes()
 
 
 def test_no_unsafe_loading_remains_in_the_library():

@@ -107,32 +107,32 @@ def open_h5(path, kind: str = "HDF5 file", rebuild: str | None = None):
 
 # -- writers ---------------------------------------------------------------------------
 
-_UMASK = os.umask(0)
-os.umask(_UMASK)
 
 
 @contextlib.contextmanager
 def atomic_path(path):
     """Yield a temporary path beside ``path``; on success fsync it and ``os.replace`` it onto ``path``.
 
-    On any error the temporary file is removed and ``path`` is left as it was (the old file, or none).
+    The temporary file has ``path``'s own name inside a fresh hidden directory next to it (same file
+    system, so the rename is atomic; and ``torch.save``, which names its zip records after the file,
+    writes the same bytes as to ``path`` itself). On any error the temporary file is removed and ``path``
+    is left as it was (the old file, or none).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp)
-    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp's 0600 would otherwise become the output's mode
+    tmpdir = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    tmp = tmpdir / path.name
     try:
         yield tmp
         with open(tmp, "rb+") as fh:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    finally:
         with contextlib.suppress(OSError):
             tmp.unlink()
-        raise
+        with contextlib.suppress(OSError):
+            tmpdir.rmdir()
     with contextlib.suppress(OSError):  # the rename itself durable
         dfd = os.open(path.parent, os.O_RDONLY)
         try:

@@ -457,7 +457,7 @@ def write_run(out: Path, trainer: "Trainer", result: TrainingResult, method_name
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     settings, method = trainer.settings, trainer.method
-    torch.save({k: v.detach().cpu() for k, v in trainer.model.state_dict().items()}, out / "model.pt")
+    atomic_torch_save({k: v.detach().cpu() for k, v in trainer.model.state_dict().items()}, out / "model.pt")
     hparams = {"model": trainer.model.config.to_dict(), "training": dataclasses.asdict(settings),
                "method": method_name, "method_params": method_params, "variant": variant,
                "backward_passes": method.backward_passes, "seed": int(trainer.seed), "n_beads": dataset.n_beads,
