@@ -438,3 +438,53 @@ def test_forced_training_on_a_damaged_dataset_keeps_every_other_model(repo, tiny
     for path, data in before.items():
         if path not in replaced:
             assert path.exists() and path.read_bytes() == data, path
+
+
+def _kill_when(repo, config, target, ready, timeout=300):
+    """Start snakemake on ``target`` and SIGKILL its process group (the job with it) once ``ready()``."""
+    import os
+    import signal
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-m", "snakemake", "--nolock", "--cores", "1", "-f", str(target),
+                             "--configfile", str(config)], cwd=repo, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    t0 = time.time()
+    while not ready() and proc.poll() is None and time.time() - t0 < timeout:
+        time.sleep(0.02)
+    finished = proc.poll() is not None
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not finished, f"the job for {target} ended before it could be killed"
+
+
+@pytest.mark.slow
+def test_sigkilled_training_and_simulation_rerun_incomplete_to_identical_results(repo, tiny_run, tmp_path):
+    """SIGKILL a training after its first checkpoint and a simulation mid-run (snakemake and the job):
+    a plain rerun refuses the incomplete outputs, --rerun-incomplete redoes them, and the results are
+    bit-identical to the uninterrupted run's. (A search generation killed mid-way: the test above.)"""
+    config, results = copy_run(tiny_run, tmp_path)
+    model = results / "models" / "softadapt_sharp" / "seed1" / "model.pt"
+    checkpoint = results / "checkpoints" / "softadapt_sharp" / "seed1.pt"
+    trajectory = results / "simulations" / "softadapt" / "seed2" / "trajectory.h5"
+    original_model = model.read_bytes()
+    with h5py.File(trajectory) as fh:
+        original_positions = fh["particles/beads/position/value"][()]
+    _kill_when(repo, config, model, checkpoint.exists)
+    copied = trajectory.stat().st_ino
+    _kill_when(repo, config, trajectory,  # the job's own trajectory file, part written
+               lambda: trajectory.exists() and trajectory.stat().st_ino != copied and trajectory.stat().st_size > 0)
+    for target, rule in ((model, "train"), (trajectory, "simulate")):  # never trusted as complete
+        plain = snakemake(repo, "-n", str(target), "--configfile", str(config))
+        out = plain.stdout + plain.stderr
+        refused = plain.returncode != 0 and "incomplete" in out.lower()  # a half-written file is there
+        replanned = plain.returncode == 0 and f"rule {rule}:" in out  # rerun: none or an incomplete file
+        assert refused or replanned, out[-3000:]
+    proc = snakemake(repo, str(model), str(trajectory), "--cores", "2", "--rerun-incomplete", "--configfile",
+                     str(config), "--rerun-triggers", "mtime")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    assert "resumed from checkpoint" in (results / "logs" / "models" / "softadapt_sharp" / "seed1.log").read_text()
+    assert model.read_bytes() == original_model
+    with h5py.File(trajectory) as fh:
+        np.testing.assert_array_equal(fh["particles/beads/position/value"][()], original_positions)
