@@ -11,6 +11,7 @@
 import os
 import sys
 
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import min_version
 
 min_version("9.0")
@@ -24,6 +25,16 @@ if SRC not in sys.path:
 if os.environ.get("PYTHONPATH", "").split(os.pathsep)[0] != SRC:
     # set, not required: the linter's envvars check is about variables a user must provide
     os.environ.update(PYTHONPATH=os.pathsep.join(filter(None, [SRC, os.environ.get("PYTHONPATH")])))
+
+
+# Snakemake says only "not valid JSON or YAML" for a config file with a syntax error: name the line and column
+# (for a --configfile, which Snakemake reads before this file: `balancebench check-config FILE`, README)
+from balancebench.config import ConfigError, read_yaml
+
+try:
+    read_yaml("config/config.yaml")
+except ConfigError as err:
+    raise WorkflowError(str(err))
 
 
 configfile: "config/config.yaml"

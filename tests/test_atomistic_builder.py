@@ -5,8 +5,8 @@ import pytest
 
 from balancebench.tasks.cg_benzene.atomistic import builder
 from balancebench.tasks.cg_benzene.atomistic import forcefield as ff
-from balancebench.tasks.cg_benzene.lammps_runtime import import_lammps
 from balancebench.tasks.cg_benzene.config_checks import AVOGADRO
+from balancebench.tasks.cg_benzene.lammps_runtime import import_lammps
 
 
 def test_benzene_geometry_and_topology():

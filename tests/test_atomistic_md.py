@@ -6,10 +6,11 @@ import dataclasses
 import h5py
 import numpy as np
 import pytest
-
-from balancebench.tasks.cg_benzene.atomistic import builder, forcefield as ff, md
-from balancebench.tasks.cg_benzene.trajectory import H5MDWriter
 from ewald_reference import intermolecular_energy
+
+from balancebench.tasks.cg_benzene.atomistic import builder, md
+from balancebench.tasks.cg_benzene.atomistic import forcefield as ff
+from balancebench.tasks.cg_benzene.trajectory import H5MDWriter
 
 EXPERIMENTAL_DENSITY = 0.829  # g/cm^3 near 340 K (0.8364 at 60 C, 0.8254 at 70 C; docs/atomistic.md)
 U_A_EXPECTED = -6.85  # kcal/mol per molecule: -(dH_vap - RT), dH_vap ~ 31.5 kJ/mol at 340 K

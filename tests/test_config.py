@@ -139,3 +139,43 @@ def test_balancing_is_taken_whole_from_the_last_config_file(repo, tmp_path):
     assert set(section["variants"]) == {"constant", "softadapt", "softadapt_sharp", "cosmos", "constant_nsde"}
     assert set(section["searches"]["nsde"]["space"]) == {"energy_weight", "force_loss_alpha"}  # not merged
     assert whole_section("balancing", [str(path)], [])["variants"] == section["variants"]
+
+
+def test_yaml_syntax_error_names_file_line_and_column(tmp_path):
+    from balancebench.cli import main
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("seed: 7\ntraining: {seeds: [1, 2]\nmodel: x\n")
+    with pytest.raises(ConfigError, match=rf"YAML syntax error in {bad}, line 3, column 1"):
+        load_config(bad)
+    assert main(["check-config", str(bad)]) == 2  # what the README says to run for a --configfile
+
+
+def test_snakefile_names_a_syntax_error_in_the_workflow_config(repo, tmp_path):
+    # the workflow's own config/config.yaml is read by the Snakefile first: a copy of the repo's workflow files
+    work = tmp_path / "wf"
+    work.mkdir()
+    for name in ("Snakefile", "workflow", "src", "config", "profiles"):
+        (work / name).symlink_to(repo / name) if name != "config" else (work / name).mkdir()
+    (work / "config" / "config.yaml").write_text((repo / "config" / "config.yaml").read_text() + "\nstats: [\n")
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--cores", "1"], cwd=work,
+                          capture_output=True, text=True, timeout=120)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "YAML syntax error in config/config.yaml, line" in out and "column" in out, out
+
+
+@pytest.mark.parametrize("reference", [[1.0, 1.0, 1.0], [1.0], "far", [1.0, "a"], {"f": 1.0}])
+def test_pareto_reference_point_says_what_it_expects(repo, reference):
+    config = tiny(repo)
+    config["pareto"] = {"reference_point": reference}
+    with pytest.raises(ConfigError, match=r"pareto.reference_point: .* expected a list of 2 numbers > 0 or 'nadir'"):
+        validate_config(config)
+
+
+def test_balancing_is_checked_without_an_atomistic_section(repo):
+    config = {"balancing": tiny(repo)["balancing"]}
+    config["balancing"]["variants"]["softadapt"]["method"] = "softadapt_normalised"
+    schema = __import__("balancebench.config", fromlist=["load_schema"]).load_schema()
+    schema["properties"].pop("atomistic", None)  # no atomistic section at all, not even its defaults
+    with pytest.raises(ConfigError, match="balancing.variants.softadapt.method"):
+        validate_config(config, schema)

@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from balancebench.tasks.cg_benzene import metrics as mt
 from balancebench.stats.scheme import REPORTED_ONLY
+from balancebench.tasks.cg_benzene import metrics as mt
 from balancebench.tasks.cg_benzene import observables as ob
 from balancebench.tasks.cg_benzene.trajectory import H5MDWriter
 

@@ -10,7 +10,13 @@ import pytest
 import yaml
 
 from balancebench.report import TABLE_FILES, plot_boxplots, summary_markdown, write_tables
-from balancebench.stats import FAILED_RUNS_METRIC, StatsSettings, evaluate, synthetic_metrics_table, validate_metrics_table
+from balancebench.stats import (
+    FAILED_RUNS_METRIC,
+    StatsSettings,
+    evaluate,
+    synthetic_metrics_table,
+    validate_metrics_table,
+)
 
 FAILED = {("softadapt_normalized", 1): "unstable", ("ratio", 3): "diverged"}
 

@@ -42,7 +42,7 @@ def run_search(s, tmp, seed=3, restart_every_step=True, fail=lambda g, i: False)
     all_cands, all_evals = [], []
     told = None
     for g in range(s.n_generations):
-        asked = tmp / f"gen{g}" / "asked.pkl"
+        asked = tmp / f"gen{g}" / "asked.json"
         cands = ask(s, g, seed, "v", told, asked)
         evals = []
         for c in cands:
@@ -50,7 +50,7 @@ def run_search(s, tmp, seed=3, restart_every_step=True, fail=lambda g, i: False)
             if not e["feasible"]:
                 e["objectives"] = {o: s.failure_penalty for o in s.objectives}
             evals.append(e)
-        told = tmp / f"gen{g}" / "told.pkl"
+        told = tmp / f"gen{g}" / "told.json"
         tell(s, g, asked, evals, told)
         all_cands += cands
         all_evals += evals
@@ -63,18 +63,18 @@ def test_killed_search_resumes_to_the_same_candidates(tmp_path):
     full, _ = run_search(s, tmp_path / "a")
     # the interrupted run: generation 0 as before, then the files of generations 1-2 are lost
     part, _ = run_search(spec(generations=1), tmp_path / "b")
-    told = tmp_path / "b" / "gen0" / "told.pkl"
+    told = tmp_path / "b" / "gen0" / "told.json"
     resumed = list(part)
     for g in (1, 2):
-        asked = tmp_path / "b" / f"gen{g}" / "asked.pkl"
+        asked = tmp_path / "b" / f"gen{g}" / "asked.json"
         cands = ask(s, g, 3, "v", told, asked)
         evals = [synthetic_evaluation(c["params"]) for c in cands]
-        told = tmp_path / "b" / f"gen{g}" / "told.pkl"
+        told = tmp_path / "b" / f"gen{g}" / "told.json"
         tell(s, g, asked, evals, told)
         resumed += cands
     assert [c["x"] for c in resumed] == [c["x"] for c in full]
     # and a generation asked twice from the same told state is the same
-    again = ask(s, 1, 3, "v", tmp_path / "a" / "gen0" / "told.pkl", tmp_path / "again.pkl")
+    again = ask(s, 1, 3, "v", tmp_path / "a" / "gen0" / "told.json", tmp_path / "again.json")
     assert [c["x"] for c in again] == [c["x"] for c in full if c["generation"] == 1]
 
 
@@ -165,11 +165,11 @@ def test_single_objective_baseline_minimises_the_sum(tmp_path):
 
 def test_grid_search_asks_every_value_once(tmp_path):
     s = SearchSpec.from_config("grid", {"kind": "grid", "parameter": "energy_weight", "values": [0.1, 1.0, 10.0]}, CG)
-    cands = ask(s, 0, 1, "v", None, tmp_path / "asked.pkl")
+    cands = ask(s, 0, 1, "v", None, tmp_path / "asked.json")
     assert [c["params"] for c in cands] == [{"energy_weight": v} for v in (0.1, 1.0, 10.0)]
     evals = [synthetic_evaluation({"energy_weight": c["params"]["energy_weight"], "force_loss_alpha": 2.0})
              for c in cands]
-    tell(s, 0, tmp_path / "asked.pkl", evals, tmp_path / "told.pkl")
+    tell(s, 0, tmp_path / "asked.json", evals, tmp_path / "told.json")
     table = candidates_table(cands, evals, s.objectives)
     selected = select(table, s.objectives, s.kind, fallback={})
     assert selected["values"]["energy_weight"] == cands[int(np.argmin([e["criterion"] for e in evals]))]["params"][

@@ -441,16 +441,15 @@ def test_settings_from_the_configs(repo):
 
 # --------------------------------------------------------------------------- issue 13: a verdict that holds
 
-from balancebench.tasks.cg_benzene.metrics import METRICS  # noqa: E402
 from balancebench.stats import ordering_text, synthetic_metrics_table  # noqa: E402
 from balancebench.stats.blocked import blocked_posthoc, complete_blocks, friedman  # noqa: E402
 from balancebench.stats.robustness import (  # noqa: E402
     _replicate_ranks,
     _tested_matrix,
     power_table,
-    rank_stability,
     seeds_needed,
 )
+from balancebench.tasks.cg_benzene.metrics import METRICS  # noqa: E402
 
 # R's friedman.test example (Hollander & Wolfe, RoundingTimes: 22 players x 3 base-running methods). R 4.2.2:
 #   friedman.test(RoundingTimes): Friedman chi-squared = 11.1428571429, df = 2, p-value = 0.00380504077551

@@ -116,5 +116,6 @@ def test_counted_work_record_is_machine_free_and_converted_at_the_calibration(lj
 
     (tmp_path / "model.pt").write_bytes(b"not a checkpoint")
     failed = counted_work_record(lj_dataset, tmp_path, epochs=2)
-    assert failed["status"] == "failed" and failed["reason"].startswith("UnpicklingError")
+    assert failed["status"] == "failed" and failed["reason"].startswith("InputFileError")  # names the file (fileio)
+    assert "UnpicklingError" in failed["reason"] and str(tmp_path / "model.pt") in failed["reason"]
     assert timing_record(failed, calibration.to_dict()) == failed

@@ -369,3 +369,145 @@ def test_tiny_ranking_and_model_weights_are_pinned(tiny_run):
         pytest.skip(f"model checksum pinned on machine {PINNED_TINY['machine']}, this is {machine}")
     path, digest = PINNED_TINY["model"]
     assert hashlib.sha256((results / "models" / path).read_bytes()).hexdigest() == digest
+# -- issue 28: reruns that rerun only what they say, rule all's kept outputs, a failed rerun loses nothing --
+
+
+def planned_jobs(out):
+    """{rule: count} of a dry run's "Job stats" table ({} when nothing is to be done)."""
+    if "Job stats:" not in out:
+        assert "Nothing to be done" in out, out[-3000:]
+        return {}
+    table = out.split("Job stats:", 1)[1].split("\n\n", 1)[0]
+    rows = [line.split() for line in table.strip().splitlines()[2:]]
+    return {rule: int(n) for rule, n in rows if rule != "total"}
+
+
+def readme_rerun_commands(repo):
+    """The command lines of the README's "Rerunning part of a run" block (comments dropped)."""
+    text = (repo / "README.md").read_text().split("### Rerunning part of a run", 1)[1]
+    block = text.split("```bash\n", 1)[1].split("```", 1)[0]
+    return [line.split("#", 1)[0].split() for line in block.strip().splitlines()]
+
+
+# planned jobs per README command on the finished tiny run (2 seeds; 5 variants; softadapt has no search)
+DOWNSTREAM = {"simulate": 1, "model_metrics": 1, "prescreen": 1, "pareto": 1, "collect_metrics": 1, "stats_tables": 1,
+              "stats_figures": 1, "all": 1}
+README_RERUNS = {
+    "-f results/models/softadapt/seed2/model.pt": {"train": 1},
+    "-R results/models/softadapt/seed2/model.pt": {"train": 1, **DOWNSTREAM},
+    "-R results/models/softadapt/seed*/model.pt": {"train": 2, **DOWNSTREAM, "simulate": 2, "model_metrics": 2},
+    # the searches' physics objectives (d_KS) read the observables: their candidates, the search variants'
+    # trainings (4) and simulations follow; the 6 other trainings do not
+    "--forcerun atomistic_observables": {"atomistic_observables": 1, "search_ask": 1, "search_candidate": 10,
+                                         "search_tell": 3, "search_select": 2, "train": 4, "simulate": 4,
+                                         "model_metrics": 10, "prescreen": 1, "pareto": 1, "collect_metrics": 1,
+                                         "stats_tables": 1, "stats_figures": 1, "all": 1},
+}
+
+
+def test_readme_rerun_commands_plan_what_they_say(repo, tiny_run):
+    """Each rerun command of the README, dry-run on the finished tiny run: one model (and, with -R, what
+    depends on it), not every training as `--forcerun train FILE` does under Snakemake 9."""
+    config, results = tiny_run
+    commands = readme_rerun_commands(repo)
+    assert len(commands) == len(README_RERUNS)
+    for words in commands:
+        assert words[:3] == [".venv/bin/snakemake", "--cores", "2"], words
+        key = " ".join(words[3:])
+        args = []
+        for w in words[3:]:
+            if w.startswith("results/"):
+                args += sorted(map(str, results.parent.glob(w))) if "*" in w else [str(results.parent / w)]
+            else:
+                args.append(w)
+        proc = snakemake(repo, "-n", "--cores", "2", "--configfile", str(config), *args)
+        out = proc.stdout + proc.stderr
+        assert proc.returncode == 0, out[-3000:]
+        assert planned_jobs(out) == README_RERUNS[key], (key, planned_jobs(out))
+    # the command the README gave before: the file read as a second rule name, every training forced
+    proc = snakemake(repo, "-n", "--cores", "2", "--configfile", str(config), "--forcerun", "train",
+                     str(results / "models" / "softadapt" / "seed2" / "model.pt"))
+    assert planned_jobs(proc.stdout + proc.stderr)["train"] == 10
+
+
+def test_rule_all_rebuilds_a_deleted_model_and_trajectory(repo, tiny_run, tmp_path):
+    """rule all lists every kept output: a plain dry run plans exactly the rebuild of a deleted model.pt and
+    a deleted simulation trajectory and what depends on them (before: "Nothing to be done")."""
+    config, results = copy_run(tiny_run, tmp_path)
+    (results / "models" / "softadapt" / "seed2" / "model.pt").unlink()
+    (results / "simulations" / "cosmos" / "seed1" / "trajectory.h5").unlink()
+    proc = snakemake(repo, "-n", "--cores", "2", "--rerun-triggers", "mtime", "--configfile", str(config))
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    assert planned_jobs(out) == {"train": 1, **DOWNSTREAM, "simulate": 2, "model_metrics": 2}
+    assert "wildcards: variant=softadapt, seed=2" in out and "wildcards: variant=cosmos, seed=1" in out
+
+
+def test_forced_training_on_a_damaged_dataset_keeps_every_other_model(repo, tiny_run, tmp_path):
+    """A forced rerun whose input turns out corrupt fails naming the file and removes no other model."""
+    config, results = copy_run(tiny_run, tmp_path)
+    outputs = sorted(p for d in ("models", "simulations", "search") for p in (results / d).rglob("*") if p.is_file())
+    before = {p: p.read_bytes() for p in outputs}
+    dataset = results / "cg" / "dataset.h5"
+    dataset.write_bytes(dataset.read_bytes()[: dataset.stat().st_size // 2])
+    target = results / "models" / "softadapt" / "seed2" / "model.pt"
+    proc = snakemake(repo, "--cores", "2", "-f", str(target), "--configfile", str(config))
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    log = (results / "logs" / "models" / "softadapt" / "seed2.log").read_text()
+    assert f"cannot read {dataset}" in log and f"rebuild it with: snakemake --cores 2 -f {dataset}" in log, log[-3000:]
+    assert "weights_only=False" not in out + log
+    replaced = {p for p in outputs if p.parent == target.parent}  # the forced job's own outputs
+    for path, data in before.items():
+        if path not in replaced:
+            assert path.exists() and path.read_bytes() == data, path
+
+
+def _kill_when(repo, config, target, ready, timeout=300):
+    """Start snakemake on ``target`` and SIGKILL its process group (the job with it) once ``ready()``."""
+    import os
+    import signal
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-m", "snakemake", "--nolock", "--cores", "1", "-f", str(target),
+                             "--configfile", str(config)], cwd=repo, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    t0 = time.time()
+    while not ready() and proc.poll() is None and time.time() - t0 < timeout:
+        time.sleep(0.02)
+    finished = proc.poll() is not None
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not finished, f"the job for {target} ended before it could be killed"
+
+
+@pytest.mark.slow
+def test_sigkilled_training_and_simulation_rerun_incomplete_to_identical_results(repo, tiny_run, tmp_path):
+    """SIGKILL a training after its first checkpoint and a simulation mid-run (snakemake and the job):
+    a plain rerun refuses the incomplete outputs, --rerun-incomplete redoes them, and the results are
+    bit-identical to the uninterrupted run's. (A search generation killed mid-way: the test above.)"""
+    config, results = copy_run(tiny_run, tmp_path)
+    model = results / "models" / "softadapt_sharp" / "seed1" / "model.pt"
+    checkpoint = results / "checkpoints" / "softadapt_sharp" / "seed1.pt"
+    trajectory = results / "simulations" / "softadapt" / "seed2" / "trajectory.h5"
+    original_model = model.read_bytes()
+    with h5py.File(trajectory) as fh:
+        original_positions = fh["particles/beads/position/value"][()]
+    _kill_when(repo, config, model, checkpoint.exists)
+    copied = trajectory.stat().st_ino
+    _kill_when(repo, config, trajectory,  # the job's own trajectory file, part written
+               lambda: trajectory.exists() and trajectory.stat().st_ino != copied and trajectory.stat().st_size > 0)
+    for target, rule in ((model, "train"), (trajectory, "simulate")):  # never trusted as complete
+        plain = snakemake(repo, "-n", str(target), "--configfile", str(config))
+        out = plain.stdout + plain.stderr
+        refused = plain.returncode != 0 and "incomplete" in out.lower()  # a half-written file is there
+        replanned = plain.returncode == 0 and f"rule {rule}:" in out  # rerun: none or an incomplete file
+        assert refused or replanned, out[-3000:]
+    proc = snakemake(repo, str(model), str(trajectory), "--cores", "2", "--rerun-incomplete", "--configfile",
+                     str(config), "--rerun-triggers", "mtime")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    assert "resumed from checkpoint" in (results / "logs" / "models" / "softadapt_sharp" / "seed1.log").read_text()
+    assert model.read_bytes() == original_model
+    with h5py.File(trajectory) as fh:
+        np.testing.assert_array_equal(fh["particles/beads/position/value"][()], original_positions)

@@ -123,7 +123,34 @@ def build_parser() -> argparse.ArgumentParser:
                        help="the table shaped like the benzene demo's (16 variants with three controls, 3 seeds; "
                             "balancebench.tasks.cg_benzene.synthetic.demo_like_metrics_table) instead")
     synth.set_defaults(func=cmd_synthetic)
+
+    check = sub.add_parser("check-config", help="check config files (YAML syntax with line and column, schema, "
+                                                 "methods and searches) as the workflow does before any job")
+    check.add_argument("configs", type=Path, nargs="+", help="config YAML files, merged in order as snakemake does")
+    check.set_defaults(func=cmd_check_config)
     return parser
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    """Snakemake reports a --configfile with a YAML syntax error only as 'not valid JSON or YAML': this names
+    the file, line and column, then validates the merged config like workflow/rules/common.smk."""
+    from balancebench.config import check_duplicate_keys, read_yaml, validate_config
+
+    def merge(into: dict, new: dict, top: bool) -> dict:  # key by key, as snakemake; balancing taken whole
+        for key, value in new.items():
+            if isinstance(value, dict) and isinstance(into.get(key), dict) and not (top and key == "balancing"):
+                merge(into[key], value, False)
+            else:
+                into[key] = value
+        return into
+
+    merged: dict = {}
+    for path in args.configs:
+        check_duplicate_keys(path)
+        merge(merged, read_yaml(path) or {}, True)
+    validate_config(merged)
+    print(f"{', '.join(map(str, args.configs))}: valid")
+    return 0
 
 
 def cmd_rank(args: argparse.Namespace) -> int:

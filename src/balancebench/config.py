@@ -64,6 +64,9 @@ def validate_config(config: dict, schema: dict | None = None) -> dict:
         err = errors[0]
         if err.validator == "additionalProperties":
             raise ConfigError(f"config error at {_field(err)}: {err.message} (misspelt key?)")
+        if err.validator in ("anyOf", "oneOf"):  # say what is expected, not only "not valid under any"
+            expected = " or ".join(_expects(sub) for sub in err.validator_value)
+            raise ConfigError(f"config error at {_field(err)}: {err.instance!r} is not valid; expected {expected}")
         raise ConfigError(f"config error at {_field(err)}: {err.message}")
     task.check_config(config)
     _check_task(config)
@@ -186,6 +189,29 @@ def _check_stats(config: dict) -> None:
                               f"balancing.variants")
 
 
+def _expects(schema: dict) -> str:
+    """A schema alternative in words: 'a list of 2 numbers > 0', "'nadir'"."""
+    if "const" in schema:
+        return repr(schema["const"])
+    if "enum" in schema:
+        return "one of " + ", ".join(map(repr, schema["enum"]))
+    kind = schema.get("type", "value")
+    if kind == "array":
+        lo, hi = schema.get("minItems"), schema.get("maxItems")
+        count = f"{lo} " if lo is not None and lo == hi else (f"{lo} to {hi} " if lo is not None or hi is not None else "")
+        items = schema.get("items", {})
+        return f"a list of {count}{_expects(items) if items else 'values'}".replace("a list of 2 a number", "a list of 2 numbers")
+    words = {"number": "a number", "integer": "an integer", "string": "a string", "boolean": "true/false",
+             "object": "a mapping"}.get(kind, str(kind))
+    bounds = [f"> {schema['exclusiveMinimum']}" if "exclusiveMinimum" in schema else "",
+              f">= {schema['minimum']}" if "minimum" in schema else "",
+              f"< {schema['exclusiveMaximum']}" if "exclusiveMaximum" in schema else "",
+              f"<= {schema['maximum']}" if "maximum" in schema else ""]
+    return " ".join([words, *filter(None, bounds)])
+
+
+
+
 def _check_balancing(config: dict) -> None:
     """Variants and searches against the registry, before any job runs (docs/search.md)."""
     balancing = config.get("balancing")
@@ -287,9 +313,30 @@ def _path_aware_duplicates(text: str, name: str) -> None:
         walk(root, "")
 
 
+def read_yaml(path: str | Path):
+    """``yaml.safe_load`` of a config file; a syntax error names the file, line and column."""
+    text = Path(path).read_text()
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ConfigError(_yaml_error(path, err)) from None
+
+
+def _yaml_error(path, err: yaml.YAMLError) -> str:
+    mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
+    where = f"{path}, line {mark.line + 1}, column {mark.column + 1}" if mark is not None else str(path)
+    problem = getattr(err, "problem", None) or str(err)
+    context = getattr(err, "context", None)
+    return f"config error: YAML syntax error in {where}: {problem}" + (f" ({context})" if context else "")
+
+
 def check_duplicate_keys(path: str | Path) -> None:
-    """Raise DuplicateKeyError if the YAML file at ``path`` repeats a key in one mapping (e.g. a variant name)."""
-    _path_aware_duplicates(Path(path).read_text(), str(path))
+    """Raise DuplicateKeyError if the YAML file at ``path`` repeats a key in one mapping (e.g. a variant name);
+    a YAML syntax error raises ConfigError naming the file, line and column."""
+    try:
+        _path_aware_duplicates(Path(path).read_text(), str(path))
+    except yaml.YAMLError as err:
+        raise ConfigError(_yaml_error(path, err)) from None
 
 
 def whole_section(section: str, configfiles, command_line_files) -> dict | None:
@@ -302,8 +349,7 @@ def whole_section(section: str, configfiles, command_line_files) -> dict | None:
     ordered = [f for f in map(str, configfiles) if f not in cli] + cli
     found = None
     for path in ordered:
-        with open(path) as fh:
-            data = yaml.safe_load(fh) or {}
+        data = read_yaml(path) or {}
         if isinstance(data, dict) and section in data:
             found = copy.deepcopy(data[section])
     return found
@@ -362,6 +408,5 @@ def config_of_other_task(configfiles, command_line_files, overrides: dict | None
 def load_config(path: str | Path) -> dict:
     """Read (refusing duplicate keys), validate and fill defaults."""
     check_duplicate_keys(path)
-    with open(path) as fh:
-        config = yaml.safe_load(fh) or {}
+    config = read_yaml(path) or {}
     return validate_config(config)

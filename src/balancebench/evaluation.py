@@ -24,6 +24,7 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 import pandas as pd
 
+from balancebench.fileio import read_csv, read_json
 from balancebench.provenance import json_default
 from balancebench.tasks.base import LOWER, MetricSpec
 
@@ -176,7 +177,7 @@ def write_model_json(path: str | Path, record: Mapping, **extra) -> None:
 
 
 def read_model_json(path: str | Path) -> dict:
-    return json.loads(Path(path).read_text())
+    return read_json(path)
 
 
 def write_tidy_csv(path: str | Path, records_or_table: Iterable[Mapping] | pd.DataFrame,
@@ -193,7 +194,7 @@ def read_status(path: str | Path) -> dict:
     path = Path(path)
     if not path.exists():
         return {"status": MISSING, "reason": f"{path} does not exist"}
-    return json.loads(path.read_text())
+    return read_json(path)
 
 
 def read_training_run(directory: str | Path) -> TrainingRun:
@@ -201,7 +202,7 @@ def read_training_run(directory: str | Path) -> TrainingRun:
     directory = Path(directory)
     log = directory / "train_log.csv"
     return TrainingRun(status=read_status(directory / "status.json"),
-                       log=pd.read_csv(log) if log.exists() and log.stat().st_size else None)
+                       log=read_csv(log) if log.exists() and log.stat().st_size else None)
 
 
 def _join(head: str, reason: str | None) -> str:

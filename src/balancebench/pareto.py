@@ -28,12 +28,13 @@ criterion C = f_a + f_b.
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from balancebench.fileio import read_csv, read_json
 
 DEFAULT_RAYS = 25
 DEFAULT_REFERENCE_POINT = (1.0, 1.0)
@@ -231,12 +232,12 @@ def point_from_log(model_dir, references: dict) -> dict:
     validation errors of its best epoch (the weights it kept) over the references; NaN for a run that did not
     complete."""
     model_dir = Path(model_dir)
-    status = json.loads((model_dir / "status.json").read_text())
+    status = read_json(model_dir / "status.json")
     row = {"status": status["status"], **{f"f_{n}": float("nan") for n in references}}
     log_path = model_dir / "train_log.csv"
     if status["status"] != "completed" or not log_path.exists():
         return row
-    log = pd.read_csv(log_path)
+    log = read_csv(log_path)
     best = log[log["epoch"] == int(status.get("best_epoch", 0))]
     if best.empty:
         return {**row, "status": "missing"}
@@ -258,12 +259,12 @@ def collect(references: dict, conditioned: dict, finals: dict, candidates: list[
     fronts, chosen = {}, []
     for (variant, seed), d in conditioned.items():
         d = Path(d)
-        status = json.loads((d / "status.json").read_text())
+        status = read_json(d / "status.json")
         if status["status"] != "completed" or not (d / "front.csv").exists():
             chosen.append({"variant": variant, "seed": int(seed), "status": status["status"]})
             continue
-        fronts[(variant, int(seed))] = pd.read_csv(d / "front.csv")
-        hp = json.loads((d / "hparams.json").read_text())
+        fronts[(variant, int(seed))] = read_csv(d / "front.csv")
+        hp = read_json(d / "hparams.json")
         pc = hp.get("preference_choice", {})
         chosen.append({"variant": variant, "seed": int(seed), "status": "completed",
                        **{f"pref_{n}": hp["preference"][i] for i, n in enumerate(names)},
@@ -394,7 +395,7 @@ def cost_table(entries: list[dict]) -> pd.DataFrame:
 def training_seconds(model_dir) -> tuple[float, int]:
     """(total training seconds, epochs) from a model's train_log.csv (sum of the per-epoch seconds)."""
     path = Path(model_dir) / "train_log.csv"
-    log = pd.read_csv(path) if path.exists() and path.stat().st_size else pd.DataFrame(columns=["seconds"])
+    log = read_csv(path) if path.exists() and path.stat().st_size else pd.DataFrame(columns=["seconds"])
     return float(pd.to_numeric(log["seconds"], errors="coerce").fillna(0.0).sum()), len(log)
 
 

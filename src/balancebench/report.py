@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from balancebench.stats import FAILED_RUNS_METRIC, POSTHOCS, Evaluation, MetricsTable
+from balancebench.stats import FAILED_RUNS_METRIC, Evaluation, MetricsTable
 
 TABLE_FILES = {
     "kruskal": "kruskal.csv",

@@ -41,6 +41,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from balancebench.calibration import Calibration, pinned_calibration, timing_metrics, timing_record
+from balancebench.fileio import read_json, torch_load
 
 
 def machine_model(device: torch.device | str | None = None) -> str:
@@ -148,8 +149,8 @@ def counted_work_record(dataset, model_dir: str | Path, epochs: int = 2, max_ste
     ``status`` failed and the reason: a failure is recorded, never raised (t_ep then falls back to wall clock)."""
     model_dir = Path(model_dir)
     try:
-        hparams = json.loads((model_dir / "hparams.json").read_text())
-        state = torch.load(model_dir / "model.pt", map_location="cpu", weights_only=True)
+        hparams = read_json(model_dir / "hparams.json")
+        state = torch_load(model_dir / "model.pt")
         return {**count_run(dataset, hparams, state, epochs=epochs, max_steps=max_steps, device=device),
                 "status": "completed"}
     except Exception as err:  # noqa: BLE001 - any failure of the counting pass becomes a status

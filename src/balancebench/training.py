@@ -29,7 +29,6 @@ import dataclasses
 import json
 import logging
 import math
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +37,7 @@ import numpy as np
 import torch
 
 from balancebench.balancing import BalancingMethod, TrainContext, get_method
+from balancebench.fileio import atomic_torch_save, torch_load
 from balancebench.provenance import run_hash
 from balancebench.runtime import fast_cpu_math, resolve_device
 from balancebench.seeding import deterministic_algorithms
@@ -89,10 +89,7 @@ class TrainingResult:
                 "best_criterion": self.best_criterion, "epochs_run": len(self.log), "resumed_from": self.resumed_from}
 
 
-def _atomic_save(obj, path: Path) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+_atomic_save = atomic_torch_save  # balancebench.fileio: temp file, fsync, os.replace
 
 
 def preference_dim(task: Task, method: BalancingMethod) -> int:
@@ -177,7 +174,8 @@ class Trainer:
         """Load the checkpoint if it belongs to this exact run; return the epoch it resumes after (0 if none)."""
         if self.checkpoint is None or not self.checkpoint.exists():
             return 0
-        state = torch.load(self.checkpoint, map_location=self.device, weights_only=False)
+        state = torch_load(self.checkpoint, "training checkpoint", map_location=self.device,
+                           rebuild=f"rm {self.checkpoint}  (the job then trains from the start)")
         if state.get("hash") != self.run_hash:
             log.warning("checkpoint %s belongs to another run (config, data or seed changed): starting afresh",
                         self.checkpoint)
@@ -397,7 +395,7 @@ def write_run(out: Path, trainer: "Trainer", result: TrainingResult, method_name
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     settings, method, task = trainer.settings, trainer.method, trainer.task
-    torch.save({k: v.detach().cpu() for k, v in trainer.model.state_dict().items()}, out / "model.pt")
+    atomic_torch_save({k: v.detach().cpu() for k, v in trainer.model.state_dict().items()}, out / "model.pt")
     hparams = {"task": task.name, "losses": list(trainer.loss_names), "references": dict(trainer.references),
                "model": _settings_dict(trainer.model.config),
                "training": {**dataclasses.asdict(settings), **_settings_dict(trainer.loss_settings)},
@@ -427,7 +425,7 @@ def load_trained_model(task: Task, model_dir: str | Path):
     settings = task.model_settings(hparams["model"])
     dim = int(hparams["model"].get("preference_dim", 0) or 0) if isinstance(hparams["model"], dict) else 0
     model = task.build_model(settings, dim)
-    state = torch.load(model_dir / "model.pt", map_location="cpu", weights_only=True)
+    state = torch_load(model_dir / "model.pt", "trained model", map_location="cpu")
     model.load_state_dict(state)
     model = model.to(dtype=next(iter(state.values())).dtype).eval()
     if hparams.get("preference") is not None and hasattr(model, "fix_preference"):

@@ -19,6 +19,7 @@ import logging
 import time
 from pathlib import Path
 
+from balancebench.fileio import atomic_write_text
 from balancebench.provenance import json_default, provenance
 
 
@@ -50,8 +51,7 @@ class Job:
     def write_json(self, path: str | Path, payload: dict, **extra) -> None:
         record = dict(payload)
         record["provenance"] = self.provenance(**extra)
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).write_text(json.dumps(record, indent=2, sort_keys=True, default=json_default) + "\n")
+        atomic_write_text(path, json.dumps(record, indent=2, sort_keys=True, default=json_default) + "\n")
 
 
 def _script_log(smk) -> str | None:

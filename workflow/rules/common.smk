@@ -129,14 +129,14 @@ def search_config(variant):
 
 def told_input(wildcards):
     g = int(wildcards.g)
-    return [] if g == 0 else [result(f"search/{wildcards.variant}/gen{g - 1}/told.pkl")]
+    return [] if g == 0 else [result(f"search/{wildcards.variant}/gen{g - 1}/told.json")]
 
 
 def generation_outputs(wildcards):
     spec = SEARCHES[wildcards.variant]
     gen = f"search/{wildcards.variant}/gen{wildcards.g}"
     return {
-        "asked": result(f"{gen}/asked.pkl"),
+        "asked": result(f"{gen}/asked.json"),
         "candidates": result(f"{gen}/candidates.json"),
         "evaluations": [result(f"{gen}/c{i}/evaluation.json") for i in range(spec.n_candidates)],
     }
@@ -145,7 +145,7 @@ def generation_outputs(wildcards):
 def all_generations(wildcards):
     spec = SEARCHES[wildcards.variant]
     return {
-        "told": result(f"search/{wildcards.variant}/gen{spec.n_generations - 1}/told.pkl"),
+        "told": result(f"search/{wildcards.variant}/gen{spec.n_generations - 1}/told.json"),
         "candidates": [result(f"search/{wildcards.variant}/gen{g}/candidates.json") for g in range(spec.n_generations)],
         "evaluations": [
             result(f"search/{wildcards.variant}/gen{g}/c{i}/evaluation.json")
@@ -169,7 +169,40 @@ def all_targets():
     targets = [TASK_DATASET, result("metrics/metrics.csv")]
     targets += task_targets()
     targets += expand(result("search/{variant}/front.png"), variant=SEARCHES)
-    return targets
+    return targets + kept_outputs()
+
+
+# every file a later stage reads or a user keeps (rule all asks for each one), so
+# a deleted or damaged one (snakemake -f) is rebuilt by a plain `snakemake`, not only when a figure is stale
+KEPT_PER_MODEL = [
+    "models/{variant}/seed{seed}/model.pt",
+    "models/{variant}/seed{seed}/hparams.json",
+    "models/{variant}/seed{seed}/train_log.csv",
+    "models/{variant}/seed{seed}/status.json",
+    "timing/{variant}/seed{seed}.json",
+    "metrics/models/{variant}/seed{seed}.json",
+]
+
+
+def kept_outputs():
+    """Models, search states and selections, ML2O optimizer, timing, metrics (the task's own: task_targets)."""
+    kept = [result("timing/calibration.json"), result("metrics/timing.csv")]
+    for pattern in KEPT_PER_MODEL:
+        kept += expand(result(pattern), variant=VARIANTS, seed=SEEDS)
+    for variant, spec in SEARCHES.items():
+        for g in range(spec.n_generations):
+            gen = f"search/{variant}/gen{g}"
+            kept += [result(f"{gen}/asked.json"), result(f"{gen}/candidates.json"), result(f"{gen}/told.json")]
+            for c in range(spec.n_candidates):
+                kept += [result(f"{gen}/c{c}/{name}") for name in ("evaluation.json", "status.json", "train_log.csv")]
+        kept += [
+            result(f"search/{variant}/{name}")
+            for name in ("selected.json", "candidates.csv", "pareto.csv", "cost.json")
+        ]
+    for variant in VARIANTS:
+        for path in variant_artifacts(variant).values():  # the ML2O optimizer and its record
+            kept += [path, path.rsplit(".", 1)[0] + ".json"]
+    return list(dict.fromkeys(kept))
 
 
 # -- rule pareto (COSMOS fronts, hypervolume, cost; workflow/rules/pareto.smk) --

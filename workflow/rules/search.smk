@@ -1,6 +1,6 @@
 # Searches that select a variant's parameters (balancing.searches; docs/search.md): generations
-# unrolled as rules (wildcard g), one training job per candidate, the algorithm state pickled after
-# every ask and tell, so a killed search resumes where it stopped. Outputs under results/search/{variant}/.
+# unrolled as rules (wildcard g), one training job per candidate, the algorithm state written after every
+# ask and tell (checksummed JSON, no pickle), so a killed search resumes where it stopped. Outputs under results/search/{variant}/.
 
 SEARCH_CODE = code_hash("search/space.py", "search/driver.py", "search/evaluate.py", "search/selection.py")
 
@@ -15,7 +15,7 @@ rule search_ask:
     input:
         told_input,
     output:
-        asked=result("search/{variant}/gen{g}/asked.pkl"),
+        asked=result("search/{variant}/gen{g}/asked.json"),
         candidates=result("search/{variant}/gen{g}/candidates.json"),
     log:
         log_path("search/{variant}/gen{g}/ask"),
@@ -70,7 +70,7 @@ rule search_tell:
     input:
         unpack(generation_outputs),
     output:
-        told=result("search/{variant}/gen{g}/told.pkl"),
+        told=result("search/{variant}/gen{g}/told.json"),
     log:
         log_path("search/{variant}/gen{g}/tell"),
     conda:

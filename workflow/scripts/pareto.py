@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+from balancebench.fileio import read_json
 from balancebench.pareto import (
     collect,
     cost_table,
@@ -27,14 +28,14 @@ with snakemake_job(smk) as job:
     for variant, g, c, directory in smk.params.candidates:
         listing = Path(directory).parent / "candidates.json"
         if listing not in generations:
-            generations[listing] = json.loads(listing.read_text())["candidates"]
+            generations[listing] = read_json(listing)["candidates"]
         listed = generations[listing][int(c)]
         label = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in listed["params"].items())
         candidates.append({"variant": variant, "label": label, "dir": directory, "seed": None})
         seconds, epochs = training_seconds(directory)
         costs.append({"variant": variant, "role": "grid", "seconds": seconds, "epochs": epochs})
     for variant, record in smk.params.artifact_records:  # e.g. ML2O's meta-training, charged to each user
-        seconds = float(json.loads(Path(record).read_text())["meta_training_seconds"])
+        seconds = float(read_json(record)["meta_training_seconds"])
         costs.append({"variant": variant, "role": "meta", "seconds": seconds, "epochs": 0})
     tables = collect(refs, conditioned, finals, candidates, smk.params.reference_point)
     fronts_table(tables["fronts"]).to_csv(smk.output.fronts, index=False)

@@ -1,12 +1,10 @@
 """Rule search_candidate: train one candidate, run the task's evaluation if an objective is one of its metrics,
 write its objectives."""
 
-import json
 import time
 from pathlib import Path
 
-import pandas as pd
-
+from balancebench.fileio import read_csv, read_json
 from balancebench.search.evaluate import evaluate_candidate
 from balancebench.search.space import SearchSpec, apply_parameters
 from balancebench.training import train_model
@@ -17,7 +15,7 @@ with snakemake_job(smk) as job:
     start = time.perf_counter()
     task, vocabulary = job.task, job.search_vocabulary
     spec = SearchSpec.from_config(smk.wildcards.variant, smk.params.search, vocabulary)
-    cand = json.loads(Path(smk.input.candidates).read_text())["candidates"][int(smk.wildcards.c)]
+    cand = read_json(smk.input.candidates)["candidates"][int(smk.wildcards.c)]
     params, overrides = apply_parameters(cand["params"], smk.params.method, smk.params.method_params, vocabulary)
     training = {**smk.params.training, **spec.training, **overrides}
     dataset = task.read_dataset(smk.input.dataset)
@@ -34,8 +32,8 @@ with snakemake_job(smk) as job:
                                                smk.threads, job)
         job.logger.info("candidate evaluation %s: %s", evaluation["status"], evaluation["reason"])
     references = task.dataset_references(dataset, task.loss_settings(training))
-    status = json.loads(Path(smk.output.status).read_text())
-    record = evaluate_candidate(spec, status, pd.read_csv(smk.output.log), references, evaluation,
+    status = read_json(smk.output.status)
+    record = evaluate_candidate(spec, status, read_csv(smk.output.log), references, evaluation,
                                 seconds=time.perf_counter() - start)
     job.logger.info("candidate %s: %s %s", cand["index"], record["status"], record["objectives"])
     job.write_json(smk.output.evaluation, {**record, "candidate": cand})

@@ -1,9 +1,8 @@
 """Rule search_select: all candidates, the Pareto set per generation, the figure, the cost and the selection."""
 
-import json
-from pathlib import Path
 
 from balancebench.balancing import default_params
+from balancebench.fileio import read_json
 from balancebench.search.selection import candidates_table, cost, pareto_sets, plot_progress, select
 from balancebench.search.space import SearchSpec, search_parameters
 from balancebench.workflow_io import snakemake_job
@@ -11,7 +10,7 @@ from balancebench.workflow_io import snakemake_job
 smk = snakemake  # noqa: F821 (injected by Snakemake)
 with snakemake_job(smk) as job:
     spec = SearchSpec.from_config(smk.wildcards.variant, smk.params.search, job.search_vocabulary)
-    evaluations = [json.loads(Path(p).read_text()) for p in smk.input.evaluations]
+    evaluations = [read_json(p) for p in smk.input.evaluations]
     table = candidates_table([e["candidate"] for e in evaluations], evaluations, spec.objectives)
     fronts = pareto_sets(table, spec.objectives, spec.kind)
     table.to_csv(smk.output.candidates, index=False)

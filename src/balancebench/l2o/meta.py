@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -30,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from balancebench.fileio import atomic_torch_save, torch_load
 from balancebench.l2o.net import MultiGradientOptimizer, OptimizerSpec
 from balancebench.l2o.problems import QuadraticBatch, family_from_dict
 from balancebench.provenance import run_hash
@@ -94,11 +94,8 @@ def episode_generator(seed: int, episode: int, stream: int = 0) -> torch.Generat
     return gen
 
 
-def _atomic_save(obj, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+
+_atomic_save = atomic_torch_save  # balancebench.fileio: temp file, fsync, os.replace
 
 
 def _unrolls(net, problem, settings: MetaSettings, meta_opt, train: bool = True) -> list[float]:
@@ -150,7 +147,7 @@ def meta_train(spec: OptimizerSpec, settings: MetaSettings, checkpoint: str | Pa
     curve, start, resumed = [], 0, 0
     ckpt = Path(checkpoint) if checkpoint else None
     if ckpt is not None and ckpt.exists():
-        state = torch.load(ckpt, map_location="cpu", weights_only=False)
+        state = torch_load(ckpt, "meta-training checkpoint", rebuild=f"rm {ckpt}  (meta-training then starts afresh)")
         if state.get("key") == key:
             net.load_state_dict(state["net"])
             meta_opt.load_state_dict(state["meta_opt"])

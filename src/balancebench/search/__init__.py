@@ -4,8 +4,8 @@ A search proposes candidates (parameter sets), each trained once (one Snakemake 
 turns their objectives into one selection. Kinds: ``grid`` (every value of one parameter),
 ``nsde`` (NSGA-II with differential-evolution operators, pymoo ``NSDE``) and ``de`` (the
 single-objective baseline, pymoo ``DE`` on the sum of the objectives). The evolutionary kinds
-are driven by ask/tell with the algorithm pickled after every ask and tell, so Snakemake
-unrolls the generations as rules and a killed search resumes where it stopped.
+are driven by ask/tell with the algorithm's state (a checksummed JSON history, no pickle) written after
+every ask and tell, so Snakemake unrolls the generations as rules and a killed search resumes where it stopped.
 """
 
 from balancebench.search.space import (

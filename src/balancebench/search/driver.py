@@ -1,12 +1,17 @@
-"""Ask/tell of a search between Snakemake rules, the algorithm pickled after every ask and tell.
+"""Ask/tell of a search between Snakemake rules, the algorithm's state a JSON log after every ask and tell.
 
 ``ask`` (generation g) loads the state told after generation g-1 (none for g = 0), asks pymoo for the
-generation's candidates and writes the state *after* the ask together with the asked population; ``tell``
-loads that, sets each candidate's objectives F and constraint G (``G = -1`` feasible, ``+1`` failed; a
-failed candidate's F is ``failure_penalty``, finite, so NSGA-II's constraint domination ranks it last and
-no NaN enters the algorithm) and writes the told state. The state holds pymoo's own ``random_state``
-(a numpy Generator seeded once in ``setup``), so a rerun from any stored state asks the same candidates
-as an uninterrupted run. pymoo is pinned (pyproject.toml): a pickle is only read by the version that wrote it.
+generation's candidates and writes the state *after* the ask (``asked.json``); ``tell`` loads that, sets
+each candidate's objectives F and constraint G (``G = -1`` feasible, ``+1`` failed; a failed candidate's F
+is ``failure_penalty``, finite, so NSGA-II's constraint domination ranks it last and no NaN enters the
+algorithm) and writes the told state (``told.json``).
+
+A state file holds no code: it is the algorithm's seed and the history of every generation so far (asked
+X, told F and G; floats written with repr, so they read back exactly) with a sha256 of it beside it
+(:func:`balancebench.fileio.write_checked_json`). The pymoo algorithm is rebuilt from it by replaying the
+history: a fresh algorithm set up with the same seed asks the same X (checked) and is told the same F, G,
+so its ``random_state`` and population are those of an uninterrupted run, and a rerun from any stored
+state asks the same candidates. Replaying costs a few ms per generation (no training).
 
 Kinds: ``nsde`` = pymoo ``NSDE`` (NSGA-II survival, DE/rand/1/bin variation, CR 0.7, LHS start, as seed 001);
 ``de`` = pymoo ``DE`` (same variation, greedy single-objective survival) on the sum of the objectives;
@@ -15,16 +20,16 @@ Kinds: ``nsde`` = pymoo ``NSDE`` (NSGA-II survival, DE/rand/1/bin variation, CR 
 
 from __future__ import annotations
 
-import pickle
 from pathlib import Path
 
 import numpy as np
 from pymoo.core.problem import Problem
 
+from balancebench.fileio import read_checked_json, write_checked_json
 from balancebench.search.space import SearchSpec
 from balancebench.seeding import derive_seed
 
-STATE_VERSION = 1
+STATE_VERSION = 2  # 1: a pickle of the pymoo algorithm (no longer read)
 
 
 class SearchProblem(Problem):
@@ -60,21 +65,60 @@ def make_algorithm(spec: SearchSpec, seed: int):
     return algorithm
 
 
-def _save(obj, path: str | Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with open(tmp, "wb") as fh:
-        pickle.dump(obj, fh, protocol=4)
-    tmp.replace(path)
+def _save(state: dict, path: str | Path) -> None:
+    write_checked_json(path, state)
 
 
 def _load(path: str | Path) -> dict:
-    with open(path, "rb") as fh:
-        state = pickle.load(fh)
+    state = read_checked_json(path, "search state")
     if state.get("version") != STATE_VERSION:
-        raise ValueError(f"{path}: search state version {state.get('version')} is not {STATE_VERSION}")
+        raise ValueError(f"{path}: search state version {state.get('version')} is not {STATE_VERSION} "
+                         f"(rebuild it: snakemake --cores 2 -f {path})")
     return state
+
+
+def _ask_population(algorithm, spec: SearchSpec):
+    """pymoo's ask, filled up to the DAG's ``n_candidates`` from the algorithm's RNG (duplicate elimination)."""
+    pop = algorithm.ask()
+    X = np.asarray(pop.get("X"), dtype=float)
+    if len(X) != spec.n_candidates:  # duplicate elimination can return fewer: fill from the algorithm's RNG
+        from pymoo.core.population import Population
+
+        missing = spec.n_candidates - len(X)
+        if missing < 0:
+            raise RuntimeError(f"pymoo asked {len(X)} candidates, the DAG has {spec.n_candidates}")
+        extra = algorithm.random_state.uniform(spec.space.xl, spec.space.xu, size=(missing, len(spec.space.dims)))
+        pop = Population.merge(pop, Population.new(X=extra))
+    return pop
+
+
+def _tell_population(algorithm, pop, F, G) -> None:
+    from pymoo.core.evaluator import Evaluator
+    from pymoo.problems.static import StaticProblem
+
+    Evaluator().eval(StaticProblem(algorithm.problem, F=np.asarray(F, dtype=float), G=np.asarray(G, dtype=float)), pop)
+    algorithm.tell(infills=pop)
+
+
+def _check_same(pop, X, where: str) -> None:
+    asked = np.asarray(pop.get("X"), dtype=float)
+    if asked.shape != np.shape(X) or not np.array_equal(asked, np.asarray(X, dtype=float)):
+        raise ValueError(f"{where}: replaying the search state asks other candidates than it recorded "
+                         "(another pymoo version or search config?); rerun the search from generation 0")
+
+
+def _replay(spec: SearchSpec, state: dict, where):
+    """The algorithm after every told generation of ``state['history']`` (a fresh one for an empty history)."""
+    algorithm = make_algorithm(spec, int(state["algorithm_seed"]))
+    for gen in state["history"]:
+        pop = _ask_population(algorithm, spec)
+        _check_same(pop, gen["X"], where)
+        _tell_population(algorithm, pop, gen["F"], gen["G"])
+    return algorithm
+
+
+def _matrix(a) -> list[list[float]]:
+    return [[float(v) for v in row] for row in np.asarray(a, dtype=float)]
 
 
 def ask(spec: SearchSpec, generation: int, seed: int, variant: str, told_state: str | Path | None,
@@ -90,26 +134,16 @@ def ask(spec: SearchSpec, generation: int, seed: int, variant: str, told_state: 
     if generation == 0:
         if told_state is not None:
             raise ValueError("generation 0 starts from no state")
-        algorithm = make_algorithm(spec, algorithm_seed(spec, seed, variant))
+        state = {"algorithm_seed": algorithm_seed(spec, seed, variant), "history": []}
     else:
         state = _load(told_state)
         if state["generation"] != generation - 1 or state["stage"] != "told":
             raise ValueError(f"{told_state}: holds generation {state['generation']} ({state['stage']}), "
                              f"not the told generation {generation - 1}")
-        algorithm = state["algorithm"]
-    pop = algorithm.ask()
-    X = np.asarray(pop.get("X"), dtype=float)
-    if len(X) != spec.n_candidates:  # duplicate elimination can return fewer: fill from the algorithm's RNG
-        from pymoo.core.population import Population
-
-        missing = spec.n_candidates - len(X)
-        if missing < 0:
-            raise RuntimeError(f"pymoo asked {len(X)} candidates, the DAG has {spec.n_candidates}")
-        extra = algorithm.random_state.uniform(spec.space.xl, spec.space.xu, size=(missing, len(spec.space.dims)))
-        pop = Population.merge(pop, Population.new(X=extra))
-        X = np.asarray(pop.get("X"), dtype=float)
+    algorithm = _replay(spec, state, told_state)
+    X = np.asarray(_ask_population(algorithm, spec).get("X"), dtype=float)
     _save({"version": STATE_VERSION, "kind": spec.kind, "generation": generation, "stage": "asked",
-           "algorithm": algorithm, "pop": pop}, asked_state)
+           "algorithm_seed": state["algorithm_seed"], "history": state["history"], "X": _matrix(X)}, asked_state)
     return [{"generation": generation, "index": i, "x": [float(v) for v in x], "params": spec.space.decode(x)}
             for i, x in enumerate(X)]
 
@@ -136,14 +170,12 @@ def tell(spec: SearchSpec, generation: int, asked_state: str | Path, evaluations
         return
     if state["generation"] != generation or state["stage"] != "asked":
         raise ValueError(f"{asked_state}: not the asked state of generation {generation}")
-    from pymoo.core.evaluator import Evaluator
-    from pymoo.problems.static import StaticProblem
-
-    algorithm, pop = state["algorithm"], state["pop"]
-    if len(evaluations) != len(pop):
-        raise ValueError(f"{len(evaluations)} evaluations for {len(pop)} candidates")
+    if len(evaluations) != len(state["X"]):
+        raise ValueError(f"{len(evaluations)} evaluations for {len(state['X'])} candidates")
     F, G = objective_matrix(spec, evaluations)
-    Evaluator().eval(StaticProblem(algorithm.problem, F=F, G=G), pop)
-    algorithm.tell(infills=pop)
-    _save({"version": STATE_VERSION, "kind": spec.kind, "generation": generation, "stage": "told",
-           "algorithm": algorithm, "pop": None}, told_state)
+    # the told state is the asked one plus this generation's F and G; replaying it checks that it rebuilds
+    history = [*state["history"], {"X": state["X"], "F": _matrix(F), "G": _matrix(G)}]
+    told = {"version": STATE_VERSION, "kind": spec.kind, "generation": generation, "stage": "told",
+            "algorithm_seed": state["algorithm_seed"], "history": history}
+    _replay(spec, told, asked_state)
+    _save(told, told_state)

@@ -16,12 +16,13 @@ A dimension with ``scale: log10`` is searched as log10(value) between log10(low)
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from balancebench.fileio import read_json
 
 SEARCH_KINDS = ("grid", "nsde", "de")
 MIN_POPULATION = 4
@@ -177,7 +178,7 @@ def variant_settings(selected_path: str | Path | None, method_name: str, method_
     params, training = dict(method_params), dict(training)
     if selected_path is None:
         return params, training, ""
-    selected = json.loads(Path(selected_path).read_text())
+    selected = read_json(selected_path)
     params, overrides = apply_parameters(selected["values"], method_name, params, vocabulary)
     training.update(overrides)
     return params, training, (f"search {selected['status']}: {selected['values']} -> params {params}, "

@@ -28,6 +28,8 @@ from typing import ClassVar
 import h5py
 import numpy as np
 
+from balancebench.fileio import open_h5
+
 
 @dataclass
 class CGDataset:
@@ -78,7 +80,7 @@ def split_frames(n_frames: int, test_fraction: float, validation_fraction: float
 
 def map_trajectory(trajectory: str | Path, stride: int = 1) -> CGDataset:
     """Read the per-molecule data of an atomistic H5MD trajectory (every ``stride``-th frame)."""
-    with h5py.File(trajectory, "r") as fh:
+    with open_h5(trajectory) as fh:
         mol = fh["particles/molecules"]
         positions = mol["position/value"][::stride]
         forces = mol["force/value"][::stride]
@@ -105,7 +107,7 @@ def write_dataset(dataset: CGDataset, path: str | Path, provenance: str = "{}") 
 
 
 def read_dataset(path: str | Path) -> CGDataset:
-    with h5py.File(path, "r") as fh:
+    with open_h5(path) as fh:
         arrays = {k: fh[k][()] for k in ("positions", "forces", "energy", "box", "masses", "time")}
         split = {k: fh[f"split/{k}"][()] for k in fh["split"]} if "split" in fh else {}
     return CGDataset(**arrays, split=split)

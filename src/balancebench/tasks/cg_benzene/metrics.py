@@ -34,7 +34,6 @@ its status.json (``missing``).
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -65,6 +64,7 @@ from balancebench.evaluation import (  # noqa: F401 (the statuses and tables are
 )
 from balancebench.evaluation import tidy_table as _tidy_table
 from balancebench.evaluation import write_tidy_csv as _write_tidy_csv
+from balancebench.fileio import open_h5, read_csv, read_json
 from balancebench.tasks.base import HIGHER, LOWER, TARGET
 from balancebench.tasks.cg_benzene import observables as ob
 from balancebench.tasks.cg_benzene.dynamics import friction_limited_msd_slope
@@ -239,14 +239,14 @@ class Reference:
     def load(cls, directory: str | Path) -> "Reference":
         """Read ``observables.json``, ``rdf.csv`` and ``msd.csv`` of ``results/atomistic``."""
         directory = Path(directory)
-        summary = json.loads((directory / "observables.json").read_text())
+        summary = read_json(directory / "observables.json")
         n = int(summary["n_particles"])
         if "mean_U_A_per_molecule" in summary:
             u = float(summary["mean_U_A_per_molecule"])
         else:
             u = float(summary["mean_U_A"]) / n
-        rdf = pd.read_csv(directory / "rdf.csv")
-        msd = pd.read_csv(directory / "msd.csv")
+        rdf = read_csv(directory / "rdf.csv")
+        msd = read_csv(directory / "msd.csv")
         return cls(u_per_molecule=u, n_molecules=n, temperature=_optional_float(summary.get("mean_temperature")),
                    rdf_r=rdf["r_A"].to_numpy(float), rdf_g=rdf["g"].to_numpy(float),
                    msd_lag=msd["lag_ps"].to_numpy(float), msd=msd["msd_A2"].to_numpy(float))
@@ -476,9 +476,7 @@ def write_tidy_csv(path: str | Path, records_or_table: Iterable[Mapping] | pd.Da
 
 def read_cg_trajectory(path: str | Path, group: str = "beads") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(times ps, unwrapped positions (F, N, 3) A, box edges (F, 3) A) of an H5MD CG trajectory."""
-    import h5py
-
-    with h5py.File(path, "r") as fh:
+    with open_h5(path) as fh:
         g = fh[f"particles/{group}"]
         return g["position/time"][()], g["position/value"][()], g["box/edges/value"][()]
 
@@ -489,7 +487,7 @@ def read_simulation_run(directory: str | Path) -> SimulationRun:
     directory = Path(directory)
     status = read_status(directory / "status.json")
     thermo_path, traj_path = directory / "thermo.csv", directory / "trajectory.h5"
-    thermo = pd.read_csv(thermo_path) if thermo_path.exists() and thermo_path.stat().st_size else None
+    thermo = read_csv(thermo_path) if thermo_path.exists() and thermo_path.stat().st_size else None
     times = positions = boxes = None
     if traj_path.exists() and status.get("status") == COMPLETED:
         times, positions, boxes = read_cg_trajectory(traj_path)
@@ -509,11 +507,11 @@ def evaluate_model(method: str, seed: int, model_dir: str | Path, simulation_dir
     reference = Reference.load(atomistic_dir)
     training = read_training_run(model_dir)
     hparams_path = Path(model_dir) / "hparams.json"
-    hparams = json.loads(hparams_path.read_text()) if hparams_path.exists() else {}
+    hparams = read_json(hparams_path) if hparams_path.exists() else {}
     if settings.bead_mass is None and hparams.get("bead_mass"):
         settings = dataclasses.replace(settings, bead_mass=float(hparams["bead_mass"]))
     if isinstance(timing, (str, Path)):
-        timing = json.loads(Path(timing).read_text())
+        timing = read_json(timing)
     if timing is not None and timing.get("status", "completed") != "completed":
         timing = None  # the timing pass failed: fall back to wall clock, said in details.timing
     simulation = read_simulation_run(simulation_dir)

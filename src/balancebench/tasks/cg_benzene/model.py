@@ -34,6 +34,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
+from balancebench.fileio import torch_load
 from balancebench.settings import settings_from_section
 from balancebench.tasks.cg_benzene.neighbors import NeighborList, check_cutoff, neighbor_list
 from balancebench.tasks.cg_benzene.pair_kernels import pair_conv, pair_dot, table_filter
@@ -693,6 +694,6 @@ def table_rows(act: str, basis: tuple[torch.Tensor, ...], h: float, w1: torch.Te
 def load_model(state_path, hparams: dict, device="cpu") -> CGSchNet:
     """Rebuild a trained model from its state dict (loaded with weights_only=True) and hyperparameters."""
     model = CGSchNet(ModelConfig.from_dict(hparams["model"]))
-    state = torch.load(state_path, map_location=device, weights_only=True)
+    state = torch_load(state_path, map_location=device)
     model.load_state_dict(state)
     return model.to(device).eval()

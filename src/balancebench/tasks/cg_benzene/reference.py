@@ -11,10 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import h5py
 import numpy as np
 import pandas as pd
 
+from balancebench.fileio import open_h5
 from balancebench.tasks.cg_benzene import observables as ob
 
 
@@ -30,7 +30,7 @@ def trajectory_observables(path: str | Path, particles: str = "molecules", bin_w
                            r_max: float | None = None, msd_fit_start: float = 5.0, msd_max_lag_fraction: float = 0.5,
                            msd_slope_fraction: float = 0.3, viscosity: float | None = None) -> TrajectoryObservables:
     """Observables of the ``particles`` group of an H5MD trajectory; energies per particle in kcal/mol."""
-    with h5py.File(path, "r") as fh:
+    with open_h5(path) as fh:
         group = fh[f"particles/{particles}"]
         positions = group["position/value"][()]
         times = group["position/time"][()]

@@ -30,6 +30,7 @@ import torch
 from ase import Atoms, units
 from ase.calculators.calculator import Calculator, all_changes
 
+from balancebench.fileio import read_json
 from balancebench.tasks.cg_benzene.config_checks import BENZENE_MASS
 
 EV_PER_KCAL_MOL = units.kcal / units.mol  # 1 kcal/mol in eV
@@ -103,7 +104,7 @@ class CGCalculator(Calculator):
 
         path = Path(path)
         state = path / "model.pt" if path.is_dir() else path
-        hparams = json.loads((state.parent / "hparams.json").read_text())
+        hparams = read_json(state.parent / "hparams.json")
         if preference is None:
             preference = hparams.get("preference")
         calc = cls(load_model(state, hparams), preference=preference, **kwargs)
@@ -310,8 +311,8 @@ def simulate_model(model_dir: str | Path, dataset, sim_config: dict, temperature
 
     model_dir, out = Path(model_dir), Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    training = json.loads((model_dir / "status.json").read_text())
-    hparams = json.loads((model_dir / "hparams.json").read_text())
+    training = read_json(model_dir / "status.json")
+    hparams = read_json(model_dir / "hparams.json")
     settings = settings_from_config(sim_config, temperature, hparams["model"]["prior_sigma"], seed)
     columns = ["step", "time_ps", "potential_energy", "temperature", "production"]
     if training["status"] != "completed":

@@ -30,6 +30,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from balancebench.fileio import open_h5
+
 H5MD_VERSION = (1, 1)
 
 
@@ -121,11 +123,11 @@ class H5MDWriter:
 
 def read_series(path: str | Path, name: str) -> tuple[np.ndarray, np.ndarray]:
     """(time in ps, value) of a time series such as ``observables/temperature`` or ``particles/molecules/position``."""
-    with h5py.File(path, "r") as fh:
+    with open_h5(path) as fh:
         group = fh[name]
         return group["time"][()], group["value"][()]
 
 
 def read_provenance(path: str | Path) -> str:
-    with h5py.File(path, "r") as fh:
+    with open_h5(path) as fh:
         return fh["parameters"].attrs["provenance"]

@@ -27,7 +27,8 @@ def task_targets():
         result("atomistic/figures/liquid.png"),
         result("metrics/prescreen.csv"),
     ]
-    targets += expand(result("simulations/{variant}/seed{seed}/structure.png"), variant=VARIANTS, seed=SEEDS)
+    for name in ("trajectory.h5", "thermo.csv", "status.json", "structure.png"):
+        targets += expand(result(f"simulations/{{variant}}/seed{{seed}}/{name}"), variant=VARIANTS, seed=SEEDS)
     return targets
 
 

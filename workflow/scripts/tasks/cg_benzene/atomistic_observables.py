@@ -1,9 +1,8 @@
 """Rule atomistic_observables: g(r), MSD, density, U_A of the molecule centres of mass, and the figure."""
 
-import json
 
-import pandas as pd
 
+from balancebench.fileio import read_csv, read_json
 from balancebench.tasks.cg_benzene.reference import plot_liquid, trajectory_observables
 from balancebench.workflow_io import snakemake_job
 
@@ -17,13 +16,13 @@ with snakemake_job(smk) as job:
         msd_fit_start=p["msd_fit_start"], msd_max_lag_fraction=p["msd_max_lag_fraction"],
         msd_slope_fraction=p["msd_slope_fraction"], viscosity=p["viscosity"],
     )
-    equilibration = json.loads(open(smk.input.equilibration).read())
+    equilibration = read_json(smk.input.equilibration)
     obs.summary["npt_mean_density"] = equilibration["npt_mean_density"]
     obs.summary["npt_density_std"] = equilibration["npt_density_std"]
     obs.rdf.to_csv(smk.output.rdf, index=False)
     obs.msd.to_csv(smk.output.msd, index=False)
     obs.series.to_csv(smk.output.series, index=False)
-    trace = pd.read_csv(smk.input.trace)
+    trace = read_csv(smk.input.trace)
     plot_liquid(obs, trace, smk.output.figure, experimental_density=EXPERIMENTAL_DENSITY_340K,
                 title=f"liquid benzene, {obs.summary['n_particles']} molecules")
     job.write_json(smk.output.observables, obs.summary)

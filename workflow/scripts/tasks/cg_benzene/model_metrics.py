@@ -2,10 +2,10 @@
 
 t_ep / sigma_ep: the run's counted work (written by rule train) at this machine's calibration."""
 
-import json
 from pathlib import Path
 
 from balancebench.calibration import timing_record
+from balancebench.fileio import read_json
 from balancebench.tasks.cg_benzene.cg import read_dataset
 from balancebench.tasks.cg_benzene.metrics import (
     MetricSettings,
@@ -19,8 +19,8 @@ smk = snakemake  # noqa: F821 (injected by Snakemake)
 with snakemake_job(smk) as job:
     cfg = smk.params.config
     settings = MetricSettings.from_config(cfg, temperature=cfg["simulation"]["temperature"])
-    timing = timing_record(json.loads(Path(smk.input.work).read_text()),
-                           json.loads(Path(smk.input.calibration).read_text()))
+    timing = timing_record(read_json(smk.input.work),
+                           read_json(smk.input.calibration))
     record = evaluate_model(smk.wildcards.variant, int(smk.wildcards.seed), Path(smk.input.train_status).parent,
                             Path(smk.input.sim_status).parent, Path(smk.input.observables).parent,
                             settings=settings, figure=smk.output.figure, timing=timing,
