@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from balancebench import fileio
-from balancebench.cg import CGDataset, read_dataset, write_dataset
+from balancebench.tasks.cg_benzene.cg import CGDataset, read_dataset, write_dataset
 from balancebench.fileio import InputFileError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -60,8 +60,8 @@ def test_damaged_cg_dataset_is_named(dataset_file, damage):
 
 
 def test_truncated_cg_trajectory_is_named(tmp_path):
-    from balancebench.metrics import read_cg_trajectory
-    from balancebench.trajectory import read_series
+    from balancebench.tasks.cg_benzene.metrics import read_cg_trajectory
+    from balancebench.tasks.cg_benzene.trajectory import read_series
 
     path = tmp_path / "trajectory.h5"
     import h5py
@@ -79,7 +79,7 @@ def test_truncated_cg_trajectory_is_named(tmp_path):
 
 
 def test_damaged_model_checkpoint_is_named_without_unsafe_advice(tmp_path):
-    from balancebench.model import CGSchNet, ModelConfig, load_model
+    from balancebench.tasks.cg_benzene.model import CGSchNet, ModelConfig, load_model
 
     config = ModelConfig(hidden_channels=8, num_filters=8, num_interactions=1, num_gaussians=8, cutoff=5.0)
     path = tmp_path / "model.pt"
@@ -106,12 +106,14 @@ def test_resume_checkpoint_with_numpy_state_loads_weights_only(tmp_path):
 
 
 def _search_spec():
-    from balancebench.search.space import SearchSpec
+    from balancebench.search.space import SearchSpec, SearchVocabulary
+    from balancebench.tasks.base import get_task
 
     return SearchSpec.from_config("v", {"kind": "nsde", "population": 4, "generations": 2,
                                         "objectives": ["criterion", "d_KS"],
                                         "space": {"energy_weight": {"low": 1e-3, "high": 1.0, "scale": "log10"},
-                                                  "force_loss_alpha": {"low": 0.0, "high": 2.0}}})
+                                                  "force_loss_alpha": {"low": 0.0, "high": 2.0}}},
+                                  SearchVocabulary.from_task(get_task("cg_benzene")))
 
 
 @pytest.mark.parametrize("damage", ["truncate", "altered", "garble"])
@@ -140,7 +142,7 @@ def test_damaged_search_state_is_named(tmp_path, damage):
 
 
 def test_garbled_csv_and_json_are_named(tmp_path):
-    from balancebench.metrics import Reference, read_status, read_training_run
+    from balancebench.tasks.cg_benzene.metrics import Reference, read_status, read_training_run
 
     (tmp_path / "observables.json").write_text('{"n_particles": 27, "mean_U')  # truncated JSON
     with pytest.raises(InputFileError) as excinfo:

@@ -148,9 +148,9 @@ def test_a_batched_backward_through_the_fused_operations_takes_the_eager_path(op
 
 _PORTABLE_RUN = """
 import hashlib, sys, torch
-from balancebench import pair_kernels
-from balancebench.model import CGSchNet, ModelConfig, batch_frames
-from balancebench.neighbors import neighbor_list
+from balancebench.tasks.cg_benzene import pair_kernels
+from balancebench.tasks.cg_benzene.model import CGSchNet, ModelConfig, batch_frames
+from balancebench.tasks.cg_benzene.neighbors import neighbor_list
 torch.manual_seed(3)
 model = CGSchNet(ModelConfig(hidden_channels=8, num_filters=8, num_interactions=2, num_gaussians=8, cutoff=5.0))
 box = torch.full((3,), 11.0)
