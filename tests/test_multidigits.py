@@ -178,3 +178,14 @@ def test_tiny_run_goes_through_train_evaluate_metrics_stats(tmp_path):
     ranking = pd.read_csv(results / "stats" / "ranking.csv")
     assert sorted(ranking["method"]) == ["constant", "cosmos", "mgda"]
     assert {"accuracy", "loss"} <= set(pd.read_csv(results / "stats" / "verdict.csv")["concern"])
+
+
+def test_training_with_the_taylorglo_loss_runs_and_validates_on_cross_entropy(small, tmp_path):
+    from balancebench.training import train_model
+
+    result = train_model(small, {"architecture": "mlp", "hidden": 16, "input_size": 12},
+                         {"max_epochs": 1, "batch_size": 64, "loss": "taylorglo"}, "constant", {}, 1,
+                         tmp_path / "t", task=get_task("multidigits"))
+    log = pd.read_csv(tmp_path / "t" / "train_log.csv")
+    assert result.status == "completed" and np.isfinite(log[["train_left", "val_left"]].to_numpy()).all()
+    assert (log["val_left"] > 0).all()  # validation: cross-entropy (the Taylor loss itself may be negative)
