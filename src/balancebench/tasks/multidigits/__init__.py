@@ -1,0 +1,1 @@
+"""The task ``multidigits``: two digits on one canvas, two classifications (the seeds' own ground). See task.py."""

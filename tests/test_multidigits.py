@@ -1,0 +1,191 @@
+"""The multidigits task (issue 24): its data builder, learnability, the TaylorGLO loss of seed 001 Eq. 2, COSMOS's
+conditioning hook, the config checks, and one tiny run through Snakemake."""
+
+import copy
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from balancebench.config import ConfigError, validate_config
+from balancebench.tasks.base import get_task
+from balancebench.tasks.multidigits import data as md
+from balancebench.tasks.multidigits.losses import SEED_TABLE2_THETA, taylorglo_loss, taylorglo_terms
+from balancebench.tasks.multidigits.model import DigitsInput, TwoDigitNet
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = REPO / "tests" / "data" / "multidigits_tiny.yaml"
+SMALL = {"canvas": 12, "overlap": "max", "n_train": 600, "n_validation": 200, "n_test": 300,
+         "source_fractions": {"validation": 0.2, "test": 0.2}}
+
+
+@pytest.fixture(scope="module")
+def small():
+    return md.build(SMALL, seed=3)
+
+
+def test_data_is_deterministic_and_its_splits_disjoint_in_source_images(small, tmp_path):
+    again = md.build(SMALL, seed=3)
+    assert np.array_equal(small.images, again.images) and np.array_equal(small.labels, again.labels)
+    assert not np.array_equal(small.labels, md.build(SMALL, seed=4).labels)
+    used = {s: set(small.sources[small.split[s]].ravel()) for s in md.SPLITS}
+    assert not used["train"] & used["validation"] and not used["train"] & used["test"]
+    assert not used["validation"] & used["test"]
+    assert {s: len(i) for s, i in small.split.items()} == {"train": 600, "validation": 200, "test": 300}
+    assert small.images.shape[1:] == (12, 12) and 0 <= small.images.min() and small.images.max() <= 1
+    assert (small.labels[:, 0] != small.labels[:, 1]).all()  # partners of another class (ParetoMTL)
+    md.write(small, tmp_path / "d.npz")
+    back = md.read(tmp_path / "d.npz")
+    assert np.array_equal(back.images, small.images) and back.provenance["seed"] == 3
+    assert back.provenance["sklearn"] and back.provenance["sizes"]["test"] == 300
+
+
+def test_composite_places_left_upper_left_and_right_lower_right():
+    left, right = np.full((8, 8), 0.25), np.full((8, 8), 0.5)
+    img = md.compose(left, right, 12, "max")
+    assert img[0, 0] == 0.25 and img[11, 11] == 0.5 and img[5, 5] == 0.5 and img[0, 11] == 0
+    assert md.compose(left, right, 12, "sum")[5, 5] == 0.75
+    with pytest.raises(ValueError, match="canvas 8"):
+        md.compose(left, right, 8)
+
+
+def test_both_tasks_are_learnable_by_a_linear_model(small):
+    from sklearn.linear_model import LogisticRegression
+
+    x = small.images.reshape(len(small.images), -1)
+    tr, te = small.split["train"], small.split["test"]
+    for j in (0, 1):
+        clf = LogisticRegression(max_iter=300).fit(x[tr], small.labels[tr, j])
+        assert clf.score(x[te], small.labels[te, j]) > 0.5  # chance: 0.1
+
+
+def test_taylorglo_equals_eq2_term_by_term():
+    th = (0.1, 0.2, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0)
+    x, y = torch.tensor([[1.0, 0.0]]), torch.tensor([[0.7, 0.3]])
+    by_hand = []
+    for xi, yi in ((1.0, 0.7), (0.0, 0.3)):
+        u, v = yi - 0.2, xi - 0.1
+        by_hand.append(1.0 * u + 0.5 * 2.0 * u**2 + 3.0 * u**3 / 6 + 4.0 * v * u + 0.5 * 5.0 * v * u**2
+                       + 0.5 * 6.0 * v**2 * u)
+    assert torch.allclose(taylorglo_terms(x, y, th), torch.tensor([by_hand]), atol=1e-6)
+    logits = torch.log(y)  # softmax(log y) = y
+    assert math.isclose(float(taylorglo_loss(logits, torch.tensor([0]), th)), -sum(by_hand) / 2, rel_tol=1e-6)
+
+
+def test_taylorglo_as_squared_error_has_the_mse_gradient():
+    theta = (0, 0, 0, -2, 0, 2, 0, 0)  # -(1/n) sum(-y^2 + 2xy) = (1/n) sum (x - y)^2 - const
+    logits = torch.randn(5, 10, dtype=torch.float64, requires_grad=True)
+    labels = torch.tensor([0, 3, 9, 2, 2])
+    (g_taylor,) = torch.autograd.grad(taylorglo_loss(logits, labels, theta), logits)
+    onehot = torch.nn.functional.one_hot(labels, 10).double()
+    mse = torch.mean((torch.softmax(logits, -1) - onehot) ** 2)
+    (g_mse,) = torch.autograd.grad(mse, logits)
+    assert torch.allclose(g_taylor, g_mse, atol=1e-12)
+
+
+def test_task_theta_defaults_are_the_seeds_table2():
+    from balancebench.tasks.multidigits import task as t
+
+    assert t.SEED_TABLE2_THETA == SEED_TABLE2_THETA
+    assert get_task("multidigits").loss_settings({"loss": "taylorglo"}).theta == SEED_TABLE2_THETA
+
+
+@pytest.mark.parametrize("architecture", ["mlp", "cnn"])
+def test_cosmos_conditioning_changes_the_output_with_r(architecture):
+    torch.manual_seed(0)
+    net = TwoDigitNet(architecture, 12, 16, 4, preference_dim=2)
+    x = DigitsInput(torch.rand(3, 12, 12))
+    x.extras["preference"] = torch.tensor([0.9, 0.1], dtype=torch.float64)
+    a = net(x)[0]
+    x.extras["preference"] = torch.tensor([0.1, 0.9], dtype=torch.float64)
+    b = net(x)[0]
+    assert not torch.allclose(a, b)
+    net.fix_preference([0.1, 0.9])
+    assert torch.allclose(net(DigitsInput(x.images))[0], b)
+    with pytest.raises(ValueError, match="none was given"):
+        TwoDigitNet(architecture, 12, 16, 4, preference_dim=2)(DigitsInput(x.images))
+
+
+def test_gradnorm_default_layer_is_the_last_shared_one():
+    net = TwoDigitNet("mlp", 12, 16)
+    assert [p for p in net.parameters() if p.ndim == 2][-1] is net.last_shared_parameter()
+
+
+def test_mlp_learns_both_tasks_in_a_few_epochs(small, tmp_path):
+    from balancebench.training import load_trained_model, train_model
+
+    task = get_task("multidigits")
+    result = train_model(small, {"architecture": "mlp", "hidden": 32, "input_size": 12},
+                         {"max_epochs": 4, "batch_size": 32, "learning_rate": 3e-3}, "constant", {}, 1,
+                         tmp_path / "m", task=task)
+    assert result.status == "completed"
+    model, hparams = load_trained_model(task, tmp_path / "m")
+    values = task.evaluate(model, small, hparams, {})
+    assert values["test_acc_left"][0] > 0.4 and values["test_acc_right"][0] > 0.4  # chance: 0.1
+    assert set(values) == {m.name for m in task.metrics}
+    ce = (values["test_loss_left"][0], values["test_loss_right"][0])
+    assert math.isclose(values["test_hv"][0], (2 - ce[0]) * (2 - ce[1]), rel_tol=1e-9)
+
+
+def _config(**section):
+    config = yaml.safe_load(TINY.read_text())
+    for key, value in section.items():
+        config[key] = {**config.get(key, {}), **value}
+    return config
+
+
+@pytest.mark.parametrize(("change", "field"), [
+    ({"multidigits": {"canvas": 8}}, r"multidigits\.canvas: 8 is too small"),
+    ({"multidigits": {"n_test": 0}}, r"multidigits\.n_test: 0 is less than the minimum"),
+    ({"multidigits": {"source_fractions": {"validation": 0.0, "test": 0.2}}},
+     r"multidigits\.source_fractions\.validation: leaves 0 source images"),
+    ({"multidigits": {"source_fractions": {"validation": 0.5, "test": 0.5}}},
+     r"multidigits\.source_fractions: leaves [01] source images for the train"),
+    ({"model": {"architecture": "resnet"}}, r"model\.architecture: 'resnet' is not one of"),
+    ({"training": {"loss": "hinge"}}, r"training\.loss: 'hinge' is not one of"),
+    ({"model": {"input_size": 16}}, r"model\.input_size: 16 is not multidigits\.canvas 12"),
+])
+def test_bad_config_is_refused_naming_the_field(change, field):
+    with pytest.raises(ConfigError, match=field):
+        validate_config(_config(**copy.deepcopy(change)))
+
+
+def test_config_files_validate():
+    for path in (TINY, REPO / "config" / "multidigits.yaml"):
+        config = validate_config(yaml.safe_load(path.read_text()))
+        assert config["model"]["input_size"] == config["multidigits"]["canvas"]
+
+
+@pytest.mark.e2e
+def test_tiny_run_goes_through_train_evaluate_metrics_stats(tmp_path):
+    results = tmp_path / "results"
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "--nolock", "--cores", "2", "--configfile",
+                           str(TINY.relative_to(REPO)), "--config", f"results_dir={results}"],
+                          cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert (results / "data" / "multidigits.npz").exists() and (results / "data" / "multidigits_samples.png").exists()
+    table = pd.read_csv(results / "metrics" / "metrics.csv")
+    ours = table[table["metric"].str.startswith("test_")]
+    assert len(ours) == 6 * 3 * 2 and (ours["status"] == "completed").all()
+    acc = ours[ours["metric"].isin(["test_acc_left", "test_acc_right"])]["value"]
+    assert (acc > 0.1).all()
+    ranking = pd.read_csv(results / "stats" / "ranking.csv")
+    assert sorted(ranking["method"]) == ["constant", "cosmos", "mgda"]
+    assert {"accuracy", "loss"} <= set(pd.read_csv(results / "stats" / "verdict.csv")["concern"])
+
+
+def test_training_with_the_taylorglo_loss_runs_and_validates_on_cross_entropy(small, tmp_path):
+    from balancebench.training import train_model
+
+    result = train_model(small, {"architecture": "mlp", "hidden": 16, "input_size": 12},
+                         {"max_epochs": 1, "batch_size": 64, "loss": "taylorglo"}, "constant", {}, 1,
+                         tmp_path / "t", task=get_task("multidigits"))
+    log = pd.read_csv(tmp_path / "t" / "train_log.csv")
+    assert result.status == "completed" and np.isfinite(log[["train_left", "val_left"]].to_numpy()).all()
+    assert (log["val_left"] > 0).all()  # validation: cross-entropy (the Taylor loss itself may be negative)
