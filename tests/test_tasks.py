@@ -16,7 +16,8 @@ from balancebench.tasks.base import MetricSpec, Task, available_tasks, get_task,
 REPO = Path(__file__).resolve().parents[1]
 TOY = REPO / "tests" / "tasks" / "toy_regression.py"
 # what only the CG benzene task may say (its loss names, data and model classes, its simulation)
-CG_WORDS = re.compile(r"\b(force|forces|energy|energies|CGDataset|CGSchNet|NVT)\b", re.IGNORECASE)
+CG_WORDS = re.compile(r"\b(force|forces|energy|energies|CGDataset|CGSchNet|NVT|MSE_F|MSE_E)\b|Var\([FE]\)",
+                      re.IGNORECASE)
 
 
 def _core_files():

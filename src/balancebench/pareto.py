@@ -318,7 +318,7 @@ def summary_note(tables: dict, cost: pd.DataFrame, reference_point, setting=None
     hv = tables["hv_summary"]
     how = f" = {1 + NADIR_MARGIN:g} x the nadir of this run's points" if setting == "nadir" else ""
     lines = [(f"# Pareto fronts and cost (reference point {[round(float(x), 4) for x in reference_point]}{how}, "
-             "objectives MSE_F/Var(F), MSE_E/Var(E) on the validation frames)"), ""]
+             "objectives: each loss's validation error over its reference, on the validation data)"), ""]
     fronts = hv[hv["set"].str.endswith(" front")]
     for variant, group in fronts.groupby("variant", sort=True):
         values = group["hypervolume"].to_numpy(dtype=float)

@@ -11,8 +11,8 @@ Algorithm 1 of the seed, per optimisation step (one batch):
    (the second term is lambda times the cosine between r and the loss vector; it pulls each r's solution
    onto its own ray so that the front spreads instead of collapsing to linear scalarisation's knee).
 
-Normalisation (``loss_scale``): ``target_variance`` divides L_F by Var(F) ((kcal/mol/A)^2) and L_E by
-Var(E) ((kcal/mol)^2) of the training targets (``context.references``), so both are 1 - R^2-like,
+Normalisation (``loss_scale``): ``target_variance`` divides each loss L_i by its reference ref_i from the
+task (``context.references``, e.g. the variance of its training targets, in its units), so both are 1 - R^2-like,
 dimensionless and O(1): r, the Dirichlet sampling and the cosine then mean the same for both
 losses (REFERENCES.md sec. 4, "Scale"). ``raw`` is the released code (raw losses), for comparison.
 
@@ -20,7 +20,7 @@ Defaults are the reference code's generic settings (github ruchtem/cosmos, setti
 alpha = 1.2, lambda = 2. Its other settings: Adult/COMPAS alpha 0.5, lambda 0.01; CelebA alpha 1,
 lambda 3. Evaluation (not training) uses ``eval_preference`` (default the middle ray (1/2, 1/2)):
 with the target-variance normalisation the trainer's method-independent criterion
-MSE_F/Var(F) + MSE_E/Var(E) is exactly 2 r . L~ at that ray, so early stopping selects the
+sum_i val_i / ref_i is exactly 2 r . L~ at that ray, so early stopping selects the
 weights that are best at the middle of the front.
 
 ``fixed_preference`` replaces the sampling by one constant r (an ablation and a test: at a vertex with

@@ -65,6 +65,8 @@ class GradNorm(LearnedMethod):
                 raise ValueError(f"gradnorm: parameter 'layer' = {want!r} is not a trainable parameter of the model; "
                                  f"valid: {[n for n, _ in named]}")
             self._layer = match[0]
+        elif callable(getattr(context.model, "last_shared_parameter", None)):  # the task's model says (hook)
+            self._layer = context.model.last_shared_parameter()
         else:
             matrices = [p for _, p in named if p.ndim == 2]
             if not matrices:

@@ -79,7 +79,7 @@ def select(table: pd.DataFrame, objectives: list[str], kind: str, fallback: dict
     return {"status": "selected", "values": {c[len("param_"):]: float(best[c]) for c in params},
             "generation": int(best["generation"]), "candidate": int(best["candidate"]),
             "criterion": float(best["criterion"]), "objectives": {o: float(best[f"obj_{o}"]) for o in objectives},
-            "rule": "lowest validation criterion MSE_F/Var(F) + MSE_E/Var(E) on the final Pareto set"}
+            "rule": "lowest validation criterion sum_i val_i / ref_i on the final Pareto set"}
 
 
 def cost(table: pd.DataFrame) -> dict:
