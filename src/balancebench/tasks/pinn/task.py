@@ -41,9 +41,9 @@ import torch
 
 from balancebench.tasks.base import LOWER, MetricSpec, Task, TaskData, register_task
 
-from .problems import PROBLEMS, Problem, derivative, make_problem
+from balancebench.balancing.ntk import POINTS_SUFFIX  # losses[f"{name}@points"]: e with L = mean(e^2)
 
-POINTS_SUFFIX = "@points"  # losses[f"{name}@points"]: the per-point errors e with L_name = mean(e^2) (ntk)
+from .problems import PROBLEMS, Problem, derivative, make_problem
 
 
 # ------------------------------------------------------------------------------------------- data
@@ -174,15 +174,21 @@ def _piece_errors(problem: Problem, model, points: dict, loss: str) -> list[torc
         if piece.order == 0:
             errs.append(model(X) - piece.target(X))
         else:
-            X = X.detach().requires_grad_(True)
+            X = _differentiable(X)
             errs.append(derivative(model(X), X, piece.dim) - piece.target(X))
     return errs
+
+
+def _differentiable(X: torch.Tensor) -> torch.Tensor:
+    """``X`` as a non-leaf tensor that requires grad: torch's FlopCounterMode (the counted work) refuses
+    autograd.grad with respect to a leaf module input."""
+    return X.detach().requires_grad_(True) * 1.0
 
 
 def predict_points(problem: Problem, model, points: dict[str, torch.Tensor]) -> dict[str, list[torch.Tensor]]:
     """Per loss, the list of per-point errors of its pieces (the residual: one piece)."""
     with torch.enable_grad():
-        X = points["residual"].detach().requires_grad_(True)
+        X = _differentiable(points["residual"])
         out = {"residual": [problem.residual(model(X), X)]}
         for loss in problem.loss_names[1:]:
             out[loss] = _piece_errors(problem, model, points, loss)
