@@ -11,11 +11,11 @@ import pandas as pd
 import pytest
 import torch
 
+from balancebench.balancing import get_method
 from balancebench.config import ConfigError, validate_config
 from balancebench.tasks.base import get_task
 from balancebench.tasks.pinn.problems import burgers1d, burgers_cole_hopf, helmholtz2d, klein_gordon, make_problem
 from balancebench.training import Trainer, TrainingSettings
-from balancebench.balancing import get_method
 
 REPO = Path(__file__).resolve().parents[1]
 

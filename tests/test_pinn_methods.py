@@ -1,7 +1,6 @@
 """The PINN methods (lra, lra_mean, relobralo, ntk, random_weights) against hand computations; the shared
 contract tests (tests/test_balancing_contract.py) run on them through available_methods()."""
 
-import math
 
 import numpy as np
 import pytest

@@ -48,7 +48,6 @@ def _index(v: Any) -> int:
 def gradient_statistic(grads: list, stat: str, reduction: str) -> float:
     """max or mean of |g| over a list of gradient tensors: ``layer_mean`` averages the per-tensor statistic (the
     paper's code, for the mean), ``global`` pools every entry (max is the same either way)."""
-    import torch
 
     absg = [g.detach().abs().double() for g in grads]
     if stat == "max":

@@ -32,7 +32,6 @@ class RandomWeights(BalancingMethod):
     backward = backward_via_objective
 
     def objective(self, losses: dict, context: TrainContext):
-        import torch
 
         vec = loss_vector(losses, context.components)
         w = self.draw(len(vec), context.generator)

@@ -39,9 +39,8 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from balancebench.tasks.base import LOWER, MetricSpec, Task, TaskData, register_task
-
 from balancebench.balancing.ntk import POINTS_SUFFIX  # losses[f"{name}@points"]: e with L = mean(e^2)
+from balancebench.tasks.base import LOWER, MetricSpec, Task, TaskData, register_task
 
 from .problems import PROBLEMS, Problem, derivative, make_problem
 
