@@ -31,6 +31,7 @@ from . import (  # noqa: F401  (register the methods)
     torchjd_adapter,
     uncertainty,
 )
+from . import lra, ntk, random_weights, relobralo  # noqa: F401  (the PINN methods, docs/pinn.md)
 from ._numerics import backward_difference_stencil
 from ._params import Param
 from .base import (

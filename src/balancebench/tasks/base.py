@@ -199,7 +199,8 @@ class Task:
 
 _TASKS: dict[str, Callable[[], Task]] = {}
 # built-in tasks: imported on first lookup, so `import balancebench` stays light
-_BUILTIN = {"cg_benzene": "balancebench.tasks.cg_benzene.task", "multidigits": "balancebench.tasks.multidigits.task"}
+_BUILTIN = {"cg_benzene": "balancebench.tasks.cg_benzene.task", "multidigits": "balancebench.tasks.multidigits.task",
+            "pinn": "balancebench.tasks.pinn.task"}
 
 
 def register_task(name: str):
