@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from balancebench import fileio
-from balancebench.tasks.cg_benzene.cg import CGDataset, read_dataset, write_dataset
+from balancebench import checkpoints, fileio
 from balancebench.fileio import InputFileError
+from balancebench.tasks.cg_benzene.cg import CGDataset, read_dataset, write_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -99,8 +99,8 @@ def test_damaged_model_checkpoint_is_named_without_unsafe_advice(tmp_path):
 
 def test_resume_checkpoint_with_numpy_state_loads_weights_only(tmp_path):
     path = tmp_path / "ckpt.pt"
-    fileio.atomic_torch_save({"w": torch.ones(2), "loss": np.float32(1.5), "arr": np.arange(3)}, path)
-    state = fileio.torch_load(path)
+    checkpoints.atomic_torch_save({"w": torch.ones(2), "loss": np.float32(1.5), "arr": np.arange(3)}, path)
+    state = checkpoints.torch_load(path)
     assert state["loss"] == np.float32(1.5) and type(state["loss"]) is np.float32
     assert np.array_equal(state["arr"], np.arange(3))
 
@@ -172,7 +172,7 @@ def _enospc(*_args, **_kwargs):
 
 def test_full_disk_mid_torch_save_leaves_the_old_file_and_no_temp(tmp_path, monkeypatch):
     path = tmp_path / "model.pt"
-    fileio.atomic_torch_save({"w": torch.zeros(3)}, path)
+    checkpoints.atomic_torch_save({"w": torch.zeros(3)}, path)
     before = path.read_bytes()
 
     def half_then_full(obj, f, *args, **kwargs):  # writes part of the file, then the disk is full
@@ -181,7 +181,7 @@ def test_full_disk_mid_torch_save_leaves_the_old_file_and_no_temp(tmp_path, monk
 
     monkeypatch.setattr(torch, "save", half_then_full)
     with pytest.raises(OSError, match="No space left"):
-        fileio.atomic_torch_save({"w": torch.ones(3)}, path)
+        checkpoints.atomic_torch_save({"w": torch.ones(3)}, path)
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt"]
 
@@ -203,7 +203,7 @@ def test_atomic_torch_save_writes_the_bytes_torch_save_writes(tmp_path):
     state = {"w": torch.arange(4.0)}
     (tmp_path / "direct").mkdir()
     torch.save(state, tmp_path / "direct" / "model.pt")
-    fileio.atomic_torch_save(state, tmp_path / "model.pt")
+    checkpoints.atomic_torch_save(state, tmp_path / "model.pt")
     assert (tmp_path / "model.pt").read_bytes() == (tmp_path / "direct" / "model.pt").read_bytes()
 
 

@@ -10,7 +10,7 @@ fsync it and ``os.replace`` it onto the path, so a kill or a full disk mid-write
 old file or none, never a truncated one that a later run would trust. The temporary file is
 removed when the write fails.
 
-Checkpoints are read with ``torch.load(..., weights_only=True)`` only (:func:`torch_load`), and no
+Checkpoints are read with ``torch.load(..., weights_only=True)`` only (:func:`balancebench.checkpoints.torch_load`), and no
 results file is read with ``pickle``.
 """
 
@@ -77,24 +77,6 @@ def read_csv(path, kind: str = "CSV table", rebuild: str | None = None, **kwargs
         return pd.read_csv(path, **kwargs)
 
 
-def numpy_safe_globals() -> list:
-    """numpy scalars, dtypes and arrays in a checkpoint (a method's state, a log value): data, not code."""
-    import numpy as np
-
-    core = getattr(np, "_core", None) or np.core
-    dtypes = [getattr(np.dtypes, n) for n in dir(np.dtypes) if n.endswith("DType") and n[0].isupper()]
-    return [core.multiarray.scalar, core.multiarray._reconstruct, np.ndarray, np.dtype, *dtypes]
-
-
-def torch_load(path, kind: str = "checkpoint", rebuild: str | None = None, map_location="cpu"):
-    """``torch.load(path, weights_only=True)`` (numpy data allowed) with the error naming the file."""
-    import torch
-
-    with reading(path, kind, rebuild):
-        with torch.serialization.safe_globals(numpy_safe_globals()):
-            return torch.load(path, map_location=map_location, weights_only=True)
-
-
 @contextlib.contextmanager
 def open_h5(path, kind: str = "HDF5 file", rebuild: str | None = None):
     """``h5py.File(path, "r")``: errors while opening *and* reading inside the block name the file."""
@@ -149,13 +131,6 @@ def atomic_write_bytes(path, data: bytes) -> None:
 
 def atomic_write_text(path, text: str) -> None:
     atomic_write_bytes(path, text.encode())
-
-
-def atomic_torch_save(obj, path) -> None:
-    import torch
-
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
 
 
 def checksum(data: bytes) -> str:

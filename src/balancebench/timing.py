@@ -41,7 +41,8 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from balancebench.calibration import Calibration, pinned_calibration, timing_metrics, timing_record
-from balancebench.fileio import read_json, torch_load
+from balancebench.checkpoints import torch_load
+from balancebench.fileio import read_json
 
 
 def machine_model(device: torch.device | str | None = None) -> str:

@@ -37,7 +37,7 @@ import numpy as np
 import torch
 
 from balancebench.balancing import BalancingMethod, TrainContext, get_method
-from balancebench.fileio import atomic_torch_save, torch_load
+from balancebench.checkpoints import atomic_torch_save, torch_load
 from balancebench.provenance import run_hash
 from balancebench.runtime import fast_cpu_math, resolve_device
 from balancebench.seeding import deterministic_algorithms

@@ -18,20 +18,23 @@ One file per method or small family: ``constant``, ``ratio``, ``softadapt``, ``d
 
 from __future__ import annotations
 
-from . import (  # noqa: F401  (register the methods)
+from . import (  # noqa: F401  (register the methods)  # noqa: F401  (the PINN methods, docs/pinn.md)
     constant,
     cosmos,
     dwa,
     gradnorm,
+    lra,
     mgda,
     ml2o,
+    ntk,
     pcgrad,
+    random_weights,
     ratio,
+    relobralo,
     softadapt,
     torchjd_adapter,
     uncertainty,
 )
-from . import lra, ntk, random_weights, relobralo  # noqa: F401  (the PINN methods, docs/pinn.md)
 from ._numerics import backward_difference_stencil
 from ._params import Param
 from .base import (

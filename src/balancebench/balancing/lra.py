@@ -60,7 +60,8 @@ def gradient_statistic(grads: list, stat: str, reduction: str) -> float:
 
 @register("lra")
 class LRA(BalancingMethod):
-    """Learning-rate annealing as the paper's code (module docstring)."""
+    """Learning-rate annealing as the paper's code: max|grad L_r| / mean|grad (lambda_i L_i)| over the weight
+    matrices, moving average beta = 0.9, every 10 iterations (module docstring)."""
 
     kind: ClassVar[str] = "gradient"
     params: ClassVar[dict[str, Param]] = {
@@ -148,7 +149,8 @@ def _bad_bool(v: Any):
 
 @register("lra_mean")
 class LRAMean(LRA):
-    """The mean/mean form (PhysicsNeMo-Sym ``LRAnnealing`` defaults; module docstring)."""
+    """The mean/mean form: mean|grad L_r| / mean|grad L_i| over all parameters, every step, beta = 0.99
+    (PhysicsNeMo-Sym ``LRAnnealing`` defaults; module docstring)."""
 
     params: ClassVar[dict[str, Param]] = {
         **LRA.params,

@@ -59,6 +59,9 @@ def ntk_weights(diagonals: np.ndarray) -> np.ndarray:
 
 @register("ntk")
 class NTK(BalancingMethod):
+    """NTK weights lambda_i = Tr(K) / Tr(K_ii) from the per-term neural tangent kernel blocks of the step's batch,
+    updated every ``every`` steps (the formula, the estimate and its cost: module docstring)."""
+
     kind: ClassVar[str] = "gradient"
     params: ClassVar[dict[str, Param]] = {
         "every": Param(100, _int_at_least(1), "recompute the weights every this many iterations (paper: 100)"),

@@ -16,6 +16,9 @@ from .base import BalancingMethod, TrainContext, backward_via_objective, loss_ve
 
 @register("random_weights")
 class RandomWeights(BalancingMethod):
+    """The random-weights control: w ~ Dirichlet(1, ..., 1) drawn afresh every step from the run's generator,
+    loss sum_i w_i L_i (module docstring: the litmus test a balancing method must pass)."""
+
     kind: ClassVar[str] = "value"
 
     def _configure(self) -> None:

@@ -38,6 +38,9 @@ def relobralo_hat(losses: np.ndarray, lookback: np.ndarray, temperature: float) 
 
 @register("relobralo")
 class ReLoBRaLo(BalancingMethod):
+    """Relative loss balancing with random lookback (Bischof & Kraus 2021): softmax of loss ratios against the
+    previous step and, with a random lookback, the first step (the update rule and its defaults: module docstring)."""
+
     kind: ClassVar[str] = "value"
     params: ClassVar[dict[str, Param]] = {
         "temperature": Param(1.0, _positive_float, "softmax temperature T"),

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from balancebench.fileio import atomic_torch_save, torch_load
+from balancebench.checkpoints import atomic_torch_save, torch_load
 from balancebench.l2o.net import MultiGradientOptimizer, OptimizerSpec
 from balancebench.l2o.problems import QuadraticBatch, family_from_dict
 from balancebench.provenance import run_hash

@@ -34,7 +34,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
-from balancebench.fileio import torch_load
+from balancebench.checkpoints import torch_load
 from balancebench.settings import settings_from_section
 from balancebench.tasks.cg_benzene.neighbors import NeighborList, check_cutoff, neighbor_list
 from balancebench.tasks.cg_benzene.pair_kernels import pair_conv, pair_dot, table_filter

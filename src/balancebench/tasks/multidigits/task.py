@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from balancebench.tasks.base import HIGHER, LOWER, MetricSpec, Task, TaskData, register_task
-from balancebench.tasks.multidigits.data import DIGIT, SPLITS, MultiDigits
+from balancebench.tasks.multidigits.data import DIGIT, MultiDigits
 
 if TYPE_CHECKING:  # torch-free at import: the statistics environment reads this declaration
     from balancebench.tasks.multidigits.model import TwoDigitNet
