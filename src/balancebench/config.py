@@ -117,16 +117,9 @@ def _task_of(config: dict):
 
 
 def _merge_schema(base: dict, extra: dict) -> dict:
-    """``base`` with ``extra``'s properties added, recursively (a task's sections and keys)."""
-    out = copy.deepcopy(base)
-    for key, value in extra.items():
-        if key in ("$schema", "title", "description") and key in out:
-            continue
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge_schema(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
+    """``base`` with ``extra``'s properties added, recursively (a task's sections and keys); the base's own
+    ``$schema``, ``title`` and ``description`` stay."""
+    return _deep_update(copy.deepcopy(base), extra, keep=("$schema", "title", "description"))
 
 
 def task_schema(task) -> dict:
@@ -339,18 +332,27 @@ def check_duplicate_keys(path: str | Path) -> None:
         raise ConfigError(_yaml_error(path, err)) from None
 
 
+def _config_files(configfiles, command_line_files) -> list[tuple[dict, bool]]:
+    """(contents, from the command line) of each config file in Snakemake's order of precedence: the workflow's
+    files first, the command line's last (a file that is not a mapping reads as {})."""
+    cli = [str(f) for f in command_line_files or []]
+    ordered = [(f, False) for f in map(str, configfiles) if f not in cli] + [(f, True) for f in cli]
+    out = []
+    for path, from_cli in ordered:
+        data = read_yaml(path)
+        out.append((data if isinstance(data, dict) else {}, from_cli))
+    return out
+
+
 def whole_section(section: str, configfiles, command_line_files) -> dict | None:
     """The ``section`` of the last config file that has one, command-line files winning over the workflow's.
 
     Snakemake merges nested mappings of several config files key by key; for ``balancing`` (variants and
     searches) that would add the defaults' variants to a comparison, so the workflow replaces it whole.
     """
-    cli = [str(f) for f in command_line_files or []]
-    ordered = [f for f in map(str, configfiles) if f not in cli] + cli
     found = None
-    for path in ordered:
-        data = read_yaml(path) or {}
-        if isinstance(data, dict) and section in data:
+    for data, _ in _config_files(configfiles, command_line_files):
+        if section in data:
             found = copy.deepcopy(data[section])
     return found
 
@@ -359,21 +361,21 @@ def controls_of_balancing(configfiles, command_line_files) -> dict | None:
     """``stats.controls`` of the config file whose ``balancing`` section the run uses ({} if that file names
     none; None if no file has a ``balancing`` section): controls are variants of that comparison, so a
     config that brings its own variants does not inherit the demo's controls."""
-    cli = [str(f) for f in command_line_files or []]
-    ordered = [f for f in map(str, configfiles) if f not in cli] + cli
     found = None
-    for path in ordered:
-        with open(path) as fh:
-            data = yaml.safe_load(fh) or {}
-        if isinstance(data, dict) and "balancing" in data:
+    for data, _ in _config_files(configfiles, command_line_files):
+        if "balancing" in data:
             found = copy.deepcopy(((data.get("stats") or {}).get("controls")) or {})
     return found
 
 
-def _deep_update(base: dict, extra: dict) -> dict:
+def _deep_update(base: dict, extra: dict, keep: tuple[str, ...] = ()) -> dict:
+    """``base`` updated in place with ``extra``, nested mappings merged key by key; keys in ``keep`` that
+    ``base`` already has stay as they are (at every level)."""
     for key, value in extra.items():
+        if key in keep and key in base:
+            continue
         if isinstance(value, dict) and isinstance(base.get(key), dict):
-            _deep_update(base[key], value)
+            _deep_update(base[key], value, keep)
         else:
             base[key] = copy.deepcopy(value)
     return base
@@ -383,22 +385,16 @@ def config_of_other_task(configfiles, command_line_files, overrides: dict | None
     """The config of a run whose command-line config files name a task other than the workflow's default
     config file: those files (merged in order) and the ``--config`` overrides alone, without the default
     file's sections (the demo's sections belong to its task). None when the run's task is the default one."""
-    cli = [str(f) for f in command_line_files or []]
-    defaults = [f for f in map(str, configfiles) if f not in cli]
-    if not cli:
+    files = _config_files(configfiles, command_line_files)
+    if not any(from_cli for _, from_cli in files):
         return None
-
-    def read(path):
-        with open(path) as fh:
-            data = yaml.safe_load(fh) or {}
-        return data if isinstance(data, dict) else {}
-
     default_task = "cg_benzene"
-    for path in defaults:
-        default_task = read(path).get("task", default_task)
     merged: dict = {}
-    for path in cli:
-        _deep_update(merged, read(path))
+    for data, from_cli in files:
+        if from_cli:
+            _deep_update(merged, data)
+        else:
+            default_task = data.get("task", default_task)
     _deep_update(merged, dict(overrides or {}))
     if merged.get("task", default_task) == default_task:
         return None

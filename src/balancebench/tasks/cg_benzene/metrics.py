@@ -76,6 +76,7 @@ from balancebench.tasks.cg_benzene.prescreen import (  # noqa: F401 (the task's 
     prescreen_table,
 )
 from balancebench.tasks.cg_benzene.structure import (  # noqa: F401
+    _uniform_spacing,
     common_rdf_range,
     gr_l1,
     gr_w1,
@@ -603,18 +604,6 @@ def _plot_slope(ax, lag, msd, fraction, color) -> None:
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-
-def _uniform_spacing(x: np.ndarray, what: str) -> float:
-    x = np.asarray(x, dtype=np.float64)
-    if x.size < 2:
-        raise ValueError(f"{what}: fewer than two points")
-    step = np.diff(x)
-    if not (np.all(step > 0) and np.allclose(step, step[0], rtol=1e-6, atol=0.0)):
-        raise ValueError(f"{what} is not uniformly spaced")
-    return float(step[0])
-
 
 def _optional_float(value) -> float | None:
     if value is None:
