@@ -21,7 +21,6 @@ DeepXDE (a PDE is residual + geometry apart from the network and the trainer) an
 from __future__ import annotations
 
 import importlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, ClassVar
@@ -172,17 +171,17 @@ class Task:
                              job) -> dict:
         """The evaluation of a search candidate whose objectives include the task's metrics:
         ``{"status": "completed" | ..., "reason": str, "metrics": {name: {"value": float | None}}}``.
-        Default: :meth:`evaluate` of the candidate's trained model."""
-        from balancebench.training import load_trained_model
+        Default: :meth:`evaluate` of the candidate's trained model, as rule evaluate_model runs it
+        (:func:`balancebench.evaluation.evaluate_trained_model`)."""
+        from balancebench.evaluation import TRAINING_METRIC_NAMES, evaluate_trained_model
 
-        status = json.loads((Path(model_dir) / "status.json").read_text())
-        if status.get("status") != "completed":
-            return {"status": status.get("status"), "reason": status.get("reason", ""), "metrics": {}}
-        model, hparams = load_trained_model(self, model_dir)
-        values = self.evaluate(model, dataset, hparams, config)
-        bad = [n for n, (v, s, _) in values.items() if s != "completed"]
+        record = evaluate_trained_model(self, Path(model_dir).name, seed, model_dir, dataset, config)
+        if record["training_status"] != "completed":
+            return {"status": record["training_status"], "reason": record["training_reason"], "metrics": {}}
+        values = {n: m for n, m in record["metrics"].items() if n not in TRAINING_METRIC_NAMES}
+        bad = [n for n, m in values.items() if m["status"] != "completed"]
         return {"status": "completed" if not bad else "invalid", "reason": f"metrics {bad} not completed" if bad else "",
-                "metrics": {n: {"value": v} for n, (v, _, _) in values.items()}}
+                "metrics": {n: {"value": m["value"]} for n, m in values.items()}}
 
     def batched_predictions(self, models: list, batches: list, training: bool, shared_graph: bool) -> list:
         """The predictions of S models of equal shape, each on its batch, in one call (multi-seed training).
