@@ -24,7 +24,7 @@ def _core_files():
     for path in sorted((REPO / "src" / "balancebench").rglob("*.py")):
         if "tasks/cg_benzene" not in path.as_posix():
             yield path
-    for folder in ("workflow/rules", "workflow/scripts"):
+    for folder in ("workflow/rules", "workflow/scripts", "workflow/schemas"):
         for path in sorted((REPO / folder).rglob("*")):
             if path.is_file() and "tasks/cg_benzene" not in path.as_posix():
                 yield path
