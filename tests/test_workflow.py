@@ -265,6 +265,7 @@ def test_search_killed_after_the_first_tell_resumes_to_the_same_candidates(repo,
     pd.testing.assert_frame_equal(before[["generation", "candidate", *cols]], after[["generation", "candidate", *cols]])
 
 
+@pytest.mark.long  # 3-5 min: left out of the default suite (pytest -m long)
 def test_every_demo_variant_goes_through_the_scheme(repo, tiny_run, tmp_path):
     """Every variant of config/config.yaml (read here, so the test follows the demo) is trained, simulated,
     measured and ranked on the tiny data: the tiny run's copy keeps what it already has, the rest is new. The
