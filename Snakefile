@@ -40,47 +40,20 @@ except ConfigError as err:
 configfile: "config/config.yaml"
 
 
-report: "workflow/report/workflow.rst"
+# A multi-task run (config key `tasks`: run name -> config file; config/tasks.yaml): each run is this workflow
+# as a module with the run's resolved config, its rules named <run>_<rule>, its outputs in its own results_dir.
+# Inside a module `tasks` is absent (balancebench.config.task_runs refuses a nested list), so it is one run.
+if config.get("tasks") and workflow.modifier.namespace is None:
 
-
-include: "workflow/rules/common.smk"
-include: "workflow/rules/training.smk"
-
-
-# The task's own stages (data, evaluation) where it has rules, else the generic ones (docs/tasks.md).
-if TASK_OBJ.rules:
-
-    include: TASK_OBJ.rules
+    include: "workflow/rules/task_runs.smk"
 
 else:
 
-    include: "workflow/rules/task_stages.smk"
+    include: "workflow/rules/run.smk"
 
 
-include: "workflow/rules/search.smk"
-include: "workflow/rules/l2o.smk"
-include: "workflow/rules/evaluation.smk"
-include: "workflow/rules/stats.smk"
-include: "workflow/rules/pareto.smk"
-
-
-# Cheap aggregation rules run on the submitting host under a cluster executor (profiles/slurm):
-# a SLURM job each would cost more in queueing and status latency than the work itself.
-localrules:
-    all,
-    search_ask,
-    search_tell,
-    search_select,
-    collect_metrics,
-    pareto,
-    stats_tables,
-    stats_figures,
-    stats,
-
-
+# Included files cannot set the default target (Snakemake restores it after an include): it is set here.
 rule all:
     default_target: True
     input:
-        all_targets(),
-        rules.stats.input,
-        rules.pareto.output,
+        RUN_TARGETS,

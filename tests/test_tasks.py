@@ -118,16 +118,94 @@ def test_missing_task_module_is_named():
         validate_config({"task": "x", "task_modules": ["tests/tasks/missing.py"]})
 
 
+def _write_yaml(path: Path, data: dict) -> Path:
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def test_results_dir_names_the_task():
+    config = validate_config(toy_config(results_dir="out/{task}"))
+    assert config["results_dir"] == "out/toy_regression"
+    del config["results_dir"]
+    assert validate_config(toy_config())["results_dir"] == "results/toy_regression"  # the default tree
+
+
+def test_task_runs_resolve_each_file_as_it_runs_alone(tmp_path):
+    from balancebench.config import task_runs
+
+    first = _write_yaml(tmp_path / "a.yaml", toy_config(results_dir=str(tmp_path / "a")))
+    second = _write_yaml(tmp_path / "b.yaml", toy_config(results_dir=str(tmp_path / "b"), seed=4))
+    runs = task_runs({"toy_a": str(first), "toy_b": str(second)}, REPO / "config" / "config.yaml")
+    assert list(runs) == ["toy_a", "toy_b"]
+    assert runs["toy_b"]["seed"] == 4 and runs["toy_a"]["task"] == "toy_regression"
+    assert "atomistic" not in runs["toy_a"]  # another task's file brings its whole config, not the demo's
+    # the demo's own file: the CG task with its defaults
+    demo = task_runs({"cg": str(REPO / "config" / "config.yaml")}, REPO / "config" / "config.yaml")["cg"]
+    assert demo["task"] == "cg_benzene" and demo["results_dir"] == "results/cg_benzene"
+
+
+def test_bad_task_runs_are_named(tmp_path):
+    from balancebench.config import task_runs
+
+    default = REPO / "config" / "config.yaml"
+    good = _write_yaml(tmp_path / "a.yaml", toy_config(results_dir=str(tmp_path / "a")))
+    with pytest.raises(ConfigError, match=r"config error at tasks\.toy_b: .*missing\.yaml.* not a config file"):
+        task_runs({"toy_a": str(good), "toy_b": str(tmp_path / "missing.yaml")}, default)
+    with pytest.raises(ConfigError, match=r"config error at tasks\.Toy-A: a run name is lower case"):
+        task_runs({"Toy-A": str(good)}, default)
+    with pytest.raises(ConfigError, match=r"tasks\.toy_b: results_dir .* is also the one of tasks\.toy_a"):
+        task_runs({"toy_a": str(good), "toy_b": str(good)}, default)
+    bad = _write_yaml(tmp_path / "bad.yaml", toy_config(results_dir=str(tmp_path / "c"), toy_regression={"n_sample": 3}))
+    with pytest.raises(ConfigError, match=r"config error at toy_regression: .*'n_sample'.*\(in .*bad\.yaml, listed "
+                                          r"at tasks\.toy_c\)"):
+        task_runs({"toy_a": str(good), "toy_c": str(bad)}, default)
+    nested = _write_yaml(tmp_path / "nested.yaml", {**toy_config(results_dir=str(tmp_path / "n")),
+                                                   "tasks": {"x": str(good)}})
+    with pytest.raises(ConfigError, match=r"tasks\.n: .*lists tasks itself"):
+        task_runs({"n": str(nested)}, default)
+    with pytest.raises(ConfigError, match=r"config error at tasks: a mapping"):
+        task_runs({}, default)
+
+
+def test_a_bad_run_of_a_multi_task_config_stops_snakemake_before_any_job(tmp_path):
+    good = _write_yaml(tmp_path / "a.yaml", toy_config(results_dir=str(tmp_path / "a")))
+    bad = _write_yaml(tmp_path / "b.yaml", toy_config(results_dir=str(tmp_path / "b"), model={"hidden_channels": 8}))
+    tasks = _write_yaml(tmp_path / "tasks.yaml", {"tasks": {"toy_a": str(good), "toy_b": str(bad)}})
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "--nolock", "-n", "--configfile", str(tasks)],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0
+    assert re.search(r"config error at model: .*'hidden_channels'.*listed at tasks\.toy_b", proc.stdout + proc.stderr), proc.stdout[-2000:]
+    assert not (tmp_path / "a").exists()
+
+
+def test_the_shipped_multi_task_config_plans_every_task():
+    """config/tasks.yaml (every demo in one run): every run validated and planned, rules named by run."""
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "--nolock", "-n", "--configfile", "config/tasks.yaml"],
+                          cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    runs = yaml.safe_load((REPO / "config" / "tasks.yaml").read_text())["tasks"]
+    for run in runs:
+        assert re.search(rf"^{run}_train\s+\d+", proc.stdout, re.MULTILINE), run
+        assert re.search(rf"^{run}_collect_metrics\s+1$", proc.stdout, re.MULTILINE), run
+
+
 @pytest.mark.e2e
 def test_toy_task_goes_through_train_evaluate_metrics_stats(tmp_path):
     """A task registered from a test file, no rules of its own, trains, is evaluated, and is ranked through
-    Snakemake with no change to the core (issue 23's proof)."""
-    results = tmp_path / "results"
+    Snakemake with no change to the core (issue 23's proof); here as two runs of one multi-task config
+    (config key tasks), each ranked on its own, and each planned as done when its file is then run alone."""
+    results, other = tmp_path / "results", tmp_path / "other"
+    first = _write_yaml(tmp_path / "toy.yaml", toy_config(results_dir=str(results)))
+    second_config = toy_config(results_dir=str(other), seed=5)
+    second_config["training"]["seeds"] = [1, 2]
+    second_config["balancing"] = {"variants": {"constant": {"method": "constant"}, "mgda": {"method": "mgda"}}}
+    second_config["stats"] = {"controls": {"variants": ["constant"]}}
+    second = _write_yaml(tmp_path / "toy_other.yaml", second_config)
+    tasks = _write_yaml(tmp_path / "tasks.yaml", {"tasks": {"toy": str(first), "toy_other": str(second)}})
     proc = subprocess.run([sys.executable, "-m", "snakemake", "--nolock", "--cores", "2", "--configfile",
-                           "tests/data/toy.yaml", "--config", f"results_dir={results}"],
-                          cwd=REPO, capture_output=True, text=True, timeout=900)
+                           str(tasks)], cwd=REPO, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    config = yaml.safe_load((REPO / "tests" / "data" / "toy.yaml").read_text())
+    config = yaml.safe_load(first.read_text())
     variants, seeds = list(config["balancing"]["variants"]), config["training"]["seeds"]
     for v in variants:
         for s in seeds:
@@ -147,3 +225,11 @@ def test_toy_task_goes_through_train_evaluate_metrics_stats(tmp_path):
     selected = yaml.safe_load((results / "search" / "grid" / "selected.json").read_text())
     assert set(selected["values"]) == {"weight_right"}
     assert not (results / "atomistic").exists() and not (results / "cg").exists()
+    # the second run: its own variants and seeds, ranked in its own tree
+    assert sorted(pd.read_csv(other / "stats" / "ranking.csv")["method"]) == ["constant", "mgda"]
+    assert sorted(p.name for p in (other / "models" / "mgda").iterdir()) == ["seed1", "seed2"]
+    # each file alone plans nothing: same files, parameters and code as in the multi-task run
+    for path in (first, second):
+        alone = subprocess.run([sys.executable, "-m", "snakemake", "--nolock", "-n", "--configfile", str(path)],
+                               cwd=REPO, capture_output=True, text=True, timeout=300)
+        assert alone.returncode == 0 and "Nothing to be done" in alone.stdout + alone.stderr, alone.stdout[-2000:]

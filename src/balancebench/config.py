@@ -9,6 +9,7 @@ place and raises :class:`ConfigError` naming the offending field.
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 
 import jsonschema
@@ -68,6 +69,8 @@ def validate_config(config: dict, schema: dict | None = None) -> dict:
             expected = " or ".join(_expects(sub) for sub in err.validator_value)
             raise ConfigError(f"config error at {_field(err)}: {err.instance!r} is not valid; expected {expected}")
         raise ConfigError(f"config error at {_field(err)}: {err.message}")
+    if "{task}" in config.get("results_dir", ""):  # results/{task}: the tree per task (docs/ARCHITECTURE.md)
+        config["results_dir"] = config["results_dir"].replace("{task}", config.get("task", "cg_benzene"))
     task.check_config(config)
     _check_task(config)
     _check_balancing(config)
@@ -399,6 +402,69 @@ def config_of_other_task(configfiles, command_line_files, overrides: dict | None
     if merged.get("task", default_task) == default_task:
         return None
     return merged
+
+
+def run_config(configfiles, command_line_files, overrides: dict | None, merged: dict) -> dict:
+    """The validated config of one run, from its config files in Snakemake's order of precedence.
+
+    ``merged`` is Snakemake's key-by-key merge of the files and ``overrides`` (``--config``). A command-line
+    file of another task than the default file's brings its whole config (:func:`config_of_other_task`);
+    ``balancing`` is taken whole from the last file that has it, with that file's ``stats.controls``
+    (:func:`whole_section`); a key given twice in one file is refused. Raises ConfigError naming the field.
+    """
+    config = copy.deepcopy(merged)
+    other = config_of_other_task(configfiles, command_line_files, overrides)
+    if other is not None:
+        config = other
+    for path in configfiles:
+        check_duplicate_keys(path)
+    balancing = whole_section("balancing", configfiles, command_line_files)
+    if balancing is not None:
+        config["balancing"] = balancing
+        config.setdefault("stats", {})["controls"] = controls_of_balancing(configfiles, command_line_files)
+    return validate_config(config)
+
+
+TASK_RUN_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+def task_runs(tasks: dict, default_configfile: str | Path) -> dict[str, dict]:
+    """{run name: validated config} of a multi-task run (config key ``tasks``: run name -> config file).
+
+    Each file is resolved as ``snakemake --configfile FILE`` alone would resolve it (over the workflow's
+    ``default_configfile``), so one file runs the same alone or in a list. Two runs may not share a
+    ``results_dir``. Raises ConfigError naming ``tasks.<run>``.
+    """
+    if not isinstance(tasks, dict) or not tasks:
+        raise ConfigError("config error at tasks: a mapping of run names to config files (e.g. cg_benzene: "
+                          "config/config.yaml)")
+    runs: dict[str, dict] = {}
+    owners: dict[str, str] = {}
+    default = str(default_configfile)
+    for name, path in tasks.items():
+        field = f"tasks.{name}"
+        if not isinstance(name, str) or not TASK_RUN_NAME.match(name):
+            raise ConfigError(f"config error at {field}: a run name is lower case letters, digits and '_', "
+                              "starting with a letter (it prefixes the run's rule names)")
+        if not isinstance(path, str) or not Path(path).is_file():
+            raise ConfigError(f"config error at {field}: {path!r} is not a config file")
+        files = [default] if Path(path).resolve() == Path(default).resolve() else [default, path]
+        merged: dict = {}
+        for data, _ in _config_files(files, files[1:]):
+            _deep_update(merged, data)
+        try:
+            config = run_config(files, files[1:], {}, merged)
+        except ConfigError as err:
+            raise ConfigError(f"{err} (in {path}, listed at {field})") from None
+        if config.get("tasks"):
+            raise ConfigError(f"config error at {field}: {path} lists tasks itself (one level only)")
+        results = str(Path(config["results_dir"]).resolve())
+        if results in owners:
+            raise ConfigError(f"config error at {field}: results_dir {config['results_dir']!r} is also the one "
+                              f"of tasks.{owners[results]}; give each run its own")
+        owners[results] = name
+        runs[name] = config
+    return runs
 
 
 def load_config(path: str | Path) -> dict:

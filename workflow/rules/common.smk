@@ -5,43 +5,28 @@ import math
 from snakemake.exceptions import WorkflowError
 
 from balancebench.balancing import default_params
-from balancebench.config import (
-    ConfigError,
-    check_duplicate_keys,
-    config_of_other_task,
-    controls_of_balancing,
-    validate_config,
-    whole_section,
-)
+from balancebench.config import ConfigError, run_config, validate_config
 from balancebench.provenance import code_hash
 from balancebench.search.space import SearchSpec, SearchVocabulary
 from balancebench.seeding import run_seed
 from balancebench.tasks.base import get_task
 
 try:
-    # a config file of another task than the demo's (config/config.yaml) brings its whole config: the demo's
-    # sections are its task's (docs/tasks.md)
-    _other = config_of_other_task(
-        workflow.configfiles,
-        workflow.overwrite_configfiles,
-        workflow.config_settings.overwrite_config,
-    )
-    if _other is not None:
-        config.clear()
-        config.update(_other)
-    for _configfile in workflow.configfiles:  # PyYAML merges a key given twice (a reused variant name): refuse it
-        check_duplicate_keys(_configfile)
-    # balancing is taken whole from the last config file that has it (command-line files win over the
-    # workflow's config/config.yaml): Snakemake merges nested mappings key by key, which would add the
-    # default variants to the comparison and mix search spaces (docs/search.md)
-    _balancing = whole_section("balancing", workflow.configfiles, workflow.overwrite_configfiles)
-    if _balancing is not None:
-        config["balancing"] = _balancing
-        # controls are variants of that comparison: taken from the same file (none if it names none)
-        config.setdefault("stats", {})["controls"] = controls_of_balancing(
-            workflow.configfiles, workflow.overwrite_configfiles
+    if workflow.modifier.namespace is None:
+        # the run's config from its files (balancebench.config.run_config): a config file of another task than
+        # the demo's brings its whole config, `balancing` is taken whole from the last file that has it (with
+        # that file's controls; docs/search.md), a key given twice in one file is refused
+        _resolved = run_config(
+            workflow.configfiles,
+            workflow.overwrite_configfiles,
+            workflow.config_settings.overwrite_config,
+            config,
         )
-    validate_config(config)
+        config.clear()
+        config.update(_resolved)
+    else:
+        # a run of a multi-task config: resolved and validated by balancebench.config.task_runs
+        validate_config(config)
 except ConfigError as err:
     raise WorkflowError(str(err))
 
@@ -248,3 +233,15 @@ def pareto_inputs(wildcards):
         "search_candidates": sorted({result(f"search/{v}/gen{g}/candidates.json") for v, g, _, _ in candidates}),
         "artifact_records": sorted({path for _, path in pareto_artifact_records()}),
     }
+
+
+# A task's rules (workflow/rules/tasks/<task>/) redefine these two; the generic stages
+# (task_stages.smk) have no files of their own to keep, and search candidates read only the dataset.
+def task_targets():
+    """Files of the task's own stages that rule all keeps (beyond models and metrics)."""
+    return []
+
+
+def search_evaluation_inputs(wildcards):
+    """Inputs a search candidate's evaluation reads besides the dataset."""
+    return {}

@@ -3,14 +3,6 @@
 # model with Task.evaluate (the training metrics are the core's). docs/tasks.md.
 
 
-def task_targets():
-    return []
-
-
-def search_evaluation_inputs(wildcards):
-    return {}
-
-
 rule task_data:
     output:
         dataset=TASK_DATASET,
