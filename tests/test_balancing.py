@@ -8,6 +8,7 @@ import json
 import math
 import warnings
 from fractions import Fraction
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -100,14 +101,14 @@ def test_gradient_methods_refuse_the_update_cadence_of_value_methods():
 
 def test_default_params_mirror_the_documented_defaults():
     cadence = {"update_unit": "epoch", "update_every": 1, "loss_scale": "raw"}
-    assert default_params("constant") == {"weights": [1.0, 1.0], **cadence}
+    assert default_params("constant") == {"weights": None, **cadence}  # null: A_i = 1 for each of the k losses
     assert default_params("ratio") == {"form": "printed", "reference": -1, "max_coefficient": 1e6, **cadence}
     assert default_params("softadapt") == {"beta": 0.1, "order": 1, **cadence}
     assert default_params("softadapt_normalized")["zero_sum"] == "uniform"
     assert default_params("softadapt_normalized")["normalizer"] == "sum"
     assert default_params("dwa")["temperature"] == 2.0
-    assert default_params("mgda") == {"n_components": 2, "normalize": "none", "max_iter": 250, "tol": 1e-10}
-    assert default_params("pcgrad") == {"n_components": 2, "seed": 0, "reduction": "sum"}
+    assert default_params("mgda") == {"n_components": None, "normalize": "none", "max_iter": 250, "tol": 1e-10}
+    assert default_params("pcgrad") == {"n_components": None, "seed": 0, "reduction": "sum"}
 
 
 @pytest.mark.parametrize(
@@ -143,7 +144,13 @@ def test_constant_returns_its_weights_at_any_history_length():
 
 def test_constant_refuses_a_history_with_another_number_of_components():
     with pytest.raises(ValueError, match="k=3"):
-        get_method("constant").coefficients(np.ones((2, 3)))
+        get_method("constant", weights=[1.0, 2.0]).coefficients(np.ones((2, 3)))
+
+
+def test_constant_defaults_to_one_per_loss_of_the_task():
+    """weights null: A_i = 1 for each of the task's k losses (a three-loss PINN needs no weights of its own)."""
+    assert get_method("constant").coefficients(np.ones((2, 3))).tolist() == [1.0, 1.0, 1.0]
+    assert get_method("constant").initial_coefficients(2).tolist() == [1.0, 1.0]
 
 
 # ---------------------------------------------------------------- Eq. 5: ratio
@@ -526,10 +533,16 @@ def test_mgda_direction_keeps_dtype_and_has_no_graph():
 
 
 def test_gradient_methods_check_the_number_of_components():
+    """A configured n_components is checked; null (the default) takes the task's k at setup."""
     with pytest.raises(ValueError, match="n_components"):
-        get_method("mgda").combine(torch.randn(3, 4))
+        get_method("mgda", n_components=2).combine(torch.randn(3, 4))
     with pytest.raises(ValueError, match="n_components"):
-        get_method("pcgrad").combine(torch.randn(3, 4))
+        get_method("pcgrad", n_components=2).combine(torch.randn(3, 4))
+    for name in ("mgda", "pcgrad"):
+        method = get_method(name)
+        assert method.combine(torch.randn(3, 4)).shape == (4,)
+        method.setup(SimpleNamespace(components=("a", "b", "c")))
+        assert method.backward_passes == 3
 
 
 def test_min_norm_weights_single_task():

@@ -225,7 +225,7 @@ def test_config_refuses_a_bad_reference_point(demo_config, bad):
     from balancebench.config import ConfigError, validate_config
 
     pareto = {k: v for k, v in demo_config.get("pareto", {}).items() if k != "reference_point"}
-    assert validate_config({**demo_config, "pareto": pareto})["pareto"]["reference_point"] == [1.0, 1.0]
+    assert validate_config({**demo_config, "pareto": pareto})["pareto"]["reference_point"] is None  # 1 per loss
     assert validate_config({**demo_config, "pareto": {"reference_point": "nadir"}})["pareto"]["reference_point"] \
         == "nadir"
     with pytest.raises(ConfigError, match="pareto.reference_point"):

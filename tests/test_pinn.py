@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+import yaml
 
 from balancebench.balancing import get_method
 from balancebench.config import ConfigError, validate_config
@@ -168,10 +169,23 @@ def test_evaluate_gives_every_metric(tiny_dataset):
 
 @pytest.mark.e2e
 def test_tiny_pinn_run_through_snakemake(tmp_path):
-    results = tmp_path / "results"
+    """Helmholtz (two losses) and Burgers (three) in one multi-task run (config key tasks): each ranked, the
+    three-loss run through the Pareto stage (3-d hypervolume) and the timing calibration (constant: A_i = 1
+    for each loss), each run's loss names its own although both are the task pinn in one process."""
+    results, burgers = tmp_path / "results", tmp_path / "burgers"
+    helmholtz = yaml.safe_load((REPO / "tests" / "data" / "pinn_tiny.yaml").read_text())
+    helmholtz["results_dir"] = str(results)
+    three = {**helmholtz, "results_dir": str(burgers),
+             "pinn": {**helmholtz["pinn"], "problem": "burgers1d", "test_grid": [11, 11]},
+             "balancing": {"variants": {"constant": {"method": "constant"}, "relobralo": {"method": "relobralo"},
+                                        "random_weights": {"method": "random_weights"}}},
+             "pareto": {"reference_point": "nadir"}}
+    (tmp_path / "helmholtz.yaml").write_text(yaml.safe_dump(helmholtz))
+    (tmp_path / "burgers.yaml").write_text(yaml.safe_dump(three))
+    (tmp_path / "tasks.yaml").write_text(yaml.safe_dump({"tasks": {"helmholtz": str(tmp_path / "helmholtz.yaml"),
+                                                                   "burgers": str(tmp_path / "burgers.yaml")}}))
     proc = subprocess.run([sys.executable, "-m", "snakemake", "--nolock", "--cores", "2", "--configfile",
-                           "tests/data/pinn_tiny.yaml", "--config", f"results_dir={results}"],
-                          cwd=REPO, capture_output=True, text=True, timeout=900)
+                           str(tmp_path / "tasks.yaml")], cwd=REPO, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     table = pd.read_csv(results / "metrics" / "metrics.csv")
     for metric in ("rel_l2", "max_abs_error", "residual_mse", "boundary_error", "t_it", "failed"):
@@ -184,5 +198,14 @@ def test_tiny_pinn_run_through_snakemake(tmp_path):
             with np.load(run / "prediction.npz") as pred:
                 assert pred["prediction"].shape == pred["reference"].shape == (441,)
             assert (run / "prediction.png").exists()
-            assert {"coef_residual", "coef_boundary"} <= set(pd.read_csv(run / "train_log.csv"))
+            log = pd.read_csv(run / "train_log.csv")
+            assert {"coef_residual", "coef_boundary"} <= set(log) and "coef_initial" not in log
     assert sorted(pd.read_csv(results / "stats" / "ranking.csv")["method"]) == ["constant", "lra", "random_weights"]
+    # the three-loss run: its own losses, a 3-d hypervolume per model, ranked
+    for variant in ("constant", "relobralo", "random_weights"):
+        log = pd.read_csv(burgers / "models" / variant / "seed1" / "train_log.csv")
+        assert {"coef_residual", "coef_boundary", "coef_initial"} <= set(log)
+    hv = pd.read_csv(burgers / "pareto" / "hypervolume.csv")
+    assert len(hv) == 6 and (hv["value"].dropna() >= 0).all()
+    assert sorted(pd.read_csv(burgers / "stats" / "ranking.csv")["method"]) == ["constant", "random_weights",
+                                                                               "relobralo"]

@@ -137,7 +137,11 @@ def _check_task(config: dict) -> None:
     from balancebench.tasks.base import get_task
     from balancebench.training import preference_dim
 
-    task = get_task(config.get("task", "cg_benzene"))
+    task = get_task(config.get("task", "cg_benzene"), config)
+    reference = (config.get("pareto") or {}).get("reference_point")
+    if isinstance(reference, list) and len(reference) != len(task.loss_names):
+        raise ConfigError(f"config error at pareto.reference_point: {len(reference)} numbers for the task's "
+                          f"{len(task.loss_names)} losses {list(task.loss_names)} (one per loss, or 'nadir')")
     known = available_methods()
     for name, variant in (config.get("balancing") or {}).get("variants", {}).items():
         if variant.get("method") not in known:
@@ -146,6 +150,10 @@ def _check_task(config: dict) -> None:
             method = get_method(variant["method"], **variant.get("params", {}))
         except (TypeError, ValueError):
             continue  # named by _check_balancing
+        required = getattr(method, "required_losses", None)
+        if required is not None and len(task.loss_names) != required:
+            raise ConfigError(f"config error at balancing.variants.{name}.method: {variant['method']} is defined "
+                              f"for {required} losses; the task {task.name!r} has {list(task.loss_names)}")
         try:
             preference_dim(task, method)
         except ValueError as err:
@@ -194,9 +202,22 @@ def _expects(schema: dict) -> str:
     kind = schema.get("type", "value")
     if kind == "array":
         lo, hi = schema.get("minItems"), schema.get("maxItems")
-        count = f"{lo} " if lo is not None and lo == hi else (f"{lo} to {hi} " if lo is not None or hi is not None else "")
-        items = schema.get("items", {})
-        return f"a list of {count}{_expects(items) if items else 'values'}".replace("a list of 2 a number", "a list of 2 numbers")
+        if lo is not None and lo == hi:
+            count = f"{lo} "
+        elif lo is not None and hi is not None:
+            count = f"{lo} to {hi} "
+        elif lo is not None:
+            count = f"at least {lo} "
+        elif hi is not None:
+            count = f"at most {hi} "
+        else:
+            count = ""
+        items = _expects(schema["items"]) if schema.get("items") else "values"
+        if count and items.startswith(("a ", "an ")):  # "a list of 2 numbers > 0", not "2 a number > 0"
+            items = items.split(" ", 1)[1]
+            head, _, rest = items.partition(" ")
+            items = f"{head}s" + (f" {rest}" if rest else "")
+        return f"a list of {count}{items}"
     words = {"number": "a number", "integer": "an integer", "string": "a string", "boolean": "true/false",
              "object": "a mapping"}.get(kind, str(kind))
     bounds = [f"> {schema['exclusiveMinimum']}" if "exclusiveMinimum" in schema else "",
@@ -217,7 +238,7 @@ def _check_balancing(config: dict) -> None:
     from balancebench.search.space import SearchVocabulary, apply_parameters, check_search, check_variant_search
     from balancebench.tasks.base import get_task
 
-    task = get_task(config.get("task", "cg_benzene"))
+    task = get_task(config.get("task", "cg_benzene"), config)
     vocabulary = SearchVocabulary.from_task(task)
     training_schema = task_schema(task)["properties"].get("training", {})
 
@@ -277,7 +298,7 @@ def _training_setting_names(config: dict | None = None) -> list[str]:
     from balancebench.tasks.base import get_task
     from balancebench.training import TrainingSettings
 
-    task = get_task((config or {}).get("task", "cg_benzene"))
+    task = get_task((config or {}).get("task", "cg_benzene"), config)
     return [f.name for f in dataclasses.fields(TrainingSettings)] + list(task.loss_setting_names)
 
 

@@ -1,7 +1,8 @@
-"""Pareto fronts of two losses: test rays, non-dominated filter, hypervolume, front of a conditioned model.
+"""Pareto fronts of a task's losses: test rays, non-dominated filter, hypervolume, front of a conditioned model.
 
-Objectives (both minimised, dimensionless) of a model on the validation data, for the task's two losses
-``a`` and ``b`` (the task contract, :mod:`balancebench.tasks.base`)::
+Objectives (all minimised, dimensionless) of a model on the validation data, one per loss of the task (the
+task contract, :mod:`balancebench.tasks.base`; two losses ``a`` and ``b`` below, m losses alike: points,
+hypervolume and the nadir are m-dimensional; test rays and COSMOS fronts are defined for two)::
 
     f_a = val_a / ref_a        f_b = val_b / ref_b
 
@@ -76,21 +77,24 @@ def check_reference_point(reference_point, m: int = 2) -> np.ndarray:
     return ref
 
 
-def resolve_reference_point(reference_point, point_sets, margin: float = NADIR_MARGIN) -> np.ndarray:
-    """The run's hypervolume reference point: numbers as given; ``"nadir"``: (1 + margin) x the nadir.
+def resolve_reference_point(reference_point, point_sets, margin: float = NADIR_MARGIN, m: int = 2) -> np.ndarray:
+    """The run's hypervolume reference point: numbers as given (``m`` of them, one per loss); ``"nadir"``:
+    (1 + margin) x the nadir.
 
     The nadir is the componentwise worst (largest) objective over the finite rows of every array in
-    ``point_sets`` (each (n, 2)). Fixed before any hypervolume is computed, shared by every method and
-    seed of the run. With no finite point (every training failed: no hypervolume to compute) it is the
-    default (1, 1), so that the rule still writes its tables.
+    ``point_sets`` (each (n, m)). Fixed before any hypervolume is computed, shared by every method and
+    seed of the run. With no finite point (every training failed: no hypervolume to compute) it is
+    (1, ..., 1), so that the rule still writes its tables.
     """
+    if reference_point is None:  # the config's default: the mean predictor on every loss
+        return np.ones(m, dtype=np.float64)
     if not (isinstance(reference_point, str) and reference_point == "nadir"):
-        return check_reference_point(reference_point)
-    stacked = [np.asarray(p, dtype=np.float64).reshape(-1, 2) for p in point_sets]
-    finite = np.concatenate(stacked) if stacked else np.empty((0, 2))
+        return check_reference_point(reference_point, m)
+    stacked = [np.asarray(p, dtype=np.float64).reshape(-1, m) for p in point_sets]
+    finite = np.concatenate(stacked) if stacked else np.empty((0, m))
     finite = finite[np.all(np.isfinite(finite), axis=1)]
     if not len(finite):
-        return np.asarray(DEFAULT_REFERENCE_POINT, dtype=np.float64)
+        return np.ones(m, dtype=np.float64)
     return (1.0 + margin) * finite.max(axis=0)
 
 
@@ -280,7 +284,8 @@ def collect(references: dict, conditioned: dict, finals: dict, candidates: list[
                           columns=["method", "seed", "status", *objectives])
     reference_point = resolve_reference_point(reference_point, [f[objectives].to_numpy(dtype=float)
                                                                 for f in fronts.values()]
-                                              + [t[objectives].to_numpy(dtype=float) for t in (points, cand)])
+                                              + [t[objectives].to_numpy(dtype=float) for t in (points, cand)],
+                                              m=len(objectives))
     hv = hypervolume_rows(fronts, pd.concat([points, failed], ignore_index=True) if len(failed) else points,
                           reference_point)  # a failed conditioned run: its row says so, no value
     # the summary's per-front and per-model values are those rows (a failed model encloses 0)
@@ -455,7 +460,8 @@ def plot_fronts(path, fronts: dict, points: pd.DataFrame, reference_point=DEFAUL
         for row in numbered.itertuples(index=False):
             ax.annotate(str(row.number), (getattr(row, fx), getattr(row, fy)), fontsize=6.5, color="0.35",
                         xytext=(2, 2), textcoords="offset points")
-    ref = check_reference_point(reference_point)
+    columns = objective_columns(points)
+    ref = check_reference_point(reference_point, len(columns) or 2)
     ax.axvline(ref[0], color="0.6", lw=0.8, ls=":")
     ax.axhline(ref[1], color="0.6", lw=0.8, ls=":")
     ax.set_xlabel(lx)
@@ -470,7 +476,10 @@ def plot_fronts(path, fronts: dict, points: pd.DataFrame, reference_point=DEFAUL
         axis.set_minor_formatter(plain if lo_hi[1] / lo_hi[0] < 30 else NullFormatter())
     ax.tick_params(axis="both", which="both", labelsize=8)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False, borderaxespad=0.0)
-    ax.set_title(f"{fx[2:]}/{fy[2:]} trade-off; dotted: hypervolume reference point", fontsize=10)
+    shown = f"{fx[2:]}/{fy[2:]} trade-off"
+    if len(columns) > 2:  # m > 2 losses: the projection on the first two (hypervolume is m-dimensional)
+        shown += f" (projection; {len(columns)} objectives: {', '.join(c[2:] for c in columns)})"
+    ax.set_title(f"{shown}; dotted: hypervolume reference point", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -37,7 +37,7 @@ class Job:
         from balancebench.tasks.base import get_task
 
         load_task_modules(self.config.get("task_modules") or [])
-        return get_task(self.config.get("task", "cg_benzene"))
+        return get_task(self.config.get("task", "cg_benzene"), self.config or None)
 
     @property
     def search_vocabulary(self):

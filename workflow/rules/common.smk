@@ -32,7 +32,7 @@ except ConfigError as err:
 
 RESULTS = config["results_dir"]
 TASK = config["task"]  # balancebench.tasks: the task whose variants this run trains and ranks
-TASK_OBJ = get_task(TASK)
+TASK_OBJ = get_task(TASK, config)  # configured for this run (Task.configure)
 
 
 def result(path):
@@ -194,7 +194,7 @@ def kept_outputs():
 from balancebench.balancing import get_method as _pareto_get_method
 
 PARETO = config.get("pareto", {})
-PARETO_REFERENCE = PARETO.get("reference_point", [1.0, 1.0])  # two numbers, or "nadir"
+PARETO_REFERENCE = PARETO.get("reference_point")  # one number per loss, "nadir", or null: 1 per loss
 CONDITIONED_VARIANTS = [
     v for v in VARIANTS if _pareto_get_method(variant_method(v), **variant_params(v)).preference_dim > 0
 ]

@@ -121,7 +121,7 @@ rule stats_tables:
         stats=config["stats"],
         seed_design=config["training"].get("seed_design", "independent"),
         task=TASK,
-        concerns=lambda wc: {k: list(v) for k, v in get_task(TASK).concerns.items()},
+        concerns=lambda wc: {k: list(v) for k, v in TASK_OBJ.concerns.items()},
         code=code_hash("stats", "report.py"),
     script:
         "../scripts/stats_tables.py"
@@ -173,7 +173,7 @@ rule stats_figures:
         stats=config["stats"],
         seed_design=config["training"].get("seed_design", "independent"),
         task=TASK,
-        concerns=lambda wc: {k: list(v) for k, v in get_task(TASK).concerns.items()},
+        concerns=lambda wc: {k: list(v) for k, v in TASK_OBJ.concerns.items()},
         code=code_hash("stats", "report.py", "plotstyle.py"),
     script:
         "../scripts/stats_figures.py"

@@ -9,6 +9,10 @@ from ._params import (
     _weights,
 )
 from .base import _check_k, register
+
+
+def _optional_weights(v):
+    return None if v is None else _weights(v)
 from .shapes import ValueMethod
 
 
@@ -16,16 +20,19 @@ from .shapes import ValueMethod
 class Constant(ValueMethod):
     """Eq. 4: lambda_i(t) = A_i, fixed hyperparameters (tuned by grid search in the paper).
 
-    ``weights``: the k non-negative A_i (default [1.0, 1.0]); min_history 0, so
-    :meth:`initial_coefficients` is the same vector. A history whose k differs from
-    ``len(weights)`` raises ValueError.
+    ``weights``: the k non-negative A_i (default null: A_i = 1 for each of the task's k losses); min_history
+    0, so :meth:`initial_coefficients` is the same vector. A history whose k differs from ``len(weights)``
+    raises ValueError.
     """
 
-    params = {"weights": Param([1.0, 1.0], _weights, "the k non-negative coefficients A_i"), **VALUE_PARAMS}
+    params = {"weights": Param(None, _optional_weights, "the k non-negative coefficients A_i (null: all 1)"),
+              **VALUE_PARAMS}
 
     def initial_coefficients(self, k: int) -> np.ndarray:
         k = _check_k(k)
         w = self.params["weights"]
+        if w is None:
+            return np.ones(k, dtype=np.float64)
         if len(w) != k:
             raise ValueError(f"constant: {len(w)} weights {w} for a loss with k={k} components")
         return np.asarray(w, dtype=np.float64)

@@ -87,6 +87,8 @@ def cosmos_objective(losses, preference, penalty: float):
 class Cosmos(ConditionedMethod):
     """COSMOS (seed 002): Dirichlet preferences per batch, Eq. 5 on normalised losses; see the module docstring."""
 
+    required_losses = K  # a task with another number of losses is refused before any job (config._check_task)
+
     preference_dim: ClassVar[int] = K
     params: ClassVar[dict[str, Param]] = {
         "alpha": Param(1.2, _alpha, "Dirichlet concentration of the sampled preferences (seed code default 1.2)"),

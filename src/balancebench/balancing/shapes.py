@@ -11,6 +11,12 @@ import numpy as np
 from ._params import VALUE_PARAMS, Param, _int_at_least
 from .base import BalancingMethod, TrainContext, _to_numpy_history, backward_via_objective, loss_vector
 
+_positive_count = _int_at_least(1)
+
+
+def _optional_count(v: Any) -> int | None:
+    return None if v is None else _positive_count(v)
+
 # --------------------------------------------------------------------------------------
 # value: coefficients from the loss history
 # --------------------------------------------------------------------------------------
@@ -203,30 +209,35 @@ class GradientMethod(BalancingMethod):
 
     kind: ClassVar[str] = "gradient"
     params: ClassVar[dict[str, Param]] = {
-        "n_components": Param(2, _int_at_least(1), "k, the number of loss components (and backward passes)"),
+        "n_components": Param(None, _optional_count, "k, the number of loss components (and backward passes); "
+                              "null: the task's number of losses, set at setup"),
     }
 
     def _configure(self) -> None:
         super()._configure()
         self.update_unit = "step"
         self.update_every = 1
-        self.backward_passes = self.params["n_components"]
+        # k backward passes per step: as configured, else 2 until setup learns the task's k
+        self.backward_passes = self.params["n_components"] or 2
         self.min_history = 0
         self.last_weights: np.ndarray | None = None
 
     def setup(self, context: TrainContext) -> None:
-        if len(context.components) != self.backward_passes:
-            raise ValueError(f"{self.name}: n_components={self.backward_passes} but the loss has "
+        configured = self.params["n_components"]
+        if configured is not None and len(context.components) != configured:
+            raise ValueError(f"{self.name}: n_components={configured} but the loss has "
                              f"{len(context.components)} components {context.components}")
+        self.backward_passes = len(context.components)
 
     def _check_grads(self, grads: Any):
         import torch
 
         if not isinstance(grads, torch.Tensor) or grads.ndim != 2:
             raise ValueError(f"{self.name}: grads must be a torch.Tensor of shape (k, P)")
-        if grads.shape[0] != self.backward_passes:
+        configured = self.params["n_components"]
+        if configured is not None and grads.shape[0] != configured:
             raise ValueError(
-                f"{self.name}: got {grads.shape[0]} gradient rows but n_components={self.backward_passes}; "
+                f"{self.name}: got {grads.shape[0]} gradient rows but n_components={configured}; "
                 "pass n_components=k to get_method"
             )
         return grads.detach()

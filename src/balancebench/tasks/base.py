@@ -89,6 +89,13 @@ class Task:
         first, by default."""
         return {f"weight_{name}": i for i, name in enumerate(self.loss_names) if i > 0}
 
+    def configure(self, config: dict) -> "Task":
+        """This task for one run's validated ``config`` (``get_task(name, config)``). A task whose loss names or
+        model depend on its settings returns an instance that holds them (``pinn``: ``pinn.problem`` gives two
+        or three losses), so two runs of one task in one process (a multi-task run) never see each other's
+        settings. Default: the task itself."""
+        return self
+
     def code_paths(self) -> tuple[str, ...]:
         """Library files and folders (relative to ``src/balancebench``) whose change reruns the task's jobs."""
         return ("tasks/base.py",)
@@ -225,10 +232,13 @@ def available_tasks() -> list[str]:
     return sorted(set(_TASKS) | set(_BUILTIN))
 
 
-def get_task(name: str) -> Task:
-    """The registered task ``name`` (an instance); a clear error naming the known ones otherwise."""
+def get_task(name: str, config: dict | None = None) -> Task:
+    """The registered task ``name`` (a new instance), configured for a run's ``config`` when one is given
+    (:meth:`Task.configure`: e.g. the loss names of ``pinn`` follow ``pinn.problem``); a clear error naming the
+    known ones otherwise."""
     if name not in _TASKS and name in _BUILTIN:
         importlib.import_module(_BUILTIN[name])
     if name not in _TASKS:
         raise KeyError(f"unknown task {name!r}; known: {available_tasks()}")
-    return _TASKS[name]()
+    task = _TASKS[name]()
+    return task if config is None else task.configure(config)

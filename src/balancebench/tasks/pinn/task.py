@@ -197,8 +197,9 @@ def predict_points(problem: Problem, model, points: dict[str, torch.Tensor]) -> 
 # ------------------------------------------------------------------------------------------- task
 _MODEL_DEFAULTS = {"hidden": 50, "layers": 3}
 ALL_LOSSES = ("residual", "boundary", "initial")
-# the problem of this process's run: the core names a task by name only, so the loss names of ``pinn`` (two or
-# three, by problem) follow the last config checked or dataset read (workaround; docs/pinn.md, "core hooks")
+# the problem of an unconfigured instance (``get_task("pinn")`` without a config, e.g. a trainer built from a
+# dataset alone): the last config checked or dataset read in this process. A configured instance
+# (``get_task("pinn", config)``, :meth:`Pinn.configure`) holds its own problem and never reads this.
 _ACTIVE = {"problem": "helmholtz2d"}
 
 
@@ -210,12 +211,13 @@ def activate(problem: str) -> None:
 
 
 class _LossNames:
-    """``Pinn.loss_names``: all three on the class (registration), the active problem's on an instance."""
+    """``Pinn.loss_names``: all three on the class (registration); on an instance its configured problem's
+    (:meth:`Pinn.configure`), else the active one's."""
 
     def __get__(self, obj, owner=None):
         if obj is None:
             return ALL_LOSSES
-        return make_problem({"problem": _ACTIVE["problem"]}).loss_names
+        return make_problem({"problem": obj.__dict__.get("problem") or _ACTIVE["problem"]}).loss_names
 
 
 @register_task("pinn")
@@ -266,6 +268,14 @@ class Pinn(Task):
             "model": {"additionalProperties": False, "properties": {
                 "hidden": {"type": "integer", "minimum": 1, "default": 50},
                 "layers": {"type": "integer", "minimum": 1, "default": 3}}}}}
+
+    def configure(self, config: dict) -> "Pinn":
+        """An instance whose loss names are those of the run's ``pinn.problem``."""
+        task = Pinn()
+        task.problem = (config.get("pinn") or {}).get("problem", "helmholtz2d")
+        if task.problem not in PROBLEMS:
+            raise ValueError(f"unknown PINN problem {task.problem!r}; known: {PROBLEMS}")
+        return task
 
     def check_config(self, config: dict) -> None:
         from balancebench.config import ConfigError
