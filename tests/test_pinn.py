@@ -209,3 +209,15 @@ def test_tiny_pinn_run_through_snakemake(tmp_path):
     assert len(hv) == 6 and (hv["value"].dropna() >= 0).all()
     assert sorted(pd.read_csv(burgers / "stats" / "ranking.csv")["method"]) == ["constant", "random_weights",
                                                                                "relobralo"]
+
+
+def test_a_two_loss_method_is_refused_on_a_three_loss_problem_before_any_job():
+    config = yaml.safe_load((REPO / "tests" / "data" / "pinn_tiny.yaml").read_text())
+    config["pinn"]["problem"] = "burgers1d"
+    config["balancing"]["variants"]["cosmos"] = {"method": "cosmos"}
+    with pytest.raises(ConfigError, match=r"balancing\.variants\.cosmos\.method: cosmos is defined for 2 losses; "
+                                          r"the task 'pinn' has \['residual', 'boundary', 'initial'\]"):
+        validate_config(config)
+    config["pinn"]["problem"] = "helmholtz2d"  # two losses: COSMOS is refused only for the model's missing input
+    with pytest.raises(ConfigError, match=r"balancing\.variants\.cosmos\.method: .*conditioning"):
+        validate_config(config)
