@@ -183,7 +183,8 @@ def test_tiny_pinn_run_through_snakemake(tmp_path):
     (tmp_path / "helmholtz.yaml").write_text(yaml.safe_dump(helmholtz))
     (tmp_path / "burgers.yaml").write_text(yaml.safe_dump(three))
     (tmp_path / "tasks.yaml").write_text(yaml.safe_dump({"tasks": {"helmholtz": str(tmp_path / "helmholtz.yaml"),
-                                                                   "burgers": str(tmp_path / "burgers.yaml")}}))
+                                                                   "burgers": str(tmp_path / "burgers.yaml")},
+                                                         "cross_task": {"results_dir": str(tmp_path / "cross")}}))
     proc = subprocess.run([sys.executable, "-m", "snakemake", "--nolock", "--cores", "2", "--configfile",
                            str(tmp_path / "tasks.yaml")], cwd=REPO, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -209,6 +210,9 @@ def test_tiny_pinn_run_through_snakemake(tmp_path):
     assert len(hv) == 6 and (hv["value"].dropna() >= 0).all()
     assert sorted(pd.read_csv(burgers / "stats" / "ranking.csv")["method"]) == ["constant", "random_weights",
                                                                                "relobralo"]
+    # across the two problems: constant and random_weights ran in both
+    assert sorted(pd.read_csv(tmp_path / "cross" / "blocks.csv", index_col="run").columns) == ["constant",
+                                                                                           "random_weights"]
 
 
 def test_a_two_loss_method_is_refused_on_a_three_loss_problem_before_any_job():

@@ -201,7 +201,9 @@ def test_toy_task_goes_through_train_evaluate_metrics_stats(tmp_path):
     second_config["balancing"] = {"variants": {"constant": {"method": "constant"}, "mgda": {"method": "mgda"}}}
     second_config["stats"] = {"controls": {"variants": ["constant"]}}
     second = _write_yaml(tmp_path / "toy_other.yaml", second_config)
-    tasks = _write_yaml(tmp_path / "tasks.yaml", {"tasks": {"toy": str(first), "toy_other": str(second)}})
+    cross = tmp_path / "cross_task"
+    tasks = _write_yaml(tmp_path / "tasks.yaml", {"tasks": {"toy": str(first), "toy_other": str(second)},
+                                                  "cross_task": {"results_dir": str(cross)}})
     proc = subprocess.run([sys.executable, "-m", "snakemake", "--nolock", "--cores", "2", "--configfile",
                            str(tasks)], cwd=REPO, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -228,6 +230,11 @@ def test_toy_task_goes_through_train_evaluate_metrics_stats(tmp_path):
     # the second run: its own variants and seeds, ranked in its own tree
     assert sorted(pd.read_csv(other / "stats" / "ranking.csv")["method"]) == ["constant", "mgda"]
     assert sorted(p.name for p in (other / "models" / "mgda").iterdir()) == ["seed1", "seed2"]
+    # the verdict across the two runs: the methods that ran in both, each run a block
+    blocks = pd.read_csv(cross / "blocks.csv", index_col="run")
+    assert list(blocks.index) == ["toy", "toy_other"] and sorted(blocks.columns) == ["constant", "mgda"]
+    assert (cross / "critical_difference.png").stat().st_size > 0
+    assert "Left out (not in every run): grid, softadapt, unitfree." in (cross / "summary.md").read_text()
     # each file alone plans nothing: same files, parameters and code as in the multi-task run
     for path in (first, second):
         alone = subprocess.run([sys.executable, "-m", "snakemake", "--nolock", "-n", "--configfile", str(path)],

@@ -488,6 +488,20 @@ def task_runs(tasks: dict, default_configfile: str | Path) -> dict[str, dict]:
     return runs
 
 
+def cross_task_settings(config: dict) -> dict:
+    """The ``cross_task`` section of a multi-task config, validated with its defaults (a ConfigError names the
+    field)."""
+    section = copy.deepcopy(config.get("cross_task") or {})
+    schema = load_schema()["properties"]["cross_task"]
+    validator = _DefaultFillingValidator(schema)
+    errors = sorted(validator.iter_errors(section), key=lambda e: list(e.absolute_path))
+    if errors:
+        err = errors[0]
+        where = ".".join(["cross_task", *map(str, err.absolute_path)])
+        raise ConfigError(f"config error at {where}: {err.message}")
+    return section
+
+
 def load_config(path: str | Path) -> dict:
     """Read (refusing duplicate keys), validate and fill defaults."""
     check_duplicate_keys(path)

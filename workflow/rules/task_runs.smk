@@ -4,10 +4,11 @@
 
 from snakemake.exceptions import WorkflowError
 
-from balancebench.config import ConfigError, task_runs
+from balancebench.config import ConfigError, cross_task_settings, task_runs
 
 try:
     TASK_RUNS = task_runs(config["tasks"], "config/config.yaml")
+    CROSS_TASK = cross_task_settings(config)
 except ConfigError as err:
     raise WorkflowError(str(err))
 
@@ -25,5 +26,31 @@ for task_run in TASK_RUNS:
     use rule * from task_run_module as task_run_module*
 
 
-# what rule all (Snakefile) asks for: every run's own rule all
-RUN_TARGETS = [getattr(rules, f"{run}_all").input for run in TASK_RUNS]
+# The verdict across runs (balancebench.stats.cross_task): Friedman over the runs as blocks.
+rule cross_task:
+    input:
+        **{run: getattr(rules, f"{run}_stats_tables").output.ranking for run in TASK_RUNS},
+    output:
+        blocks=f"{CROSS_TASK['results_dir']}/blocks.csv",
+        mean_ranks=f"{CROSS_TASK['results_dir']}/mean_ranks.csv",
+        friedman=f"{CROSS_TASK['results_dir']}/friedman.csv",
+        posthoc=f"{CROSS_TASK['results_dir']}/posthoc.csv",
+        summary=f"{CROSS_TASK['results_dir']}/summary.md",
+        figure=f"{CROSS_TASK['results_dir']}/critical_difference.png",
+    log:
+        f"{CROSS_TASK['results_dir']}/cross_task.log",
+    conda:
+        "../../envs/train.yaml"
+    params:
+        alpha=CROSS_TASK["alpha"],
+        posthoc=CROSS_TASK["posthoc"],
+        runs=list(TASK_RUNS),
+    script:
+        "../scripts/cross_task.py"
+
+
+workflow.localrules("cross_task")
+
+
+# what rule all (Snakefile) asks for: every run's own rule all, and the verdict across them
+RUN_TARGETS = [getattr(rules, f"{run}_all").input for run in TASK_RUNS] + [rules.cross_task.output]

@@ -77,6 +77,13 @@ def friedman(blocks: pd.DataFrame) -> KruskalResult:
     df = x.shape[1] - 1
     if all(np.ptp(row) == 0.0 for row in x):
         return KruskalResult(0.0, df, 1.0, "every block tied: no within-block difference to test")
+    if x.shape[1] == 2:  # scipy wants k >= 3: the formula above, tie-corrected, chi-squared with 1 df
+        n, k = x.shape
+        ranks = _within_ranks(x)
+        ties = sum(float((c**3 - c).sum()) for c in (np.unique(row, return_counts=True)[1] for row in x))
+        q = (12.0 / (n * k * (k + 1)) * float((ranks.sum(axis=0) ** 2).sum()) - 3.0 * n * (k + 1))
+        q /= 1.0 - ties / (n * k * (k * k - 1))
+        return KruskalResult(float(q), df, float(ss.chi2.sf(q, df)))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         result = ss.friedmanchisquare(*x.T)
