@@ -19,9 +19,12 @@ with snakemake_job(smk) as job:
     configured = {**default_params(smk.params.method), **smk.params.method_params}
     targets = search_parameters(configured, job.search_vocabulary)
     fallback = {}
+    vocabulary = job.search_vocabulary
+    weights = configured.get("weights") or [1.0] * len(vocabulary.loss_names)  # null: A_i = 1 for each loss
+    alias_index = dict(vocabulary.weight_aliases)
     for name in spec.parameters:
         if targets.get(name) == "weights":
-            fallback[name] = float(configured["weights"][1])
+            fallback[name] = float(weights[alias_index[name]])
         elif targets.get(name) == "training":
             fallback[name] = float(smk.params.training[name])
         else:
