@@ -9,6 +9,7 @@ place and raises :class:`ConfigError` naming the offending field.
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 
 import jsonschema
@@ -72,7 +73,18 @@ def validate_config(config: dict, schema: dict | None = None) -> dict:
     _check_task(config)
     _check_balancing(config)
     _check_stats(config)
+    _check_pareto(config, task)
     return config
+
+
+def _check_pareto(config: dict, task) -> None:
+    """A configured hypervolume reference point has one number per loss of the task."""
+    point = (config.get("pareto") or {}).get("reference_point")
+    n = len(task.loss_names)
+    if point is not None and len(point) != n:
+        raise ConfigError(f"config error at pareto.reference_point: {point!r} has {len(point)} numbers; the task "
+                          f"{task.name!r} has {n} losses {tuple(task.loss_names)} (one number per loss; null: the "
+                          f"task's point {task.hypervolume_reference()})")
 
 
 def load_task_modules(modules) -> None:
@@ -191,9 +203,11 @@ def _expects(schema: dict) -> str:
     kind = schema.get("type", "value")
     if kind == "array":
         lo, hi = schema.get("minItems"), schema.get("maxItems")
-        count = f"{lo} " if lo is not None and lo == hi else (f"{lo} to {hi} " if lo is not None or hi is not None else "")
+        count = (f"{lo} " if lo is not None and lo == hi else f"{lo} to {hi} " if lo is not None and hi is not None
+                 else f"{lo} or more " if lo is not None else f"at most {hi} " if hi is not None else "")
         items = schema.get("items", {})
-        return f"a list of {count}{_expects(items) if items else 'values'}".replace("a list of 2 a number", "a list of 2 numbers")
+        return re.sub(r"(a list of [^a]*)a number", r"\1numbers",
+                      f"a list of {count}{_expects(items) if items else 'values'}")
     words = {"number": "a number", "integer": "an integer", "string": "a string", "boolean": "true/false",
              "object": "a mapping"}.get(kind, str(kind))
     bounds = [f"> {schema['exclusiveMinimum']}" if "exclusiveMinimum" in schema else "",
