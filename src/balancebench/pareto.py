@@ -321,10 +321,10 @@ def collect(references: dict, conditioned: dict, finals: dict, candidates: list[
     ``conditioned``: {(variant, seed): dir} of COSMOS models (their ``front.csv`` and ``hparams.json``);
     ``finals``: {(variant, seed): dir} of every other variant's trained models; ``candidates``: search
     trainings [{variant, label, dir, params}] (the constant grid points among them; ``params``, optional, give
-    each one's preference ratio, :func:`candidate_ratio` with ``weight_aliases``). ``reference_point``: fixed numbers (the task's or
-    the config's, :func:`resolve_reference_point`). Returns a dict of tables: fronts, chosen, points,
-    candidates, hypervolume (tidy metric rows), hv_summary (with ``beyond_reference``: the points of each set
-    that do not dominate the reference point and count HV 0), and the ``reference_point``.
+    each one's preference ratio, :func:`candidate_ratio` with ``weight_aliases``). ``reference_point``: fixed
+    numbers (the task's or the config's, :func:`resolve_reference_point`). Returns a dict of tables: fronts,
+    chosen, points, candidates, hypervolume (tidy metric rows), hv_summary (with ``beyond_reference``: the points
+    of each set that do not dominate the reference point and count HV 0), and the ``reference_point``.
     """
     names = list(references)
     objectives = [f"f_{n}" for n in names]
