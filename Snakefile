@@ -62,6 +62,7 @@ include: "workflow/rules/l2o.smk"
 include: "workflow/rules/evaluation.smk"
 include: "workflow/rules/stats.smk"
 include: "workflow/rules/pareto.smk"
+include: "workflow/rules/claims.smk"
 
 
 # Cheap aggregation rules run on the submitting host under a cluster executor (profiles/slurm):
@@ -76,6 +77,7 @@ localrules:
     stats_tables,
     stats_figures,
     stats,
+    claims,
 
 
 rule all:
@@ -84,3 +86,4 @@ rule all:
         all_targets(),
         rules.stats.input,
         rules.pareto.output,
+        rules.claims.output,

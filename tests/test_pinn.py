@@ -186,3 +186,11 @@ def test_tiny_pinn_run_through_snakemake(tmp_path):
             assert (run / "prediction.png").exists()
             assert {"coef_residual", "coef_boundary"} <= set(pd.read_csv(run / "train_log.csv"))
     assert sorted(pd.read_csv(results / "stats" / "ranking.csv")["method"]) == ["constant", "lra", "random_weights"]
+    # the anchors in the claims table (issue 26): LRA vs the plain PINN checked, ReLoBRaLo not in this config
+    claims = pd.read_csv(results / "claims.csv", keep_default_na=False).set_index("claim")
+    assert list(claims.index) == ["pinn_lra_beats_plain", "pinn_relobralo_matches_lra"]
+    assert claims.loc["pinn_lra_beats_plain", "status"] == "checked"
+    assert claims.loc["pinn_lra_beats_plain", "verdict"] in ("reproduced", "not reproduced", "reversed")
+    assert claims.loc["pinn_lra_beats_plain", "test"].startswith("Mann-Whitney U")
+    assert claims.loc["pinn_relobralo_matches_lra", "status"] == "not run"
+    assert "no relobralo variant" in claims.loc["pinn_relobralo_matches_lra", "why"]
