@@ -25,8 +25,8 @@ weights that are best at the middle of the front.
 
 Where the preferences go (``ratio_range``, ``sampling``). The seed draws r ~ Dir(alpha) and evaluates 25 rays with
 angles in [0.1, pi/2 - 0.1], i.e. preference ratios rho = r_2 / r_1 in [0.1, 10]. A task whose useful trade-off
-lies outside that (the CG demo: the grid's best energy weight 1e-3 is rho = w Var(E) / Var(F) ~ 0.005, which
-Dir(1.2, 1.2) draws with probability ~0.002) needs another draw. With ``ratio_range = [rho_lo, rho_hi]``:
+lies outside that (on the benzene demo the grid's best weight of the second loss, 1e-3, is rho = w ref_2 / ref_1
+~ 0.005, which Dir(1.2, 1.2) draws with probability ~0.002; docs/cosmos.md) needs another draw. With ``ratio_range = [rho_lo, rho_hi]``:
 
 * training (``sampling: log_ratio``, the default when a range is given): ln rho ~ U(ln rho_lo, ln rho_hi), then
   r = (1, rho) / (1 + rho) (equal effort per decade of the ratio; the draw is one integer from the run's
