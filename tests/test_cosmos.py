@@ -1,6 +1,8 @@
 """COSMOS (seed 002): the conditioned model is a conservative force field at every fixed r, r matters,
 Eq. 5 is what is minimised, a vertex reproduces a constant-weight training, bad settings are refused."""
 
+import math
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -265,3 +267,97 @@ def test_train_model_writes_the_front_and_the_chosen_preference_that_simulation_
     assert atoms.get_potential_energy() != other.get_potential_energy()
     with pytest.raises(ValueError, match="length 2"):
         CGCalculator.from_checkpoint(tmp_path, preference=[1.0])
+
+
+# -- where the preferences go (issue 25) ----------------------------------------------------------
+def test_the_seeds_dirichlet_rarely_reaches_the_demo_grids_preference_ratio():
+    """Dir(1.2, 1.2) draws r_E = Beta(1.2, 1.2); P(r_E <= 0.005) = I_0.005(1.2, 1.2) ~ 0.002 (issue 25's figure),
+    and the method's draws agree with that probability (binomial count, 20,000 draws)."""
+    from scipy import stats
+
+    p = stats.beta(1.2, 1.2).cdf(0.005)
+    assert 0.0015 < p < 0.0025
+    m = get_method("cosmos")
+    assert m.sampling == "dirichlet"
+    g = context(11).generator
+    r_e = np.array([m.sample_preference(g)[1] for _ in range(20000)])
+    assert stats.binomtest(int((r_e <= 0.005).sum()), len(r_e), p).pvalue > 1e-3
+
+
+def test_log_ratio_sampling_is_log_uniform_over_the_range():
+    """sampling log_ratio (auto with a range): ln(r_E / r_F) ~ U(ln lo, ln hi); checked by a Kolmogorov-Smirnov test
+    against that uniform law, the range's ends, reproducibility, and P(rho <= 0.005) = ln(50) / ln(1e5) = 0.34."""
+    from scipy import stats
+
+    lo, hi = 1e-4, 10.0
+    m = get_method("cosmos", ratio_range=[lo, hi])
+    assert m.sampling == "log_ratio"
+    g1, g2 = context(3).generator, context(3).generator
+    a = np.array([m.sample_preference(g1) for _ in range(5000)])
+    np.testing.assert_array_equal(a, np.array([m.sample_preference(g2) for _ in range(5000)]))
+    np.testing.assert_allclose(a.sum(axis=1), 1.0)
+    log_rho = np.log(a[:, 1] / a[:, 0])
+    assert log_rho.min() >= math.log(lo) - 1e-12 and log_rho.max() <= math.log(hi) + 1e-12
+    assert stats.kstest(log_rho, stats.uniform(math.log(lo), math.log(hi) - math.log(lo)).cdf).pvalue > 1e-3
+    p = math.log(0.005 / lo) / math.log(hi / lo)
+    assert p == pytest.approx(0.3398, abs=1e-4)
+    assert stats.binomtest(int((a[:, 1] / a[:, 0] <= 0.005).sum()), len(a), p).pvalue > 1e-3
+    # the seed's draw with the wider rays (an ablation): Dirichlet training, log-spaced test rays
+    d = get_method("cosmos", ratio_range=[lo, hi], sampling="dirichlet")
+    assert d.sampling == "dirichlet"
+    np.testing.assert_allclose(d.test_preferences(), m.test_preferences())
+
+
+def test_test_rays_follow_the_range_or_the_seed():
+    from balancebench.pareto import circle_points, log_ratio_rays, preference_ratio
+
+    np.testing.assert_allclose(get_method("cosmos", test_rays=7).test_preferences(), circle_points(7))
+    rays = get_method("cosmos", test_rays=6, ratio_range=[1e-3, 100.0]).test_preferences()
+    np.testing.assert_allclose(rays, log_ratio_rays(6, (1e-3, 100.0)))
+    np.testing.assert_allclose(np.log10(preference_ratio(rays)), [-3, -2, -1, 0, 1, 2], atol=1e-12)
+
+
+@pytest.mark.parametrize("params, field", [
+    ({"ratio_range": [0.0, 1.0]}, "ratio_range"), ({"ratio_range": [2.0, 1.0]}, "ratio_range"),
+    ({"ratio_range": [1.0]}, "ratio_range"), ({"ratio_range": "wide"}, "ratio_range"),
+    ({"sampling": "beta"}, "sampling"), ({"sampling": "log_ratio"}, "sampling"),  # log_ratio needs a range
+])
+def test_bad_ray_settings_are_refused_naming_the_setting(params, field):
+    with pytest.raises(ValueError, match=f"parameter '{field}' of balancing method 'cosmos'"):
+        get_method("cosmos", **params)
+
+
+def test_the_demo_configs_range_covers_the_grids_preference_ratios():
+    """config/config.yaml: the cosmos variant's ratio range covers every energy weight of the constant grid as a
+    ratio r_E / r_F = w_E Var(E) / Var(F) (variances of the demo data, docs/cosmos.md: 85.8 and 17.8), with a
+    factor 2 to spare on each side (the ratio moves with the data's variances)."""
+    import yaml
+
+    config = yaml.safe_load((Path(__file__).resolve().parents[1] / "config" / "config.yaml").read_text())
+    lo, hi = config["balancing"]["variants"]["cosmos"]["params"]["ratio_range"]
+    grid = config["balancing"]["searches"]["grid"]
+    assert grid["parameter"] == "energy_weight"
+    ratios = np.asarray(grid["values"]) * 85.8 / 17.8
+    assert ratios.min() == pytest.approx(0.00482, rel=1e-3)
+    assert lo <= ratios.min() / 2 and ratios.max() * 2 <= hi
+
+
+def test_train_model_with_a_ratio_range_writes_log_spaced_rays(lj_dataset, tmp_path):
+    """train_model's front uses the method's rays (log-spaced over ratio_range) and records them in hparams."""
+    import json
+
+    import pandas as pd
+
+    from balancebench.pareto import log_ratio_rays
+
+    result = train_model(lj_dataset, MODEL, {"max_epochs": 1, "batch_size": 8, "patience": 5}, "cosmos",
+                         {"test_rays": 4, "ratio_range": [1e-3, 1.0]}, seed=0, out_dir=tmp_path, threads=1,
+                         variant="cosmos")
+    assert result.status == "completed", result.reason
+    front = pd.read_csv(tmp_path / "front.csv")
+    np.testing.assert_allclose(front[["pref_force", "pref_energy"]].to_numpy(), log_ratio_rays(4, (1e-3, 1.0)))
+    hparams = json.loads((tmp_path / "hparams.json").read_text())
+    np.testing.assert_allclose(hparams["test_preferences"], log_ratio_rays(4, (1e-3, 1.0)))
+    log = pd.read_csv(tmp_path / "train_log.csv")
+    ratio = log["coef_energy"] / log["coef_force"]  # epoch means of r: inside the range's simplex segment
+    assert (log["coef_energy"] <= 0.5 + 1e-12).all() and (ratio > 0).all()

@@ -178,6 +178,23 @@ def test_tiny_run_goes_through_train_evaluate_metrics_stats(tmp_path):
     ranking = pd.read_csv(results / "stats" / "ranking.csv")
     assert sorted(ranking["method"]) == ["constant", "cosmos", "mgda"]
     assert {"accuracy", "loss"} <= set(pd.read_csv(results / "stats" / "verdict.csv")["concern"])
+    # the claims table (issue 24): structure and statuses, not values
+    from balancebench.claims import COLUMNS, VERDICTS
+
+    claims = pd.read_csv(results / "claims.csv", keep_default_na=False).set_index("claim")
+    assert list(claims.reset_index().columns) == COLUMNS
+    assert list(claims.index) == ["seed002_hv", "seed002_cost", "seed002_lambda", "seed001_taylorglo", "seed003_ml2o"]
+    for claim in ("seed002_hv", "seed002_cost"):  # the tiny config has COSMOS and a 2-point grid
+        assert claims.loc[claim, "status"] == "checked" and claims.loc[claim, "verdict"] in VERDICTS, claim
+        assert claims.loc[claim, "test"].startswith("Wilcoxon signed-rank") and claims.loc[claim, "p"] != ""
+        assert "smallest p" in claims.loc[claim, "why"]  # two seeds: the test cannot reject
+    assert claims.loc["seed002_lambda", "status"] == "not run" and "penalty" in claims.loc["seed002_lambda", "why"]
+    assert list(claims.loc[["seed001_taylorglo", "seed003_ml2o"], "status"]) == ["not built", "not built"]
+    md = (results / "claims.md").read_text()
+    assert md.startswith("# Seed claims checked on the task multidigits") and "| seed002_hv |" in md
+    assert (results / "claims.html").exists()
+    note = (results / "pareto" / "summary.md").read_text()
+    assert "the task multidigits's" in note and "Beyond the reference point (HV 0):" in note
 
 
 def test_training_with_the_taylorglo_loss_runs_and_validates_on_cross_entropy(small, tmp_path):

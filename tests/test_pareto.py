@@ -190,46 +190,114 @@ def test_collect_reads_fronts_logs_and_search_trainings(tmp_path):
         collect(refs, {}, {}, [], (1.0,))
 
 
-def test_nadir_reference_point_encloses_every_completed_point(tmp_path):
-    """'nadir': 1.1 x the worst f_F and f_E over finals, search trainings and fronts; one point for the run."""
-    from balancebench.pareto import collect, resolve_reference_point
+def test_reference_point_is_fixed_and_points_beyond_it_count_zero_and_are_counted(tmp_path):
+    """The reference point is the given one whatever the run's points (no 'nadir'); a model or ray point beyond it
+    encloses 0, its hypervolume row says why, and the summary and the note count such points."""
+    from balancebench.pareto import collect, resolve_reference_point, summary_note
 
-    assert resolve_reference_point((1, 2), []).tolist() == [1.0, 2.0]
-    ref = resolve_reference_point("nadir", [np.array([[0.5, 3.0], [np.nan, np.nan]]), np.array([[1.2, 1.0]])])
-    assert ref.tolist() == pytest.approx([1.1 * 1.2, 1.1 * 3.0])
-    # every training failed: nothing to enclose, the default point, no error (the DAG must not crash)
-    assert resolve_reference_point("nadir", [np.full((1, 2), np.nan)]).tolist() == [1.0, 1.0]
-    with pytest.raises(ValueError, match="pareto.reference_point"):
-        resolve_reference_point("median", [])
+    assert resolve_reference_point((1, 2)).tolist() == [1.0, 2.0]
+    with pytest.raises(ValueError, match="pareto.reference_point .*nadir"):
+        resolve_reference_point("nadir")
+    with pytest.raises(ValueError, match="pareto.reference_point must be 2"):
+        resolve_reference_point((1, 2, 3))
     refs = {"force": 1.0, "energy": 1.0}
-    front = pd.DataFrame({"ray": [0, 1], "pref_force": [0.9, 0.1], "pref_energy": [0.1, 0.9],
-                          "f_force": [1.05, 1.3], "f_energy": [2.0, 1.2], "criterion": [3.05, 2.5],
-                          "non_dominated": [True, True]})
+    front = pd.DataFrame({"ray": [0, 1, 2], "pref_force": [0.9, 0.5, 0.1], "pref_energy": [0.1, 0.5, 0.9],
+                          "f_force": [0.5, 1.05, 1.3], "f_energy": [0.5, 2.0, 1.2], "criterion": [1.0, 3.05, 2.5],
+                          "non_dominated": [True, False, False]})
     write_model(tmp_path / "cosmos1", "completed", 2, (0, 0), front, [0.9, 0.1])
     write_model(tmp_path / "soft1", "completed", 2, (1.1, 1.5))   # beyond (1, 1) on both objectives
+    write_model(tmp_path / "soft2", "completed", 2, (0.6, 0.5))   # inside: box 0.4 x 0.5 = 0.2
     write_model(tmp_path / "c0", "completed", 2, (1.02, 2.5))
-    at_mean = collect(refs, {("cosmos", 1): tmp_path / "cosmos1"}, {("softadapt", 1): tmp_path / "soft1"},
-                      [{"variant": "constant", "label": "w", "dir": tmp_path / "c0", "seed": None}], (1, 1))
-    assert (at_mean["hv_summary"]["hypervolume"] == 0).all()
-    tables = collect(refs, {("cosmos", 1): tmp_path / "cosmos1"}, {("softadapt", 1): tmp_path / "soft1"},
-                     [{"variant": "constant", "label": "w", "dir": tmp_path / "c0", "seed": None}], "nadir")
-    assert tables["reference_point"].tolist() == pytest.approx([1.1 * 1.3, 1.1 * 2.5])
-    hv = tables["hv_summary"].set_index("set")["hypervolume"]
-    assert (hv > 0).all()
-    assert hv["cosmos front"] == pytest.approx(hypervolume(front[["f_force", "f_energy"]].to_numpy(),
-                                                           tables["reference_point"]))
+    finals = {("softadapt", 1): tmp_path / "soft1", ("softadapt", 2): tmp_path / "soft2"}
+    cands = [{"variant": "constant", "label": "w", "dir": tmp_path / "c0", "seed": None}]
+    tables = collect(refs, {("cosmos", 1): tmp_path / "cosmos1"}, finals, cands, (1, 1))
+    assert tables["reference_point"].tolist() == [1.0, 1.0]  # not moved by the worst point (1.3, 2.5)
+    hv = tables["hv_summary"].set_index("set")
+    assert hv.loc["cosmos front", "hypervolume"] == pytest.approx(0.25)  # only (0.5, 0.5) inside
+    assert hv.loc["cosmos front", "beyond_reference"] == 2 and hv.loc["cosmos front", "evaluated"] == 3
+    assert hv.loc["constant search trainings", "hypervolume"] == 0.0
+    assert hv.loc["constant search trainings", "beyond_reference"] == 1
+    models = hv.loc["softadapt model"].set_index("seed")
+    assert models.loc[1, "hypervolume"] == 0.0 and models.loc[1, "beyond_reference"] == 1
+    assert models.loc[2, "hypervolume"] == pytest.approx(0.2) and models.loc[2, "beyond_reference"] == 0
+    rows = tables["hypervolume"].set_index(["method", "seed"])
+    assert rows.loc[("softadapt", 1), "value"] == 0.0
+    assert "beyond the reference point" in rows.loc[("softadapt", 1), "reason"]
+    assert rows.loc[("cosmos", 1), "reason"] == "2 of 3 ray points beyond the reference point"
+    note = summary_note(tables, pd.DataFrame(), tables["reference_point"], setting="the task's")
+    assert "Beyond the reference point (HV 0): 1 of 2 completed models, 1 of 1 search trainings, 2 of 3" in note
+    assert "the task's" in note
 
 
-@pytest.mark.parametrize("bad", [[1.0], [1.0, -1.0], ["a", 1.0], [1.0, 1.0, 1.0], "nadirs"])
+def test_grid_points_as_preference_ratios_and_the_closest_ray(tmp_path):
+    """A constant-weight training at weights w minimises sum_i (w_i ref_i) f_i: its ratio r_2 / r_1 is
+    w_2 ref_2 / (w_1 ref_1); the note names the conditioned model's test ray closest to the grid's best in log rho."""
+    from balancebench.pareto import candidate_ratio, closest_rays, collect, log_ratio_rays, summary_note
+
+    refs = {"force": 17.8, "energy": 85.8}  # the variances of the CG demo (docs/cosmos.md)
+    assert candidate_ratio({"weight_energy": 1e-3}, refs) == pytest.approx(1e-3 * 85.8 / 17.8)  # 0.00482
+    assert candidate_ratio({"weights": [2.0, 1.0]}, refs) == pytest.approx(85.8 / (2 * 17.8))
+    assert candidate_ratio({"force_loss_alpha": 1.0}, refs) is None
+    assert candidate_ratio({"energy_weight": 1e-3}, refs, {"energy_weight": 1}) == pytest.approx(0.00482, rel=1e-3)
+    rays = log_ratio_rays(5, (1e-4, 1.0))  # ratios 1e-4, 1e-3, 1e-2, 1e-1, 1
+    front = pd.DataFrame({"ray": range(5), "pref_force": rays[:, 0], "pref_energy": rays[:, 1],
+                          "f_force": [0.1, 0.2, 0.35, 0.4, 0.5], "f_energy": [0.9, 0.7, 0.5, 0.3, 0.1],
+                          "criterion": [1.0] * 5, "non_dominated": [True] * 5})
+    write_model(tmp_path / "cosmos1", "completed", 2, (0, 0), front, list(rays[2]))
+    for name, val in (("c0", (0.3 * 17.8, 0.4 * 85.8)), ("c1", (0.5 * 17.8, 0.6 * 85.8))):
+        write_model(tmp_path / name, "completed", 2, val)
+    cands = [{"variant": "constant", "label": "weight_energy=0.001", "dir": tmp_path / "c0",
+              "params": {"weight_energy": 1e-3}},
+             {"variant": "constant", "label": "weight_energy=0.1", "dir": tmp_path / "c1",
+              "params": {"weight_energy": 0.1}}]
+    tables = collect(refs, {("cosmos", 1): tmp_path / "cosmos1"}, {}, cands, (1, 1))
+    close = closest_rays(tables["fronts"], tables["candidates"])
+    assert len(close) == 1
+    row = close.iloc[0]
+    # log10 0.00482 = -2.32: the ray at 1e-2 is 0.32 decades away, the one at 1e-3 0.68
+    assert row["grid_ratio"] == pytest.approx(0.00482, rel=1e-3) and row["ray"] == 2
+    assert row["log10_gap"] == pytest.approx(math.log10(1e-2 / (1e-3 * 85.8 / 17.8)), abs=1e-9)
+    assert (row["grid_f_force"], row["ray_f_force"]) == pytest.approx((0.3, 0.35))
+    note = summary_note(tables, pd.DataFrame(), tables["reference_point"])
+    assert "cosmos seed 1 ray 2: rho 0.01 (0.32 decades away)" in note
+
+
+def test_log_ratio_rays_are_evenly_spaced_in_log_ratio():
+    from balancebench.pareto import log_ratio_rays, preference_ratio, ratio_preference
+
+    rays = log_ratio_rays(9, (1e-3, 10.0))
+    np.testing.assert_allclose(rays.sum(axis=1), 1.0)
+    np.testing.assert_allclose(np.log10(preference_ratio(rays)), np.linspace(-3, 1, 9), atol=1e-12)
+    assert rays[0, 0] > rays[-1, 0]  # ray 0 weights the first loss most, as circle_points
+    np.testing.assert_allclose(ratio_preference(1.0), [0.5, 0.5])
+    np.testing.assert_allclose(log_ratio_rays(1, (0.01, 1.0))[0], ratio_preference(0.1))  # geometric mean
+    # the seed's circle rays are the ratios tan(t) for t in [0.1, pi/2 - 0.1]: about 0.1 .. 10
+    np.testing.assert_allclose(preference_ratio(circle_points(3))[[0, 2]], [math.tan(0.1), 1 / math.tan(0.1)])
+    for bad in ((0.0, 1.0), (2.0, 1.0), (1.0,), "ab", (1.0, math.inf)):
+        with pytest.raises(ValueError, match="ratio_range"):
+            log_ratio_rays(5, bad)
+
+
+@pytest.mark.parametrize("bad", [[1.0], [1.0, -1.0], ["a", 1.0], "nadir", "nadirs"])
 def test_config_refuses_a_bad_reference_point(demo_config, bad):
     from balancebench.config import ConfigError, validate_config
 
     pareto = {k: v for k, v in demo_config.get("pareto", {}).items() if k != "reference_point"}
-    assert validate_config({**demo_config, "pareto": pareto})["pareto"]["reference_point"] is None  # 1 per loss
-    assert validate_config({**demo_config, "pareto": {"reference_point": "nadir"}})["pareto"]["reference_point"] \
-        == "nadir"
+    assert validate_config({**demo_config, "pareto": pareto})["pareto"]["reference_point"] is None  # the task's
+    assert validate_config({**demo_config, "pareto": {"reference_point": [2, 3]}})["pareto"]["reference_point"] \
+        == [2, 3]
     with pytest.raises(ConfigError, match="pareto.reference_point"):
         validate_config({**demo_config, "pareto": {"reference_point": bad}})
+
+
+def test_the_tasks_reference_points():
+    """cg_benzene: the mean predictor (1, 1); multidigits: COSMOS's (2, 2) nats over the references ln 10."""
+    from balancebench.tasks.base import get_task
+
+    assert get_task("cg_benzene").hypervolume_reference() == (1.0, 1.0)
+    md = get_task("multidigits")
+    assert md.hypervolume_reference() == pytest.approx((2 / math.log(10), 2 / math.log(10)))
+    assert np.array(md.hypervolume_reference()) * math.log(10) == pytest.approx([2.0, 2.0])
 
 
 def test_conditioned_outputs_fall_back_when_no_ray_is_finite(tmp_path, lj_dataset):

@@ -178,8 +178,8 @@ def test_tiny_pinn_run_through_snakemake(tmp_path):
     three = {**helmholtz, "results_dir": str(burgers),
              "pinn": {**helmholtz["pinn"], "problem": "burgers1d", "test_grid": [11, 11]},
              "balancing": {"variants": {"constant": {"method": "constant"}, "relobralo": {"method": "relobralo"},
-                                        "random_weights": {"method": "random_weights"}}},
-             "pareto": {"reference_point": "nadir"}}
+                                        "random_weights": {"method": "random_weights"}}}}
+    # its hypervolume reference point: the task's, (1, 1, 1)
     (tmp_path / "helmholtz.yaml").write_text(yaml.safe_dump(helmholtz))
     (tmp_path / "burgers.yaml").write_text(yaml.safe_dump(three))
     (tmp_path / "tasks.yaml").write_text(yaml.safe_dump({"tasks": {"helmholtz": str(tmp_path / "helmholtz.yaml"),
@@ -225,3 +225,11 @@ def test_a_two_loss_method_is_refused_on_a_three_loss_problem_before_any_job():
     config["pinn"]["problem"] = "helmholtz2d"  # two losses: COSMOS is refused only for the model's missing input
     with pytest.raises(ConfigError, match=r"balancing\.variants\.cosmos\.method: .*conditioning"):
         validate_config(config)
+    # the anchors in the claims table (issue 26): LRA vs the plain PINN checked, ReLoBRaLo not in this config
+    claims = pd.read_csv(results / "claims.csv", keep_default_na=False).set_index("claim")
+    assert list(claims.index) == ["pinn_lra_beats_plain", "pinn_relobralo_matches_lra"]
+    assert claims.loc["pinn_lra_beats_plain", "status"] == "checked"
+    assert claims.loc["pinn_lra_beats_plain", "verdict"] in ("reproduced", "not reproduced", "reversed")
+    assert claims.loc["pinn_lra_beats_plain", "test"].startswith("Mann-Whitney U")
+    assert claims.loc["pinn_relobralo_matches_lra", "status"] == "not run"
+    assert "no relobralo variant" in claims.loc["pinn_relobralo_matches_lra", "why"]

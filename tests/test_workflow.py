@@ -392,7 +392,7 @@ def readme_rerun_commands(repo):
 
 # planned jobs per README command on the finished tiny run (2 seeds; 5 variants; softadapt has no search)
 DOWNSTREAM = {"simulate": 1, "model_metrics": 1, "prescreen": 1, "pareto": 1, "collect_metrics": 1, "stats_tables": 1,
-              "stats_figures": 1, "all": 1}
+              "stats_figures": 1, "claims": 1, "all": 1}
 README_RERUNS = {
     "-f results/cg_benzene/models/softadapt/seed2/model.pt": {"train": 1},
     "-R results/cg_benzene/models/softadapt/seed2/model.pt": {"train": 1, **DOWNSTREAM},
@@ -402,7 +402,7 @@ README_RERUNS = {
     "--forcerun atomistic_observables": {"atomistic_observables": 1, "search_ask": 1, "search_candidate": 10,
                                          "search_tell": 3, "search_select": 2, "train": 4, "simulate": 4,
                                          "model_metrics": 10, "prescreen": 1, "pareto": 1, "collect_metrics": 1,
-                                         "stats_tables": 1, "stats_figures": 1, "all": 1},
+                                         "stats_tables": 1, "stats_figures": 1, "claims": 1, "all": 1},
 }
 
 

@@ -75,7 +75,19 @@ def validate_config(config: dict, schema: dict | None = None) -> dict:
     _check_task(config)
     _check_balancing(config)
     _check_stats(config)
+    _check_pareto(config, task)
     return config
+
+
+def _check_pareto(config: dict, task) -> None:
+    """A configured hypervolume reference point has one number per loss of the task."""
+    task = task.configure(config)  # the run's losses (pinn: its problem's)
+    point = (config.get("pareto") or {}).get("reference_point")
+    n = len(task.loss_names)
+    if point is not None and len(point) != n:
+        raise ConfigError(f"config error at pareto.reference_point: {point!r} has {len(point)} numbers; the task "
+                          f"{task.name!r} has {n} losses {tuple(task.loss_names)} (one number per loss; null: the "
+                          f"task's point {task.hypervolume_reference()})")
 
 
 def load_task_modules(modules) -> None:
@@ -138,10 +150,6 @@ def _check_task(config: dict) -> None:
     from balancebench.training import preference_dim
 
     task = get_task(config.get("task", "cg_benzene"), config)
-    reference = (config.get("pareto") or {}).get("reference_point")
-    if isinstance(reference, list) and len(reference) != len(task.loss_names):
-        raise ConfigError(f"config error at pareto.reference_point: {len(reference)} numbers for the task's "
-                          f"{len(task.loss_names)} losses {list(task.loss_names)} (one per loss, or 'nadir')")
     known = available_methods()
     for name, variant in (config.get("balancing") or {}).get("variants", {}).items():
         if variant.get("method") not in known:
@@ -202,22 +210,11 @@ def _expects(schema: dict) -> str:
     kind = schema.get("type", "value")
     if kind == "array":
         lo, hi = schema.get("minItems"), schema.get("maxItems")
-        if lo is not None and lo == hi:
-            count = f"{lo} "
-        elif lo is not None and hi is not None:
-            count = f"{lo} to {hi} "
-        elif lo is not None:
-            count = f"at least {lo} "
-        elif hi is not None:
-            count = f"at most {hi} "
-        else:
-            count = ""
-        items = _expects(schema["items"]) if schema.get("items") else "values"
-        if count and items.startswith(("a ", "an ")):  # "a list of 2 numbers > 0", not "2 a number > 0"
-            items = items.split(" ", 1)[1]
-            head, _, rest = items.partition(" ")
-            items = f"{head}s" + (f" {rest}" if rest else "")
-        return f"a list of {count}{items}"
+        count = (f"{lo} " if lo is not None and lo == hi else f"{lo} to {hi} " if lo is not None and hi is not None
+                 else f"{lo} or more " if lo is not None else f"at most {hi} " if hi is not None else "")
+        items = schema.get("items", {})
+        return re.sub(r"(a list of [^a]*)a number", r"\1numbers",
+                      f"a list of {count}{_expects(items) if items else 'values'}")
     words = {"number": "a number", "integer": "an integer", "string": "a string", "boolean": "true/false",
              "object": "a mapping"}.get(kind, str(kind))
     bounds = [f"> {schema['exclusiveMinimum']}" if "exclusiveMinimum" in schema else "",

@@ -2,7 +2,7 @@
 
 Objectives (all minimised, dimensionless) of a model on the validation data, one per loss of the task (the
 task contract, :mod:`balancebench.tasks.base`; two losses ``a`` and ``b`` below, m losses alike: points,
-hypervolume and the nadir are m-dimensional; test rays and COSMOS fronts are defined for two)::
+hypervolume and the reference point are m-dimensional; test rays and COSMOS fronts are defined for two)::
 
     f_a = val_a / ref_a        f_b = val_b / ref_b
 
@@ -13,15 +13,18 @@ criterion C = f_a + f_b.
 
 * Test rays (:func:`circle_points`): K preferences with angles evenly spaced in [0.1, pi/2 - 0.1],
   r = (cos t, sin t) / (cos t + sin t) (the reference code's ``circle_points`` and its
-  normalisation; K = 25 in the seed). Ray 0 weights the first loss most.
-* Hypervolume (:func:`hypervolume`): pymoo's ``HV`` indicator (minimisation) against
-  ``reference_point`` (default (1, 1): the mean predictor on both objectives). A point that does not
-  strictly dominate the reference point adds nothing; with ``outside="clip"`` (the workflow) it is
-  dropped and counted, with ``outside="raise"`` it is an error naming ``pareto.reference_point``.
-  ``reference_point: nadir`` (:func:`resolve_reference_point`) uses instead (1 + 0.1) x the worst f_a
-  and the worst f_b over every completed point of the run (final models, search trainings, COSMOS
-  fronts): still one point for every method and seed of the run, and one that encloses what was
-  trained when no model beats the mean predictor on both objectives (then (1, 1) gives HV 0 to all).
+  normalisation; K = 25 in the seed), i.e. preference ratios rho = r_b / r_a = tan t in [0.1003, 9.97].
+  :func:`log_ratio_rays` instead spaces the ratio evenly in its logarithm over a configured range
+  [rho_lo, rho_hi]: rho_j = exp(ln rho_lo + j / (K - 1) (ln rho_hi - ln rho_lo)), r_j = (1, rho_j) / (1 + rho_j)
+  (COSMOS's ``ratio_range``: a task whose useful trade-offs lie far from rho = 1 needs rays there).
+  Ray 0 weights the first loss most in both.
+* Hypervolume (:func:`hypervolume`): pymoo's ``HV`` indicator (minimisation) against a reference point
+  fixed per task (:meth:`balancebench.tasks.base.Task.hypervolume_reference`: default 1 per objective, the
+  mean predictor for variance references) or by ``pareto.reference_point`` in the config; never derived
+  from the run's points, so HV values compare across runs. A point that does not strictly dominate the
+  reference point encloses nothing: with ``outside="clip"`` (the workflow) it counts HV 0 and the tables
+  count such points (``beyond_reference``), with ``outside="raise"`` it is an error naming
+  ``pareto.reference_point``.
 * Chosen preference (:func:`choose_preference`): the ray with the lowest C on the validation
   data, the rule that also picks the constant method's grid point. The COSMOS model is evaluated at
   that r (recorded as ``preference`` in hparams.json).
@@ -39,7 +42,6 @@ from balancebench.fileio import read_csv, read_json
 
 DEFAULT_RAYS = 25
 DEFAULT_REFERENCE_POINT = (1.0, 1.0)
-NADIR_MARGIN = 0.1
 
 
 
@@ -53,6 +55,42 @@ def circle_points(k: int = DEFAULT_RAYS, min_angle: float = 0.1, max_angle: floa
     angles = np.linspace(min_angle, max_angle, int(k)) if k > 1 else np.array([(min_angle + max_angle) / 2])
     points = np.stack([np.cos(angles), np.sin(angles)], axis=1)
     return points / points.sum(axis=1, keepdims=True)
+
+
+def check_ratio_range(ratio_range, name: str = "ratio_range") -> tuple[float, float]:
+    """(rho_lo, rho_hi) with 0 < rho_lo <= rho_hi < inf, or a ValueError naming ``name``."""
+    try:
+        lo, hi = (float(x) for x in ratio_range)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be two numbers 0 < low <= high (preference ratios r_2 / r_1), "
+                         f"got {ratio_range!r}") from None
+    if not (math.isfinite(lo) and math.isfinite(hi) and 0 < lo <= hi):
+        raise ValueError(f"{name} must be two finite numbers 0 < low <= high (preference ratios r_2 / r_1), "
+                         f"got {ratio_range!r}")
+    return lo, hi
+
+
+def ratio_preference(rho) -> np.ndarray:
+    """The preference(s) on the simplex with ratio r_2 / r_1 = rho: r = (1, rho) / (1 + rho); (..., 2)."""
+    rho = np.asarray(rho, dtype=np.float64)
+    return np.stack([1.0 / (1.0 + rho), rho / (1.0 + rho)], axis=-1)
+
+
+def preference_ratio(preferences) -> np.ndarray:
+    """rho = r_2 / r_1 of preferences (..., 2) (inf where r_1 = 0)."""
+    r = np.asarray(preferences, dtype=np.float64)
+    with np.errstate(divide="ignore"):
+        return r[..., 1] / r[..., 0]
+
+
+def log_ratio_rays(k: int, ratio_range) -> np.ndarray:
+    """(k, 2) preferences whose ratio rho = r_2 / r_1 is evenly spaced in ln rho over ``ratio_range``
+    (k = 1: the geometric mean of the range). Ray 0 has the lowest ratio (weights the first loss most)."""
+    if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 1:
+        raise ValueError(f"pareto.rays must be an integer >= 1, got {k!r}")
+    lo, hi = check_ratio_range(ratio_range)
+    logs = np.linspace(math.log(lo), math.log(hi), int(k)) if k > 1 else np.array([0.5 * math.log(lo * hi)])
+    return ratio_preference(np.exp(logs))
 
 
 def non_dominated(points) -> np.ndarray:
@@ -73,29 +111,31 @@ def check_reference_point(reference_point, m: int = 2) -> np.ndarray:
     except (TypeError, ValueError):
         ref = np.full(m + 1, np.nan)  # refused below, naming the setting
     if ref.shape != (m,) or not np.all(np.isfinite(ref)):
-        raise ValueError(f"pareto.reference_point must be {m} finite numbers or 'nadir', got {reference_point!r}")
+        raise ValueError(f"pareto.reference_point must be {m} finite numbers (one per loss), got {reference_point!r}")
     return ref
 
 
-def resolve_reference_point(reference_point, point_sets, margin: float = NADIR_MARGIN, m: int = 2) -> np.ndarray:
-    """The run's hypervolume reference point: numbers as given (``m`` of them, one per loss); ``"nadir"``:
-    (1 + margin) x the nadir.
+def resolve_reference_point(reference_point, m: int = 2) -> np.ndarray:
+    """The hypervolume reference point of a run: the configured numbers, checked (m of them).
 
-    The nadir is the componentwise worst (largest) objective over the finite rows of every array in
-    ``point_sets`` (each (n, m)). Fixed before any hypervolume is computed, shared by every method and
-    seed of the run. With no finite point (every training failed: no hypervolume to compute) it is
-    (1, ..., 1), so that the rule still writes its tables.
+    Fixed by the task (:meth:`balancebench.tasks.base.Task.hypervolume_reference`) or the config before any
+    model is trained; never derived from the run's points (a reference point taken from the run's worst
+    variant would let one diverged model set every HV of the run).
     """
-    if reference_point is None:  # the config's default: the mean predictor on every loss
-        return np.ones(m, dtype=np.float64)
-    if not (isinstance(reference_point, str) and reference_point == "nadir"):
-        return check_reference_point(reference_point, m)
-    stacked = [np.asarray(p, dtype=np.float64).reshape(-1, m) for p in point_sets]
-    finite = np.concatenate(stacked) if stacked else np.empty((0, m))
-    finite = finite[np.all(np.isfinite(finite), axis=1)]
-    if not len(finite):
-        return np.ones(m, dtype=np.float64)
-    return (1.0 + margin) * finite.max(axis=0)
+    if isinstance(reference_point, str):
+        raise ValueError(f"pareto.reference_point must be {m} finite numbers (one per loss), got {reference_point!r}"
+                         " (a reference point taken from the run's own points, 'nadir', is no longer offered: "
+                         "it made every HV depend on the run's worst variant)")
+    return check_reference_point(reference_point, m)
+
+
+def beyond_reference(points, reference_point) -> int:
+    """How many finite points (n, m) do not strictly dominate the reference point (they count HV 0)."""
+    f = np.atleast_2d(np.asarray(points, dtype=np.float64))
+    if not f.size:
+        return 0
+    finite = np.all(np.isfinite(f), axis=1)
+    return int((finite & ~np.all(f < np.asarray(reference_point, dtype=np.float64), axis=1)).sum())
 
 
 def hypervolume(points, reference_point=DEFAULT_REFERENCE_POINT, outside: str = "clip") -> float:
@@ -221,8 +261,10 @@ def conditioned_outputs(trainer, out_dir, rays: int = DEFAULT_RAYS, fallback=Non
         choice = {"preference": [float(x) for x in fallback], "ray": None, "criterion": None,
                   "rule": f"fallback to the evaluation preference: {err}"}
     trainer.model.fix_preference(choice["preference"])
+    prefs = front[[c for c in front.columns if c.startswith("pref_")]].to_numpy(dtype=float)
     return {"preference": choice["preference"], "preference_choice": {**choice, "rays": len(front),
-                                                                      "references": dict(trainer.references)}}
+                                                                      "references": dict(trainer.references)},
+            "test_preferences": prefs.tolist()}
 
 
 # -- collecting the fronts and points of a workflow run ---------------------------------------
@@ -248,18 +290,46 @@ def point_from_log(model_dir, references: dict) -> dict:
     return {**row, **{f"f_{n}": float(best[f"val_{n}"].iloc[0]) / ref for n, ref in references.items()}}
 
 
+def candidate_ratio(params: dict, references: dict, aliases: dict | None = None) -> float | None:
+    """The preference ratio rho = r_2 / r_1 (in the objectives' units) that a constant-weight training with the
+    search parameters ``params`` minimises, or None if they set no loss weight.
+
+    Weights w (a search parameter of ``aliases`` {name: loss index}, the task's ``search_weight_aliases()``,
+    default ``weight_<loss>``, sets that loss's weight, the others 1; or ``weights`` = one per loss) minimise
+    sum_i w_i L_i = sum_i (w_i ref_i) (L_i / ref_i), so in the objectives f_i = L_i / ref_i they are the
+    preference r_i proportional to w_i ref_i: rho = (w_2 ref_2) / (w_1 ref_1). Two losses only.
+    """
+    names = list(references)
+    if len(names) != 2:
+        return None
+    w = [1.0, 1.0]
+    found = False
+    if isinstance(params.get("weights"), (list, tuple)) and len(params["weights"]) == 2:
+        w, found = [float(x) for x in params["weights"]], True
+    aliases = {f"weight_{n}": i for i, n in enumerate(names)} if aliases is None else aliases
+    for alias, i in aliases.items():
+        if alias in params:
+            w[int(i)], found = float(params[alias]), True
+    if not found or w[0] <= 0:
+        return None
+    return (w[1] * float(references[names[1]])) / (w[0] * float(references[names[0]]))
+
+
 def collect(references: dict, conditioned: dict, finals: dict, candidates: list[dict] | None = None,
-            reference_point=DEFAULT_REFERENCE_POINT):
+            reference_point=DEFAULT_REFERENCE_POINT, weight_aliases: dict | None = None):
     """Everything the pareto rule writes, from the model directories of one workflow run.
 
     ``conditioned``: {(variant, seed): dir} of COSMOS models (their ``front.csv`` and ``hparams.json``);
     ``finals``: {(variant, seed): dir} of every other variant's trained models; ``candidates``: search
-    trainings [{variant, label, dir}] (the constant grid points among them). Returns a dict of tables:
-    fronts, chosen, points, hypervolume (tidy metric rows), hv_summary, and the ``reference_point`` used
-    (:func:`resolve_reference_point`).
+    trainings [{variant, label, dir, params}] (the constant grid points among them; ``params``, optional, give
+    each one's preference ratio, :func:`candidate_ratio` with ``weight_aliases``). ``reference_point``: fixed
+    numbers (the task's or the config's, :func:`resolve_reference_point`). Returns a dict of tables: fronts,
+    chosen, points, candidates, hypervolume (tidy metric rows), hv_summary (with ``beyond_reference``: the points
+    of each set that do not dominate the reference point and count HV 0), and the ``reference_point``.
     """
     names = list(references)
     objectives = [f"f_{n}" for n in names]
+    reference_point = resolve_reference_point(reference_point, len(names))
     fronts, chosen = {}, []
     for (variant, seed), d in conditioned.items():
         d = Path(d)
@@ -277,36 +347,66 @@ def collect(references: dict, conditioned: dict, finals: dict, candidates: list[
                            for (v, s), d in finals.items()],
                           columns=["method", "seed", "role", "label", "status", *objectives])
     cand = pd.DataFrame([{"method": c["variant"], "seed": c.get("seed"), "role": "search", "label": c.get("label", ""),
+                          "ratio": candidate_ratio(c.get("params") or {}, references, weight_aliases),
                           **point_from_log(c["dir"], references)} for c in candidates or []],
-                        columns=["method", "seed", "role", "label", "status", *objectives])
+                        columns=["method", "seed", "role", "label", "ratio", "status", *objectives])
     failed = pd.DataFrame([{"method": c["variant"], "seed": c["seed"], "status": c["status"],
                             **{o: float("nan") for o in objectives}} for c in chosen if c["status"] != "completed"],
                           columns=["method", "seed", "status", *objectives])
-    reference_point = resolve_reference_point(reference_point, [f[objectives].to_numpy(dtype=float)
-                                                                for f in fronts.values()]
-                                              + [t[objectives].to_numpy(dtype=float) for t in (points, cand)],
-                                              m=len(objectives))
     hv = hypervolume_rows(fronts, pd.concat([points, failed], ignore_index=True) if len(failed) else points,
                           reference_point)  # a failed conditioned run: its row says so, no value
     # the summary's per-front and per-model values are those rows (a failed model encloses 0)
     rows = hv[["method", "seed", "value"]].itertuples(index=False)
     hv_of = {(m, int(s)): 0.0 if np.isnan(x) else float(x) for m, s, x in rows}
     summary = [{"set": f"{v} front", "variant": v, "seed": s, "points": int(f["non_dominated"].sum()),
-                "hypervolume": hv_of[(v, s)]}
+                "hypervolume": hv_of[(v, s)], "evaluated": len(f),
+                "beyond_reference": beyond_reference(f[objectives].to_numpy(dtype=float), reference_point)}
                for (v, s), f in sorted(fronts.items(), key=lambda kv: (kv[0][0], kv[0][1]))]
     for variant, group in (cand.groupby("method", sort=True) if len(cand) else []):
         ok = group[group["status"] == "completed"]
+        f = ok[objectives].to_numpy(dtype=float)
         summary.append({"set": f"{variant} search trainings", "variant": variant, "seed": None, "points": len(ok),
-                        "hypervolume": hypervolume(ok[objectives].to_numpy(dtype=float), reference_point)
-                        if len(ok) else 0.0})
+                        "hypervolume": hypervolume(f, reference_point) if len(ok) else 0.0, "evaluated": len(ok),
+                        "beyond_reference": beyond_reference(f, reference_point)})
     for variant, group in (points.groupby("method", sort=True) if len(points) else []):
         for _, p in group.iterrows():
+            done = p["status"] == "completed"
             summary.append({"set": f"{variant} model", "variant": variant, "seed": int(p["seed"]),
-                            "points": int(p["status"] == "completed"),
-                            "hypervolume": hv_of[(variant, int(p["seed"]))]})
+                            "points": int(done), "hypervolume": hv_of[(variant, int(p["seed"]))],
+                            "evaluated": int(done),
+                            "beyond_reference": beyond_reference([[p[o] for o in objectives]], reference_point)
+                            if done else 0})
+    columns = ["set", "variant", "seed", "points", "hypervolume", "evaluated", "beyond_reference"]
     return {"fronts": fronts, "chosen": pd.DataFrame(chosen), "points": points, "candidates": cand, "hypervolume": hv,
-            "hv_summary": pd.DataFrame(summary, columns=["set", "variant", "seed", "points", "hypervolume"]),
-            "reference_point": reference_point}
+            "hv_summary": pd.DataFrame(summary, columns=columns), "reference_point": reference_point}
+
+
+def closest_rays(fronts: dict, candidates: pd.DataFrame) -> pd.DataFrame:
+    """Per search variant with preference ratios (a constant-weight grid): its best training (lowest sum of the
+    objectives) and, per conditioned front, the test ray whose ratio r_2 / r_1 is closest to that training's
+    in ln rho, with both points. Empty if there is no such pair."""
+    cols = ["search", "label", "grid_ratio", "variant", "seed", "ray", "ray_ratio", "log10_gap"]
+    if not fronts or candidates is None or not len(candidates) or "ratio" not in candidates:
+        return pd.DataFrame(columns=cols)
+    objectives = objective_columns(candidates)
+    rows = []
+    done = candidates[(candidates["status"] == "completed") & candidates["ratio"].notna()]
+    for search, group in done.groupby("method", sort=True):
+        best = group.loc[group[objectives].astype(float).sum(axis=1).idxmin()]
+        rho = float(best["ratio"])
+        for (variant, seed), front in sorted(fronts.items(), key=lambda kv: (str(kv[0][0]), int(kv[0][1]))):
+            prefs = [c for c in front.columns if c.startswith("pref_")]
+            if len(prefs) != 2:
+                continue
+            ratios = preference_ratio(front[prefs].to_numpy(dtype=float))
+            gaps = np.abs(np.log10(ratios) - math.log10(rho))
+            j = int(np.argmin(gaps))
+            rows.append({"search": search, "label": best["label"], "grid_ratio": rho,
+                         **{f"grid_{o}": float(best[o]) for o in objectives},
+                         "variant": variant, "seed": int(seed), "ray": int(front["ray"].iloc[j]),
+                         "ray_ratio": float(ratios[j]), "log10_gap": float(gaps[j]),
+                         **{f"ray_{o}": float(front[o].iloc[j]) for o in objectives}})
+    return pd.DataFrame(rows) if rows else pd.DataFrame(columns=cols)
 
 
 def fronts_table(fronts: dict) -> pd.DataFrame:
@@ -319,11 +419,23 @@ def fronts_table(fronts: dict) -> pd.DataFrame:
 
 
 def summary_note(tables: dict, cost: pd.DataFrame, reference_point, setting=None) -> str:
-    """The closing note: mean COSMOS hypervolume vs each search's set of trainings, and the training-cost ratio."""
+    """The closing note: mean COSMOS hypervolume vs each search's set of trainings, how many points lie beyond the
+    reference point (HV 0), the COSMOS ray closest to the grid's best preference ratio, and the training-cost
+    ratio. ``setting``: where the reference point came from (e.g. "the task's", "pareto.reference_point")."""
     hv = tables["hv_summary"]
-    how = f" = {1 + NADIR_MARGIN:g} x the nadir of this run's points" if setting == "nadir" else ""
+    how = f", {setting}" if setting else ""
     lines = [(f"# Pareto fronts and cost (reference point {[round(float(x), 4) for x in reference_point]}{how}, "
-             "objectives: each loss's validation error over its reference, on the validation data)"), ""]
+             "fixed before the run; objectives: each loss's validation error over its reference, on the validation "
+             "data)"), ""]
+    if "beyond_reference" in hv and len(hv):
+        models = hv[hv["set"].str.endswith(" model")]
+        rays = hv[hv["set"].str.endswith(" front")]
+        search = hv[hv["set"].str.endswith(" search trainings")]
+        lines.append(f"Beyond the reference point (HV 0): {int(models['beyond_reference'].sum())} of "
+                     f"{int(models['evaluated'].sum())} completed models, {int(search['beyond_reference'].sum())} of "
+                     f"{int(search['evaluated'].sum())} search trainings, {int(rays['beyond_reference'].sum())} of "
+                     f"{int(rays['evaluated'].sum())} conditioned-model ray points.")
+        lines.append("")
     fronts = hv[hv["set"].str.endswith(" front")]
     for variant, group in fronts.groupby("variant", sort=True):
         values = group["hypervolume"].to_numpy(dtype=float)
@@ -337,6 +449,17 @@ def summary_note(tables: dict, cost: pd.DataFrame, reference_point, setting=None
                 prefs = ", ".join(f"{c[k]:.3f}" for k in tables["chosen"].columns if k.startswith("pref_"))
                 lines.append(f"- {c['variant']} seed {c['seed']}: evaluated at r = ({prefs}) "
                              f"(ray {c['ray']}, criterion {c['criterion']:.4f})")
+    close = closest_rays(tables["fronts"], tables.get("candidates"))
+    if len(close):
+        lines += ["", "The grid's best training as a preference ratio rho = r_2 / r_1 (weights times references) and "
+                  "the test ray of each conditioned model closest to it in log rho:", ""]
+        objectives = [c[5:] for c in close.columns if c.startswith("grid_f_")]
+        for _, c in close.iterrows():
+            grid = ", ".join(f"{c['grid_' + o]:.4f}" for o in objectives)
+            ray = ", ".join(f"{c['ray_' + o]:.4f}" for o in objectives)
+            lines.append(f"- {c['search']} best ({c['label']}): rho {c['grid_ratio']:.4g}, ({grid}); "
+                         f"{c['variant']} seed {c['seed']} ray {c['ray']}: rho {c['ray_ratio']:.4g} "
+                         f"({c['log10_gap']:.2f} decades away), ({ray})")
     if len(cost):
         lines += ["", "Training cost (seconds of training epochs; constant = grid + final trainings):", ""]
         for _, row in cost.iterrows():
@@ -350,22 +473,27 @@ def hypervolume_rows(fronts: dict, points: pd.DataFrame, reference_point) -> pd.
 
     ``fronts``: {(variant, seed): front DataFrame} of conditioned models (their non-dominated points);
     ``points``: one row per other trained model (method, seed, status, ``f_<loss>``): its HV is the box its single
-    point encloses. A failed training gets status 'diverged' and no value.
+    point encloses (0 for a point beyond the reference point, said in ``reason``). A failed training gets status
+    'diverged' and no value.
     """
     objectives = objective_columns(points)
     rows = []
     for (variant, seed), front in fronts.items():
         f = front.loc[front["non_dominated"].astype(bool), objective_columns(front)].to_numpy(dtype=float)
+        beyond = beyond_reference(front[objective_columns(front)].to_numpy(dtype=float), reference_point)
         rows.append({"method": variant, "seed": int(seed), "value": hypervolume(f, reference_point),
-                     "status": "completed", "reason": ""})
+                     "status": "completed",
+                     "reason": f"{beyond} of {len(front)} ray points beyond the reference point" if beyond else ""})
     for _, p in points.iterrows():
         if p["status"] != "completed":
             rows.append({"method": p["method"], "seed": int(p["seed"]), "value": float("nan"), "status": "diverged",
                          "reason": f"training {p['status']}"})
             continue
-        rows.append({"method": p["method"], "seed": int(p["seed"]),
-                     "value": hypervolume([[p[o] for o in objectives]], reference_point),
-                     "status": "completed", "reason": ""})
+        point = [[p[o] for o in objectives]]
+        beyond = beyond_reference(point, reference_point) > 0
+        rows.append({"method": p["method"], "seed": int(p["seed"]), "value": hypervolume(point, reference_point),
+                     "status": "completed",
+                     "reason": "beyond the reference point: HV 0" if beyond else ""})
     table = pd.DataFrame(rows, columns=["method", "seed", "value", "status", "reason"])
     table.insert(2, "metric", "hypervolume")
     table["direction"], table["target"] = "higher", ""

@@ -406,7 +406,9 @@ def write_run(out: Path, trainer: "Trainer", result: TrainingResult, method_name
     if method.preference_dim > 0 and result.status == "completed":  # conditioned (COSMOS): front + chosen r
         from balancebench.pareto import conditioned_outputs
 
-        hparams.update(conditioned_outputs(trainer, out, int(method.params.get("test_rays", 25)),
+        rays = method.test_preferences() if hasattr(method, "test_preferences") \
+            else int(method.params.get("test_rays", 25))
+        hparams.update(conditioned_outputs(trainer, out, rays,
                                            method.params.get("eval_preference", (0.5,) * len(trainer.loss_names))))
     (out / "hparams.json").write_text(json.dumps(hparams, indent=2, sort_keys=True, default=str) + "\n")
     write_log(result.log, out / "train_log.csv", trainer.loss_names)

@@ -194,7 +194,8 @@ def kept_outputs():
 from balancebench.balancing import get_method as _pareto_get_method
 
 PARETO = config.get("pareto", {})
-PARETO_REFERENCE = PARETO.get("reference_point")  # one number per loss, "nadir", or null: 1 per loss
+# numbers (one per loss), or null: the task's (Task.hypervolume_reference); never derived from the run's points
+PARETO_REFERENCE = PARETO.get("reference_point")
 CONDITIONED_VARIANTS = [
     v for v in VARIANTS if _pareto_get_method(variant_method(v), **variant_params(v)).preference_dim > 0
 ]

@@ -26,6 +26,7 @@ include: "l2o.smk"
 include: "evaluation.smk"
 include: "stats.smk"
 include: "pareto.smk"
+include: "claims.smk"
 
 
 # Cheap aggregation rules run on the submitting host under a cluster executor (profiles/slurm):
@@ -44,10 +45,11 @@ workflow.localrules(
             "stats_tables",
             "stats_figures",
             "stats",
+            "claims",
         ],
     )
 )
 
 
 # what rule all (Snakefile) asks for: every stage of this run
-RUN_TARGETS = [all_targets(), rules.stats.input, rules.pareto.output]
+RUN_TARGETS = [all_targets(), rules.stats.input, rules.pareto.output, rules.claims.output]

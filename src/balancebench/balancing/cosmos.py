@@ -23,6 +23,20 @@ with the target-variance normalisation the trainer's method-independent criterio
 sum_i val_i / ref_i is exactly 2 r . L~ at that ray, so early stopping selects the
 weights that are best at the middle of the front.
 
+Where the preferences go (``ratio_range``, ``sampling``). The seed draws r ~ Dir(alpha) and evaluates 25 rays with
+angles in [0.1, pi/2 - 0.1], i.e. preference ratios rho = r_2 / r_1 in [0.1, 10]. A task whose useful trade-off
+lies outside that (on the benzene demo the grid's best weight of the second loss, 1e-3, is rho = w ref_2 / ref_1
+~ 0.005, which Dir(1.2, 1.2) draws with probability ~0.002; docs/cosmos.md) needs another draw. With ``ratio_range = [rho_lo, rho_hi]``:
+
+* training (``sampling: log_ratio``, the default when a range is given): ln rho ~ U(ln rho_lo, ln rho_hi), then
+  r = (1, rho) / (1 + rho) (equal effort per decade of the ratio; the draw is one integer from the run's
+  generator, as for the Dirichlet);
+* the test rays after training: ``test_rays`` ratios evenly spaced in ln rho over the same range
+  (:func:`balancebench.pareto.log_ratio_rays`).
+
+Without a range (``sampling: dirichlet``, the seed's) r ~ Dir(alpha) and the seed's circle rays.
+``sampling: dirichlet`` with a range keeps the seed's training draw and only moves the test rays (an ablation).
+
 ``fixed_preference`` replaces the sampling by one constant r (an ablation and a test: at a vertex with
 lambda = 0 COSMOS is a constant-weight training of a model with one extra, constant input).
 """
@@ -73,6 +87,17 @@ def _optional_simplex(v: Any):
     return None if v is None else _simplex(v)
 
 
+def _optional_ratio_range(v: Any):
+    """null, or [rho_lo, rho_hi] with 0 < rho_lo <= rho_hi: preference ratios r_2 / r_1."""
+    if v is None:
+        return None
+    from balancebench.pareto import check_ratio_range
+
+    if isinstance(v, (str, bytes)) or not hasattr(v, "__len__") or len(v) != 2:
+        raise ValueError(f"expected null or two numbers 0 < low <= high (ratios r_2 / r_1), got {v!r}")
+    return list(check_ratio_range(v, "the preference ratio range"))
+
+
 def cosmos_objective(losses, preference, penalty: float):
     """(J, cosine) of Eq. 5 for a loss vector (k,) (torch, differentiable) and a preference (k,)."""
     import torch
@@ -98,10 +123,19 @@ class Cosmos(ConditionedMethod):
         "eval_preference": Param([0.5, 0.5], _simplex, "r used outside training (validation, early stopping)"),
         "fixed_preference": Param(None, _optional_simplex, "train at this one r instead of sampling (ablation)"),
         "test_rays": Param(25, _int_at_least(1), "K test rays of the front written after training (seed: 25)"),
+        "ratio_range": Param(None, _optional_ratio_range,
+                             "[rho_lo, rho_hi]: preference ratios r_2 / r_1 the test rays (log-spaced) and, with "
+                             "sampling log_ratio, the training draw (log-uniform) cover; null: the seed's"),
+        "sampling": Param("auto", _choice("auto", "dirichlet", "log_ratio"),
+                          "training draw: dirichlet (Dir(alpha), the seed's), log_ratio (ln rho uniform over "
+                          "ratio_range), auto (log_ratio if ratio_range is set, else dirichlet)"),
     }
 
     def _configure(self) -> None:
         super()._configure()
+        if self.params["sampling"] == "log_ratio" and self.params["ratio_range"] is None:
+            raise ValueError("parameter 'sampling' of balancing method 'cosmos': log_ratio needs ratio_range "
+                             "(the preference ratios to draw from)")
         self.backward_passes = 1
         refs = getattr(self, "_refs", None)  # kept from setup() when load_state_dict reconfigures
         self._scale = None if refs is None else self._scales(refs)
@@ -117,14 +151,38 @@ class Cosmos(ConditionedMethod):
         return [float(refs[c]) for c in names]
 
     # -- pure helpers ----------------------------------------------------------------------
+    @property
+    def sampling(self) -> str:
+        """The training draw in effect: ``dirichlet`` or ``log_ratio`` (``auto`` resolved by ``ratio_range``)."""
+        mode = self.params["sampling"]
+        if mode == "auto":
+            return "log_ratio" if self.params["ratio_range"] is not None else "dirichlet"
+        return mode
+
     def sample_preference(self, generator) -> np.ndarray:
-        """One r ~ Dir(alpha) (k,), float64; the only draw is one integer from the torch ``generator``."""
+        """One r (k,), float64: r ~ Dir(alpha), or r = (1, rho) / (1 + rho) with ln rho ~ U(ln rho_lo, ln rho_hi)
+        (``sampling``); the only draw is one integer from the torch ``generator``."""
         import torch
 
         if self.params["fixed_preference"] is not None:
             return np.asarray(self.params["fixed_preference"], dtype=np.float64)
         seed = int(torch.randint(0, 2**62, (1,), generator=generator))
-        return np.random.default_rng(seed).dirichlet(self.params["alpha"])
+        rng = np.random.default_rng(seed)
+        if self.sampling == "log_ratio":
+            from balancebench.pareto import ratio_preference
+
+            lo, hi = self.params["ratio_range"]
+            return ratio_preference(math.exp(rng.uniform(math.log(lo), math.log(hi))))
+        return rng.dirichlet(self.params["alpha"])
+
+    def test_preferences(self) -> np.ndarray:
+        """(test_rays, 2) preferences of the front written after training: log-spaced ratios over ``ratio_range``
+        (:func:`balancebench.pareto.log_ratio_rays`), or the seed's circle rays without a range."""
+        from balancebench.pareto import circle_points, log_ratio_rays
+
+        k = int(self.params["test_rays"])
+        rng = self.params["ratio_range"]
+        return circle_points(k) if rng is None else log_ratio_rays(k, rng)
 
     def sample_preferences(self, n: int, k: int, generator: Any = None):
         import torch

@@ -80,6 +80,13 @@ class Task:
     evaluation_sections: ClassVar[tuple[str, ...]] = ()
     # the words for the two objectives of the Pareto figure (None: val_<loss> / reference)
     objective_labels: ClassVar[tuple[str, str] | None] = None
+    # the hypervolume reference point in the Pareto objectives' units (val_i / ref_i), one number per loss, fixed
+    # before any run (None: 1 per loss, the mean predictor for variance references); see hypervolume_reference
+    hv_reference_point: ClassVar[tuple[float, ...] | None] = None
+    # the claims of the seed papers this task checks on its results (balancebench.claims): "module:function" names
+    # of functions (config) -> [Claim, ...]; other tasks whose claims tables this task's report links to
+    claim_declarations: ClassVar[tuple[str, ...]] = ()
+    claims_elsewhere: ClassVar[tuple[str, ...]] = ()  # config files of those tasks (their results_dir)
     # what a search may set and optimise on this task (balancebench.search.space.SearchVocabulary)
     search_training_parameters: ClassVar[tuple[str, ...]] = ()  # numeric loss settings a search may tune
     search_metric_objectives: ClassVar[tuple[str, ...]] = ()  # the task's metrics a search may optimise
@@ -95,6 +102,21 @@ class Task:
         or three losses), so two runs of one task in one process (a multi-task run) never see each other's
         settings. Default: the task itself."""
         return self
+
+    def hypervolume_reference(self, references: dict | None = None) -> tuple[float, ...]:
+        """The hypervolume reference point of the Pareto stage (objectives f_i = val_i / ref_i), fixed per task:
+        :attr:`hv_reference_point`, or 1 per loss (``references``' losses, else :attr:`loss_names`): the mean
+        predictor when the references are the targets' variances. Never derived from a run's points."""
+        if self.hv_reference_point is not None:
+            return tuple(float(x) for x in self.hv_reference_point)
+        return (1.0,) * len(references if references is not None else self.loss_names)
+
+    def claims(self, config: dict) -> list:
+        """The seed papers' claims this task checks (:class:`balancebench.claims.Claim`), from
+        :attr:`claim_declarations` (each a function of the run's config returning a list of claims)."""
+        from balancebench.claims import load_declarations
+
+        return load_declarations(self.claim_declarations, config)
 
     def code_paths(self) -> tuple[str, ...]:
         """Library files and folders (relative to ``src/balancebench``) whose change reruns the task's jobs."""

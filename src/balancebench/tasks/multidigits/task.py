@@ -90,6 +90,9 @@ class MultiDigitsTask(Task):
     concern_axes = {"quality": ("accuracy", "loss"), "cost": ("training cost",)}
     dataset_file = "data/multidigits.npz"
     objective_labels = ("CE_L / ln 10 (validation)", "CE_R / ln 10 (validation)")
+    # COSMOS's (2, 2) nats in the Pareto objectives CE / ln 10 (the references): HV here = HV in nats^2 / ln(10)^2
+    hv_reference_point = (HV_REFERENCE[0] / math.log(10.0), HV_REFERENCE[1] / math.log(10.0))
+    claim_declarations = ("balancebench.tasks.multidigits.claims:cosmos_claims",)
     search_training_parameters = THETA_NAMES
 
     def code_paths(self) -> tuple[str, ...]:
@@ -222,7 +225,8 @@ class MultiDigitsTask(Task):
 
     # -- evaluation ------------------------------------------------------------------------------
     def evaluate(self, model, dataset: MultiDigits, hparams: dict, config: dict) -> dict:
-        return {k: (float(v), "completed", "") for k, v in evaluate_test_split(model, dataset, hparams.get("preference")).items()}
+        return {k: (float(v), "completed", "") for k, v in
+                evaluate_test_split(model, dataset, hparams.get("preference"), hparams.get("test_preferences")).items()}
 
 
 def _test_errors(model, data: DigitsSplit, batch_size: int = 500) -> tuple[float, float, float, float]:
@@ -240,9 +244,10 @@ def _test_errors(model, data: DigitsSplit, batch_size: int = 500) -> tuple[float
     return ce[0] / n, ce[1] / n, acc[0] / n, acc[1] / n
 
 
-def evaluate_test_split(model, dataset: MultiDigits, preference=None) -> dict[str, float]:
+def evaluate_test_split(model, dataset: MultiDigits, preference=None, rays=None) -> dict[str, float]:
     """The task's metrics on the test split; a conditioned model at ``preference`` (its chosen r) and its
-    hypervolume over the HV_RAYS test rays (COSMOS's evaluation), else that of its single point."""
+    hypervolume over its test rays (``rays``: those of its validation front, recorded in hparams.json; default the
+    HV_RAYS circle rays, COSMOS's evaluation), else that of its single point."""
     from balancebench.pareto import circle_points, hypervolume
 
     model.eval()
@@ -251,7 +256,7 @@ def evaluate_test_split(model, dataset: MultiDigits, preference=None) -> dict[st
     points = [[ce_l, ce_r]]
     if model.config.get("preference_dim", 0) > 0:
         points = []
-        for ray in circle_points(HV_RAYS):
+        for ray in (circle_points(HV_RAYS) if rays is None else np.asarray(rays, dtype=float)):
             model.fix_preference(ray)
             points.append(list(_test_errors(model, data)[:2]))
         model.fix_preference(preference if preference is not None else (0.5, 0.5))

@@ -237,6 +237,7 @@ class Pinn(Task):
                 "convergence": ("iterations_to_target", "work_to_target"),
                 "cost": ("N_ep", "t_ep", "sigma_ep", "t_it"), "failures": ("failed",)}
     concern_axes = {"quality": ("accuracy", "physics"), "cost": ("convergence", "cost")}
+    claim_declarations = ("balancebench.tasks.pinn.claims:anchor_claims",)  # issue 26's anchors (claims.md)
     dataset_file = "data/pinn.npz"
     evaluation_sections = ("pinn",)
 
