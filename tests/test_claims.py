@@ -231,8 +231,9 @@ def test_benzene_has_no_claims_of_its_own_and_links_to_the_seeds_ground(tmp_path
     task = get_task("cg_benzene")
     assert task.claims({}) == []
     repo = Path(__file__).resolve().parents[1]
-    links = elsewhere_links(task.claims_elsewhere, repo, repo / "results")
+    links = elsewhere_links(task.claims_elsewhere, repo, repo / "results" / "cg_benzene")
     assert [link["task"] for link in links] == ["multidigits", "pinn"]
-    assert links[0]["table"] == "../results_multidigits/claims.md"
+    assert links[0]["table"] == "../multidigits/claims.md"  # results/{task}: results/multidigits
+    assert links[1]["table"] == "../pinn/helmholtz2d/claims.md"
     md = markdown(evaluate([], tmp_path, {}), "cg_benzene", links)
     assert "declares no claim of its own" in md and "--configfile config/multidigits.yaml" in md

@@ -264,7 +264,7 @@ def evaluate(claims: list[Claim], results_dir, config: dict) -> pd.DataFrame:
 
 def elsewhere_links(configs, base_dir, here) -> list[dict]:
     """Other tasks' claims tables this task's report points to: one {task, config, table, exists} per config file
-    (``results_dir`` of that config, default ``results``; ``table`` relative to ``here``, this table's folder)."""
+    (``results_dir`` of that config, default ``results/{task}``; ``table`` relative to ``here``, this table's folder)."""
     import os
 
     import yaml
@@ -276,8 +276,10 @@ def elsewhere_links(configs, base_dir, here) -> list[dict]:
             links.append({"task": "?", "config": str(cfg), "table": "", "exists": False})
             continue
         data = yaml.safe_load(path.read_text()) or {}
-        table = Path(base_dir) / data.get("results_dir", "results") / "claims.md"
-        links.append({"task": data.get("task", "cg_benzene"), "config": str(cfg),
+        task = data.get("task", "cg_benzene")
+        results_dir = str(data.get("results_dir", "results/{task}")).replace("{task}", task)  # as validate_config
+        table = Path(base_dir) / results_dir / "claims.md"
+        links.append({"task": task, "config": str(cfg),
                       "table": os.path.relpath(table, Path(here)), "exists": table.exists()})
     return links
 
