@@ -202,6 +202,14 @@ def test_tiny_pinn_run_through_snakemake(tmp_path):
             log = pd.read_csv(run / "train_log.csv")
             assert {"coef_residual", "coef_boundary"} <= set(log) and "coef_initial" not in log
     assert sorted(pd.read_csv(results / "stats" / "ranking.csv")["method"]) == ["constant", "lra", "random_weights"]
+    # the anchors in the claims table (issue 26): LRA vs the plain PINN checked, ReLoBRaLo not in this config
+    claims = pd.read_csv(results / "claims.csv", keep_default_na=False).set_index("claim")
+    assert list(claims.index) == ["pinn_lra_beats_plain", "pinn_relobralo_matches_lra"]
+    assert claims.loc["pinn_lra_beats_plain", "status"] == "checked"
+    assert claims.loc["pinn_lra_beats_plain", "verdict"] in ("reproduced", "not reproduced", "reversed")
+    assert claims.loc["pinn_lra_beats_plain", "test"].startswith("Mann-Whitney U")
+    assert claims.loc["pinn_relobralo_matches_lra", "status"] == "not run"
+    assert "no relobralo variant" in claims.loc["pinn_relobralo_matches_lra", "why"]
     # the three-loss run: its own losses, a 3-d hypervolume per model, ranked
     for variant in ("constant", "relobralo", "random_weights"):
         log = pd.read_csv(burgers / "models" / variant / "seed1" / "train_log.csv")
@@ -225,11 +233,3 @@ def test_a_two_loss_method_is_refused_on_a_three_loss_problem_before_any_job():
     config["pinn"]["problem"] = "helmholtz2d"  # two losses: COSMOS is refused only for the model's missing input
     with pytest.raises(ConfigError, match=r"balancing\.variants\.cosmos\.method: .*conditioning"):
         validate_config(config)
-    # the anchors in the claims table (issue 26): LRA vs the plain PINN checked, ReLoBRaLo not in this config
-    claims = pd.read_csv(results / "claims.csv", keep_default_na=False).set_index("claim")
-    assert list(claims.index) == ["pinn_lra_beats_plain", "pinn_relobralo_matches_lra"]
-    assert claims.loc["pinn_lra_beats_plain", "status"] == "checked"
-    assert claims.loc["pinn_lra_beats_plain", "verdict"] in ("reproduced", "not reproduced", "reversed")
-    assert claims.loc["pinn_lra_beats_plain", "test"].startswith("Mann-Whitney U")
-    assert claims.loc["pinn_relobralo_matches_lra", "status"] == "not run"
-    assert "no relobralo variant" in claims.loc["pinn_relobralo_matches_lra", "why"]

@@ -2,19 +2,7 @@
 # claims (Task.claim_declarations, balancebench.claims); each names the result files it reads, which are this
 # rule's inputs. Runs after the statistics and the Pareto stage. A task with no claims of its own (cg_benzene)
 # gets a table that says so and links to the tasks whose tables check the seeds on their own ground
-# (Task.claims_elsewhere). docs/statistics.md, "Seed claims".
-
-CLAIMS = TASK_OBJ.claims(config)
-
-
-def claims_inputs(wildcards):
-    """The statistics' verdict (the rule runs after them) and every result file a declared claim reads."""
-    from balancebench.claims import claim_inputs
-
-    return {
-        "verdict": rules.stats_tables.output.verdict,
-        "claims": [result(p) for p in claim_inputs(CLAIMS)],
-    }
+# (Task.claims_elsewhere). docs/statistics.md, "Seed claims". The inputs: claims_inputs (common.smk).
 
 
 rule claims:
@@ -42,7 +30,7 @@ rule claims:
     conda:
         "../../envs/stats.yaml"
     params:
-        results_dir=RESULTS,
+        results_dir=lambda wildcards, output: os.path.dirname(output.csv),
         task=TASK,
         elsewhere=list(TASK_OBJ.claims_elsewhere),
         base_dir=workflow.basedir,

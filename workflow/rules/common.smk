@@ -1,6 +1,7 @@
 # Shared helpers: config validation (before any job runs), result paths, code hashes.
 
 import math
+import os
 
 from snakemake.exceptions import WorkflowError
 
@@ -246,3 +247,17 @@ def task_targets():
 def search_evaluation_inputs(wildcards):
     """Inputs a search candidate's evaluation reads besides the dataset."""
     return {}
+
+
+# The claims the task checks on this run's results (Task.claim_declarations; rule claims, claims.smk).
+CLAIMS = TASK_OBJ.claims(config)
+
+
+def claims_inputs(wildcards):
+    """The statistics' verdict (the rule runs after them) and every result file a declared claim reads."""
+    from balancebench.claims import claim_inputs
+
+    return {
+        "verdict": rules.stats_tables.output.verdict,
+        "claims": [result(p) for p in claim_inputs(CLAIMS)],
+    }
