@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from balancebench.fileio import read_checked_json
 from balancebench.search.driver import ask, objective_matrix, tell
 from balancebench.search.evaluate import evaluate_candidate
 from balancebench.search.selection import candidates_table, non_dominated, pareto_sets, plot_progress, select
@@ -86,7 +87,7 @@ def test_same_seed_same_candidates_other_seed_other_candidates(tmp_path):
     assert [x["x"] for x in a] != [x["x"] for x in c]
 
 
-@pytest.mark.parametrize("kind", ["nsde", "de"])
+@pytest.mark.parametrize("kind", ["nsde", "de", "cmaes"])
 def test_candidates_within_bounds_and_decoded_on_their_scale(tmp_path, kind):
     s = spec(kind=kind)
     cands, _ = run_search(s, tmp_path)
@@ -95,6 +96,44 @@ def test_candidates_within_bounds_and_decoded_on_their_scale(tmp_path, kind):
         w, a = c["params"]["energy_weight"], c["params"]["force_loss_alpha"]
         assert 1e-4 <= w <= 1.0 and 0.0 <= a <= 2.0
         assert w == pytest.approx(10 ** c["x"][0]) and a == pytest.approx(c["x"][1])
+
+
+def test_nsde_de_and_cmaes_of_one_seed_start_from_the_same_population(tmp_path):
+    """The stored states: generation 0's X is one Latin hypercube per search seed, whatever the kind or variant;
+    every kind then spends population x generations trainings, and the later generations differ by algorithm."""
+    states, later = {}, {}
+    for kind in ("nsde", "de", "cmaes"):
+        s = spec(kind=kind, generations=3)
+        cands, _ = run_search(s, tmp_path / kind, seed=3)
+        assert len(cands) == s.population * s.generations
+        told = read_checked_json(tmp_path / kind / "gen2" / "told.json")
+        states[kind] = told["history"][0]["X"]
+        assert told["initial_population"] == states[kind]
+        later[kind] = told["history"][1]["X"]
+    assert states["nsde"] == states["de"] == states["cmaes"]
+    X0 = np.array(states["nsde"])
+    # a Latin hypercube: in each coordinate, one point per stratum of the bounds
+    lo, hi = np.array([-4.0, 0.0]), np.array([0.0, 2.0])
+    for k in range(2):
+        strata = np.floor((X0[:, k] - lo[k]) / (hi[k] - lo[k]) * len(X0)).astype(int)
+        assert sorted(strata.tolist()) == list(range(len(X0)))
+    assert later["nsde"] != later["de"] != later["cmaes"] != later["nsde"]
+    # the population is the search seed's, not the variant's: another variant name, the same start
+    other = ask(spec(kind="de"), 0, 3, "another_variant", None, tmp_path / "other.json")
+    assert [c["x"] for c in other] == states["nsde"]
+    assert [c["x"] for c in ask(spec(kind="de"), 0, 4, "v", None, tmp_path / "seed4.json")] != states["nsde"]
+
+
+def test_cmaes_starts_at_the_best_of_the_shared_population(tmp_path):
+    """CMA-ES's mean starts at the best initial candidate: its second generation lies around that point."""
+    s = spec(kind="cmaes", population=8, generations=2)
+    cands, evals = run_search(s, tmp_path, seed=5)
+    gen0 = [(c, e) for c, e in zip(cands, evals) if c["generation"] == 0]
+    best = np.array(min(gen0, key=lambda ce: ce[1]["criterion"])[0]["x"])
+    gen1 = np.array([c["x"] for c in cands if c["generation"] == 1])
+    width = np.array([4.0, 2.0])
+    # sigma 0.1 of the normalised bounds: the new candidates' mean within 3 sigma / sqrt(8) of the start
+    assert np.all(np.abs(gen1.mean(axis=0) - best) / width < 3 * 0.1)
 
 
 def dominated_by_any(f, others):
@@ -195,6 +234,9 @@ def test_apply_parameters_maps_onto_eq2_and_the_training_settings():
     (lambda s: s["space"].update(lamda={"low": 0, "high": 1}), "balancing.searches.s.space.lamda"),
     (lambda s: s.update(training={"max_epoch": 1}), "balancing.searches.s.training.max_epoch"),
     (lambda s: s.update(values=[1.0]), "balancing.searches.s.values"),
+    (lambda s: s.update(sigma=0.2), "balancing.searches.s.sigma"),
+    (lambda s: s.update(kind="cmaes", sigma=0.0), "balancing.searches.s.sigma"),
+    (lambda s: s.update(kind="cma"), "balancing.searches.s.kind"),
 ])
 def test_bad_search_input_is_named(mutate, field):
     s = {"kind": "nsde", "space": json.loads(json.dumps(SPACE)), "population": 6, "generations": 2}

@@ -1,7 +1,7 @@
 """From evaluated candidates to one parameter set: Pareto sets, the selection rule, the cost, the figure.
 
 Selection rule (every kind): among the feasible candidates on the final Pareto set of the search's
-objectives (for ``de`` and ``grid``: the best by their scalar), the one with the lowest method-independent
+objectives (for ``de``, ``cmaes`` and ``grid``: the best by their scalar), the one with the lowest method-independent
 validation criterion ``C = sum_i val_i / ref_i`` (ties: the earlier candidate). For the objectives
 ``val_<loss>`` of every loss this is the front's member with the lowest sum, a point on the front. If no
 candidate is feasible (all diverged) the variant falls back to its configured parameters (the registry's
@@ -40,13 +40,15 @@ def candidates_table(candidates: list[dict], evaluations: list[dict], objectives
 
 
 def _scalar(kind: str) -> bool:
-    return kind in ("de", "grid")
+    from balancebench.search.space import SCALAR_KINDS
+
+    return kind in SCALAR_KINDS
 
 
 def pareto_sets(table: pd.DataFrame, objectives: list[str], kind: str) -> pd.DataFrame:
     """The Pareto set after each generation: non-dominated feasible candidates of generations <= g.
 
-    Scalar kinds (de, grid) minimise the sum of the objectives, so their "set" is the best candidate(s).
+    Scalar kinds (de, cmaes, grid) minimise the sum of the objectives, so their "set" is the best candidate(s).
     """
     out = []
     cols = [f"obj_{o}" for o in objectives]

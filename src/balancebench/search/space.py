@@ -24,7 +24,9 @@ import numpy as np
 
 from balancebench.fileio import read_json
 
-SEARCH_KINDS = ("grid", "nsde", "de")
+SEARCH_KINDS = ("grid", "nsde", "de", "cmaes")
+SCALAR_KINDS = ("grid", "de", "cmaes")  # minimise the sum of the objectives
+CMAES_SIGMA = 0.1  # pymoo's default initial step, in coordinates normalised to the bounds
 MIN_POPULATION = 4
 
 
@@ -118,6 +120,7 @@ class SearchSpec:
     failure_penalty: float = 1e3
     training: dict = field(default_factory=dict)
     simulation: dict = field(default_factory=dict)
+    sigma: float = CMAES_SIGMA  # cmaes only
 
     validation_objectives: tuple[str, ...] = ()
 
@@ -135,7 +138,13 @@ class SearchSpec:
                    population=int(spec.get("population", 6)), generations=int(spec.get("generations", 2)),
                    objectives=objectives, validation_objectives=vocabulary.validation_objectives,
                    failure_penalty=float(spec.get("failure_penalty", 1e3)),
-                   training=dict(spec.get("training", {})), simulation=dict(spec.get("simulation", {})))
+                   training=dict(spec.get("training", {})), simulation=dict(spec.get("simulation", {})),
+                   sigma=float(spec.get("sigma", CMAES_SIGMA)))
+
+    @property
+    def scalar(self) -> bool:
+        """A single-objective kind: it minimises the sum of the objectives."""
+        return self.kind in SCALAR_KINDS
 
     @property
     def n_generations(self) -> int:
@@ -233,6 +242,8 @@ def check_search(name: str, spec: dict, vocabulary: SearchVocabulary, training_f
             raise ValueError(f"{field_}.{wrong[0]}: not a grid search setting (grid takes parameter and values)")
         if not _known_anywhere(spec["parameter"], vocabulary):
             raise ValueError(f"{field_}.parameter: unknown parameter {spec['parameter']!r}")
+        if "sigma" in spec:
+            raise ValueError(f"{field_}.sigma: a cmaes setting, not for kind grid")
         if not all(math.isfinite(float(v)) for v in spec["values"]):
             raise ValueError(f"{field_}.values: every value must be finite")
     else:
@@ -251,6 +262,12 @@ def check_search(name: str, spec: dict, vocabulary: SearchVocabulary, training_f
                 raise ValueError(f"{field_}.space.{pname}.low: low ({low:g}) must be below high ({high:g})")
             if dim.get("scale", "linear") == "log10" and low <= 0:
                 raise ValueError(f"{field_}.space.{pname}.low: scale log10 needs low > 0, got {low:g}")
+        if "sigma" in spec:
+            if kind != "cmaes":
+                raise ValueError(f"{field_}.sigma: a cmaes setting, not for kind {kind}")
+            sigma = float(spec["sigma"])
+            if not (math.isfinite(sigma) and sigma > 0):
+                raise ValueError(f"{field_}.sigma: must be > 0, got {sigma:g}")
         population = int(spec.get("population", 6))
         if population < MIN_POPULATION:
             raise ValueError(f"{field_}.population: {population} is below {MIN_POPULATION} (DE needs 4 parents)")
