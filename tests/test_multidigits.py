@@ -89,11 +89,17 @@ def test_taylorglo_as_squared_error_has_the_mse_gradient():
     assert torch.allclose(g_taylor, g_mse, atol=1e-12)
 
 
-def test_task_theta_defaults_are_the_seeds_table2():
+def test_task_theta_default_is_cross_entropys_taylor_expansion():
+    """The documented initial point: CE to third order at (1, 1) (CE itself is not a polynomial); the seed's
+    Table 2 stays available by name."""
+    from balancebench.losses_taylorglo import cross_entropy_theta
     from balancebench.tasks.multidigits import task as t
 
-    assert t.SEED_TABLE2_THETA == SEED_TABLE2_THETA
-    assert get_task("multidigits").loss_settings({"loss": "taylorglo"}).theta == SEED_TABLE2_THETA
+    assert t.DEFAULT_THETA == cross_entropy_theta(10) == (1.0, 1.0, 10.0, -10.0, 20.0, 10.0, -10.0, 0.0)
+    assert get_task("multidigits").loss_settings({"loss": "taylorglo"}).theta == cross_entropy_theta(10)
+    table2 = get_task("multidigits").loss_settings({"loss": "taylorglo", **{f"taylor_theta_{i}": v for i, v in
+                                                                            enumerate(SEED_TABLE2_THETA)}})
+    assert table2.theta == SEED_TABLE2_THETA
 
 
 @pytest.mark.parametrize("architecture", ["mlp", "cnn"])
