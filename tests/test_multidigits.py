@@ -195,3 +195,26 @@ def test_training_with_the_taylorglo_loss_runs_and_validates_on_cross_entropy(sm
     log = pd.read_csv(tmp_path / "t" / "train_log.csv")
     assert result.status == "completed" and np.isfinite(log[["train_left", "val_left"]].to_numpy()).all()
     assert (log["val_left"] > 0).all()  # validation: cross-entropy (the Taylor loss itself may be negative)
+
+
+def test_split_error_is_the_error_rate_of_both_heads(small, tmp_path):
+    """Seed 001's objectives on this task: 1 - mean accuracy of the two heads on a split (search train_error /
+    val_error), checked against an argmax count."""
+    from balancebench.search.evaluate import split_errors
+    from balancebench.search.space import SearchSpec, SearchVocabulary
+    from balancebench.training import load_trained_model, train_model
+
+    task = get_task("multidigits")
+    train_model(small, {"architecture": "mlp", "hidden": 16, "input_size": 12},
+                {"max_epochs": 2, "batch_size": 64}, "constant", {}, 1, tmp_path, task=task)
+    spec = SearchSpec.from_config("s", {"kind": "nsde", "space": {"weight_right": {"low": 0.1, "high": 1.0}},
+                                        "objectives": ["train_error", "val_error"]}, SearchVocabulary.from_task(task))
+    got = split_errors(task, spec, tmp_path, small, task.loss_settings({}), {"left": 1.0, "right": 1.0})
+    model, _ = load_trained_model(task, tmp_path)
+    for name, split in (("train_error", "train"), ("val_error", "validation")):
+        idx = small.split[split]
+        with torch.no_grad():
+            logits = model(DigitsInput(torch.as_tensor(small.images[idx], dtype=torch.float32)))
+        correct = [(lg.argmax(-1).numpy() == small.labels[idx, j]).mean() for j, lg in enumerate(logits)]
+        assert got[name] == pytest.approx(1.0 - 0.5 * (correct[0] + correct[1]), abs=1e-12)
+    assert 0.0 < got["val_error"] < 0.9  # two epochs learn something (chance: 0.9)

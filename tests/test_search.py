@@ -10,7 +10,7 @@ import pytest
 
 from balancebench.fileio import read_checked_json
 from balancebench.search.driver import ask, objective_matrix, tell
-from balancebench.search.evaluate import evaluate_candidate
+from balancebench.search.evaluate import evaluate_candidate, split_errors
 from balancebench.search.selection import candidates_table, non_dominated, pareto_sets, plot_progress, select
 from balancebench.search.space import SearchSpec, SearchVocabulary, apply_parameters, check_search, check_variant_search
 from balancebench.tasks.base import get_task
@@ -194,6 +194,32 @@ def test_selection_is_the_lowest_criterion_on_the_final_front(tmp_path):
     assert selected["criterion"] == pytest.approx(table["criterion"].min())  # min of the sum lies on the front
 
 
+def test_with_seed_001s_pair_the_selection_is_the_best_validation_error():
+    s = spec(objectives=("train_error", "val_error"))
+    cands = [{"generation": 0, "index": i, "params": {"energy_weight": w}} for i, w in enumerate((0.1, 0.2, 0.3))]
+    # (train, val): (0.1, 0.5) and (0.3, 0.2) on the front, (0.4, 0.6) dominated; criterion favours candidate 0
+    evals = [{"feasible": True, "status": "completed", "reason": "", "criterion": c, "seconds": 1.0,
+              "objectives": {"train_error": t, "val_error": v}}
+             for t, v, c in ((0.1, 0.5, 1.0), (0.3, 0.2, 2.0), (0.4, 0.6, 3.0))]
+    table = candidates_table(cands, evals, s.objectives)
+    selected = select(table, s.objectives, s.kind, fallback={})
+    assert selected["candidate"] == 1 and "val_error" in selected["rule"]
+
+
+def test_seed_001s_pair_is_a_known_objective_and_needs_the_split_errors():
+    check_search("s", {"kind": "nsde", "space": SPACE, "objectives": ["train_error", "val_error"]}, CG)
+    check_search("s", {"kind": "cmaes", "space": SPACE, "objectives": ["val_error"]}, CG)
+    s = spec(objectives=("train_error", "val_error"))
+    assert s.split_objectives == ["train_error", "val_error"] and not s.needs_evaluation
+    status = {"status": "completed", "best_epoch": 1}
+    log = pd.DataFrame({"epoch": [1], "val_force": [2.0], "val_energy": [3.0]})
+    ev = evaluate_candidate(s, status, log, {"force": 4.0, "energy": 6.0}, split={"train_error": 0.2, "val_error": 0.3})
+    assert ev["objectives"] == {"train_error": 0.2, "val_error": 0.3} and ev["criterion"] == pytest.approx(1.0)
+    bad = evaluate_candidate(s, status, log, {"force": 4.0, "energy": 6.0}, split={"train_error": math.nan,
+                                                                                  "val_error": 0.3})
+    assert not bad["feasible"] and bad["objectives"] == {"train_error": 1e3, "val_error": 1e3}
+
+
 def test_single_objective_baseline_minimises_the_sum(tmp_path):
     s = spec(kind="de")
     cands, evals = run_search(s, tmp_path)
@@ -267,6 +293,15 @@ def test_candidate_objectives_match_the_trainers_criterion(lj_dataset, tmp_path)
     assert ev["feasible"] and ev["status"] == "completed"
     # the trainer takes the variances of the float32 targets: agreement to float32 rounding
     assert ev["criterion"] == pytest.approx(status["best_criterion"], rel=1e-6)
+    # seed 001's pair: the task's error on each split of the best-epoch model; the default (the unit-free
+    # criterion on that split) gives on the validation split the trainer's own best criterion
+    pair = spec(objectives=("train_error", "val_error"))
+    split = split_errors(task, pair, tmp_path, lj_dataset, task.loss_settings(training), refs)
+    assert split["val_error"] == pytest.approx(status["best_criterion"], rel=1e-5)
+    assert math.isfinite(split["train_error"]) and split["train_error"] > 0
+    ev = evaluate_candidate(pair, status, pd.read_csv(tmp_path / "train_log.csv"), refs, split=split)
+    assert ev["feasible"] and ev["objectives"] == split
+    assert evaluate_candidate(pair, status, pd.read_csv(tmp_path / "train_log.csv"), refs)["status"] == "invalid"
     failed = evaluate_candidate(spec(), {"status": "diverged", "reason": "x"}, None, refs)
     assert not failed["feasible"] and failed["objectives"] == {"val_force": 1e3, "val_energy": 1e3}
 

@@ -10,7 +10,10 @@ What a search may set and optimise depends on the task (:class:`SearchVocabulary
 * any other name: a numeric parameter of the variant's method (e.g. ``beta`` of softadapt).
 
 Objectives: ``val_<loss>`` (the validation error of a loss over its reference, at the best epoch),
-``criterion`` (their sum), and the task's metrics that its evaluation gives per candidate.
+``criterion`` (their sum), the paper's pair of seed 001 ``train_error`` and ``val_error`` (the task's error of the
+trained candidate on its training and its validation split, :meth:`balancebench.tasks.base.Task.split_error`:
+by default the unit-free criterion on that split, a classification task's error rate), and the task's metrics
+that its evaluation gives per candidate.
 A dimension with ``scale: log10`` is searched as log10(value) between log10(low) and log10(high).
 """
 
@@ -25,7 +28,8 @@ import numpy as np
 from balancebench.fileio import read_json
 
 SEARCH_KINDS = ("grid", "nsde", "de", "cmaes")
-SCALAR_KINDS = ("grid", "de", "cmaes")  # minimise the sum of the objectives
+SCALAR_KINDS = ("grid", "de", "cmaes")
+SPLIT_OBJECTIVES = {"train_error": "train", "val_error": "validation"}  # seed 001's pair: objective -> split  # minimise the sum of the objectives
 CMAES_SIGMA = 0.1  # pymoo's default initial step, in coordinates normalised to the bounds
 MIN_POPULATION = 4
 
@@ -51,7 +55,7 @@ class SearchVocabulary:
 
     @property
     def objectives(self) -> tuple[str, ...]:
-        return self.validation_objectives + self.metric_objectives
+        return self.validation_objectives + tuple(SPLIT_OBJECTIVES) + self.metric_objectives
 
     @property
     def default_objectives(self) -> list[str]:
@@ -160,9 +164,18 @@ class SearchSpec:
         return [self.parameter] if self.kind == "grid" else self.space.names
 
     @property
+    def split_objectives(self) -> list[str]:
+        """The objectives of seed 001's pair (``train_error``, ``val_error``) this search optimises."""
+        return [o for o in self.objectives if o in SPLIT_OBJECTIVES]
+
+    @property
+    def metric_objectives(self) -> list[str]:
+        return [o for o in self.objectives if o not in self.validation_objectives and o not in SPLIT_OBJECTIVES]
+
+    @property
     def needs_evaluation(self) -> bool:
         """An objective is a task metric: each candidate's model goes through the task's evaluation."""
-        return any(o not in self.validation_objectives for o in self.objectives)
+        return bool(self.metric_objectives)
 
     def candidate_params(self, generation_candidates: list[dict]) -> list[dict]:
         return [c["params"] for c in generation_candidates]

@@ -222,6 +222,11 @@ class MultiDigitsTask(Task):
     def dataset_references(self, dataset, settings) -> dict[str, float]:
         return self.loss_references(None, settings)
 
+    def split_error(self, model, data: DigitsSplit, settings, references, batch_size: int = 500) -> float:
+        """Seed 001's objective on a split: the error rate, 1 - the mean accuracy of the two heads."""
+        _, _, acc_l, acc_r = _test_errors(model, data, batch_size)
+        return 1.0 - 0.5 * (acc_l + acc_r)
+
     # -- evaluation ------------------------------------------------------------------------------
     def evaluate(self, model, dataset: MultiDigits, hparams: dict, config: dict) -> dict:
         return {k: (float(v), "completed", "") for k, v in evaluate_test_split(model, dataset, hparams.get("preference")).items()}
