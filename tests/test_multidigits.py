@@ -2,6 +2,7 @@
 conditioning hook, the config checks, and one tiny run through Snakemake."""
 
 import copy
+import json
 import math
 import subprocess
 import sys
@@ -218,3 +219,37 @@ def test_split_error_is_the_error_rate_of_both_heads(small, tmp_path):
         correct = [(lg.argmax(-1).numpy() == small.labels[idx, j]).mean() for j, lg in enumerate(logits)]
         assert got[name] == pytest.approx(1.0 - 0.5 * (correct[0] + correct[1]), abs=1e-12)
     assert 0.0 < got["val_error"] < 0.9  # two epochs learn something (chance: 0.9)
+
+
+@pytest.mark.e2e
+def test_seed_001_searches_share_their_first_population_through_the_workflow(tmp_path):
+    """NSDE, DE and CMA-ES of one search seed: the same generation-0 candidates in their stored states, the same
+    number of trainings, and the selected TaylorGLO coefficients train the variant with the TaylorGLO loss."""
+    from balancebench.fileio import read_checked_json
+
+    results = tmp_path / "results"
+    config = REPO / "tests" / "data" / "multidigits_search.yaml"
+    variants = ("taylor_nsde", "taylor_de", "taylor_cmaes")
+    targets = [str(results / "models" / v / "seed1" / "hparams.json") for v in variants]  # searches + one training
+    proc = subprocess.run([sys.executable, "-m", "snakemake", *targets, "--nolock", "--cores", "2", "--configfile",
+                           str(config.relative_to(REPO)), "--config", f"results_dir={results}"],
+                          cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    first = {}
+    for variant in variants:
+        search = results / "search" / variant
+        told = read_checked_json(search / "gen1" / "told.json")
+        first[variant] = told["history"][0]["X"]
+        assert json.loads((search / "cost.json").read_text())["trainings"] == 4 * 2
+        candidates = pd.read_csv(search / "candidates.csv")
+        assert [f"param_taylor_theta_{i}" for i in range(8)] == [c for c in candidates if c.startswith("param_")]
+        selected = json.loads((search / "selected.json").read_text())
+        assert selected["training"] == {"loss": "taylorglo"}
+        hparams = json.loads((results / "models" / variant / "seed1" / "hparams.json").read_text())
+        assert hparams["training"]["loss"] == "taylorglo"
+        if selected["status"] == "selected":
+            assert hparams["training"]["theta"] == pytest.approx([selected["values"][f"taylor_theta_{i}"]
+                                                                  for i in range(8)])
+    assert first["taylor_nsde"] == first["taylor_de"] == first["taylor_cmaes"]
+    nsde = json.loads((results / "search" / "taylor_nsde" / "selected.json").read_text())
+    assert "val_error" in nsde["rule"] and set(nsde.get("objectives", {})) <= {"train_error", "val_error"}

@@ -323,3 +323,21 @@ def test_physics_objectives_from_the_nvt_metrics_and_unstable_runs_fail():
     missing = evaluate_candidate(s, status, log, {"force": 4.0, "energy": 6.0}, physics_record(d_ks=None))
     assert not missing["feasible"] and "non-finite" in missing["reason"]
     assert evaluate_candidate(s, status, log, {"force": 4.0, "energy": 6.0}, None)["status"] == "invalid"
+
+
+def test_the_searched_loss_family_trains_the_selected_variant(tmp_path):
+    """A TaylorGLO search's candidates train with force_loss: taylorglo (the search's training); the selected
+    variant must too, or its searched theta would have no effect. Budget settings (max_epochs) stay the candidates'."""
+    from balancebench.search.space import variant_settings
+
+    s = SearchSpec.from_config("t", {"kind": "de", "space": {"taylor_theta_3": {"low": -3.0, "high": 0.0}},
+                                     "training": {"max_epochs": 2, "force_loss": "taylorglo",
+                                                  "force_loss_scale": 4.0}}, CG)
+    assert s.loss_training(CG) == {"force_loss": "taylorglo", "force_loss_scale": 4.0}
+    path = tmp_path / "selected.json"
+    path.write_text(json.dumps({"status": "selected", "values": {"taylor_theta_3": -1.5},
+                                "training": s.loss_training(CG)}))
+    params, training, line = variant_settings(path, "constant", {}, {"max_epochs": 100, "force_loss": "barron"}, CG)
+    assert training == {"max_epochs": 100, "force_loss": "taylorglo", "force_loss_scale": 4.0,
+                        "taylor_theta_3": -1.5}
+    assert "taylorglo" in line

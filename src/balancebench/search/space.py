@@ -42,11 +42,13 @@ class SearchVocabulary:
     training_parameters: tuple[str, ...] = ()
     weight_aliases: tuple[tuple[str, int], ...] = ()  # (name, index of the loss whose weight it sets)
     metric_objectives: tuple[str, ...] = ()  # task metrics a candidate's evaluation gives
+    loss_setting_names: tuple[str, ...] = ()  # the task's training keys that shape its losses
 
     @classmethod
     def from_task(cls, task) -> "SearchVocabulary":
         return cls(tuple(task.loss_names), tuple(task.search_training_parameters),
-                   tuple(task.search_weight_aliases().items()), tuple(task.search_metric_objectives))
+                   tuple(task.search_weight_aliases().items()), tuple(task.search_metric_objectives),
+                   tuple(task.loss_setting_names))
 
     @property
     def validation_objectives(self) -> tuple[str, ...]:
@@ -177,6 +179,12 @@ class SearchSpec:
         """An objective is a task metric: each candidate's model goes through the task's evaluation."""
         return bool(self.metric_objectives)
 
+    def loss_training(self, vocabulary: SearchVocabulary) -> dict:
+        """The search's ``training`` overrides that shape the task's losses (e.g. the loss family the searched
+        coefficients belong to): they carry over to the selected variant's trainings, the rest (epochs,
+        patience: the candidates' budget) does not."""
+        return {k: v for k, v in self.training.items() if k in vocabulary.loss_setting_names}
+
     def candidate_params(self, generation_candidates: list[dict]) -> list[dict]:
         return [c["params"] for c in generation_candidates]
 
@@ -196,12 +204,14 @@ def search_parameters(method_params: dict, vocabulary: SearchVocabulary) -> dict
 def variant_settings(selected_path: str | Path | None, method_name: str, method_params: dict, training: dict,
                      vocabulary: SearchVocabulary) -> tuple[dict, dict, str]:
     """(method params, training settings, log line) of a variant: with a search (``selected_path``, its
-    selected.json) the selection is applied for every seed; without one, the configured settings as they are."""
+    selected.json) the selection is applied for every seed (the selected values, and the loss settings of the
+    search's ``training`` recorded as ``selected["training"]``); without one, the configured settings as they are."""
     params, training = dict(method_params), dict(training)
     if selected_path is None:
         return params, training, ""
     selected = read_json(selected_path)
     params, overrides = apply_parameters(selected["values"], method_name, params, vocabulary)
+    overrides = {**selected.get("training", {}), **overrides}  # the searched loss's family, then its values
     training.update(overrides)
     return params, training, (f"search {selected['status']}: {selected['values']} -> params {params}, "
                               f"training {overrides}")
