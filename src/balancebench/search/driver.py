@@ -59,7 +59,8 @@ def initial_population_seed(seed: int) -> int:
 
 def initial_population(spec: SearchSpec, seed: int) -> np.ndarray:
     """Generation 0 of every evolutionary kind: ``population`` points of a Latin hypercube (pymoo's
-    ``LatinHypercubeSampling``, centred) in the search coordinates, from :func:`initial_population_seed`.
+    ``LatinHypercubeSampling``: one point per stratum of each coordinate, random within it, the best of a few
+    draws by the max-min distance) in the search coordinates, from :func:`initial_population_seed`.
 
     Two searches with the same space, population and replicate seed get the identical array, whatever their kind.
     """
