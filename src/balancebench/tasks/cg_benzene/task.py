@@ -113,7 +113,7 @@ class CGBenzene(Task):
         return {"energy_weight": 1}
 
     def code_paths(self) -> tuple[str, ...]:
-        return ("tasks/base.py", "tasks/cg_benzene")
+        return ("tasks/base.py", "tasks/cg_benzene", "losses_taylorglo.py")
 
     def config_schema(self) -> dict:
         import yaml

@@ -94,7 +94,7 @@ class MultiDigitsTask(Task):
     search_training_parameters = THETA_NAMES
 
     def code_paths(self) -> tuple[str, ...]:
-        return ("tasks/base.py", "tasks/multidigits")
+        return ("tasks/base.py", "tasks/multidigits", "losses_taylorglo.py")
 
     # -- config ----------------------------------------------------------------------------------
     def config_schema(self) -> dict:
