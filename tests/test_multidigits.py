@@ -223,8 +223,9 @@ def test_split_error_is_the_error_rate_of_both_heads(small, tmp_path):
 
 @pytest.mark.e2e
 def test_seed_001_searches_share_their_first_population_through_the_workflow(tmp_path):
-    """NSDE, DE and CMA-ES of one search seed: the same generation-0 candidates in their stored states, the same
-    number of trainings, and the selected TaylorGLO coefficients train the variant with the TaylorGLO loss."""
+    """NSDE, DE and CMA-ES of one search seed: the same generation-0 candidates in their stored states, trained
+    alike (the same objective values), the same number of trainings, and the selected TaylorGLO coefficients train
+    the variant with the TaylorGLO loss."""
     from balancebench.fileio import read_checked_json
 
     results = tmp_path / "results"
@@ -251,5 +252,9 @@ def test_seed_001_searches_share_their_first_population_through_the_workflow(tmp
             assert hparams["training"]["theta"] == pytest.approx([selected["values"][f"taylor_theta_{i}"]
                                                                   for i in range(8)])
     assert first["taylor_nsde"] == first["taylor_de"] == first["taylor_cmaes"]
+    # and the same trainings of it: the candidates' run seed is the search seed's, not the variant's
+    gen0 = {v: pd.read_csv(results / "search" / v / "candidates.csv").query("generation == 0")["obj_val_error"]
+            for v in variants}
+    assert gen0["taylor_nsde"].tolist() == gen0["taylor_de"].tolist() == gen0["taylor_cmaes"].tolist()
     nsde = json.loads((results / "search" / "taylor_nsde" / "selected.json").read_text())
     assert "val_error" in nsde["rule"] and set(nsde.get("objectives", {})) <= {"train_error", "val_error"}

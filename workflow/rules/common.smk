@@ -15,7 +15,7 @@ from balancebench.config import (
 )
 from balancebench.provenance import code_hash
 from balancebench.search.space import SearchSpec, SearchVocabulary
-from balancebench.seeding import run_seed
+from balancebench.seeding import candidate_seed, run_seed
 from balancebench.tasks.base import get_task
 
 try:
