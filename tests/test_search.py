@@ -136,6 +136,20 @@ def test_cmaes_starts_at_the_best_of_the_shared_population(tmp_path):
     assert np.all(np.abs(gen1.mean(axis=0) - best) / width < 3 * 0.1)
 
 
+def test_cmaes_that_stops_early_keeps_the_budget(tmp_path):
+    """Flat objectives (e.g. every candidate failed: one penalty) make CMA-ES stop on its tolerances after a few
+    generations; the remaining generations still ask `population` candidates within the bounds (uniform draws),
+    replayably, and the asked state says so."""
+    s = spec(kind="cmaes", population=4, generations=8)
+    cands, _ = run_search(s, tmp_path / "a", fail=lambda g, i: True)
+    again, _ = run_search(s, tmp_path / "b", fail=lambda g, i: True)
+    assert len(cands) == 4 * 8 and [c["x"] for c in cands] == [c["x"] for c in again]
+    for c in cands:
+        assert 1e-4 <= c["params"]["energy_weight"] <= 1.0 and 0.0 <= c["params"]["force_loss_alpha"] <= 2.0
+    stopped = [read_checked_json(tmp_path / "a" / f"gen{g}" / "asked.json")["algorithm_stopped"] for g in range(8)]
+    assert not stopped[0] and stopped[-1]
+
+
 def dominated_by_any(f, others):
     return any(all(o[k] <= f[k] for k in range(len(f))) and any(o[k] < f[k] for k in range(len(f))) for o in others)
 

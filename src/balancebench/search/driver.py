@@ -119,8 +119,9 @@ def _ask_population(algorithm, spec: SearchSpec):
     """pymoo's ask, filled up to the DAG's ``n_candidates`` from the algorithm's RNG (duplicate elimination)."""
     from pymoo.core.population import Population
 
-    pop = algorithm.ask()
-    if pop is None:  # CMA-ES stopped on its own tolerances: the budget is kept with uniform draws
+    stopped = algorithm.is_initialized and getattr(algorithm, "next_X", 0) is None  # CMA-ES met its tolerances
+    pop = None if stopped else algorithm.ask()  # (pymoo's CMAES would fail on its finished generator)
+    if pop is None:  # the budget is kept with uniform draws from the algorithm's RNG
         pop = Population.new(X=np.empty((0, len(spec.space.dims))))
     X = np.asarray(pop.get("X"), dtype=float).reshape(len(pop), len(spec.space.dims))
     if len(X) != spec.n_candidates:  # duplicate elimination can return fewer: fill from the algorithm's RNG
@@ -188,8 +189,10 @@ def ask(spec: SearchSpec, generation: int, seed: int, variant: str, told_state: 
                              f"not the told generation {generation - 1}")
     algorithm = _replay(spec, state, told_state)
     X = np.asarray(_ask_population(algorithm, spec).get("X"), dtype=float)
+    stopped = algorithm.is_initialized and getattr(algorithm, "next_X", 0) is None
     _save({"version": STATE_VERSION, "kind": spec.kind, "generation": generation, "stage": "asked",
-           **_seeds(state), "history": state["history"], "X": _matrix(X)}, asked_state)
+           **_seeds(state), "history": state["history"], "X": _matrix(X),
+           "algorithm_stopped": bool(stopped)}, asked_state)
     return [{"generation": generation, "index": i, "x": [float(v) for v in x], "params": spec.space.decode(x)}
             for i, x in enumerate(X)]
 
