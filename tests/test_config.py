@@ -95,7 +95,7 @@ def tiny(repo):
          "balancing.searches.nsde.objectives"),
         (lambda b: b["searches"]["nsde"]["space"].__setitem__("gama", {"low": 0, "high": 1}),
          "balancing.searches.nsde.space.gama"),
-        (lambda b: b["searches"]["nsde"].__setitem__("kind", "cmaes"), "balancing.searches.nsde.kind"),
+        (lambda b: b["searches"]["nsde"].__setitem__("kind", "bayesopt"), "balancing.searches.nsde.kind"),
         (lambda b: b["searches"]["nsde"]["space"]["force_loss_alpha"].update(high=3.0), "balancing.searches.nsde.space"),
     ],
 )

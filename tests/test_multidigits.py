@@ -2,6 +2,7 @@
 conditioning hook, the config checks, and one tiny run through Snakemake."""
 
 import copy
+import json
 import math
 import subprocess
 import sys
@@ -89,11 +90,17 @@ def test_taylorglo_as_squared_error_has_the_mse_gradient():
     assert torch.allclose(g_taylor, g_mse, atol=1e-12)
 
 
-def test_task_theta_defaults_are_the_seeds_table2():
+def test_task_theta_default_is_cross_entropys_taylor_expansion():
+    """The documented initial point: CE to third order at (1, 1) (CE itself is not a polynomial); the seed's
+    Table 2 stays available by name."""
+    from balancebench.losses_taylorglo import cross_entropy_theta
     from balancebench.tasks.multidigits import task as t
 
-    assert t.SEED_TABLE2_THETA == SEED_TABLE2_THETA
-    assert get_task("multidigits").loss_settings({"loss": "taylorglo"}).theta == SEED_TABLE2_THETA
+    assert t.DEFAULT_THETA == cross_entropy_theta(10) == (1.0, 1.0, 10.0, -10.0, 20.0, 10.0, -10.0, 0.0)
+    assert get_task("multidigits").loss_settings({"loss": "taylorglo"}).theta == cross_entropy_theta(10)
+    table2 = get_task("multidigits").loss_settings({"loss": "taylorglo", **{f"taylor_theta_{i}": v for i, v in
+                                                                            enumerate(SEED_TABLE2_THETA)}})
+    assert table2.theta == SEED_TABLE2_THETA
 
 
 @pytest.mark.parametrize("architecture", ["mlp", "cnn"])
@@ -206,3 +213,65 @@ def test_training_with_the_taylorglo_loss_runs_and_validates_on_cross_entropy(sm
     log = pd.read_csv(tmp_path / "t" / "train_log.csv")
     assert result.status == "completed" and np.isfinite(log[["train_left", "val_left"]].to_numpy()).all()
     assert (log["val_left"] > 0).all()  # validation: cross-entropy (the Taylor loss itself may be negative)
+
+
+def test_split_error_is_the_error_rate_of_both_heads(small, tmp_path):
+    """Seed 001's objectives on this task: 1 - mean accuracy of the two heads on a split (search train_error /
+    val_error), checked against an argmax count."""
+    from balancebench.search.evaluate import split_errors
+    from balancebench.search.space import SearchSpec, SearchVocabulary
+    from balancebench.training import load_trained_model, train_model
+
+    task = get_task("multidigits")
+    train_model(small, {"architecture": "mlp", "hidden": 16, "input_size": 12},
+                {"max_epochs": 2, "batch_size": 64}, "constant", {}, 1, tmp_path, task=task)
+    spec = SearchSpec.from_config("s", {"kind": "nsde", "space": {"weight_right": {"low": 0.1, "high": 1.0}},
+                                        "objectives": ["train_error", "val_error"]}, SearchVocabulary.from_task(task))
+    got = split_errors(task, spec, tmp_path, small, task.loss_settings({}), {"left": 1.0, "right": 1.0})
+    model, _ = load_trained_model(task, tmp_path)
+    for name, split in (("train_error", "train"), ("val_error", "validation")):
+        idx = small.split[split]
+        with torch.no_grad():
+            logits = model(DigitsInput(torch.as_tensor(small.images[idx], dtype=torch.float32)))
+        correct = [(lg.argmax(-1).numpy() == small.labels[idx, j]).mean() for j, lg in enumerate(logits)]
+        assert got[name] == pytest.approx(1.0 - 0.5 * (correct[0] + correct[1]), abs=1e-12)
+    assert 0.0 < got["val_error"] < 0.9  # two epochs learn something (chance: 0.9)
+
+
+@pytest.mark.e2e
+def test_seed_001_searches_share_their_first_population_through_the_workflow(tmp_path):
+    """NSDE, DE and CMA-ES of one search seed: the same generation-0 candidates in their stored states, trained
+    alike (the same objective values), the same number of trainings, and the selected TaylorGLO coefficients train
+    the variant with the TaylorGLO loss."""
+    from balancebench.fileio import read_checked_json
+
+    results = tmp_path / "results"
+    config = REPO / "tests" / "data" / "multidigits_search.yaml"
+    variants = ("taylor_nsde", "taylor_de", "taylor_cmaes")
+    targets = [str(results / "models" / v / "seed1" / "hparams.json") for v in variants]  # searches + one training
+    proc = subprocess.run([sys.executable, "-m", "snakemake", *targets, "--nolock", "--cores", "2", "--configfile",
+                           str(config.relative_to(REPO)), "--config", f"results_dir={results}"],
+                          cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    first = {}
+    for variant in variants:
+        search = results / "search" / variant
+        told = read_checked_json(search / "gen1" / "told.json")
+        first[variant] = told["history"][0]["X"]
+        assert json.loads((search / "cost.json").read_text())["trainings"] == 4 * 2
+        candidates = pd.read_csv(search / "candidates.csv")
+        assert [f"param_taylor_theta_{i}" for i in range(8)] == [c for c in candidates if c.startswith("param_")]
+        selected = json.loads((search / "selected.json").read_text())
+        assert selected["training"] == {"loss": "taylorglo"}
+        hparams = json.loads((results / "models" / variant / "seed1" / "hparams.json").read_text())
+        assert hparams["training"]["loss"] == "taylorglo"
+        if selected["status"] == "selected":
+            assert hparams["training"]["theta"] == pytest.approx([selected["values"][f"taylor_theta_{i}"]
+                                                                  for i in range(8)])
+    assert first["taylor_nsde"] == first["taylor_de"] == first["taylor_cmaes"]
+    # and the same trainings of it: the candidates' run seed is the search seed's, not the variant's
+    gen0 = {v: pd.read_csv(results / "search" / v / "candidates.csv").query("generation == 0")["obj_val_error"]
+            for v in variants}
+    assert gen0["taylor_nsde"].tolist() == gen0["taylor_de"].tolist() == gen0["taylor_cmaes"].tolist()
+    nsde = json.loads((results / "search" / "taylor_nsde" / "selected.json").read_text())
+    assert "val_error" in nsde["rule"] and set(nsde.get("objectives", {})) <= {"train_error", "val_error"}

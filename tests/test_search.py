@@ -8,8 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from balancebench.fileio import read_checked_json
 from balancebench.search.driver import ask, objective_matrix, tell
-from balancebench.search.evaluate import evaluate_candidate
+from balancebench.search.evaluate import evaluate_candidate, split_errors
 from balancebench.search.selection import candidates_table, non_dominated, pareto_sets, plot_progress, select
 from balancebench.search.space import SearchSpec, SearchVocabulary, apply_parameters, check_search, check_variant_search
 from balancebench.tasks.base import get_task
@@ -86,7 +87,7 @@ def test_same_seed_same_candidates_other_seed_other_candidates(tmp_path):
     assert [x["x"] for x in a] != [x["x"] for x in c]
 
 
-@pytest.mark.parametrize("kind", ["nsde", "de"])
+@pytest.mark.parametrize("kind", ["nsde", "de", "cmaes"])
 def test_candidates_within_bounds_and_decoded_on_their_scale(tmp_path, kind):
     s = spec(kind=kind)
     cands, _ = run_search(s, tmp_path)
@@ -95,6 +96,58 @@ def test_candidates_within_bounds_and_decoded_on_their_scale(tmp_path, kind):
         w, a = c["params"]["energy_weight"], c["params"]["force_loss_alpha"]
         assert 1e-4 <= w <= 1.0 and 0.0 <= a <= 2.0
         assert w == pytest.approx(10 ** c["x"][0]) and a == pytest.approx(c["x"][1])
+
+
+def test_nsde_de_and_cmaes_of_one_seed_start_from_the_same_population(tmp_path):
+    """The stored states: generation 0's X is one Latin hypercube per search seed, whatever the kind or variant;
+    every kind then spends population x generations trainings, and the later generations differ by algorithm."""
+    states, later = {}, {}
+    for kind in ("nsde", "de", "cmaes"):
+        s = spec(kind=kind, generations=3)
+        cands, _ = run_search(s, tmp_path / kind, seed=3)
+        assert len(cands) == s.population * s.generations
+        told = read_checked_json(tmp_path / kind / "gen2" / "told.json")
+        states[kind] = told["history"][0]["X"]
+        assert told["initial_population"] == states[kind]
+        later[kind] = told["history"][1]["X"]
+    assert states["nsde"] == states["de"] == states["cmaes"]
+    X0 = np.array(states["nsde"])
+    # a Latin hypercube: in each coordinate, one point per stratum of the bounds
+    lo, hi = np.array([-4.0, 0.0]), np.array([0.0, 2.0])
+    for k in range(2):
+        strata = np.floor((X0[:, k] - lo[k]) / (hi[k] - lo[k]) * len(X0)).astype(int)
+        assert sorted(strata.tolist()) == list(range(len(X0)))
+    assert later["nsde"] != later["de"] != later["cmaes"] != later["nsde"]
+    # the population is the search seed's, not the variant's: another variant name, the same start
+    other = ask(spec(kind="de"), 0, 3, "another_variant", None, tmp_path / "other.json")
+    assert [c["x"] for c in other] == states["nsde"]
+    assert [c["x"] for c in ask(spec(kind="de"), 0, 4, "v", None, tmp_path / "seed4.json")] != states["nsde"]
+
+
+def test_cmaes_starts_at_the_best_of_the_shared_population(tmp_path):
+    """CMA-ES's mean starts at the best initial candidate: its second generation lies around that point."""
+    s = spec(kind="cmaes", population=8, generations=2)
+    cands, evals = run_search(s, tmp_path, seed=5)
+    gen0 = [(c, e) for c, e in zip(cands, evals) if c["generation"] == 0]
+    best = np.array(min(gen0, key=lambda ce: ce[1]["criterion"])[0]["x"])
+    gen1 = np.array([c["x"] for c in cands if c["generation"] == 1])
+    width = np.array([4.0, 2.0])
+    # sigma 0.1 of the normalised bounds: the new candidates' mean within 3 sigma / sqrt(8) of the start
+    assert np.all(np.abs(gen1.mean(axis=0) - best) / width < 3 * 0.1)
+
+
+def test_cmaes_that_stops_early_keeps_the_budget(tmp_path):
+    """Flat objectives (e.g. every candidate failed: one penalty) make CMA-ES stop on its tolerances after a few
+    generations; the remaining generations still ask `population` candidates within the bounds (uniform draws),
+    replayably, and the asked state says so."""
+    s = spec(kind="cmaes", population=4, generations=8)
+    cands, _ = run_search(s, tmp_path / "a", fail=lambda g, i: True)
+    again, _ = run_search(s, tmp_path / "b", fail=lambda g, i: True)
+    assert len(cands) == 4 * 8 and [c["x"] for c in cands] == [c["x"] for c in again]
+    for c in cands:
+        assert 1e-4 <= c["params"]["energy_weight"] <= 1.0 and 0.0 <= c["params"]["force_loss_alpha"] <= 2.0
+    stopped = [read_checked_json(tmp_path / "a" / f"gen{g}" / "asked.json")["algorithm_stopped"] for g in range(8)]
+    assert not stopped[0] and stopped[-1]
 
 
 def dominated_by_any(f, others):
@@ -155,6 +208,32 @@ def test_selection_is_the_lowest_criterion_on_the_final_front(tmp_path):
     assert selected["criterion"] == pytest.approx(table["criterion"].min())  # min of the sum lies on the front
 
 
+def test_with_seed_001s_pair_the_selection_is_the_best_validation_error():
+    s = spec(objectives=("train_error", "val_error"))
+    cands = [{"generation": 0, "index": i, "params": {"energy_weight": w}} for i, w in enumerate((0.1, 0.2, 0.3))]
+    # (train, val): (0.1, 0.5) and (0.3, 0.2) on the front, (0.4, 0.6) dominated; criterion favours candidate 0
+    evals = [{"feasible": True, "status": "completed", "reason": "", "criterion": c, "seconds": 1.0,
+              "objectives": {"train_error": t, "val_error": v}}
+             for t, v, c in ((0.1, 0.5, 1.0), (0.3, 0.2, 2.0), (0.4, 0.6, 3.0))]
+    table = candidates_table(cands, evals, s.objectives)
+    selected = select(table, s.objectives, s.kind, fallback={})
+    assert selected["candidate"] == 1 and "val_error" in selected["rule"]
+
+
+def test_seed_001s_pair_is_a_known_objective_and_needs_the_split_errors():
+    check_search("s", {"kind": "nsde", "space": SPACE, "objectives": ["train_error", "val_error"]}, CG)
+    check_search("s", {"kind": "cmaes", "space": SPACE, "objectives": ["val_error"]}, CG)
+    s = spec(objectives=("train_error", "val_error"))
+    assert s.split_objectives == ["train_error", "val_error"] and not s.needs_evaluation
+    status = {"status": "completed", "best_epoch": 1}
+    log = pd.DataFrame({"epoch": [1], "val_force": [2.0], "val_energy": [3.0]})
+    ev = evaluate_candidate(s, status, log, {"force": 4.0, "energy": 6.0}, split={"train_error": 0.2, "val_error": 0.3})
+    assert ev["objectives"] == {"train_error": 0.2, "val_error": 0.3} and ev["criterion"] == pytest.approx(1.0)
+    bad = evaluate_candidate(s, status, log, {"force": 4.0, "energy": 6.0}, split={"train_error": math.nan,
+                                                                                  "val_error": 0.3})
+    assert not bad["feasible"] and bad["objectives"] == {"train_error": 1e3, "val_error": 1e3}
+
+
 def test_single_objective_baseline_minimises_the_sum(tmp_path):
     s = spec(kind="de")
     cands, evals = run_search(s, tmp_path)
@@ -195,6 +274,9 @@ def test_apply_parameters_maps_onto_eq2_and_the_training_settings():
     (lambda s: s["space"].update(lamda={"low": 0, "high": 1}), "balancing.searches.s.space.lamda"),
     (lambda s: s.update(training={"max_epoch": 1}), "balancing.searches.s.training.max_epoch"),
     (lambda s: s.update(values=[1.0]), "balancing.searches.s.values"),
+    (lambda s: s.update(sigma=0.2), "balancing.searches.s.sigma"),
+    (lambda s: s.update(kind="cmaes", sigma=0.0), "balancing.searches.s.sigma"),
+    (lambda s: s.update(kind="cma"), "balancing.searches.s.kind"),
 ])
 def test_bad_search_input_is_named(mutate, field):
     s = {"kind": "nsde", "space": json.loads(json.dumps(SPACE)), "population": 6, "generations": 2}
@@ -225,6 +307,15 @@ def test_candidate_objectives_match_the_trainers_criterion(lj_dataset, tmp_path)
     assert ev["feasible"] and ev["status"] == "completed"
     # the trainer takes the variances of the float32 targets: agreement to float32 rounding
     assert ev["criterion"] == pytest.approx(status["best_criterion"], rel=1e-6)
+    # seed 001's pair: the task's error on each split of the best-epoch model; the default (the unit-free
+    # criterion on that split) gives on the validation split the trainer's own best criterion
+    pair = spec(objectives=("train_error", "val_error"))
+    split = split_errors(task, pair, tmp_path, lj_dataset, task.loss_settings(training), refs)
+    assert split["val_error"] == pytest.approx(status["best_criterion"], rel=1e-5)
+    assert math.isfinite(split["train_error"]) and split["train_error"] > 0
+    ev = evaluate_candidate(pair, status, pd.read_csv(tmp_path / "train_log.csv"), refs, split=split)
+    assert ev["feasible"] and ev["objectives"] == split
+    assert evaluate_candidate(pair, status, pd.read_csv(tmp_path / "train_log.csv"), refs)["status"] == "invalid"
     failed = evaluate_candidate(spec(), {"status": "diverged", "reason": "x"}, None, refs)
     assert not failed["feasible"] and failed["objectives"] == {"val_force": 1e3, "val_energy": 1e3}
 
@@ -246,3 +337,21 @@ def test_physics_objectives_from_the_nvt_metrics_and_unstable_runs_fail():
     missing = evaluate_candidate(s, status, log, {"force": 4.0, "energy": 6.0}, physics_record(d_ks=None))
     assert not missing["feasible"] and "non-finite" in missing["reason"]
     assert evaluate_candidate(s, status, log, {"force": 4.0, "energy": 6.0}, None)["status"] == "invalid"
+
+
+def test_the_searched_loss_family_trains_the_selected_variant(tmp_path):
+    """A TaylorGLO search's candidates train with force_loss: taylorglo (the search's training); the selected
+    variant must too, or its searched theta would have no effect. Budget settings (max_epochs) stay the candidates'."""
+    from balancebench.search.space import variant_settings
+
+    s = SearchSpec.from_config("t", {"kind": "de", "space": {"taylor_theta_3": {"low": -3.0, "high": 0.0}},
+                                     "training": {"max_epochs": 2, "force_loss": "taylorglo",
+                                                  "force_loss_scale": 4.0}}, CG)
+    assert s.loss_training(CG) == {"force_loss": "taylorglo", "force_loss_scale": 4.0}
+    path = tmp_path / "selected.json"
+    path.write_text(json.dumps({"status": "selected", "values": {"taylor_theta_3": -1.5},
+                                "training": s.loss_training(CG)}))
+    params, training, line = variant_settings(path, "constant", {}, {"max_epochs": 100, "force_loss": "barron"}, CG)
+    assert training == {"max_epochs": 100, "force_loss": "taylorglo", "force_loss_scale": 4.0,
+                        "taylor_theta_3": -1.5}
+    assert "taylorglo" in line

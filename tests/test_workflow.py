@@ -46,8 +46,9 @@ def test_paper_dag_lists_atomistic_jobs_with_resources(repo):
                  "collect_metrics", "stats_tables"):
         assert f"rule {rule}:" in out
     assert "runtime=" in out and "mem_mb=8000" in out
-    # 7 variants x 5 seeds; candidates: the grid's 5 + nsde and de, 15 per generation x 10 generations each
-    assert out.count("rule train:") == 35 and out.count("rule search_candidate:") == 5 + 2 * 150
+    # 10 variants x 5 seeds; candidates: the grid's 5 + nsde and de, 15 per generation x 10 generations each,
+    # + seed 001's TaylorGLO searches (nsde, de, cmaes) at its budget, 15 x 100 each
+    assert out.count("rule train:") == 50 and out.count("rule search_candidate:") == 5 + 2 * 150 + 3 * 1500
 
 
 def test_slurm_dag_lists_one_gpu_training_job_per_candidate_per_generation(repo):
@@ -56,10 +57,15 @@ def test_slurm_dag_lists_one_gpu_training_job_per_candidate_per_generation(repo)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-3000:]
     blocks = [b for b in out.split("\n\n") if "rule search_candidate:" in b]
-    for variant in ("constant_nsde", "constant_de"):
-        for g in range(10):
-            mine = [b for b in blocks if f"wildcards: variant={variant}, g={g}, c=" in b]
-            assert len(mine) == 15, (variant, g, len(mine))
+    per_generation = {}
+    for b in blocks:
+        wc = b.split("wildcards: variant=", 1)[1].split("\n", 1)[0]  # "<variant>, g=<g>, c=<c>"
+        variant, g = wc.split(", ")[0], int(wc.split("g=")[1].split(",")[0])
+        per_generation[variant, g] = per_generation.get((variant, g), 0) + 1
+    for variant, generations in (("constant_nsde", 10), ("constant_de", 10), ("taylor_nsde", 100),
+                                 ("taylor_de", 100), ("taylor_cmaes", 100)):
+        for g in range(generations):
+            assert per_generation.get((variant, g)) == 15, (variant, g, per_generation.get((variant, g)))
     assert all("gpu=1" in b for b in blocks)  # profiles/slurm set-resources search_candidate
 
 

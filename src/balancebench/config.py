@@ -246,6 +246,11 @@ def _check_balancing(config: dict) -> None:
             check_search(name, spec, vocabulary, training_fields)
         except ValueError as err:
             raise ConfigError(f"config error at {err}") from None
+        for key, value in (spec.get("training") or {}).items():  # an override must be a valid value of its setting
+            sub = training_schema.get("properties", {}).get(key)
+            problem = None if sub is None else next(iter(jsonschema.Draft7Validator(sub).iter_errors(value)), None)
+            if problem is not None:
+                raise ConfigError(f"config error at balancing.searches.{name}.training.{key}: {problem.message}")
     known = available_methods()
     for name, variant in balancing.get("variants", {}).items():
         field = f"balancing.variants.{name}"

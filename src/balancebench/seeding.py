@@ -9,6 +9,9 @@
 * ``paired``: every variant trains with ``s`` itself (same initial weights, same frame order),
   a paired design that removes the initialisation noise from the differences between variants.
 
+Search candidates (:func:`candidate_seed`) train with one seed per search seed, shared by every search variant:
+the searches compared (NSDE, DE, CMA-ES) evaluate their shared first population with the same trainings.
+
 The hash is stable across Python processes and platforms (no ``hash()``, which is salted).
 """
 
@@ -32,6 +35,12 @@ def run_seed(seed: int, variant: str, design: str = "independent") -> int:
     if design == "paired":
         return int(seed)
     raise ValueError(f"training.seed_design must be one of {SEED_DESIGNS}, not {design!r}")
+
+
+def candidate_seed(seed: int) -> int:
+    """The run seed of every search candidate at the search's replicate ``seed``, whatever the variant or kind: a
+    candidate's objectives depend on its parameters alone, so searches compared on one seed are paired."""
+    return derive_seed(seed, "search:candidates")
 
 
 def deterministic_algorithms() -> None:

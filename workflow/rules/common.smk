@@ -9,7 +9,7 @@ from balancebench.balancing import default_params
 from balancebench.config import ConfigError, run_config, validate_config
 from balancebench.provenance import code_hash
 from balancebench.search.space import SearchSpec, SearchVocabulary
-from balancebench.seeding import run_seed
+from balancebench.seeding import candidate_seed, run_seed
 from balancebench.tasks.base import get_task
 
 try:

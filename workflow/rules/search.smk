@@ -57,7 +57,7 @@ rule search_candidate:
         training=TRAINING,
         method=lambda wc: variant_method(wc.variant),
         method_params=lambda wc: variant_params(wc.variant),
-        seed=lambda wc: variant_seed(wc.variant, search_seed(wc.variant)),
+        seed=lambda wc: candidate_seed(search_seed(wc.variant)),  # shared by the searches compared (paired)
         evaluation_config=lambda wc: {k: config.get(k) for k in TASK_OBJ.evaluation_sections},
         checkpoint=lambda wc: result(f"checkpoints/search/{wc.variant}/gen{wc.g}/c{wc.c}.pt"),
         code=TRAIN_CODE + SEARCH_CODE,

@@ -1,11 +1,11 @@
 """Rule search_candidate: train one candidate, run the task's evaluation if an objective is one of its metrics,
-write its objectives."""
+its errors on the training and validation splits if an objective is train_error / val_error, write its objectives."""
 
 import time
 from pathlib import Path
 
 from balancebench.fileio import read_csv, read_json
-from balancebench.search.evaluate import evaluate_candidate
+from balancebench.search.evaluate import evaluate_candidate, split_errors
 from balancebench.search.space import SearchSpec, apply_parameters
 from balancebench.training import train_model
 from balancebench.workflow_io import snakemake_job
@@ -33,8 +33,12 @@ with snakemake_job(smk) as job:
         job.logger.info("candidate evaluation %s: %s", evaluation["status"], evaluation["reason"])
     references = task.dataset_references(dataset, task.loss_settings(training))
     status = read_json(smk.output.status)
+    split = None
+    if spec.split_objectives and status.get("status") == "completed":  # seed 001's pair: errors on the splits
+        split = split_errors(task, spec, out, dataset, task.loss_settings(training), references)
+        job.logger.info("candidate %s: split errors %s", cand["index"], split)
     record = evaluate_candidate(spec, status, read_csv(smk.output.log), references, evaluation,
-                                seconds=time.perf_counter() - start)
+                                seconds=time.perf_counter() - start, split=split)
     job.logger.info("candidate %s: %s %s", cand["index"], record["status"], record["objectives"])
     job.write_json(smk.output.evaluation, {**record, "candidate": cand})
     for name in ("model.pt", "hparams.json"):  # only the objectives are needed downstream; keep the directory small

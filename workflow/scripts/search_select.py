@@ -36,4 +36,6 @@ with snakemake_job(smk) as job:
     job.logger.info("candidates:\n%s", table.to_string(index=False))
     job.logger.info("selection: %s; cost %s", selected, total)
     job.write_json(smk.output.cost, {**total, "search": spec.name, "kind": spec.kind})
+    # the loss the values belong to (e.g. training.loss: taylorglo) trains the variant too, fallback or not
+    selected["training"] = spec.loss_training(job.search_vocabulary)
     job.write_json(smk.output.selected, {**selected, "search": spec.name, "kind": spec.kind, "cost": total})

@@ -1,8 +1,10 @@
 """From evaluated candidates to one parameter set: Pareto sets, the selection rule, the cost, the figure.
 
 Selection rule (every kind): among the feasible candidates on the final Pareto set of the search's
-objectives (for ``de`` and ``grid``: the best by their scalar), the one with the lowest method-independent
-validation criterion ``C = sum_i val_i / ref_i`` (ties: the earlier candidate). For the objectives
+objectives (for ``de``, ``cmaes`` and ``grid``: the best by their scalar), the one with the lowest method-independent
+validation criterion ``C = sum_i val_i / ref_i`` (ties: the earlier candidate); when ``val_error`` is an objective
+(seed 001's pair), the one with the lowest ``val_error`` (the seed's rule: the loss with the best validation
+accuracy during evolution; the overall minimum of ``val_error`` always lies on the front), ties by C. For the objectives
 ``val_<loss>`` of every loss this is the front's member with the lowest sum, a point on the front. If no
 candidate is feasible (all diverged) the variant falls back to its configured parameters (the registry's
 defaults for what it does not set) and the selection records ``status: fallback`` with the reason.
@@ -40,13 +42,15 @@ def candidates_table(candidates: list[dict], evaluations: list[dict], objectives
 
 
 def _scalar(kind: str) -> bool:
-    return kind in ("de", "grid")
+    from balancebench.search.space import SCALAR_KINDS
+
+    return kind in SCALAR_KINDS
 
 
 def pareto_sets(table: pd.DataFrame, objectives: list[str], kind: str) -> pd.DataFrame:
     """The Pareto set after each generation: non-dominated feasible candidates of generations <= g.
 
-    Scalar kinds (de, grid) minimise the sum of the objectives, so their "set" is the best candidate(s).
+    Scalar kinds (de, cmaes, grid) minimise the sum of the objectives, so their "set" is the best candidate(s).
     """
     out = []
     cols = [f"obj_{o}" for o in objectives]
@@ -75,11 +79,14 @@ def select(table: pd.DataFrame, objectives: list[str], kind: str, fallback: dict
                 "reason": f"no candidate completed ({failures}); the variant's configured parameters are used",
                 "rule": "fallback to the configured parameters"}
     final = fronts[fronts["after_generation"] == fronts["after_generation"].max()]
-    best = final.sort_values(["criterion", "generation", "candidate"], kind="stable").iloc[0]
+    key, rule = "criterion", "lowest validation criterion sum_i val_i / ref_i on the final Pareto set"
+    if "val_error" in objectives:  # seed 001: the loss with the best validation accuracy during evolution
+        key, rule = "obj_val_error", "lowest val_error on the final Pareto set (seed 001: best validation error)"
+    best = final.sort_values([key, "criterion", "generation", "candidate"], kind="stable").iloc[0]
     return {"status": "selected", "values": {c[len("param_"):]: float(best[c]) for c in params},
             "generation": int(best["generation"]), "candidate": int(best["candidate"]),
             "criterion": float(best["criterion"]), "objectives": {o: float(best[f"obj_{o}"]) for o in objectives},
-            "rule": "lowest validation criterion sum_i val_i / ref_i on the final Pareto set"}
+            "rule": rule}
 
 
 def cost(table: pd.DataFrame) -> dict:

@@ -10,7 +10,10 @@ What a search may set and optimise depends on the task (:class:`SearchVocabulary
 * any other name: a numeric parameter of the variant's method (e.g. ``beta`` of softadapt).
 
 Objectives: ``val_<loss>`` (the validation error of a loss over its reference, at the best epoch),
-``criterion`` (their sum), and the task's metrics that its evaluation gives per candidate.
+``criterion`` (their sum), the paper's pair of seed 001 ``train_error`` and ``val_error`` (the task's error of the
+trained candidate on its training and its validation split, :meth:`balancebench.tasks.base.Task.split_error`:
+by default the unit-free criterion on that split, a classification task's error rate), and the task's metrics
+that its evaluation gives per candidate.
 A dimension with ``scale: log10`` is searched as log10(value) between log10(low) and log10(high).
 """
 
@@ -24,7 +27,10 @@ import numpy as np
 
 from balancebench.fileio import read_json
 
-SEARCH_KINDS = ("grid", "nsde", "de")
+SEARCH_KINDS = ("grid", "nsde", "de", "cmaes")
+SCALAR_KINDS = ("grid", "de", "cmaes")
+SPLIT_OBJECTIVES = {"train_error": "train", "val_error": "validation"}  # seed 001's pair: objective -> split  # minimise the sum of the objectives
+CMAES_SIGMA = 0.1  # pymoo's default initial step, in coordinates normalised to the bounds
 MIN_POPULATION = 4
 
 
@@ -36,11 +42,13 @@ class SearchVocabulary:
     training_parameters: tuple[str, ...] = ()
     weight_aliases: tuple[tuple[str, int], ...] = ()  # (name, index of the loss whose weight it sets)
     metric_objectives: tuple[str, ...] = ()  # task metrics a candidate's evaluation gives
+    loss_setting_names: tuple[str, ...] = ()  # the task's training keys that shape its losses
 
     @classmethod
     def from_task(cls, task) -> "SearchVocabulary":
         return cls(tuple(task.loss_names), tuple(task.search_training_parameters),
-                   tuple(task.search_weight_aliases().items()), tuple(task.search_metric_objectives))
+                   tuple(task.search_weight_aliases().items()), tuple(task.search_metric_objectives),
+                   tuple(task.loss_setting_names))
 
     @property
     def validation_objectives(self) -> tuple[str, ...]:
@@ -49,7 +57,7 @@ class SearchVocabulary:
 
     @property
     def objectives(self) -> tuple[str, ...]:
-        return self.validation_objectives + self.metric_objectives
+        return self.validation_objectives + tuple(SPLIT_OBJECTIVES) + self.metric_objectives
 
     @property
     def default_objectives(self) -> list[str]:
@@ -118,6 +126,7 @@ class SearchSpec:
     failure_penalty: float = 1e3
     training: dict = field(default_factory=dict)
     simulation: dict = field(default_factory=dict)
+    sigma: float = CMAES_SIGMA  # cmaes only
 
     validation_objectives: tuple[str, ...] = ()
 
@@ -135,7 +144,13 @@ class SearchSpec:
                    population=int(spec.get("population", 6)), generations=int(spec.get("generations", 2)),
                    objectives=objectives, validation_objectives=vocabulary.validation_objectives,
                    failure_penalty=float(spec.get("failure_penalty", 1e3)),
-                   training=dict(spec.get("training", {})), simulation=dict(spec.get("simulation", {})))
+                   training=dict(spec.get("training", {})), simulation=dict(spec.get("simulation", {})),
+                   sigma=float(spec.get("sigma", CMAES_SIGMA)))
+
+    @property
+    def scalar(self) -> bool:
+        """A single-objective kind: it minimises the sum of the objectives."""
+        return self.kind in SCALAR_KINDS
 
     @property
     def n_generations(self) -> int:
@@ -151,9 +166,24 @@ class SearchSpec:
         return [self.parameter] if self.kind == "grid" else self.space.names
 
     @property
+    def split_objectives(self) -> list[str]:
+        """The objectives of seed 001's pair (``train_error``, ``val_error``) this search optimises."""
+        return [o for o in self.objectives if o in SPLIT_OBJECTIVES]
+
+    @property
+    def metric_objectives(self) -> list[str]:
+        return [o for o in self.objectives if o not in self.validation_objectives and o not in SPLIT_OBJECTIVES]
+
+    @property
     def needs_evaluation(self) -> bool:
         """An objective is a task metric: each candidate's model goes through the task's evaluation."""
-        return any(o not in self.validation_objectives for o in self.objectives)
+        return bool(self.metric_objectives)
+
+    def loss_training(self, vocabulary: SearchVocabulary) -> dict:
+        """The search's ``training`` overrides that shape the task's losses (e.g. the loss family the searched
+        coefficients belong to): they carry over to the selected variant's trainings, the rest (epochs,
+        patience: the candidates' budget) does not."""
+        return {k: v for k, v in self.training.items() if k in vocabulary.loss_setting_names}
 
     def candidate_params(self, generation_candidates: list[dict]) -> list[dict]:
         return [c["params"] for c in generation_candidates]
@@ -174,12 +204,14 @@ def search_parameters(method_params: dict, vocabulary: SearchVocabulary) -> dict
 def variant_settings(selected_path: str | Path | None, method_name: str, method_params: dict, training: dict,
                      vocabulary: SearchVocabulary) -> tuple[dict, dict, str]:
     """(method params, training settings, log line) of a variant: with a search (``selected_path``, its
-    selected.json) the selection is applied for every seed; without one, the configured settings as they are."""
+    selected.json) the selection is applied for every seed (the selected values, and the loss settings of the
+    search's ``training`` recorded as ``selected["training"]``); without one, the configured settings as they are."""
     params, training = dict(method_params), dict(training)
     if selected_path is None:
         return params, training, ""
     selected = read_json(selected_path)
     params, overrides = apply_parameters(selected["values"], method_name, params, vocabulary)
+    overrides = {**selected.get("training", {}), **overrides}  # the searched loss's family, then its values
     training.update(overrides)
     return params, training, (f"search {selected['status']}: {selected['values']} -> params {params}, "
                               f"training {overrides}")
@@ -233,6 +265,8 @@ def check_search(name: str, spec: dict, vocabulary: SearchVocabulary, training_f
             raise ValueError(f"{field_}.{wrong[0]}: not a grid search setting (grid takes parameter and values)")
         if not _known_anywhere(spec["parameter"], vocabulary):
             raise ValueError(f"{field_}.parameter: unknown parameter {spec['parameter']!r}")
+        if "sigma" in spec:
+            raise ValueError(f"{field_}.sigma: a cmaes setting, not for kind grid")
         if not all(math.isfinite(float(v)) for v in spec["values"]):
             raise ValueError(f"{field_}.values: every value must be finite")
     else:
@@ -251,6 +285,12 @@ def check_search(name: str, spec: dict, vocabulary: SearchVocabulary, training_f
                 raise ValueError(f"{field_}.space.{pname}.low: low ({low:g}) must be below high ({high:g})")
             if dim.get("scale", "linear") == "log10" and low <= 0:
                 raise ValueError(f"{field_}.space.{pname}.low: scale log10 needs low > 0, got {low:g}")
+        if "sigma" in spec:
+            if kind != "cmaes":
+                raise ValueError(f"{field_}.sigma: a cmaes setting, not for kind {kind}")
+            sigma = float(spec["sigma"])
+            if not (math.isfinite(sigma) and sigma > 0):
+                raise ValueError(f"{field_}.sigma: must be > 0, got {sigma:g}")
         population = int(spec.get("population", 6))
         if population < MIN_POPULATION:
             raise ValueError(f"{field_}.population: {population} is below {MIN_POPULATION} (DE needs 4 parents)")

@@ -170,6 +170,17 @@ class Task:
         default: the validation losses."""
         return {k: float(v.detach()) for k, v in self.losses(predictions, batch, settings, validation=True).items()}
 
+    def split_error(self, model, data: TaskData, settings: Any, references: dict[str, float],
+                    batch_size: int = 64) -> float:
+        """The error of a trained model on one split (``data``), the search objectives ``train_error`` and
+        ``val_error`` (seed 001's pair); default: the unit-free criterion on that split,
+        ``sum_i mean plain error_i / ref_i`` (:func:`balancebench.training.validation_errors`). A classification
+        task returns its error rate (1 - accuracy), as seed 001 measured."""
+        from balancebench.training import validation_errors
+
+        errors = validation_errors(self, model, data, batch_size, settings)
+        return float(sum(float(e) / float(references[name]) for name, e in zip(self.loss_names, errors)))
+
     def model_input(self, batch) -> Any:
         """What of a batch the model reads (a method's ``prepare_batch`` writes its conditioning into its
         ``extras``); default: the batch itself."""

@@ -7,7 +7,10 @@ Loss of one batch of B frames with N beads (Eq. 2 of seed 000), named ``force`` 
           1/B sum_frames ((E^pred - U_A) / N)^2                          (energy_loss: per_bead)
 
 ``force_loss_alpha`` != 2 replaces the force MSE of the training step by the robust loss of
-:mod:`balancebench.tasks.cg_benzene.losses`; validation stays MSE. The references that make the validation
+:mod:`balancebench.tasks.cg_benzene.losses`; ``force_loss: taylorglo`` replaces it by the TaylorGLO polynomial
+of seed 001 (:mod:`balancebench.losses_taylorglo`) per Cartesian force component, x = F_ref / s, y = F_pred / s
+with the unit s = ``force_loss_scale``, ``L_F = s^2 f(x, y)`` (its default theta, ``squared_error_theta(1)``,
+gives ``L_F = MSE_F - mean(F_ref^2)``: the MSE's gradient exactly). Validation stays MSE. The references that make the validation
 errors unit-free are the variances of the targets over the training frames, Var(F) in (kcal/mol/A)^2 and
 Var(E) in (kcal/mol)^2 (per bead with ``energy_loss: per_bead``), so the criterion is
 ``C = MSE_F / Var(F) + MSE_E / Var(E)``.
@@ -22,6 +25,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from balancebench.losses_taylorglo import THETA_NAMES, check_theta_search, squared_error_theta
 from balancebench.settings import settings_from_section
 from balancebench.tasks.base import MetricSpec, Task, register_task
 from balancebench.tasks.cg_benzene.cg import CGDataset, read_dataset
@@ -33,21 +37,41 @@ if TYPE_CHECKING:  # torch-free at import: the statistics environment reads this
     from balancebench.tasks.cg_benzene.training_data import FrameSet
 
 
+FORCE_LOSS_FAMILIES = ("barron", "taylorglo")
+SQUARED_ERROR = squared_error_theta(1.0)
+
+
 @dataclass
 class CGLossSettings:
     """The training-section keys that set the loss of Eq. 2 (see the module docstring)."""
 
     energy_loss: str = "total"  # total (Eq. 2 as printed) | per_bead
+    force_loss: str = "barron"  # the force loss family of the training step: barron | taylorglo
     # robust force loss of the training step (balancebench.tasks.cg_benzene.losses; 2 = the MSE of Eq. 2)
     force_loss_alpha: float = 2.0
-    force_loss_scale: float = 1.0  # kcal/mol/A
+    force_loss_scale: float = 1.0  # kcal/mol/A: Barron's c, or TaylorGLO's unit s
+    # TaylorGLO's theta_0..theta_7 (force_loss: taylorglo); default: the squared error (the MSE's gradient)
+    taylor_theta_0: float = SQUARED_ERROR[0]
+    taylor_theta_1: float = SQUARED_ERROR[1]
+    taylor_theta_2: float = SQUARED_ERROR[2]
+    taylor_theta_3: float = SQUARED_ERROR[3]
+    taylor_theta_4: float = SQUARED_ERROR[4]
+    taylor_theta_5: float = SQUARED_ERROR[5]
+    taylor_theta_6: float = SQUARED_ERROR[6]
+    taylor_theta_7: float = SQUARED_ERROR[7]
 
     @classmethod
     def from_dict(cls, d: dict) -> CGLossSettings:
         settings = settings_from_section(cls, d, "training")
         if settings.energy_loss not in ("total", "per_bead"):
             raise ValueError(f"energy_loss must be 'total' or 'per_bead', not {settings.energy_loss!r}")
+        if settings.force_loss not in FORCE_LOSS_FAMILIES:
+            raise ValueError(f"training.force_loss must be one of {FORCE_LOSS_FAMILIES}, not {settings.force_loss!r}")
         return settings
+
+    @property
+    def theta(self) -> tuple[float, ...]:
+        return tuple(float(getattr(self, name)) for name in THETA_NAMES)
 
 
 def dataset_target_variances(dataset: CGDataset, energy_loss: str = "total") -> tuple[float, float]:
@@ -81,7 +105,7 @@ class CGBenzene(Task):
 
     objective_labels = ("MSE_F / Var(F) (validation)", "MSE_E / Var(E) (validation)")
     evaluation_sections = ("atomistic", "observables", "metrics", "simulation")
-    search_training_parameters = ("force_loss_alpha", "force_loss_scale")
+    search_training_parameters = ("force_loss_alpha", "force_loss_scale", *THETA_NAMES)
     search_metric_objectives = ("d_KS", "gr_w1", "delta_U")  # from a short NVT per candidate
 
     # the seed papers' claims are checked on their own ground; this task's claims.md links to those tables
@@ -92,7 +116,7 @@ class CGBenzene(Task):
         return {"energy_weight": 1}
 
     def code_paths(self) -> tuple[str, ...]:
-        return ("tasks/base.py", "tasks/cg_benzene")
+        return ("tasks/base.py", "tasks/cg_benzene", "losses_taylorglo.py")
 
     def config_schema(self) -> dict:
         import yaml
@@ -101,6 +125,7 @@ class CGBenzene(Task):
 
     def check_config(self, config: dict) -> None:
         check_physics(config)
+        check_theta_search(config, "force_loss", "taylorglo", barron=("force_loss_alpha",))
 
     def loss_settings(self, training: dict) -> CGLossSettings:
         return CGLossSettings.from_dict({k: v for k, v in (training or {}).items() if k in self.loss_setting_names})
@@ -153,6 +178,9 @@ class CGBenzene(Task):
         n_beads = int(forces_ref.shape[0] // energy_ref.shape[0])
         if validation:  # the plain errors (MSE) whatever the training loss's shape
             return losses_from_predictions(energy, forces, forces_ref, energy_ref, settings.energy_loss, n_beads)
+        if settings.force_loss == "taylorglo":
+            return losses_from_predictions(energy, forces, forces_ref, energy_ref, settings.energy_loss, n_beads,
+                                           force_loss_scale=settings.force_loss_scale, taylor_theta=settings.theta)
         return losses_from_predictions(energy, forces, forces_ref, energy_ref, settings.energy_loss, n_beads,
                                        settings.force_loss_alpha, settings.force_loss_scale)
 

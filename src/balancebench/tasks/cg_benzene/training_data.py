@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from balancebench.losses_taylorglo import regression_loss
 from balancebench.tasks.base import TaskData
 from balancebench.tasks.cg_benzene.cg import CGDataset
 from balancebench.tasks.cg_benzene.losses import robust_force_loss
@@ -47,9 +48,14 @@ class FrameSet(TaskData):
 
 
 def losses_from_predictions(energy, forces, forces_ref, energy_ref, energy_loss: str, n_beads: int,
-                            force_loss_alpha: float = 2.0, force_loss_scale: float = 1.0) -> dict[str, torch.Tensor]:
-    """{"force": L_F, "energy": L_E} of Eq. 2 from predicted ``energy`` (B,) and ``forces`` (B*N, 3)."""
-    loss_f = robust_force_loss(forces - forces_ref, force_loss_alpha, force_loss_scale)
+                            force_loss_alpha: float = 2.0, force_loss_scale: float = 1.0,
+                            taylor_theta=None) -> dict[str, torch.Tensor]:
+    """{"force": L_F, "energy": L_E} of Eq. 2 from predicted ``energy`` (B,) and ``forces`` (B*N, 3); with
+    ``taylor_theta`` L_F is TaylorGLO's ``s^2 f(F_ref / s, F_pred / s)`` per component, s = ``force_loss_scale``."""
+    if taylor_theta is not None:
+        loss_f = regression_loss(forces, forces_ref, taylor_theta, force_loss_scale)
+    else:
+        loss_f = robust_force_loss(forces - forces_ref, force_loss_alpha, force_loss_scale)
     err_e = energy - energy_ref
     if energy_loss == "per_bead":
         err_e = err_e / n_beads

@@ -5,7 +5,8 @@ right, overlapping (Multi-MNIST as MGDA-UB / ParetoMTL / COSMOS built it, scaled
 from disjoint source images. Model (:mod:`.model`): a shared trunk (``model.architecture``: ``mlp`` or a LeNet-style
 ``cnn``) with two heads, conditioned on COSMOS's preference by concatenation. Losses, named ``left`` and ``right``:
 the mean cross-entropy of each head (``training.loss: cross_entropy``) or the TaylorGLO loss of seed 001 Eq. 2
-(``training.loss: taylorglo`` with ``training.taylor_theta_0`` .. ``taylor_theta_7``; :mod:`.losses`).
+(``training.loss: taylorglo`` with ``training.taylor_theta_0`` .. ``taylor_theta_7``, default the third-order
+Taylor expansion of cross-entropy at (1, 1); :mod:`balancebench.losses_taylorglo`).
 
 Validation errors are always the cross-entropies (nats), whatever the training loss; the references are the
 cross-entropy of the uniform predictor, ln(10), for both heads, so ``val / ref`` is unit-free and 1 is chance,
@@ -25,6 +26,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from balancebench.losses_taylorglo import THETA_NAMES, check_theta_search, cross_entropy_theta, theta_from_settings
 from balancebench.tasks.base import HIGHER, LOWER, MetricSpec, Task, TaskData, register_task
 from balancebench.tasks.multidigits.data import DIGIT, MultiDigits
 
@@ -32,8 +34,7 @@ if TYPE_CHECKING:  # torch-free at import: the statistics environment reads this
     from balancebench.tasks.multidigits.model import TwoDigitNet
 
 LOSS_FAMILIES = ("cross_entropy", "taylorglo")
-THETA_NAMES = tuple(f"taylor_theta_{i}" for i in range(8))
-SEED_TABLE2_THETA = (-1.694, 3.338, 0.340, -0.162, 4.553, 0.056, -2.396, 1.635)  # = losses.SEED_TABLE2_THETA
+DEFAULT_THETA = cross_entropy_theta(10)  # = losses.DEFAULT_THETA: cross-entropy to third order at (1, 1)
 N_SOURCE_IMAGES = 1797  # load_digits
 HV_REFERENCE = (2.0, 2.0)  # COSMOS's reference point for every data set (cross-entropies, nats)
 HV_RAYS = 25
@@ -43,7 +44,7 @@ SAMPLES_PNG = "multidigits_samples.png"  # written next to the dataset file
 @dataclass
 class LossSettings:
     loss: str = "cross_entropy"
-    theta: tuple = field(default=SEED_TABLE2_THETA)
+    theta: tuple = field(default=DEFAULT_THETA)
 
 
 class DigitsSplit(TaskData):
@@ -96,12 +97,13 @@ class MultiDigitsTask(Task):
     search_training_parameters = THETA_NAMES
 
     def code_paths(self) -> tuple[str, ...]:
-        return ("tasks/base.py", "tasks/multidigits")
+        return ("tasks/base.py", "tasks/multidigits", "losses_taylorglo.py")
 
     # -- config ----------------------------------------------------------------------------------
     def config_schema(self) -> dict:
         theta = {name: {"type": "number", "default": v, "description": f"theta_{i} of seed 001 Eq. 2 (default: "
-                        "its Table 2)"} for i, (name, v) in enumerate(zip(THETA_NAMES, SEED_TABLE2_THETA))}
+                        "cross-entropy's third-order Taylor expansion at (1, 1))"}
+                 for i, (name, v) in enumerate(zip(THETA_NAMES, DEFAULT_THETA))}
         return {"properties": {
             "multidigits": {
                 "type": "object", "additionalProperties": False, "default": {},
@@ -145,6 +147,7 @@ class MultiDigitsTask(Task):
                 where = "source_fractions" if name == "train" else f"source_fractions.{name}"
                 raise ConfigError(f"config error at multidigits.{where}: leaves {max(n, 0)} source images for the "
                                   f"{name} split (needs >= 2)")
+        check_theta_search(config, "loss", "taylorglo")
         model = config.setdefault("model", {})
         if model.get("input_size") is None:
             model["input_size"] = canvas
@@ -157,8 +160,7 @@ class MultiDigitsTask(Task):
         loss = training.get("loss", "cross_entropy")
         if loss not in LOSS_FAMILIES:
             raise ValueError(f"training.loss must be one of {LOSS_FAMILIES}, not {loss!r}")
-        theta = tuple(float(training.get(n, d)) for n, d in zip(THETA_NAMES, SEED_TABLE2_THETA))
-        return LossSettings(loss, theta)
+        return LossSettings(loss, theta_from_settings(training, DEFAULT_THETA))
 
     # -- data and model --------------------------------------------------------------------------
     def make_dataset(self, config: dict, path) -> None:
@@ -222,6 +224,11 @@ class MultiDigitsTask(Task):
 
     def dataset_references(self, dataset, settings) -> dict[str, float]:
         return self.loss_references(None, settings)
+
+    def split_error(self, model, data: DigitsSplit, settings, references, batch_size: int = 500) -> float:
+        """Seed 001's objective on a split: the error rate, 1 - the mean accuracy of the two heads."""
+        _, _, acc_l, acc_r = _test_errors(model, data, batch_size)
+        return 1.0 - 0.5 * (acc_l + acc_r)
 
     # -- evaluation ------------------------------------------------------------------------------
     def evaluate(self, model, dataset: MultiDigits, hparams: dict, config: dict) -> dict:
