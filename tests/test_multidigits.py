@@ -239,6 +239,7 @@ def test_split_error_is_the_error_rate_of_both_heads(small, tmp_path):
 
 
 @pytest.mark.e2e
+@pytest.mark.long  # about 3.5 min: pytest -m long (the shared population is also checked in tests/test_search.py)
 def test_seed_001_searches_share_their_first_population_through_the_workflow(tmp_path):
     """NSDE, DE and CMA-ES of one search seed: the same generation-0 candidates in their stored states, trained
     alike (the same objective values), the same number of trainings, and the selected TaylorGLO coefficients train

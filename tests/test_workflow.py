@@ -188,6 +188,7 @@ def test_tiny_pipeline_end_to_end(repo, tiny_run):
     assert "Nothing to be done" in proc.stdout + proc.stderr
 
 
+@pytest.mark.long  # 1-2 min: pytest -m long (divergence statuses: tests/test_training.py, tests/test_stats.py)
 def test_diverging_trainings_are_recorded_and_the_dag_completes(repo, tiny_run, tmp_path):
     """An absurd learning rate: every training diverges, the simulations are skipped, metrics and statistics
     still complete, and the tidy table marks every physics metric as failed (no NaN passes as a value)."""
