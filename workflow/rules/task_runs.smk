@@ -40,7 +40,7 @@ rule cross_task:
     log:
         f"{CROSS_TASK['results_dir']}/cross_task.log",
     conda:
-        "../../envs/train.yaml"
+        "../../envs/stats.yaml"
     params:
         alpha=CROSS_TASK["alpha"],
         posthoc=CROSS_TASK["posthoc"],
