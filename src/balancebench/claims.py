@@ -269,6 +269,8 @@ def elsewhere_links(configs, base_dir, here) -> list[dict]:
 
     import yaml
 
+    from balancebench.config import results_dir_of
+
     links = []
     for cfg in configs:
         path = Path(base_dir) / cfg
@@ -277,7 +279,7 @@ def elsewhere_links(configs, base_dir, here) -> list[dict]:
             continue
         data = yaml.safe_load(path.read_text()) or {}
         task = data.get("task", "cg_benzene")
-        results_dir = str(data.get("results_dir", "results/{task}")).replace("{task}", task)  # as validate_config
+        results_dir = results_dir_of(data.get("results_dir", "results/{task}"), task)
         table = Path(base_dir) / results_dir / "claims.md"
         links.append({"task": task, "config": str(cfg),
                       "table": os.path.relpath(table, Path(here)), "exists": table.exists()})

@@ -53,14 +53,9 @@ def _field(error: jsonschema.ValidationError) -> str:
     return path or "<top level>"
 
 
-def validate_config(config: dict, schema: dict | None = None) -> dict:
-    """Validate ``config`` in place (defaults filled) and return it.
-
-    Raises ConfigError with the dotted path of the first bad field.
-    """
-    task = _task_of(config)
-    validator = _DefaultFillingValidator(schema or task_schema(task))
-    errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
+def _validate_schema(instance: dict, schema: dict) -> None:
+    """Fill ``schema``'s defaults into ``instance`` and raise ConfigError naming the first bad field."""
+    errors = sorted(_DefaultFillingValidator(schema).iter_errors(instance), key=lambda e: list(e.absolute_path))
     if errors:
         err = errors[0]
         if err.validator == "additionalProperties":
@@ -69,8 +64,23 @@ def validate_config(config: dict, schema: dict | None = None) -> dict:
             expected = " or ".join(_expects(sub) for sub in err.validator_value)
             raise ConfigError(f"config error at {_field(err)}: {err.instance!r} is not valid; expected {expected}")
         raise ConfigError(f"config error at {_field(err)}: {err.message}")
-    if "{task}" in config.get("results_dir", ""):  # results/{task}: the tree per task (docs/ARCHITECTURE.md)
-        config["results_dir"] = config["results_dir"].replace("{task}", config.get("task", "cg_benzene"))
+
+
+def results_dir_of(results_dir: str, task: str) -> str:
+    """A run's results directory: ``{task}`` replaced by the task's name (results/{task}: the tree per task,
+    docs/ARCHITECTURE.md)."""
+    return str(results_dir).replace("{task}", task)
+
+
+def validate_config(config: dict, schema: dict | None = None) -> dict:
+    """Validate ``config`` in place (defaults filled) and return it.
+
+    Raises ConfigError with the dotted path of the first bad field.
+    """
+    task = _task_of(config)
+    _validate_schema(config, schema or task_schema(task))
+    if "results_dir" in config:
+        config["results_dir"] = results_dir_of(config["results_dir"], config.get("task", "cg_benzene"))
     task.check_config(config)
     _check_task(config)
     _check_balancing(config)
@@ -493,15 +503,10 @@ def task_runs(tasks: dict, default_configfile: str | Path) -> dict[str, dict]:
 def cross_task_settings(config: dict) -> dict:
     """The ``cross_task`` section of a multi-task config, validated with its defaults (a ConfigError names the
     field)."""
-    section = copy.deepcopy(config.get("cross_task") or {})
-    schema = load_schema()["properties"]["cross_task"]
-    validator = _DefaultFillingValidator(schema)
-    errors = sorted(validator.iter_errors(section), key=lambda e: list(e.absolute_path))
-    if errors:
-        err = errors[0]
-        where = ".".join(["cross_task", *map(str, err.absolute_path)])
-        raise ConfigError(f"config error at {where}: {err.message}")
-    return section
+    wrapped = {"cross_task": copy.deepcopy(config.get("cross_task") or {})}
+    _validate_schema(wrapped, {"type": "object",
+                               "properties": {"cross_task": load_schema()["properties"]["cross_task"]}})
+    return wrapped["cross_task"]
 
 
 def load_config(path: str | Path) -> dict:

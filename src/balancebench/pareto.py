@@ -563,7 +563,8 @@ def plot_fronts(path, fronts: dict, points: pd.DataFrame, reference_point=DEFAUL
 
     from balancebench.plotstyle import style
 
-    fx, fy = objective_columns(points)[:2]
+    columns = objective_columns(points)
+    fx, fy = columns[:2]
     lx, ly = axis_labels or (f"val_{fx[2:]} / reference (validation)", f"val_{fy[2:]} / reference (validation)")
     fig, ax = plt.subplots(figsize=(9.5, 5.4))
     done = points[points["status"] == "completed"] if len(points) else points
@@ -588,7 +589,6 @@ def plot_fronts(path, fronts: dict, points: pd.DataFrame, reference_point=DEFAUL
         for row in numbered.itertuples(index=False):
             ax.annotate(str(row.number), (getattr(row, fx), getattr(row, fy)), fontsize=6.5, color="0.35",
                         xytext=(2, 2), textcoords="offset points")
-    columns = objective_columns(points)
     ref = check_reference_point(reference_point, len(columns) or 2)
     ax.axvline(ref[0], color="0.6", lw=0.8, ls=":")
     ax.axhline(ref[1], color="0.6", lw=0.8, ls=":")

@@ -6,7 +6,7 @@ import os
 from snakemake.exceptions import WorkflowError
 
 from balancebench.balancing import default_params
-from balancebench.config import ConfigError, run_config, validate_config
+from balancebench.config import ConfigError, run_config
 from balancebench.provenance import code_hash
 from balancebench.search.space import SearchSpec, SearchVocabulary
 from balancebench.seeding import candidate_seed, run_seed
@@ -25,9 +25,7 @@ try:
         )
         config.clear()
         config.update(_resolved)
-    else:
-        # a run of a multi-task config: resolved and validated by balancebench.config.task_runs
-        validate_config(config)
+    # else: a run of a multi-task config, resolved and validated by balancebench.config.task_runs
 except ConfigError as err:
     raise WorkflowError(str(err))
 

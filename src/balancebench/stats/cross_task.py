@@ -31,6 +31,7 @@ import scipy.stats as ss
 
 from balancebench.stats.blocked import BLOCKED_POSTHOCS, blocked_posthoc, friedman
 from balancebench.stats.hypothesis import StatsError
+from balancebench.stats.robustness import _q_critical  # the studentized range quantile (cached)
 
 TOTAL = "total"  # the column of ranking.csv the blocks rank (lower is better)
 
@@ -48,13 +49,8 @@ def cross_task_blocks(rankings: dict[str, pd.DataFrame]) -> tuple[pd.DataFrame, 
             raise StatsError(f"ranking of run {run!r} lacks the columns {sorted(missing)}")
         methods_of[run] = [str(m) for m in table["method"]]
     everywhere = [m for m in methods_of[next(iter(rankings))] if all(m in ms for ms in methods_of.values())]
-    left_out: dict[str, list[str]] = {}
-    for run, methods in methods_of.items():
-        for m in methods:
-            if m not in everywhere:
-                left_out.setdefault(m, [])
-    for m in left_out:
-        left_out[m] = [run for run, ms in methods_of.items() if m not in ms]
+    somewhere = {m for ms in methods_of.values() for m in ms}
+    left_out = {m: [run for run, ms in methods_of.items() if m not in ms] for m in somewhere - set(everywhere)}
     if len(everywhere) < 2:
         raise StatsError(f"fewer than 2 methods ran in every run ({everywhere}); methods are matched by variant name")
     rows = {}
@@ -72,7 +68,7 @@ def critical_difference(k: int, n: int, alpha: float = 0.05) -> float:
     """Nemenyi's critical difference of mean ranks for k methods over n blocks (Demsar 2006)."""
     if k < 2 or n < 1:
         raise StatsError(f"the critical difference needs k >= 2 methods and n >= 1 blocks, got k={k}, n={n}")
-    q = float(ss.studentized_range.ppf(1.0 - alpha, k, math.inf)) / math.sqrt(2.0)
+    q = _q_critical(alpha, k, math.inf) / math.sqrt(2.0)
     return q * math.sqrt(k * (k + 1) / (6.0 * n))
 
 
