@@ -50,9 +50,18 @@ def test_every_registered_method_trains_and_logs_its_coefficients(lj_dataset, tm
         save_optimizer(MultiGradientOptimizer(OptimizerSpec()), params["optimizer_path"])
     result = train_model(lj_dataset, MODEL, dict(TRAINING, max_epochs=3), method, params, seed=1, out_dir=tmp_path,
                          threads=1)
-    assert result.status == "completed", result.reason
     log = pd.read_csv(tmp_path / "train_log.csv")
-    assert len(log) == 3 and (log["seconds"] > 0).all()
+    if method == "ntk":
+        # a finding, not a flaw of the test: NTK's trace ratio weights forces 2e5 : 1 on this LJ liquid and the
+        # energy error climbs from the untrained model's 5.6 to 5.7e3 in epoch 3 (1e3 x its running best), a
+        # divergence by the per-component rule (issue 25); the coefficients are still logged up to it
+        assert result.status == "diverged" and "'energy' exploded at epoch 3" in result.reason, result.reason
+        assert len(log) == 3 and np.isnan(log["val_energy"].iloc[-1])
+        log = log.iloc[:2]
+    else:
+        assert result.status == "completed", result.reason
+        assert len(log) == 3
+    assert (log["seconds"] > 0).all()
     assert np.isfinite(log[["coef_force", "coef_energy"]].to_numpy()).all()
     if method == "mgda":  # the logged weights are the convex combination MGDA chose, not the placeholder ones
         np.testing.assert_allclose(log["coef_force"] + log["coef_energy"], 1.0, rtol=1e-9)
@@ -62,7 +71,7 @@ def test_every_registered_method_trains_and_logs_its_coefficients(lj_dataset, tm
     if method == "uncertainty":  # applied weight 0.5 exp(-s), s logged beside it
         np.testing.assert_allclose(log["coef_force"], 0.5 * np.exp(-log["log_var_force"]), rtol=1e-3)
     status = json.loads((tmp_path / "status.json").read_text())
-    assert status["status"] == "completed" and status["method"] == method
+    assert status["status"] == result.status and status["method"] == method
     hparams = json.loads((tmp_path / "hparams.json").read_text())
     assert hparams["model"]["cutoff"] == 7.5 and hparams["seed"] == 1
     state = torch.load(tmp_path / "model.pt", weights_only=True)
@@ -76,6 +85,39 @@ def test_absurd_learning_rate_is_recorded_as_diverged(lj_dataset, tmp_path):
     status = json.loads((tmp_path / "status.json").read_text())
     assert status["status"] == "diverged" and status["epoch"] >= 1
     assert "epoch" in status["reason"]
+
+
+def _divergence_judge(factor=1e3):
+    """A Trainer with only what record_step / update_running_best read (the rule is what is tested)."""
+    from types import SimpleNamespace
+
+    from balancebench.training import Trainer, TrainingSettings
+
+    judge = SimpleNamespace(settings=TrainingSettings(divergence_factor=factor), component_best=None,
+                            loss_names=("force", "energy"), epoch=1,
+                            task=SimpleNamespace(divergence_note=lambda step: str(step)))
+    record = lambda f, e, out: Trainer.record_step(judge, {"force": f, "energy": e}, out)
+    return judge, record, lambda losses: Trainer.update_running_best(judge, losses)
+
+
+def test_an_energy_loss_at_1e3_times_its_running_best_is_diverged_whatever_the_first_total():
+    """Issue 25: the energy error starts huge (1e4, the first step's total is 1e4) and falls to 10; a step at
+    1.1e4 = 1.1e3 x its running best diverges although it is near the first step's total."""
+    judge, record, epoch_done = _divergence_judge()
+    out: list = []
+    assert record(1.0, 1.0e4, out) == ""
+    for e in (100.0, 10.0):  # two epochs whose mean energy losses fall to 10
+        judge.epoch += 1
+        assert record(0.9, e, out) == ""
+        epoch_done([0.9, e])
+    assert judge.component_best == [0.9, 10.0]
+    assert record(0.9, 9.9e3, out) == ""  # 990 x: not yet
+    reason = record(0.9, 1.1e4, out)
+    assert "'energy' exploded" in reason and "1000 x its running best 10" in reason
+    assert len(out) == 4  # the diverging step is not kept
+    assert "non-finite" in record(float("nan"), 1.0, out)
+    # the force loss is judged on its own scale too: 1e3 x its best 0.9
+    assert "'force' exploded" in record(901.0, 1.0, out)
 
 
 def test_same_seed_same_weights_different_seed_different_weights(lj_dataset, tmp_path):

@@ -14,8 +14,11 @@ the weights move): the validation errors over the task's references (e.g. the va
 the training data), ``C = sum_i val_i / ref_i`` (a sum of 1 - R^2-like terms). The weights with the best C
 are the trained model.
 
-A non-finite loss, or a step loss above ``divergence_factor`` x the untrained model's (first step),
-stops the run with status ``diverged`` (its epoch and reason recorded); nothing
+A non-finite loss, or a step loss of one component above ``divergence_factor`` x that component's running
+best, stops the run with status ``diverged`` (its epoch and reason recorded). Each loss is judged against its
+own scale: the running best of component i is the smallest epoch-mean training loss of i so far (during the
+first epoch, the untrained model's first step), so an energy error that starts huge and then explodes is
+caught even when the first step's total was dominated by it (issue 25). Nothing
 is raised, so one bad run never stops the workflow. A checkpoint written
 atomically after every epoch lets a killed run resume; the item order of epoch
 e comes from a generator seeded with (seed, e), so a resumed run reproduces the
@@ -64,7 +67,7 @@ class TrainingSettings:
     lr_decay: float = 0.98  # multiplicative per epoch (ExponentialLR)
     patience: int = 10  # epochs without improvement of the criterion before stopping
     min_delta: float = 1e-3  # relative improvement that counts
-    divergence_factor: float = 1e6
+    divergence_factor: float = 1e3  # per component, against its running best
     device: str = "auto"  # auto | cpu | cuda
     dtype: str = "float32"
 
@@ -152,7 +155,7 @@ class Trainer:
         self.best_criterion = math.inf
         self.best_epoch = 0
         self.bad_epochs = 0
-        self.first_loss: float | None = None
+        self.component_best: list[float] | None = None  # per loss: the yardstick of divergence
         self.epoch = 0
         self._epoch_lr = math.nan  # the learning rate of the current epoch (set by begin_epoch)
 
@@ -163,7 +166,8 @@ class Trainer:
                 "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
                 "method": self.method.state_dict(), "generator": self.context.generator.get_state(),
                 "step": self.context.step, "log": self.log, "best_state": self.best_state, "best_criterion": self.best_criterion,
-                "best_epoch": self.best_epoch, "bad_epochs": self.bad_epochs, "first_loss": self.first_loss}
+                "best_epoch": self.best_epoch, "bad_epochs": self.bad_epochs,
+                "component_best": self.component_best}
 
     def save_checkpoint(self) -> None:
         if self.checkpoint is not None:
@@ -189,7 +193,8 @@ class Trainer:
         self.context.step, self.context.epoch = state["step"], state["epoch"]
         self.log = state["log"]
         self.best_state, self.best_criterion = state["best_state"], state["best_criterion"]
-        self.best_epoch, self.bad_epochs, self.first_loss = state["best_epoch"], state["bad_epochs"], state["first_loss"]
+        self.best_epoch, self.bad_epochs = state["best_epoch"], state["bad_epochs"]
+        self.component_best = state["component_best"]
         self.epoch = state["epoch"]
         log.info("resumed from checkpoint after epoch %d", self.epoch)
         return self.epoch
@@ -284,13 +289,23 @@ class Trainer:
         raw = np.array([step[c] for c in self.loss_names])
         if not np.isfinite(raw).all():
             return f"non-finite loss at epoch {self.epoch} ({self.task.divergence_note(step)})"
-        if self.first_loss is None:  # the untrained model's loss: the yardstick of divergence
-            self.first_loss = max(float(raw.sum()), 1e-30)
-        elif float(raw.sum()) > s.divergence_factor * self.first_loss:
-            return (f"loss exploded at epoch {self.epoch}: {raw.sum():.3g} > {s.divergence_factor:g} x "
-                    f"the first step's {self.first_loss:.3g}")
+        if self.component_best is None:  # the untrained model's losses: the first yardstick of divergence
+            self.component_best = [float(v) for v in raw]
+        floors = np.maximum(np.asarray(self.component_best), 1e-30)
+        ratio = raw / floors
+        worst = int(np.argmax(ratio))
+        if ratio[worst] > s.divergence_factor:
+            name = self.loss_names[worst]
+            return (f"loss {name!r} exploded at epoch {self.epoch}: {raw[worst]:.3g} > {s.divergence_factor:g} x "
+                    f"its running best {self.component_best[worst]:.3g}")
         step_losses.append(raw)
         return ""
+
+    def update_running_best(self, epoch_train_losses) -> None:
+        """Lower each component's running best (the yardstick of divergence) to this epoch's mean training loss."""
+        train = np.asarray(epoch_train_losses, dtype=float)
+        if self.component_best is not None and np.isfinite(train).all():
+            self.component_best = [min(b, float(t)) for b, t in zip(self.component_best, train)]
 
     def finish_epoch(self, step_losses: list, seconds: float, failure: str = "", progress=None) -> str:
         """Validate, log the row, then (unless failed) decay the lr, ``method.end_epoch``, early stopping,
@@ -318,6 +333,7 @@ class Trainer:
         if self.scheduler is not None:
             self.scheduler.step()
         self.method.end_epoch(dict(zip(self.loss_names, (float(x) for x in train))), self.context)
+        self.update_running_best(train)
         if criterion < self.best_criterion * (1.0 - s.min_delta):
             self.best_criterion, self.best_epoch, self.bad_epochs = criterion, self.epoch, 0
             self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
