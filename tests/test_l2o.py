@@ -17,7 +17,7 @@ import torch
 from balancebench.balancing import get_method
 from balancebench.balancing.ml2o import GML2O, ML2O
 from balancebench.l2o.artifact import ARTIFACT_VERSION, load_optimizer, save_optimizer
-from balancebench.l2o.guard import guard, min_norm_direction
+from balancebench.l2o.guard import dssmg_sample_size, dssmg_step, merit, merit_guard, min_norm_direction
 from balancebench.l2o.meta import MetaSettings, compare_with_mgda, meta_train
 from balancebench.l2o.net import MultiGradientOptimizer, OptimizerSpec
 from balancebench.l2o.preprocess import log_sign
@@ -59,7 +59,14 @@ def test_optimizer_is_coordinatewise_and_ignores_gradient_derivatives():
     m, _ = net(g, net.init_state(50))
     m_perm, _ = net(g[:, perm], net.init_state(50))
     assert torch.allclose(m[perm], m_perm, atol=1e-6)  # permutation-equivariant: one module per coordinate
-    m_small, _ = net(g[:, :7], net.init_state(7))  # any model size
+    # any model size: the coordinates share only one number per objective, its running RMS, so 7 coordinates
+    # with that RMS give the same updates as in the 50 (and, raw, with no scaling at all)
+    rms = g.pow(2).mean(dim=1, keepdim=True).sqrt()
+    raw = MultiGradientOptimizer(OptimizerSpec(input_scaling="none"))
+    raw.load_state_dict(net.state_dict())
+    m_raw, _ = raw(g / rms, raw.init_state(50))
+    assert torch.allclose(m_raw, m, atol=1e-6)
+    m_small, _ = raw(g[:, :7] / rms, raw.init_state(7))
     assert torch.allclose(m_small, m[:7], atol=1e-6)
     gr = g.clone().requires_grad_(True)
     out, _ = net(gr, net.init_state(50))
@@ -76,26 +83,76 @@ def test_spec_rejects_bad_sizes_naming_the_key():
         OptimizerSpec.from_dict({"hidden": 3})
 
 
-def test_guard_accepts_only_sufficient_descent_and_falls_back_to_min_norm():
+def test_input_scaling_makes_the_first_update_invariant_to_a_1e5_scale_gap():
+    """Issue 25: multiplying one objective by 1e5 (benzene's energy vs force gradients) leaves the first
+    update unchanged to 1e-6 with the running-RMS inputs; with raw inputs (the first version) it does not."""
+    torch.manual_seed(0)
+    g = torch.randn(2, 300) * torch.logspace(-3, 1, 300)
+    big = g.clone()
+    big[1] *= 1e5
+    for scaling, invariant in (("running_rms", True), ("none", False)):
+        torch.manual_seed(1)
+        net = MultiGradientOptimizer(OptimizerSpec(input_scaling=scaling))
+        m, state = net(g, net.init_state(300))
+        m_big, state_big = net(big, net.init_state(300))
+        gap = float((m - m_big).detach().abs().max())
+        assert (gap <= 1e-6) == invariant, (scaling, gap)
+    with pytest.raises(ValueError, match="input_scaling"):
+        OptimizerSpec(input_scaling="adam")
+    with pytest.raises(ValueError, match="rms_decay"):
+        OptimizerSpec(rms_decay=1.0)
+
+
+def test_scaled_inputs_follow_the_running_rms_formula():
+    net = MultiGradientOptimizer(OptimizerSpec(rms_decay=0.5))
+    state = net.init_state(2)
+    g1 = torch.tensor([[3.0, 4.0], [0.0, 0.0]], dtype=torch.float64)  # mean squares 12.5 and 0
+    x1, run = net.scaled_inputs(g1, state)
+    assert x1[0].tolist() == pytest.approx([3 / 12.5**0.5, 4 / 12.5**0.5]) and x1[1].tolist() == [0.0, 0.0]
+    state = {**state, **run}
+    g2 = torch.tensor([[1.0, 1.0], [2.0, 2.0]], dtype=torch.float64)
+    x2, run = net.scaled_inputs(g2, state)
+    v0 = (0.5 * 0.5 * 12.5 + 0.5 * 1.0) / (1 - 0.25)  # rho v + (1 - rho) ms, bias-corrected at t = 2
+    v1 = (0.5 * 4.0) / (1 - 0.25)
+    assert x2[0].tolist() == pytest.approx([1 / v0**0.5] * 2) and x2[1].tolist() == pytest.approx([2 / v1**0.5] * 2)
+
+
+def test_dssmg_step_is_the_trust_bounded_min_norm_step():
     g = torch.tensor([[1.0, 0.0], [0.0, 1.0]], dtype=torch.float64)  # d = (0.5, 0.5), |d|^2 = 0.5
     d, alpha = min_norm_direction(g)
     assert d.tolist() == pytest.approx([0.5, 0.5]) and alpha.tolist() == pytest.approx([0.5, 0.5])
-    eta = 0.1
-    good = torch.tensor([-0.05, -0.05], dtype=torch.float64)  # <g_i,u> = -0.05 <= -0.5*0.1*0.5 = -0.025
-    dec = guard(good, g, eta_max=eta, sigma=0.5, max_step_ratio=2.0)
-    assert dec.accepted and torch.equal(dec.update, good)
-    for bad in ([-0.2, 0.01], [-0.5, -0.5], [float("nan"), 0.0]):  # ascent for one / too long / not finite
-        dec = guard(torch.tensor(bad, dtype=torch.float64), g, eta_max=eta, sigma=0.5, max_step_ratio=2.0)
-        assert not dec.accepted
-        assert dec.update.tolist() == pytest.approx([-0.05, -0.05])  # -eta d
-        assert dec.weights.tolist() == pytest.approx([0.5, 0.5])
-    # the trust length caps the fallback: eta = min(eta_max, tau / |d|)
-    dec = guard(None, 100 * g, eta_max=1.0, tau=0.01)
-    assert float(dec.update.norm()) == pytest.approx(0.01)
-    # at a Pareto-critical point (opposite gradients) nothing but the zero step passes
-    crit = torch.tensor([[1.0, 2.0], [-1.0, -2.0]], dtype=torch.float64)
-    dec = guard(torch.tensor([1e-3, 0.0], dtype=torch.float64), crit, eta_max=1.0)
-    assert not dec.accepted and dec.min_norm == 0.0 and float(dec.update.abs().max()) == 0.0
+    u, alpha, dn, eta = dssmg_step(g, eta_max=0.1)
+    assert u.tolist() == pytest.approx([-0.05, -0.05]) and eta == 0.1 and dn == pytest.approx(0.5**0.5)
+    u, *_ = dssmg_step(100 * g, eta_max=1.0, tau=0.01)  # the trust length caps it: eta = min(eta_max, tau/|d|)
+    assert float(u.norm()) == pytest.approx(0.01)
+    crit = torch.tensor([[1.0, 2.0], [-1.0, -2.0]], dtype=torch.float64)  # Pareto-critical: the zero step
+    u, _, dn, _ = dssmg_step(crit, eta_max=1.0)
+    assert dn == 0.0 and float(u.abs().max()) == 0.0
+    with pytest.raises(ValueError, match="finite eta_max or tau"):
+        dssmg_step(g)
+
+
+def test_merit_guard_accepts_the_learned_step_exactly_when_its_merit_is_no_worse():
+    before = [1.0, 100.0]
+    # learned: force -0.2, energy -1  -> M = -0.2; DSSMG: force -0.1, energy -50 -> M = -0.1: accepted
+    dec = merit_guard(before, [0.8, 99.0], [0.9, 50.0])
+    assert dec.accepted and dec.merit_learned == pytest.approx(-0.2) and dec.merit_dssmg == pytest.approx(-0.1)
+    # learned climbs the energy by 0.5 while DSSMG lowers both: rejected (M = 0.5 > -0.1)
+    dec = merit_guard(before, [0.5, 100.5], [0.9, 50.0])
+    assert not dec.accepted and dec.merit_learned == pytest.approx(0.5)
+    # equal merits: accepted ("no worse"); a non-finite candidate never
+    assert merit_guard(before, [0.9, 60.0], [0.9, 50.0]).accepted
+    assert not merit_guard(before, [float("nan"), 1.0], [0.9, 50.0]).accepted
+    assert merit([2.0, 1.0], [1.0, 3.0]) == 1.0
+
+
+def test_dssmg_sample_grows_geometrically_up_to_its_cap():
+    sizes = [dssmg_sample_size(e, batch=8, growth=1.5, max_sample=20, n_train=100) for e in range(1, 6)]
+    assert sizes == [8, 12, 18, 20, 20]  # ceil(8 * 1.5^(e-1)), capped at 20
+    assert dssmg_sample_size(9, batch=8, growth=2.0, max_sample=None, n_train=50) == 50  # the whole split
+    assert dssmg_sample_size(3, batch=8, growth=1.0, max_sample=None, n_train=50) == 8  # no growth
+    with pytest.raises(ValueError, match="growth >= 1"):
+        dssmg_sample_size(1, batch=8, growth=0.5, max_sample=None, n_train=50)
 
 
 # --------------------------------------------------------------------------------------
@@ -103,11 +160,19 @@ def test_guard_accepts_only_sufficient_descent_and_falls_back_to_min_norm():
 # --------------------------------------------------------------------------------------
 
 
-def _context(params, lr=0.05, epoch=1):
+def _context(params, lr=0.05, epoch=1, losses_at=None):
     settings = types.SimpleNamespace(learning_rate=lr, lr_decay=1.0)
     return types.SimpleNamespace(model=None, model_params=params, components=("force", "energy"), references={},
                                  generator=torch.Generator().manual_seed(0), settings=settings, optimizer=None,
-                                 epoch=epoch, step=0)
+                                 epoch=epoch, step=0, losses_at=losses_at, n_train=0, batch_indices=None)
+
+
+def _quadratic_losses_at(problem, x):
+    """TrainContext.losses_at of a deterministic problem: the objectives at the current x (items ignored)."""
+    def losses_at(indices=None, training=False):
+        f = problem._values(x.reshape(1, -1))[0]
+        return {"force": f[0], "energy": f[1]}
+    return losses_at
 
 
 def _bad_artifact(path, seed=3):
@@ -125,6 +190,7 @@ def _bad_artifact(path, seed=3):
 def _run_method(method, problem, steps, epoch=1, x=None):
     x = torch.nn.Parameter(problem.start().clone() if x is None else x)
     ctx = _context([x], epoch=epoch)
+    ctx.losses_at = _quadratic_losses_at(problem, x)
     method.setup(ctx)
     for _ in range(steps):
         f = problem._values(x.reshape(1, -1))[0]
@@ -142,12 +208,11 @@ def _min_norm(problem, x):
 def test_gml2o_reaches_a_pareto_critical_point_with_a_random_learned_module(tmp_path):
     path = str(_bad_artifact(tmp_path / "bad.pt"))
     family = QuadraticFamily(dim=5, batch=1, curvature=(0.5, 2.0), scale=(1.0, 1.0), start_spread=3.0, lr=0.05)
-    sigma, ratio = 0.5, 2.0
     for start in range(4):
         problem = family.sample(torch.Generator().manual_seed(100 + start))
-        eta_max = min(1.0, sigma / ratio**2) / float(problem.smoothness()[0])  # the convergence rule (guard.py)
+        eta_max = 1.0 / float(problem.smoothness()[0])  # the convergence rule (guard.py): eta_max <= 1 / L
         d0 = _min_norm(problem, problem.start())
-        gml2o = GML2O(optimizer_path=path, max_step_size=eta_max, sigma=sigma, max_step_ratio=ratio)
+        gml2o = GML2O(optimizer_path=path, max_step_size=eta_max)
         x, _ = _run_method(gml2o, problem, 1500)
         assert _min_norm(problem, x) < 1e-6 * d0, start
         # the point is on the known Pareto set: x = x*(lam) for the lam that makes the scalarised gradient vanish
@@ -168,7 +233,7 @@ def test_gml2o_decreases_every_objective_at_every_step(tmp_path):
     eta_max = 0.125 / float(problem.smoothness()[0])
     method = GML2O(optimizer_path=path, max_step_size=eta_max)
     x = torch.nn.Parameter(problem.start().clone())
-    ctx = _context([x])
+    ctx = _context([x], losses_at=_quadratic_losses_at(problem, x))
     method.setup(ctx)
     prev = problem._values(x.detach().reshape(1, -1))[0]
     for _ in range(200):
@@ -301,6 +366,10 @@ def test_artifact_round_trip_and_refusals(tmp_path):
 def test_method_parameters_are_validated():
     with pytest.raises(ValueError, match="max_step_size"):
         GML2O(max_step_size=-1.0)
+    with pytest.raises(ValueError, match="dssmg_growth"):
+        GML2O(dssmg_growth=0.9)
+    with pytest.raises(ValueError, match="dssmg_max_sample"):
+        GML2O(dssmg_max_sample=0)
     with pytest.raises(ValueError, match="unknown parameter 'beta'"):
         ML2O(beta=0.1)
     m = GML2O()
@@ -333,6 +402,8 @@ def _schnet_run(cls, path, frames, steps, kill_at=None, tmp=None):
         ctx.epoch = 1 + s // 3
         idx = [(2 * s) % len(frames), (2 * s + 1) % len(frames)]
         graph, f_ref, e_ref = frames.batch(idx)
+        ctx.losses_at = lambda indices=None, training=False, b=(graph, f_ref, e_ref): loss_components(
+            model, b[0], b[1], b[2], "total", frames.n_beads, training=training)
         losses = loss_components(model, graph, f_ref, e_ref, "total", frames.n_beads, training=True)
         for p in params:
             p.grad = None
@@ -396,6 +467,14 @@ def test_trainer_runs_logs_acceptance_and_resumes_a_killed_run_bit_identically(n
     if name == "gml2o":
         assert "acceptance" in log.columns and log["acceptance"].between(0, 1).all()
         assert result.status == "completed", result.reason  # the guard keeps every step a min-norm-bounded one
+        # DSSMG's sample follows its schedule: ceil(b * 1.1^(e-1)) items in epoch e for a step of b items (cap
+        # 4 b): for the full batches of 8, 8, 9, 10; the epoch's last, smaller batch enters the logged mean too
+        n_train = len(lj_dataset.split["train"])
+        sizes = [8] * (n_train // 8) + ([n_train % 8] if n_train % 8 else [])
+        want = [np.mean([dssmg_sample_size(e, b, 1.1, 4 * b, n_train) for b in sizes]) for e in (1, 2, 3)]
+        np.testing.assert_allclose(log["dssmg_sample"], want, rtol=1e-12)
+        assert [dssmg_sample_size(e, 8, 1.1, 32, n_train) for e in (1, 2, 3)] == [8, 9, 10]
+        assert {"merit_learned", "merit_dssmg"} <= set(log.columns) and (log["merit_dssmg"] <= 0).all()
     np.testing.assert_allclose(log["lr"], [2e-3 * 0.9**e for e in range(len(log))])
 
     def trainer(ckpt):
@@ -453,3 +532,49 @@ def test_rule_meta_train_l2o_writes_the_artifact_and_its_record(repo, tmp_path):
     assert on_disk["artifact_version"] == ARTIFACT_VERSION and on_disk["meta_training_seconds"] > 0
     assert on_disk["spec"]["n_objectives"] == 2 and on_disk["heldout_quadratic"]["problems"] == 2
     assert not (results / "checkpoints" / "l2o" / "meta.pt").exists()
+
+
+# --------------------------------------------------------------------------------------
+# meta-training where it is used: the family `task` (issue 25)
+# --------------------------------------------------------------------------------------
+
+
+def test_task_family_meta_trains_on_the_task_and_reports_adam_and_gd(tmp_path, lj_dataset):
+    import pandas as pd
+
+    from balancebench.l2o.meta import run_meta_training
+    from balancebench.l2o.task_family import STEP_FACTORS, TaskFamily
+    from balancebench.tasks.base import get_task
+
+    task = get_task("cg_benzene")
+    family = TaskFamily(train_items=8, batch_size=2).bind(task, lj_dataset, TINY_MODEL, TINY_TRAINING)
+    problem = family.sample(torch.Generator().manual_seed(0))
+    assert problem.final_value(problem.start()) == pytest.approx(2.0, rel=1e-6)  # each loss / its start value
+    value, grads, _ = problem.evaluate(problem.start())
+    assert grads.shape == (2, problem.start().numel()) and torch.isfinite(grads).all()
+    with pytest.raises(RuntimeError, match="not bound"):
+        TaskFamily().sample(torch.Generator())
+
+    l2o = {"optimizer": {"specific_hidden": 6, "shared_hidden": 5},
+           "meta": {"episodes": 3, "unroll": 4, "unrolls_per_episode": 2, "heldout_seeds": 2, "heldout_steps": 4,
+                    "families": {"task": {"train_items": 8, "batch_size": 2}}}}
+    paths = {k: tmp_path / f"l2o/{k}" for k in ("optimizer.pt", "optimizer.json", "curve.csv", "curve.png")}
+    record = run_meta_training(l2o, paths["optimizer.pt"], paths["optimizer.json"], task=task, dataset=lj_dataset,
+                               model_config=TINY_MODEL, training=TINY_TRAINING, curve_path=paths["curve.csv"],
+                               plot_path=paths["curve.png"])
+    held = record["heldout_task"]
+    for method in ("learned", "adam", "gd"):
+        assert held[method]["step_factor"] in STEP_FACTORS and len(held[method]["final"]) == 2
+        assert held[method]["mean"] == pytest.approx(np.mean(held[method]["final"]))
+    assert held["verdict"].startswith("the learned optimizer")
+    assert 0 <= held["learned_wins_vs_adam"] <= 1 and record["heldout_quadratic"] is None
+    curve = pd.read_csv(paths["curve.csv"])
+    assert curve["episode"].tolist() == [1, 2, 3] and set(curve["family"]) == {"task"}
+    assert curve["moving_mean"].iloc[-1] == pytest.approx(curve["meta_loss"].mean())
+    assert paths["curve.png"].stat().st_size > 1000
+    net, rec = load_optimizer(paths["optimizer.pt"], n_objectives=2)
+    assert rec["heldout_task"] == held
+    with pytest.raises(ValueError, match="needs task= and dataset="):
+        run_meta_training(l2o, tmp_path / "x.pt", tmp_path / "x.json")
+    with pytest.raises(ValueError, match="train_items must be an integer"):
+        MetaSettings.from_dict({"families": {"task": {"train_items": 0}}})

@@ -139,7 +139,8 @@ class Trainer:
         self.context = TrainContext(
             model=self.model, model_params=[p for p in self.model.parameters() if p.requires_grad],
             components=self.loss_names, references=dict(self.references),
-            generator=torch.Generator(device="cpu").manual_seed(self.seed), settings=settings)
+            generator=torch.Generator(device="cpu").manual_seed(self.seed), settings=settings,
+            losses_at=self.losses_at, n_train=len(self.train_data))
         method.setup(self.context)
         self.optimizer = method.make_optimizer(self.context.model_params, settings)
         self.context.optimizer = self.optimizer
@@ -213,8 +214,18 @@ class Trainer:
     def prepare_step(self, indices):
         """The task's batch of ``indices``, after ``method.prepare_batch`` on its model input."""
         batch = self.train_data.batch(indices)
+        self.context.batch_indices = np.asarray(indices)
         self.method.prepare_batch(self.task.model_input(batch), self.context, training=True)
         return batch
+
+    def losses_at(self, indices=None, training: bool = False) -> dict:
+        """The task's named losses of the training items ``indices`` (None: the current step's) at the current
+        parameters (``TrainContext.losses_at``); ``training=False`` builds no graph for a later double backward."""
+        idx = self.context.batch_indices if indices is None else np.asarray(indices)
+        if idx is None:
+            raise RuntimeError("losses_at(None) before the first step's batch")
+        batch = self.train_data.batch(idx)
+        return self.task.losses(self.task.predict(self.model, batch, training=training), batch, self.loss_settings)
 
     def apply_step(self, predictions, batch) -> dict[str, float]:
         """The named losses of the predictions, then ``method.backward`` and ``method.step``; the raw losses."""

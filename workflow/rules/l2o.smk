@@ -8,11 +8,26 @@
 #   - pass optimizer_path=result("l2o/optimizer.pt") unless the variant's params name another file.
 
 
+def meta_train_inputs(wildcards):
+    """The task's dataset when the meta-training family 'task' trains on it (issue 25), else nothing."""
+    families = (config.get("l2o", {}).get("meta", {}) or {}).get("families", {}) or {}
+    return {"dataset": TASK_DATASET} if "task" in families else {}
+
+
 rule meta_train_l2o:
-    """Truncated-BPTT meta-training on cheap two-objective problems -> the stored optimizer + record."""
+    """Truncated-BPTT meta-training (short trainings of the task's own model, or analytic problems) -> the stored
+    optimizer, its record with the held-out comparison, the meta-loss curve."""
+    input:
+        unpack(meta_train_inputs),
     output:
         optimizer=result("l2o/optimizer.pt"),
         record=result("l2o/optimizer.json"),
+        curve=result("l2o/meta_curve.csv"),
+        plot=report(
+            result("l2o/meta_curve.png"),
+            caption="../report/meta_curve.rst",
+            category="Learned optimizer",
+        ),
     log:
         log_path("l2o/meta_train"),
     benchmark:
@@ -26,6 +41,8 @@ rule meta_train_l2o:
         runtime=lambda wc: max(10, int(config["l2o"]["meta"]["episodes"]) // 10),
     params:
         l2o=config["l2o"],
+        model=config.get("model", {}),
+        training=config.get("training", {}),
         checkpoint=result("checkpoints/l2o/meta.pt"),
         code=code_hash("l2o", "training.py", "tasks"),
     script:

@@ -117,6 +117,12 @@ class TrainContext:
     e.g. the variances of the targets over the training data, in the units of each loss). ``generator``: a CPU generator seeded from
     the run seed, the method's only RNG (the trainer checkpoints its state). ``epoch`` is
     1-based during an epoch; ``step`` counts optimisation steps of the run.
+
+    ``losses_at(indices=None, training=False)``: the named differentiable losses of the training items
+    ``indices`` (None: the current step's mini-batch, ``batch_indices``) at the model's current parameters,
+    for methods that evaluate more than the step's batch or a candidate step (GML2O's DSSMG sample and merit);
+    it does not call ``prepare_batch``. ``n_train``: the number of training items. Both are set by the trainer
+    (None / 0 where a caller has no data, e.g. analytic tests).
     """
 
     model: Any
@@ -128,6 +134,9 @@ class TrainContext:
     optimizer: Any = None
     epoch: int = 0
     step: int = 0
+    losses_at: Any = None
+    n_train: int = 0
+    batch_indices: Any = None
 
 
 # --------------------------------------------------------------------------------------

@@ -6,17 +6,22 @@ Optimizer shape of the method contract (CONTRACT.md): :meth:`make_optimizer` ret
 :meth:`step` applies
 
     ml2o:   theta <- theta + lr_e * m,       m = learned optimizer(g_1, .., g_k, history)
-    gml2o:  theta <- theta + (lr_e * m  if the guard accepts it  else  -eta_e d_min-norm)
+    gml2o:  theta <- theta + (lr_e * m  if M(theta + lr_e m) <= M(theta + u_D)  else  u_D)
 
-(guard: :mod:`balancebench.l2o.guard`). lr_e = lr * lr_decay^(e - 1) in epoch e (the
+with u_D the DSSMG step (the min-norm step of the per-objective gradients on a growing sample) and M the
+merit after a step, max_i [f_i(after) - f_i(before)] on the step's mini-batch (:mod:`balancebench.l2o.guard`:
+the formulas, our choices, the convergence argument). lr_e = lr * lr_decay^(e - 1) in epoch e (the
 trainer's schedule: with no shared optimizer the trainer has no scheduler, so the method
 applies it), lr defaulting to ``training.learning_rate``. The fallback's trust length is
 tau_e = lr_e sqrt(P) (the length of a step of lr_e per coordinate, as Adam's) and its
-largest step size ``max_step_size`` (eta_max; null = no cap, since L is unknown). Logged per epoch: ``coef_<loss>``, the epoch
-mean of the effective weights (for a learned update the least-squares weights w with
-u ~ -sum_i w_i g_i, L1-normalised; for a fallback step the MGDA weights alpha), for
-gml2o ``acceptance`` (fraction of steps whose learned update was accepted), and
-``min_norm`` (epoch mean of |d|, the Pareto-criticality measure at the iterates).
+largest step size ``max_step_size`` (eta_max; null = no cap, since L is unknown). DSSMG's sample in epoch e
+is n_e = min(n_max, ceil(b growth^(e-1))) training items: the step's b items plus n_e - b drawn without
+replacement from the rest with the run's generator (``dssmg_growth``, ``dssmg_max_sample``). Logged per
+epoch: ``coef_<loss>``, the epoch mean of the effective weights (for a learned update the least-squares
+weights w with u ~ -sum_i w_i g_i, L1-normalised; for a fallback step the MGDA weights alpha), ``min_norm``
+(epoch mean of |d|, the Pareto-criticality measure at the iterates), and for gml2o ``acceptance`` (fraction
+of steps whose learned update was accepted), ``merit_learned`` and ``merit_dssmg`` (epoch means of both
+candidates' merits, finite ones) and ``dssmg_sample`` (n_e).
 
 The learned optimizer is read from ``optimizer_path`` (the artifact of the rule
 ``meta_train_l2o``); a missing or mismatched artifact is refused with its name and what
@@ -35,7 +40,7 @@ import numpy as np
 import torch
 
 from balancebench.l2o.artifact import load_optimizer
-from balancebench.l2o.guard import guard, min_norm_direction, projection_weights
+from balancebench.l2o.guard import dssmg_sample_size, dssmg_step, merit_guard, min_norm_direction, projection_weights
 
 from ._params import Param
 from .base import register
@@ -127,6 +132,7 @@ class ML2O(OptimizerMethod):
         params = list(context.model_params)
         grads = per_loss_gradients(vec, params)
         self._grads = grads.detach()
+        self._f_before = vec.detach().double().cpu().numpy()
         total = grads.sum(0)  # .grad holds the unweighted total gradient (diagnostics; the update is step()'s)
         offset = 0
         for p in params:
@@ -134,9 +140,9 @@ class ML2O(OptimizerMethod):
             offset += p.numel()
 
     def _decide(self, learned: torch.Tensor, grads: torch.Tensor, context):
-        """(applied update, effective weights, accepted or None, |d|)."""
+        """(applied update, effective weights, extras to log)."""
         d, _ = min_norm_direction(grads)
-        return learned, projection_weights(learned, grads), None, float(d.double().norm())
+        return learned, projection_weights(learned, grads), {"min_norm": float(d.double().norm())}
 
     @torch.no_grad()
     def step(self, context) -> None:
@@ -146,7 +152,7 @@ class ML2O(OptimizerMethod):
         lr = self.lr_at(context.epoch)
         m, state = self.net(grads, self.state)
         learned = (lr * m).to(grads.dtype)
-        applied, weights, accepted, dnorm = self._decide(learned, grads, context)
+        applied, weights, extra = self._decide(learned, grads, context)
         self.state = self.net.record_applied(state, applied / lr)
         offset = 0
         for p in context.model_params:
@@ -154,9 +160,6 @@ class ML2O(OptimizerMethod):
             offset += p.numel()
         self._grads = None
         self.record_weights(context, np.asarray(weights, dtype=np.float64))
-        extra = {"min_norm": dnorm}
-        if accepted is not None:
-            extra["acceptance"] = 1.0 if accepted else 0.0
         self.record(context, **extra)
 
     # -- resume --------------------------------------------------------------------------
@@ -188,25 +191,94 @@ class ML2O(OptimizerMethod):
                 self._load_extra_state({"artifact": self._restored["artifact"], "state": self._restored["state"]})
 
 
+def _growth(v: Any) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 1:
+        raise ValueError(f"expected a number >= 1, got {v!r}")
+    return float(v)
+
+
+def _optional_items(v: Any) -> int | None:
+    if v is None:
+        return None
+    if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+        raise ValueError(f"expected null or an integer >= 1, got {v!r}")
+    return int(v)
+
+
 @register("gml2o")
 class GML2O(ML2O):
-    """GML2O: the learned update passes the guard or the min-norm fallback step is taken (module docstring)."""
+    """GML2O: the learned candidate or the DSSMG candidate, whichever has the better merit after the step
+    (module docstring; :mod:`balancebench.l2o.guard`)."""
 
     params: ClassVar[dict[str, Param]] = {
         **ML2O.params,
         "max_step_size": Param(None, _optional_positive,
-                               "eta_max of the fallback (units weight / gradient); null: no cap (L unknown)"),
-        "sigma": Param(0.5, _positive, "guard: required fraction of the fallback's guaranteed descent"),
-        "max_step_ratio": Param(2.0, _positive, "guard: the learned step may be at most this many fallback steps long"),
+                               "eta_max of the DSSMG step (units weight / gradient); null: no cap (L unknown)"),
+        "dssmg_growth": Param(1.1, _growth, "DSSMG's sample grows by this factor per epoch (n_e = b growth^(e-1))"),
+        "dssmg_max_sample": Param(None, _optional_items,
+                                  "largest DSSMG sample in training items; null: 4 x the batch size"),
     }
     guarded: ClassVar[bool] = True
 
     def setup(self, context) -> None:
         super().setup(context)
         self.n_coords = sum(p.numel() for p in context.model_params)
+        self.backward_passes = 2  # plus the DSSMG sample's extra items and two merit evaluations, counted as run
+
+    def _sample_gradients(self, grads: torch.Tensor, context) -> tuple[torch.Tensor, int]:
+        """(G (k, P), n): the per-objective gradients on DSSMG's sample of this epoch (the step's items first)."""
+        batch = np.asarray(context.batch_indices if context.batch_indices is not None else [], dtype=np.int64)
+        b = max(len(batch), 1)
+        n_train = int(context.n_train or 0)
+        if n_train <= b or context.losses_at is None:
+            return grads, b
+        cap = self.params["dssmg_max_sample"] or 4 * b
+        n = dssmg_sample_size(context.epoch, b, self.params["dssmg_growth"], cap, n_train)
+        if n <= b:
+            return grads, b
+        order = torch.randperm(n_train, generator=context.generator).numpy()
+        extra = order[~np.isin(order, batch)][: n - b]
+        params = list(context.model_params)
+        with torch.enable_grad():
+            losses = context.losses_at(extra, training=True)
+            g_extra = per_loss_gradients(torch.stack([losses[c] for c in context.components]), params).detach()
+        m = len(extra)
+        return (b * grads + m * g_extra.to(grads.dtype)) / (b + m), b + m
+
+    def _losses_after(self, update: torch.Tensor, context, saved: list[torch.Tensor]) -> np.ndarray:
+        """The step batch's losses at theta + update (theta restored from ``saved`` afterwards)."""
+        params = list(context.model_params)
+        offset = 0
+        for p in params:
+            p.add_(update[offset:offset + p.numel()].view_as(p).to(p.dtype))
+            offset += p.numel()
+        try:
+            with torch.enable_grad():
+                out = context.losses_at(None, training=False)
+            return np.array([float(out[c].detach()) for c in context.components])
+        finally:
+            for p, s in zip(params, saved):
+                p.copy_(s)
 
     def _decide(self, learned, grads, context):
+        if context.losses_at is None:
+            raise RuntimeError("gml2o compares the merits after both candidate steps: the training context must "
+                               "offer losses_at (the trainer does)")
         tau = self.lr_at(context.epoch) * math.sqrt(self.n_coords)
         eta_max = self.params["max_step_size"] or math.inf
-        dec = guard(learned, grads, eta_max, tau, self.params["sigma"], self.params["max_step_ratio"])
-        return dec.update, dec.weights, dec.accepted, dec.min_norm
+        sample_grads, n = self._sample_gradients(grads, context)
+        u_d, alpha, dnorm, _ = dssmg_step(sample_grads, eta_max, tau)
+        u_d = u_d.to(grads.dtype)
+        saved = [p.detach().clone() for p in context.model_params]
+        f_learned = (self._losses_after(learned, context, saved) if bool(torch.isfinite(learned).all())
+                     else np.full(len(context.components), np.inf))
+        f_dssmg = self._losses_after(u_d, context, saved)
+        dec = merit_guard(self._f_before, f_learned, f_dssmg)
+        extra = {"min_norm": dnorm, "acceptance": 1.0 if dec.accepted else 0.0, "dssmg_sample": float(n)}
+        if math.isfinite(dec.merit_learned):
+            extra["merit_learned"] = dec.merit_learned
+        if math.isfinite(dec.merit_dssmg):
+            extra["merit_dssmg"] = dec.merit_dssmg
+        if dec.accepted:
+            return learned, projection_weights(learned, grads), extra
+        return u_d, alpha, extra

@@ -23,7 +23,7 @@ __all__ = ["ARTIFACT_FORMAT", "ARTIFACT_VERSION", "load_optimizer", "save_optimi
 
 ARTIFACT_FORMAT = "balancebench-l2o-optimizer"
 #: bump when the network's inputs, layout or meaning of the output change
-ARTIFACT_VERSION = 1
+ARTIFACT_VERSION = 2  # 2: scale-free inputs (running RMS per objective), meta-trained per task
 
 
 def save_optimizer(net: MultiGradientOptimizer, path: str | Path, record: dict | None = None) -> None:

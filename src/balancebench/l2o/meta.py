@@ -136,8 +136,11 @@ def meta_train(spec: OptimizerSpec, settings: MetaSettings, checkpoint: str | Pa
     stop the run, as a kill would). The record holds the settings, the per-episode mean
     meta-loss, the wall time of this process and the episode it resumed from.
     """
-    if spec.n_objectives != 2:
-        raise ValueError("the meta-training families are two-objective problems: l2o.optimizer.n_objectives must be 2")
+    for name, family in settings._families.items():
+        k = family.n_objectives if name == "task" else 2
+        if k != spec.n_objectives:
+            raise ValueError(f"the meta-training family {name!r} has {k} objectives, the optimizer is built for "
+                             f"{spec.n_objectives}")
     deterministic_algorithms()
     key = run_hash({"spec": spec.to_dict(), "settings": settings.to_dict()})
     with torch.random.fork_rng(devices=[]):
@@ -242,13 +245,18 @@ def compare_with_mgda(net: MultiGradientOptimizer, family, seeds, steps: int) ->
 
 def run_meta_training(l2o_config: dict, optimizer_path: str | Path, record_path: str | Path,
                       checkpoint: str | Path | None = None, n_objectives: int = 2, threads: int | None = None,
-                      progress=None, provenance: dict | None = None) -> dict:
+                      progress=None, provenance: dict | None = None, task=None, dataset=None,
+                      model_config: dict | None = None, training: dict | None = None,
+                      curve_path: str | Path | None = None, plot_path: str | Path | None = None) -> dict:
     """Meta-train from the config section ``l2o`` and write the artifact and its JSON record.
 
     The record: the optimizer sizes and version, the settings, the per-episode meta-loss,
     the wall time of meta-training (this process; ``resumed_from_episode`` says whether an
     earlier process did part of it), and the held-out comparison with MGDA on the
-    quadratic family (:func:`compare_with_mgda`). Returns the record.
+    quadratic family (:func:`compare_with_mgda`) and, with the family ``task`` (bound here to ``task``,
+    ``dataset``, ``model_config`` and ``training``, the run's sections), against Adam and plain GD on held-out
+    trainings of the task (:func:`balancebench.l2o.task_family.compare_on_task`). ``curve_path`` /
+    ``plot_path``: the meta-loss per episode as CSV and a picture (with a moving mean). Returns the record.
     """
     from balancebench.l2o.artifact import ARTIFACT_VERSION, save_optimizer
 
@@ -257,19 +265,64 @@ def run_meta_training(l2o_config: dict, optimizer_path: str | Path, record_path:
     cfg = dict(l2o_config or {})
     spec = OptimizerSpec.from_dict({**cfg.get("optimizer", {}), "n_objectives": int(n_objectives)})
     settings = MetaSettings.from_dict(dict(cfg.get("meta", {})))
+    if "task" in settings._families:
+        if task is None or dataset is None:
+            raise ValueError("l2o.meta.families.task trains the run's own task: run_meta_training needs task= and "
+                             "dataset= (the rule meta_train_l2o passes them)")
+        family = settings._families["task"].bind(task, dataset, model_config or {}, training or {})
+        spec = OptimizerSpec.from_dict({**cfg.get("optimizer", {}), "n_objectives": family.n_objectives})
     t0 = time.perf_counter()
     net, record = meta_train(spec, settings, checkpoint=checkpoint, progress=progress)
     train_seconds = time.perf_counter() - t0
     heldout = None
+    heldout_task = None
+    seeds = [10_000 + settings.seed * 100 + i for i in range(settings.heldout_seeds)]
     if settings.heldout_seeds > 0 and "quadratic" in settings._families:
-        seeds = [10_000 + settings.seed * 100 + i for i in range(settings.heldout_seeds)]
         heldout = compare_with_mgda(net, settings._families["quadratic"], seeds, settings.heldout_steps)
+    if settings.heldout_seeds > 0 and "task" in settings._families:
+        from balancebench.l2o.task_family import compare_on_task
+
+        heldout_task = compare_on_task(net, settings._families["task"], seeds, settings.heldout_steps)
     record.update({"artifact_version": ARTIFACT_VERSION, "meta_training_seconds": train_seconds,
-                   "heldout_quadratic": heldout, "threads": torch.get_num_threads(),
+                   "heldout_quadratic": heldout, "heldout_task": heldout_task, "threads": torch.get_num_threads(),
                    "provenance": provenance or {}})
     save_optimizer(net, optimizer_path, record)
     Path(record_path).parent.mkdir(parents=True, exist_ok=True)
     Path(record_path).write_text(json.dumps(record, indent=2, sort_keys=True, default=str) + "\n")
+    if curve_path is not None or plot_path is not None:
+        write_meta_curve(record["curve"], curve_path, plot_path)
     if checkpoint is not None and Path(checkpoint).exists():
         Path(checkpoint).unlink()  # finished: a rerun with -f starts afresh
     return record
+
+
+def write_meta_curve(curve: list[dict], csv_path: str | Path | None, png_path: str | Path | None,
+                     window: int = 10) -> None:
+    """The meta-loss per episode (CSV: episode, family, meta_loss, moving_mean over ``window`` episodes of the
+    same family) and its picture: is meta-training seen to converge."""
+    import pandas as pd
+
+    df = pd.DataFrame(curve, columns=["episode", "family", "meta_loss"])
+    df["moving_mean"] = df.groupby("family")["meta_loss"].transform(
+        lambda x: x.rolling(window, min_periods=1).mean())
+    if csv_path is not None:
+        Path(csv_path).parent.mkdir(parents=True, exist_ok=True)
+        df.to_csv(csv_path, index=False)
+    if png_path is not None:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+        for name, g in df.groupby("family"):
+            ax.plot(g["episode"], g["meta_loss"], ".", alpha=0.35, label=f"{name}: per episode")
+            ax.plot(g["episode"], g["moving_mean"], "-", label=f"{name}: mean of {window}")
+        ax.set_xlabel("episode")
+        ax.set_ylabel("meta-loss (mean normalised total over the unroll)")
+        ax.set_yscale("log")
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        Path(png_path).parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(png_path, dpi=110)
+        plt.close(fig)

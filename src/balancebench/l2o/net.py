@@ -4,12 +4,19 @@ For k objectives with gradients g_1..g_k of the same P parameters, every coordin
 processed independently by the SAME small networks (coordinate-wise, Andrychowicz et al.
 2016), so one optimizer serves a model of any size::
 
-    a_i = specific_i( pre(g_i[j]) )                    i = 1..k, LSTMCell(2 -> H_s) each
+    r_i = sqrt( vhat_i ),  v_i <- rho v_i + (1 - rho) mean_j g_i[j]^2,  vhat_i = v_i / (1 - rho^t)
+    a_i = specific_i( pre(g_i[j] / r_i) )              i = 1..k, LSTMCell(2 -> H_s) each
     b   = shared( [a_1, .., a_k, pre(u_prev[j] / lr)] ) LSTMCell(k H_s + 2 -> H)
     m_j = w . b + c                                     linear output (the update in units of lr)
     u[j] = lr * m_j                                     the parameter update (theta <- theta + u)
 
-``pre`` is :func:`~balancebench.l2o.preprocess.log_sign` (p = 10). The seed gives the
+``pre`` is :func:`~balancebench.l2o.preprocess.log_sign` (p = 10). Scale-free inputs (issue 25, our
+choice): each objective's gradient is divided by its running RMS over the coordinates (an exponential
+average with decay rho = ``rms_decay`` and Adam's bias correction, so at the first step r_i is exactly the
+RMS of g_i), so multiplying one objective by any constant leaves the first update unchanged; the relative
+sizes of the coordinates within one objective and the objective's progress against its own recent scale
+are kept. The update is in units of lr, the parameters' scale (below), never of the gradients. With
+``input_scaling: none`` the raw gradients enter (the first version). The seed gives the
 shape (specific modules per objective, a shared module, LSTMs); the rest is OUR choice
 (docs/ml2o.md): one LSTM layer per module, the previous APPLIED update (divided by lr, so
 scale-free) as the explicit history input of the shared module (after a GML2O fallback
@@ -43,6 +50,8 @@ class OptimizerSpec:
     shared_hidden: int = 20  # H, the shared module
     preprocess_p: float = 10.0
     history: str = "previous_update"  # previous_update | none
+    input_scaling: str = "running_rms"  # running_rms | none
+    rms_decay: float = 0.9  # rho of the running mean square of each objective's gradient
 
     def __post_init__(self) -> None:
         if not isinstance(self.n_objectives, int) or self.n_objectives < 1:
@@ -55,6 +64,10 @@ class OptimizerSpec:
             raise ValueError(f"l2o.optimizer.preprocess_p must be > 0, got {self.preprocess_p!r}")
         if self.history not in ("previous_update", "none"):
             raise ValueError(f"l2o.optimizer.history must be 'previous_update' or 'none', got {self.history!r}")
+        if self.input_scaling not in ("running_rms", "none"):
+            raise ValueError(f"l2o.optimizer.input_scaling must be 'running_rms' or 'none', got {self.input_scaling!r}")
+        if isinstance(self.rms_decay, bool) or not isinstance(self.rms_decay, (int, float)) or not 0 <= self.rms_decay < 1:
+            raise ValueError(f"l2o.optimizer.rms_decay must be in [0, 1), got {self.rms_decay!r}")
 
     @classmethod
     def from_dict(cls, d: dict) -> OptimizerSpec:
@@ -84,7 +97,22 @@ class MultiGradientOptimizer(nn.Module):
             state[f"h{i}"], state[f"c{i}"] = z(self.spec.specific_hidden), z(self.spec.specific_hidden)
         state["h"], state["c"] = z(self.spec.shared_hidden), z(self.spec.shared_hidden)
         state["prev"] = torch.zeros(n_coords, dtype=dtype, device=device)
+        state["mean_square"] = torch.zeros(self.spec.n_objectives, dtype=torch.float64, device=device)
+        state["steps"] = torch.zeros(1, dtype=torch.float64, device=device)
         return state
+
+    def scaled_inputs(self, grads: torch.Tensor, state: dict) -> tuple[torch.Tensor, dict]:
+        """(g_i / r_i (k, P), the updated running mean squares) per the module docstring; zeros for an objective
+        whose gradient has been zero so far. Identity with ``input_scaling: none``."""
+        if self.spec.input_scaling == "none":
+            return grads, {}
+        rho = float(self.spec.rms_decay)
+        g = grads.detach()
+        ms = rho * state["mean_square"] + (1.0 - rho) * g.double().pow(2).mean(dim=1)
+        steps = state["steps"] + 1.0
+        vhat = ms / (1.0 - rho ** steps)
+        scale = torch.where(vhat > 0, vhat.rsqrt(), torch.zeros_like(vhat))
+        return (g.double() * scale[:, None]).to(g.dtype), {"mean_square": ms, "steps": steps}
 
     def forward(self, grads: torch.Tensor, state: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict]:
         """(update multiples m (P,), new state) from the detached gradients ``grads`` (k, P).
@@ -97,8 +125,9 @@ class MultiGradientOptimizer(nn.Module):
             raise ValueError(f"the learned optimizer was built for {k} objectives; got gradients of shape "
                              f"{tuple(grads.shape)}")
         dtype = self.out.weight.dtype
-        g = grads.detach().to(dtype)
-        new, feats = {}, []
+        scaled, running = self.scaled_inputs(grads.detach(), state)
+        g = scaled.to(dtype)
+        new, feats = dict(running), []
         for i, cell in enumerate(self.specific):
             h, c = cell(log_sign(g[i], self.spec.preprocess_p), (state[f"h{i}"], state[f"c{i}"]))
             new[f"h{i}"], new[f"c{i}"] = h, c
@@ -108,6 +137,8 @@ class MultiGradientOptimizer(nn.Module):
         h, c = self.shared(torch.cat(feats, dim=1), (state["h"], state["c"]))
         new["h"], new["c"] = h, c
         new["prev"] = state["prev"]
+        for key in ("mean_square", "steps"):
+            new.setdefault(key, state[key])
         return self.out(h).squeeze(-1), new
 
     @staticmethod

@@ -18,6 +18,9 @@ Families (config ``l2o.meta.families``):
     x_0 ~ N(0, ``start_spread``^2). Pareto set known in closed form (:meth:`QuadraticBatch.pareto_point`):
     x_j(lam) = (lam s_1 a_1j c_1j + (1 - lam) s_2 a_2j c_2j) / (lam s_1 a_1j + (1 - lam) s_2 a_2j).
     f_i^ref = f_i(x_0). Optional gradient noise (relative, Gaussian) makes it stochastic.
+``task`` (:mod:`balancebench.l2o.task_family`)
+    short trainings of the run's own task: its model on a subset of its training split, its named losses
+    (issue 25: meta-trained where it is used).
 ``lj_schnet`` (the task cg_benzene's family, :mod:`balancebench.tasks.cg_benzene.l2o_family`)
     a small model of the task fitted to a Lennard-Jones bead liquid, its two losses of seed 000's Eq. 2 on a
     random mini-batch per step; a fresh initialisation per episode. A task's family registers itself
@@ -146,7 +149,7 @@ class QuadraticBatch:
 
 
 # families that belong to a task live in its folder and register here on import (module path by name)
-_TASK_FAMILIES = {"lj_schnet": "balancebench.tasks.cg_benzene.l2o_family"}
+_TASK_FAMILIES = {"lj_schnet": "balancebench.tasks.cg_benzene.l2o_family", "task": "balancebench.l2o.task_family"}
 FAMILIES: dict = {"quadratic": QuadraticFamily}
 
 
@@ -157,7 +160,7 @@ def register_family(cls):
 
 
 def family_from_dict(name: str, d: dict):
-    """Build a family by name (``quadratic`` | ``lj_schnet``) from its config dict."""
+    """Build a family by name (``quadratic`` | ``lj_schnet`` | ``task``) from its config dict."""
     if name not in FAMILIES and name in _TASK_FAMILIES:
         import importlib
 
