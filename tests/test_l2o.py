@@ -578,3 +578,23 @@ def test_task_family_meta_trains_on_the_task_and_reports_adam_and_gd(tmp_path, l
         run_meta_training(l2o, tmp_path / "x.pt", tmp_path / "x.json")
     with pytest.raises(ValueError, match="train_items must be an integer"):
         MetaSettings.from_dict({"families": {"task": {"train_items": 0}}})
+
+
+def test_config_with_an_ml2o_variant_checks_the_l2o_section_before_any_job(repo):
+    import yaml
+
+    from balancebench.config import ConfigError, validate_config
+
+    def config(**families):
+        c = yaml.safe_load((repo / "config" / "config.yaml").read_text())
+        c["l2o"]["meta"]["families"] = families
+        return c
+
+    with pytest.raises(ConfigError, match=r"config error at l2o.meta.families: an ml2o / gml2o variant needs"):
+        validate_config(config())
+    with pytest.raises(ConfigError, match=r"config error at l2o.meta.families.task.train_items: 0 is less"):
+        validate_config(config(task={"train_items": 0}))
+    with pytest.raises(ConfigError, match=r"config error at l2o.meta.families.task.model"):
+        validate_config(config(task={"model": [1]}))
+    good = validate_config(config(task={"train_items": 8}))
+    assert good["l2o"]["meta"]["families"]["task"]["weight"] == 1.0

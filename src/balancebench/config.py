@@ -86,7 +86,36 @@ def validate_config(config: dict, schema: dict | None = None) -> dict:
     _check_balancing(config)
     _check_stats(config)
     _check_pareto(config, task)
+    _check_l2o(config, task)
     return config
+
+
+def _check_l2o(config: dict, task) -> None:
+    """With an ml2o / gml2o variant: the learned optimizer's settings build, a family exists, and a family
+    ``task`` fits the task's losses (errors name the field)."""
+    variants = (config.get("balancing", {}) or {}).get("variants", {}) or {}
+    if not any(v.get("method") in ("ml2o", "gml2o") for v in variants.values() if isinstance(v, dict)):
+        return
+    from balancebench.l2o.meta import MetaSettings
+    from balancebench.l2o.net import OptimizerSpec
+
+    l2o = config.get("l2o", {}) or {}
+    try:
+        OptimizerSpec.from_dict({**(l2o.get("optimizer") or {}), "n_objectives": len(task.loss_names)})
+    except ValueError as err:
+        raise ConfigError(f"config error at {err}") from None
+    meta = l2o.get("meta") or {}
+    if not meta.get("families"):
+        raise ConfigError("config error at l2o.meta.families: an ml2o / gml2o variant needs a meta-training family "
+                          "(task: short trainings of this task's model; quadratic; lj_schnet)")
+    try:
+        MetaSettings.from_dict(dict(meta))
+    except ValueError as err:
+        raise ConfigError(f"config error at {err}") from None
+    if len(task.loss_names) != 2 and set(meta["families"]) - {"task"}:
+        raise ConfigError(f"config error at l2o.meta.families: {sorted(set(meta['families']) - {'task'})} are "
+                          f"two-objective problems; the task {task.name!r} has {len(task.loss_names)} losses "
+                          f"{list(task.loss_names)}: use the family task")
 
 
 def _check_pareto(config: dict, task) -> None:

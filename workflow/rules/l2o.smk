@@ -42,7 +42,7 @@ rule meta_train_l2o:
     params:
         l2o=config["l2o"],
         model=config.get("model", {}),
-        training=config.get("training", {}),
+        training=TRAINING,
         checkpoint=result("checkpoints/l2o/meta.pt"),
         code=code_hash("l2o", "training.py", "tasks"),
     script:
