@@ -28,7 +28,7 @@ from balancebench.balancing import (
     unregister,
 )
 
-ALL = ["constant", "cosmos", "dwa", "gml2o", "gradnorm", "lra", "lra_mean", "mgda", "ml2o", "ntk", "pcgrad",
+ALL = ["constant", "cosmos", "dssmg", "dwa", "gml2o", "gradnorm", "lra", "lra_mean", "mgda", "ml2o", "ntk", "pcgrad",
        "random_weights", "ratio", "relobralo", "softadapt", "softadapt_normalized", "softadapt_weighted",
        "torchjd_alignedmtl", "torchjd_cagrad", "torchjd_imtlg", "torchjd_upgrad", "uncertainty"]
 VALUE = ["constant", "ratio", "softadapt", "softadapt_weighted", "softadapt_normalized", "dwa"]

@@ -598,3 +598,46 @@ def test_config_with_an_ml2o_variant_checks_the_l2o_section_before_any_job(repo)
         validate_config(config(task={"model": [1]}))
     good = validate_config(config(task={"train_items": 8}))
     assert good["l2o"]["meta"]["families"]["task"]["weight"] == 1.0
+
+
+def test_transfer_experiment_writes_its_table_and_the_claims_read_it(tmp_path, repo):
+    """Seed 003's experiment on a small digits set: meta-trained on a narrow MLP, every method on a wider one (the
+    demo config pairs the MLP with the CNN; the CNN is slow on CPU for the default suite); the table
+    has a row per method, step factor and seed; the claims are checked (values not asserted: statuses are)."""
+    import yaml
+
+    from balancebench.claims import evaluate
+    from balancebench.config import validate_config
+    from balancebench.l2o.transfer import chosen_factors, run_transfer, transfer_claims
+    from balancebench.tasks.base import get_task
+
+    config = validate_config(yaml.safe_load((repo / "tests" / "data" / "multidigits_tiny.yaml").read_text()))
+    config["multidigits"].update({"n_train": 96, "n_validation": 48, "n_test": 48})
+    config["l2o"]["transfer"] = {
+        "pairs": {"mlp_to_cnn": {"meta_model": {"hidden": 16}, "test_model": {"hidden": 32}}},
+        "methods": ["ml2o", "gml2o", "dssmg", "mgda", "adam"], "seeds": [1, 2], "max_epochs": 1,
+        "step_factors": [0.5, 2.0],
+        "meta": {"episodes": 2, "unroll": 3, "unrolls_per_episode": 1, "heldout_seeds": 1, "heldout_steps": 2,
+                 "families": {"task": {"train_items": 32, "batch_size": 16}}}}
+    config = validate_config(config)
+    task = get_task("multidigits", config)
+    task.make_dataset(config, tmp_path / "data.npz")
+    dataset = task.read_dataset(tmp_path / "data.npz")
+    training = {k: v for k, v in config["training"].items() if k not in ("seeds", "seed_design", "multiseed")}
+    out = tmp_path / "results" / "l2o" / "transfer"
+    table = run_transfer("mlp_to_cnn", config["l2o"], config["model"], training, task, dataset, out, threads=1)
+    assert len(table) == 5 * 2 * 2 and set(table["method"]) == {"ml2o", "gml2o", "dssmg", "mgda", "adam"}
+    assert table["test_error"].between(0, 1).all() and set(table["status"]) <= {"completed", "diverged"}
+    assert set(chosen_factors(table).values()) <= {0.5, 2.0}
+    assert (out / "mlp_to_cnn" / "optimizer.pt").exists() and (out / "mlp_to_cnn.json").exists()
+    claims = transfer_claims(config, "seed 003")
+    ids = [c.id for c in claims]
+    assert ids == ["seed003_ml2o_vs_mgda_mlp_to_cnn", "seed003_ml2o_vs_pcgrad_mlp_to_cnn",
+                   "seed003_ml2o_vs_adam_mlp_to_cnn", "seed003_gml2o_vs_dssmg_mlp_to_cnn"]
+    rows = evaluate(claims, tmp_path / "results", config)
+    status = dict(zip(rows["claim"], rows["status"]))
+    assert status["seed003_ml2o_vs_pcgrad_mlp_to_cnn"] == "not run"  # pcgrad is not among the methods here
+    for claim in ("seed003_ml2o_vs_mgda_mlp_to_cnn", "seed003_ml2o_vs_adam_mlp_to_cnn",
+                  "seed003_gml2o_vs_dssmg_mlp_to_cnn"):
+        assert status[claim] == "checked", rows.set_index("claim").loc[claim, "why"]
+    assert set(rows["verdict"].dropna()) <= {"reproduced", "not reproduced", "reversed", ""}

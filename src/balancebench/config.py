@@ -94,7 +94,16 @@ def _check_l2o(config: dict, task) -> None:
     """With an ml2o / gml2o variant: the learned optimizer's settings build, a family exists, and a family
     ``task`` fits the task's losses (errors name the field)."""
     variants = (config.get("balancing", {}) or {}).get("variants", {}) or {}
-    if not any(v.get("method") in ("ml2o", "gml2o") for v in variants.values() if isinstance(v, dict)):
+    transfer = ((config.get("l2o") or {}).get("transfer") or {})
+    if transfer:
+        from balancebench.l2o.transfer import TransferSettings
+
+        try:
+            TransferSettings.from_dict(transfer)
+        except ValueError as err:
+            raise ConfigError(f"config error at {err}") from None
+    uses_variants = any(v.get("method") in ("ml2o", "gml2o") for v in variants.values() if isinstance(v, dict))
+    if not transfer.get("pairs") and not uses_variants:
         return
     from balancebench.l2o.meta import MetaSettings
     from balancebench.l2o.net import OptimizerSpec
@@ -105,6 +114,8 @@ def _check_l2o(config: dict, task) -> None:
     except ValueError as err:
         raise ConfigError(f"config error at {err}") from None
     meta = l2o.get("meta") or {}
+    if not meta.get("families") and not uses_variants:
+        return  # the transfer pairs bring their own family (task)
     if not meta.get("families"):
         raise ConfigError("config error at l2o.meta.families: an ml2o / gml2o variant needs a meta-training family "
                           "(task: short trainings of this task's model; quadratic; lj_schnet)")

@@ -47,3 +47,40 @@ rule meta_train_l2o:
         code=code_hash("l2o", "training.py", "tasks"),
     script:
         "../scripts/meta_train_l2o.py"
+
+
+# Seed 003's transfer experiment (balancebench.l2o.transfer; docs/ml2o.md, "Transfer"): for each pair of
+# l2o.transfer.pairs, meta-train on its meta_model and train every method on its test_model; the claims table
+# reads the tables.
+TRANSFER_PAIRS = sorted(((config.get("l2o", {}) or {}).get("transfer", {}) or {}).get("pairs", {}) or {})
+
+
+rule l2o_transfer:
+    """One transfer pair: its artifact, and one row per method, step factor and seed with the split errors."""
+    input:
+        dataset=TASK_DATASET,
+    output:
+        table=result("l2o/transfer/{pair}.csv"),
+        summary=result("l2o/transfer/{pair}.json"),
+        optimizer=result("l2o/transfer/{pair}/optimizer.pt"),
+        record=result("l2o/transfer/{pair}/optimizer.json"),
+    wildcard_constraints:
+        pair="|".join(TRANSFER_PAIRS) if TRANSFER_PAIRS else "(?!)",
+    log:
+        log_path("l2o/transfer/{pair}"),
+    benchmark:
+        bench_path("l2o/transfer/{pair}")
+    conda:
+        "../../envs/train.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        gpu=0,
+        runtime=60,
+    params:
+        l2o=config["l2o"],
+        model=config.get("model", {}),
+        training=TRAINING,
+        code=code_hash("l2o", "training.py", "balancing", "tasks"),
+    script:
+        "../scripts/l2o_transfer.py"

@@ -282,3 +282,45 @@ class GML2O(ML2O):
         if dec.accepted:
             return learned, projection_weights(learned, grads), extra
         return u_d, alpha, extra
+
+
+@register("dssmg")
+class DSSMG(GML2O):
+    """DSSMG alone: GML2O's convergent fallback (the min-norm step of the per-objective gradients on a growing
+    sample, at most tau_e = lr_e sqrt(P) long) taken at every step, with no learned optimizer. The baseline that
+    GML2O must never do worse than (seed 003's claim; :mod:`balancebench.l2o.guard`)."""
+
+    params: ClassVar[dict[str, Param]] = {k: v for k, v in GML2O.params.items() if k != "optimizer_path"}
+
+    def setup(self, context) -> None:
+        params = list(context.model_params)
+        self.n_coords = sum(p.numel() for p in params)
+        settings = context.settings
+        self.lr0 = self.params["learning_rate"] or float(settings.learning_rate)
+        self.decay = self.params["lr_decay"] or float(getattr(settings, "lr_decay", 1.0))
+        self.backward_passes = 2
+
+    @torch.no_grad()
+    def step(self, context) -> None:
+        if self._grads is None:
+            raise RuntimeError(f"{self.name}: step() before backward()")
+        grads = self._grads
+        sample_grads, n = self._sample_gradients(grads, context)
+        tau = self.lr_at(context.epoch) * math.sqrt(self.n_coords)
+        u_d, alpha, dnorm, _ = dssmg_step(sample_grads, self.params["max_step_size"] or math.inf, tau)
+        offset = 0
+        for p in context.model_params:
+            p.add_(u_d[offset:offset + p.numel()].view_as(p).to(p.dtype))
+            offset += p.numel()
+        self._grads = None
+        self.record_weights(context, np.asarray(alpha, dtype=np.float64))
+        self.record(context, min_norm=dnorm, dssmg_sample=float(n))
+
+    def _extra_state(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, d: dict[str, Any]) -> None:
+        lr = (getattr(self, "lr0", None), getattr(self, "decay", None), getattr(self, "n_coords", None))
+        BalancingMethodState = super(ML2O, self)
+        BalancingMethodState.load_state_dict(d)
+        self.lr0, self.decay, self.n_coords = lr

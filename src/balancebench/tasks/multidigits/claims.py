@@ -262,10 +262,8 @@ def taylorglo_claims(config: dict) -> list[Claim]:
 
 
 def ml2o_claims(config: dict) -> list[Claim]:
-    """Seed 003's claims: not built yet (ML2O meta-trained per task and architecture is another part of issue 25)."""
-    return [Claim("seed003_ml2o", "seed 003 (ML2O / GML2O), Key Results (MultiMNIST; no number)",
-                  "ML2O meta-trained on one architecture reaches a lower final training loss / higher test accuracy "
-                  "than MGDA and PCGrad on the held-out architecture, and GML2O never does worse than its fallback.",
-                  "qualitative (no number in the seed)",
-                  pending="its experiment (ML2O meta-trained on the MLP, tested on the CNN and the other way round, "
-                          "against MGDA, PCGrad and Adam) is built by another part of issue 25")]
+    """Seed 003's claims: ML2O meta-trained on one architecture, tested on the other (``l2o.transfer``; the
+    experiment and its tests are task-neutral: :func:`balancebench.l2o.transfer.transfer_claims`)."""
+    from balancebench.l2o.transfer import transfer_claims
+
+    return transfer_claims(config, "seed 003 (ML2O / GML2O), Key Results (MultiMNIST, MLP / CNN / LeNet5; no number)")
