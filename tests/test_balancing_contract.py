@@ -104,6 +104,10 @@ def train_steps(run, batches, epoch_of=lambda i: 1 + i // 2, via_objective=False
     for i, frames in enumerate(batches):
         run.ctx.epoch = epoch_of(i)
         graph = SimpleNamespace(extras={})
+        # what the Trainer offers (TrainContext.losses_at): the losses of any training items at the current weights
+        run.ctx.batch_indices, run.ctx.n_train = list(frames), len(run.data[0])
+        run.ctx.losses_at = lambda indices=None, training=False, now=list(frames): losses_of(
+            run.model, *run.data, now if indices is None else list(indices))
         run.method.prepare_batch(graph, run.ctx, training=True)
         losses = losses_of(run.model, *run.data, frames)
         for p in [*run.ctx.model_params, *run.method.parameters()]:
