@@ -319,7 +319,7 @@ def write_meta_curve(curve: list[dict], csv_path: str | Path | None, png_path: s
             ax.plot(g["episode"], g["meta_loss"], ".", alpha=0.35, label=f"{name}: per episode")
             ax.plot(g["episode"], g["moving_mean"], "-", label=f"{name}: mean of {window}")
         ax.set_xlabel("episode")
-        ax.set_ylabel("meta-loss (mean normalised total over the unroll)")
+        ax.set_ylabel("meta-loss (unroll mean)")
         ax.set_yscale("log")
         ax.legend(fontsize=7)
         fig.tight_layout()
