@@ -70,6 +70,14 @@ def _positive(v: Any) -> float:
     return out
 
 
+def _add_flat(params, update: torch.Tensor) -> None:
+    """theta <- theta + update, the flat (P,) ``update`` laid over ``params`` in order (in place)."""
+    offset = 0
+    for p in params:
+        p.add_(update[offset:offset + p.numel()].view_as(p).to(p.dtype))
+        offset += p.numel()
+
+
 def _file_digest(path: str) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:20]
 
@@ -154,10 +162,7 @@ class ML2O(OptimizerMethod):
         learned = (lr * m).to(grads.dtype)
         applied, weights, extra = self._decide(learned, grads, context)
         self.state = self.net.record_applied(state, applied / lr)
-        offset = 0
-        for p in context.model_params:
-            p.add_(applied[offset:offset + p.numel()].view_as(p).to(p.dtype))
-            offset += p.numel()
+        _add_flat(context.model_params, applied)
         self._grads = None
         self.record_weights(context, np.asarray(weights, dtype=np.float64))
         self.record(context, **extra)
@@ -248,10 +253,7 @@ class GML2O(ML2O):
     def _losses_after(self, update: torch.Tensor, context, saved: list[torch.Tensor]) -> np.ndarray:
         """The step batch's losses at theta + update (theta restored from ``saved`` afterwards)."""
         params = list(context.model_params)
-        offset = 0
-        for p in params:
-            p.add_(update[offset:offset + p.numel()].view_as(p).to(p.dtype))
-            offset += p.numel()
+        _add_flat(params, update)
         try:
             with torch.enable_grad():
                 out = context.losses_at(None, training=False)
@@ -308,10 +310,7 @@ class DSSMG(GML2O):
         sample_grads, n = self._sample_gradients(grads, context)
         tau = self.lr_at(context.epoch) * math.sqrt(self.n_coords)
         u_d, alpha, dnorm, _ = dssmg_step(sample_grads, self.params["max_step_size"] or math.inf, tau)
-        offset = 0
-        for p in context.model_params:
-            p.add_(u_d[offset:offset + p.numel()].view_as(p).to(p.dtype))
-            offset += p.numel()
+        _add_flat(context.model_params, u_d)
         self._grads = None
         self.record_weights(context, np.asarray(alpha, dtype=np.float64))
         self.record(context, min_norm=dnorm, dssmg_sample=float(n))

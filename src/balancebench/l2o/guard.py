@@ -92,7 +92,8 @@ def fallback_step_size(d_norm: float, eta_max: float, tau: float) -> float:
 
 
 def dssmg_sample_size(epoch: int, batch: int, growth: float, max_sample: int | None, n_train: int) -> int:
-    """n_e = min(n_max, n_train, ceil(b growth^(e - 1))), at least b (module docstring); ``max_sample`` None: n_train."""
+    """n_e = min(n_max, n_train, ceil(b growth^(e - 1))), at least b (module docstring); ``max_sample`` None:
+    n_train."""
     if batch < 1 or not growth >= 1.0 or n_train < 1:
         raise ValueError(f"DSSMG needs batch >= 1, growth >= 1, n_train >= 1; got {batch}, {growth}, {n_train}")
     cap = n_train if max_sample is None else min(int(max_sample), n_train)

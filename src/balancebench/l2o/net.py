@@ -66,7 +66,8 @@ class OptimizerSpec:
             raise ValueError(f"l2o.optimizer.history must be 'previous_update' or 'none', got {self.history!r}")
         if self.input_scaling not in ("running_rms", "none"):
             raise ValueError(f"l2o.optimizer.input_scaling must be 'running_rms' or 'none', got {self.input_scaling!r}")
-        if isinstance(self.rms_decay, bool) or not isinstance(self.rms_decay, (int, float)) or not 0 <= self.rms_decay < 1:
+        rho = self.rms_decay
+        if isinstance(rho, bool) or not isinstance(rho, (int, float)) or not 0 <= rho < 1:
             raise ValueError(f"l2o.optimizer.rms_decay must be in [0, 1), got {self.rms_decay!r}")
 
     @classmethod

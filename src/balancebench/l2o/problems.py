@@ -45,6 +45,16 @@ __all__ = [
 ]
 
 
+def unflatten(theta: torch.Tensor, names, shapes) -> dict:
+    """{name: view of theta} for parameters ``names`` of ``shapes`` laid out in order in the flat ``theta``."""
+    out, o = {}, 0
+    for name, shape in zip(names, shapes):
+        n = math.prod(shape)
+        out[name] = theta[o:o + n].view(shape)
+        o += n
+    return out
+
+
 def _log_uniform(gen: torch.Generator, lo: float, hi: float, shape, dtype) -> torch.Tensor:
     u = torch.rand(shape, generator=gen, dtype=torch.float64)
     return torch.exp(math.log(lo) + u * (math.log(hi) - math.log(lo))).to(dtype)

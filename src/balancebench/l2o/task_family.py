@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from balancebench.l2o.problems import _FamilyBase, register_family
+from balancebench.l2o.problems import _FamilyBase, register_family, unflatten
 
 __all__ = ["STEP_FACTORS", "TaskFamily", "TaskProblem", "compare_on_task"]
 
@@ -66,7 +66,8 @@ class TaskFamily(_FamilyBase):
 
         settings = TrainingSettings.from_dict(training, task.loss_setting_names)
         model_settings = task.model_settings({**dict(model_config or {}), **self.model})
-        train = task.training_data(dataset, "train", model_settings, torch.device("cpu"), getattr(torch, settings.dtype))
+        dtype = getattr(torch, settings.dtype)
+        train = task.training_data(dataset, "train", model_settings, torch.device("cpu"), dtype)
         if len(train) < 1:
             raise ValueError("l2o.meta.families.task: the task's training split is empty")
         rng = np.random.default_rng(self.data_seed)
@@ -131,12 +132,7 @@ class TaskProblem:
         return self.theta0.clone()
 
     def _params(self, theta: torch.Tensor) -> dict:
-        out, o = {}, 0
-        for name, shape in zip(self.names, self.shapes):
-            n = math.prod(shape)
-            out[name] = theta[o:o + n].view(shape)
-            o += n
-        return out
+        return unflatten(theta, self.names, self.shapes)
 
     def losses(self, theta: torch.Tensor, items=None) -> torch.Tensor:
         """Raw losses (k,) on ``items`` of the subset (default: ``batch`` drawn with the problem's generator)."""
@@ -221,7 +217,8 @@ def compare_on_task(net, family: TaskFamily, seeds, steps: int, factors=STEP_FAC
     from balancebench.l2o.meta import episode_generator
 
     out: dict = {"steps": int(steps), "seeds": [int(s) for s in seeds], "step_factors": list(factors),
-                 "objective": "sum_i L_i / L_i(start) on the problem's training items (2 at the start, lower is better)"}
+                 "objective": "sum_i L_i / L_i(start) on the problem's training items (2 at the start, lower is "
+                              "better)"}
     finals: dict = {}
     for method in ("learned", "adam", "gd"):
         best = None

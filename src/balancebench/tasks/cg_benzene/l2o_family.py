@@ -3,13 +3,12 @@ two-objective problem (force MSE, squared energy error) over its flat weights (b
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from balancebench.l2o.problems import _FamilyBase, register_family
+from balancebench.l2o.problems import _FamilyBase, register_family, unflatten
 from balancebench.tasks.cg_benzene.config_checks import BENZENE_MASS
 
 
@@ -114,13 +113,8 @@ class SchNetProblem:
     def start(self) -> torch.Tensor:
         return self.theta0.clone()
 
-    def _params(self, theta):
-        out, o = {}, 0
-        for name, shape in zip(self.names, self.shapes):
-            n = math.prod(shape)
-            out[name] = theta[o:o + n].view(shape)
-            o += n
-        return out
+    def _params(self, theta: torch.Tensor) -> dict:
+        return unflatten(theta, self.names, self.shapes)
 
     def losses(self, theta: torch.Tensor) -> torch.Tensor:
         """[L_F, L_E] (raw, differentiable w.r.t. theta) on a random mini-batch of frames."""
