@@ -532,6 +532,9 @@ def test_rule_meta_train_l2o_writes_the_artifact_and_its_record(repo, tmp_path):
     assert on_disk["artifact_version"] == ARTIFACT_VERSION and on_disk["meta_training_seconds"] > 0
     assert on_disk["spec"]["n_objectives"] == 2 and on_disk["heldout_quadratic"]["problems"] == 2
     assert not (results / "checkpoints" / "l2o" / "meta.pt").exists()
+    curve = (results / "l2o" / "meta_curve.csv").read_text().splitlines()
+    assert curve[0] == "episode,family,meta_loss,moving_mean" and len(curve) == 4
+    assert (results / "l2o" / "meta_curve.png").stat().st_size > 1000
 
 
 # --------------------------------------------------------------------------------------
