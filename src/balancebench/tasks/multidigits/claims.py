@@ -369,7 +369,12 @@ def _accuracy(inputs: ClaimInputs, variant: str) -> np.ndarray:
 
 
 def _pct(values) -> str:
-    return describe(np.asarray(values, dtype=float) * 100.0, 4) + " %"
+    """'mean +- sd % (n = k)' of per-seed accuracies (fractions), with the count of failed runs."""
+    x = np.asarray(values, dtype=float) * 100.0
+    mean, sd, n = mean_sd(x)
+    bad = int((~np.isfinite(x)).sum())
+    failed = f", {bad} failed" if bad else ""
+    return f"{mean:.2f} +- {sd:.2f} % (n = {n}{failed})"
 
 
 def _theta_text(selected: dict) -> str:
