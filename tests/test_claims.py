@@ -16,6 +16,7 @@ from balancebench.claims import (
     elsewhere_links,
     evaluate,
     one_sample,
+    student_t,
     trend,
     two_groups,
     verdict,
@@ -63,6 +64,20 @@ def test_wilcoxon_and_spearman_p_values():
     assert rho == pytest.approx(np.corrcoef([1.5, 1.5, 3.5, 3.5, 5.5, 5.5], [1, 2, 3, 4, 5, 6])[0, 1])
     assert p < 0.05 < p_rev
     assert trend([1, 1, 1], [1, 2, 3])[0] is None
+
+
+def test_student_t_p_values_are_the_t_distributions():
+    """a = (4, 5, 6) against b = (1, 2, 3): pooled variance 1, t = 3 / sqrt(2/3) with 4 degrees of freedom; one
+    failed run is left out and counted; no spread at all gives no p."""
+    from scipy import stats
+
+    t = 3.0 / math.sqrt(2.0 / 3.0)
+    p, p_rev, note = student_t([4, 5, 6, np.nan], [1, 2, 3])
+    assert p == pytest.approx(stats.t.sf(t, 4)) and p_rev == pytest.approx(stats.t.cdf(t, 4))
+    assert "1 failed run(s) left out" in note
+    p, p_rev, _ = student_t([4, 5, 6], [1, 2, 3], higher_is_better=False)
+    assert p == pytest.approx(stats.t.cdf(t, 4))
+    assert student_t([1.0, 1.0], [2.0, 2.0])[0] is None and student_t([1.0], [2.0, 3.0])[0] is None
 
 
 def _claim(cid, check=None, **kw):
@@ -170,7 +185,7 @@ def test_multidigits_seed002_claims_on_constructed_results(tmp_path):
     _md_results(tmp_path, f, [8.0, 8.0, 8.0, 8.0, 9.0])
     claims = get_task("multidigits").claims(MD_CONFIG)
     assert [c.id for c in claims] == [c.id for c in cosmos_claims(MD_CONFIG)] == [
-        "seed002_hv", "seed002_cost", "seed002_lambda", "seed001_taylorglo", "seed003_ml2o"]
+        "seed002_hv", "seed002_cost", "seed002_lambda", "seed001_taylorglo", "seed001_search", "seed003_ml2o"]
     table = evaluate(claims, tmp_path, MD_CONFIG).set_index("claim")
     hv = table.loc["seed002_hv"]
     assert hv["status"] == "checked" and hv["verdict"] == "reproduced", hv["why"]
@@ -180,7 +195,10 @@ def test_multidigits_seed002_claims_on_constructed_results(tmp_path):
     assert cost["verdict"] == "reproduced" and cost["ours_mean"] == pytest.approx(8.2 / 20)
     lam = table.loc["seed002_lambda"]
     assert lam["status"] == "checked" and lam["verdict"] == "reproduced" and lam["n"] == 15
-    assert list(table.loc[["seed001_taylorglo", "seed003_ml2o"], "status"]) == ["not built", "not built"]
+    # no TaylorGLO search in this config: seed 001's rows are not run, naming it
+    assert list(table.loc[["seed001_taylorglo", "seed001_search"], "status"]) == ["not run", "not run"]
+    assert table.loc[["seed001_taylorglo", "seed001_search"], "why"].str.contains("kind nsde").all()
+    assert table.loc["seed003_ml2o", "status"] == "not built"
 
 
 def test_multidigits_claims_reverse_and_not_run(tmp_path):
@@ -199,6 +217,107 @@ def test_multidigits_claims_reverse_and_not_run(tmp_path):
     assert table.loc["seed002_hv", "status"] == "not run" and "no constant-weight grid" in table.loc["seed002_hv",
                                                                                                       "why"]
     assert table.loc["seed002_lambda", "status"] == "not run" and "[2.0]" in table.loc["seed002_lambda", "why"]
+
+
+SPACE = {f"taylor_theta_{i}": {"low": -1.0, "high": 2.0} for i in range(8)}
+MD001_CONFIG = {"training": {"seeds": [1, 2, 3, 4, 5]},
+                "balancing": {"variants": {"equal": {"method": "constant", "params": {"weights": [1.0, 1.0]}},
+                                           "left_only": {"method": "constant", "params": {"weights": [1.0, 0.0]}},
+                                           "taylor_nsde": {"method": "constant", "search": "taylor_nsde"},
+                                           "taylor_de": {"method": "constant", "search": "taylor_de"},
+                                           "taylor_cmaes": {"method": "constant", "search": "taylor_cmaes"}},
+                              "searches": {"taylor_nsde": {"kind": "nsde", "population": 4, "generations": 2,
+                                                           "objectives": ["train_error", "val_error"],
+                                                           "space": SPACE, "training": {"loss": "taylorglo"}},
+                                           **{f"taylor_{k}": {"kind": k, "population": 4, "generations": 2,
+                                                              "objectives": ["val_error"], "space": SPACE,
+                                                              "training": {"loss": "taylorglo"}}
+                                              for k in ("de", "cmaes")}}}}
+
+
+def _md001_results(tmp_path, acc, status=None, population=None, selected="selected"):
+    """metrics.csv rows test_acc_mean per (variant, seed) from ``acc`` (NaN: a failed training); each search's told
+    state of its last generation (gen1) with one initial population (``population`` overrides per variant), its
+    cost.json (8 trainings) and selected.json."""
+    from balancebench.fileio import write_checked_json
+
+    (tmp_path / "metrics").mkdir(parents=True)
+    rows = [{"method": v, "seed": s, "metric": "test_acc_mean", "value": a,
+             "status": "completed" if np.isfinite(a) else "training_diverged"}
+            for v, values in acc.items() for s, a in enumerate(values, start=1)]
+    pd.DataFrame(rows).to_csv(tmp_path / "metrics" / "metrics.csv", index=False)
+    shared = [[0.1 * i + 0.01 * j for j in range(8)] for i in range(4)]
+    for v in ("taylor_nsde", "taylor_de", "taylor_cmaes"):
+        d = tmp_path / "search" / v
+        (d / "gen1").mkdir(parents=True)
+        write_checked_json(d / "gen1" / "told.json", {"initial_population": (population or {}).get(v, shared),
+                                                      "history": []})
+        (d / "cost.json").write_text('{"trainings": 8, "seconds": 1.0, "failed": 0, "generations": 2}')
+        values = {f"taylor_theta_{i}": 0.5 for i in range(8)}
+        (d / "selected.json").write_text(pd.Series({"status": selected if v == "taylor_nsde" else "selected",
+                                                    "values": values, "reason": "no candidate completed"}).to_json())
+
+
+def test_multidigits_seed001_claims_on_constructed_results(tmp_path):
+    """TaylorGLO (NSDE) 1.5 points above cross-entropy on five seeds: reproduced by the t-test; DE and CMA-ES equal
+    to NSDE on every seed, so acc_S + 0.36 points lies above every NSDE value: no gain at p = 1/C(10, 5) = 1/252.
+    The cross-entropy side is the `equal` control (equal weights), not `left_only`."""
+    from balancebench.tasks.base import get_task
+    from balancebench.tasks.multidigits.claims import cross_entropy_variant, seed001_searches
+
+    assert seed001_searches(MD001_CONFIG) == ("taylor_nsde", ["taylor_de", "taylor_cmaes"])
+    assert cross_entropy_variant(MD001_CONFIG) == "equal"
+    tg = [0.950 + 0.0005 * s for s in range(5)]
+    _md001_results(tmp_path, {"taylor_nsde": tg, "taylor_de": tg, "taylor_cmaes": tg,
+                              "equal": [0.935 + 0.0005 * s for s in range(5)]})
+    claims = get_task("multidigits").claims(MD001_CONFIG)
+    table = evaluate(claims, tmp_path, MD001_CONFIG).set_index("claim")
+    beat = table.loc["seed001_taylorglo"]
+    assert beat["status"] == "checked" and beat["verdict"] == "reproduced", beat["why"]
+    assert beat["test"].startswith("Student's two-sample t-test") and beat["n"] == 5
+    assert beat["ours_mean"] == pytest.approx(95.1) and "(equal, cross-entropy)" in beat["ours"]
+    search = table.loc["seed001_search"]
+    assert search["status"] == "checked" and search["verdict"] == "reproduced", search["why"]
+    assert search["p"] == pytest.approx(1 / 252) and search["ours_mean"] == pytest.approx(0.0)
+    assert "same first population (4 x 8 Latin hypercube, identical in the 3 told states)" in search["ours"]
+    assert "8 candidate trainings each" in search["ours"]
+
+
+def test_multidigits_seed001_claims_reverse_fail_and_not_run(tmp_path):
+    """NSDE 2 points above both baselines and below cross-entropy: both reversed. Another first population, a search
+    that selected nothing, every training failed: failed. No cross-entropy variant, no baseline: not run."""
+    from balancebench.tasks.multidigits.claims import taylorglo_claims
+
+    nsde = [0.950 + 0.0005 * s for s in range(5)]
+    low = [0.930 + 0.0005 * s for s in range(5)]
+    acc = {"taylor_nsde": nsde, "taylor_de": low, "taylor_cmaes": low, "equal": [0.97 + 0.0005 * s for s in range(5)]}
+    _md001_results(tmp_path / "a", acc)
+    table = evaluate(taylorglo_claims(MD001_CONFIG), tmp_path / "a", MD001_CONFIG).set_index("claim")
+    assert list(table["verdict"]) == ["reversed", "reversed"], list(table["why"])
+    assert "gain p = 0.00397" in table.loc["seed001_search", "why"]  # 1/252 for each baseline
+
+    _md001_results(tmp_path / "b", acc, population={"taylor_cmaes": [[0.0] * 8] * 4})
+    table = evaluate(taylorglo_claims(MD001_CONFIG), tmp_path / "b", MD001_CONFIG).set_index("claim")
+    assert table.loc["seed001_search", "status"] == "failed"
+    assert "same initial population" in table.loc["seed001_search", "why"]
+    assert table.loc["seed001_taylorglo", "status"] == "checked"
+
+    _md001_results(tmp_path / "c", acc, selected="fallback")
+    table = evaluate(taylorglo_claims(MD001_CONFIG), tmp_path / "c", MD001_CONFIG)
+    assert (table["status"] == "failed").all() and table["why"].str.contains("RunsFailed").all()
+
+    _md001_results(tmp_path / "d", {**acc, "taylor_nsde": [np.nan] * 5})
+    table = evaluate(taylorglo_claims(MD001_CONFIG), tmp_path / "d", MD001_CONFIG)
+    assert (table["status"] == "failed").all() and table["why"].str.contains("no training of 'taylor_nsde'").all()
+
+    variants = dict(MD001_CONFIG["balancing"]["variants"])
+    for gone in ("equal", "taylor_de", "taylor_cmaes"):
+        variants.pop(gone)
+    bare = {**MD001_CONFIG, "balancing": {**MD001_CONFIG["balancing"], "variants": variants}}
+    table = evaluate(taylorglo_claims(bare), tmp_path / "a", bare).set_index("claim")
+    assert list(table["status"]) == ["not run", "not run"]
+    assert "no cross-entropy variant" in table.loc["seed001_taylorglo", "why"]
+    assert "no single-objective TaylorGLO search" in table.loc["seed001_search", "why"]
 
 
 def test_pinn_anchor_claims(tmp_path):

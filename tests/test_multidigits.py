@@ -163,8 +163,26 @@ def test_bad_config_is_refused_naming_the_field(change, field):
         validate_config(_config(**copy.deepcopy(change)))
 
 
+@pytest.mark.parametrize(("key", "value"), [("population", 6), ("generations", 3), ("seed", 11),
+                                            ("training", {"max_epochs": 2, "loss": "taylorglo"})])
+def test_seed001_searches_must_share_budget_and_first_population(key, value):
+    """Seed 001's comparison (claim seed001_search): a single-objective TaylorGLO search that differs from the NSDE
+    search in budget, seed or candidate training is refused, naming the field."""
+    config = yaml.safe_load((REPO / "tests" / "data" / "multidigits_search.yaml").read_text())
+    config["balancing"]["searches"]["taylor_de"] = {**config["balancing"]["searches"]["taylor_de"], key: value}
+    with pytest.raises(ConfigError, match=rf"balancing\.searches\.taylor_de\.{key}: .* differs from .* "
+                                          r"'taylor_nsde'.*same initial population"):
+        validate_config(config)
+    space = copy.deepcopy(config["balancing"]["searches"]["taylor_nsde"]["space"])
+    space["taylor_theta_0"]["high"] = 3.0
+    config["balancing"]["searches"]["taylor_de"] = {**config["balancing"]["searches"]["taylor_nsde"],
+                                                    "kind": "de", "objectives": ["val_error"], "space": space}
+    with pytest.raises(ConfigError, match=r"balancing\.searches\.taylor_de\.space: "):
+        validate_config(config)
+
+
 def test_config_files_validate():
-    for path in (TINY, REPO / "config" / "multidigits.yaml"):
+    for path in (TINY, REPO / "config" / "multidigits.yaml", REPO / "tests" / "data" / "multidigits_search.yaml"):
         config = validate_config(yaml.safe_load(path.read_text()))
         assert config["model"]["input_size"] == config["multidigits"]["canvas"]
 
@@ -179,24 +197,33 @@ def test_tiny_run_goes_through_train_evaluate_metrics_stats(tmp_path):
     assert (results / "data" / "multidigits.npz").exists() and (results / "data" / "multidigits_samples.png").exists()
     table = pd.read_csv(results / "metrics" / "metrics.csv")
     ours = table[table["metric"].str.startswith("test_")]
-    assert len(ours) == 6 * 3 * 2 and (ours["status"] == "completed").all()
+    assert len(ours) == 6 * 5 * 2 and (ours["status"] == "completed").all()
     acc = ours[ours["metric"].isin(["test_acc_left", "test_acc_right"])]["value"]
     assert (acc > 0.1).all()
     ranking = pd.read_csv(results / "stats" / "ranking.csv")
-    assert sorted(ranking["method"]) == ["constant", "cosmos", "mgda"]
+    assert sorted(ranking["method"]) == ["constant", "cosmos", "cross_entropy", "mgda", "taylor_nsde"]
     assert {"accuracy", "loss"} <= set(pd.read_csv(results / "stats" / "verdict.csv")["concern"])
     # the claims table (issue 24): structure and statuses, not values
     from balancebench.claims import COLUMNS, VERDICTS
 
     claims = pd.read_csv(results / "claims.csv", keep_default_na=False).set_index("claim")
     assert list(claims.reset_index().columns) == COLUMNS
-    assert list(claims.index) == ["seed002_hv", "seed002_cost", "seed002_lambda", "seed001_taylorglo", "seed003_ml2o"]
+    assert list(claims.index) == ["seed002_hv", "seed002_cost", "seed002_lambda", "seed001_taylorglo",
+                                  "seed001_search", "seed003_ml2o"]
     for claim in ("seed002_hv", "seed002_cost"):  # the tiny config has COSMOS and a 2-point grid
         assert claims.loc[claim, "status"] == "checked" and claims.loc[claim, "verdict"] in VERDICTS, claim
         assert claims.loc[claim, "test"].startswith("Wilcoxon signed-rank") and claims.loc[claim, "p"] != ""
         assert "smallest p" in claims.loc[claim, "why"]  # two seeds: the test cannot reject
     assert claims.loc["seed002_lambda", "status"] == "not run" and "penalty" in claims.loc["seed002_lambda", "why"]
-    assert list(claims.loc[["seed001_taylorglo", "seed003_ml2o"], "status"]) == ["not built", "not built"]
+    # seed 001: the NSDE search against cross-entropy is checked (Student t-test; or failed, if the search selected
+    # nothing); the search comparison is not run (no single-objective search in the tiny config)
+    taylor = claims.loc["seed001_taylorglo"]
+    assert taylor["status"] in ("checked", "failed"), taylor["why"]
+    if taylor["status"] == "checked":
+        assert taylor["verdict"] in VERDICTS and taylor["test"].startswith("Student's two-sample t-test")
+    assert claims.loc["seed001_search", "status"] == "not run"
+    assert "no single-objective TaylorGLO search" in claims.loc["seed001_search", "why"]
+    assert claims.loc["seed003_ml2o", "status"] == "not built"
     md = (results / "claims.md").read_text()
     assert md.startswith("# Seed claims checked on the task multidigits") and "| seed002_hv |" in md
     assert (results / "claims.html").exists()

@@ -18,9 +18,12 @@ test (a scipy.stats test, named) and its p, and a verdict:
   too small for the test to ever reject).
 
 The helpers below are the tests the task declarations use: :func:`two_groups` (Mann-Whitney U, one-sided, on
-independent seeds; scipy.stats.mannwhitneyu, exact for small samples), :func:`one_sample` (Wilcoxon signed-rank of
-values against a fixed threshold; scipy.stats.wilcoxon) and :func:`trend` (Spearman's rank correlation, one-sided;
-scipy.stats.spearmanr). :func:`verdict` turns the two one-sided p-values into the verdict.
+independent seeds; scipy.stats.mannwhitneyu, exact for small samples), :func:`student_t` (Student's two-sample
+t-test, one-sided, where a seed paper used it; scipy.stats.ttest_ind with equal variances), :func:`one_sample`
+(Wilcoxon signed-rank of values against a fixed threshold; scipy.stats.wilcoxon) and :func:`trend` (Spearman's
+rank correlation, one-sided; scipy.stats.spearmanr). :func:`verdict` turns the two one-sided p-values into the
+verdict. A check whose runs failed (every training of a variant, or a search with no feasible candidate) raises
+:class:`RunsFailed`: status ``failed`` with the reason, as any other exception of a check.
 """
 
 from __future__ import annotations
@@ -77,6 +80,11 @@ class Claim:
 
 class MissingInput(Exception):
     """A claim's input is absent or incomplete: the claim is ``not run`` and the message says which."""
+
+
+class RunsFailed(Exception):
+    """The claim's experiment ran but its runs failed (no completed training of a variant, a search that found no
+    feasible candidate): the claim is ``failed`` and the message says which."""
 
 
 @dataclass
@@ -193,6 +201,28 @@ def two_groups(a, b, lower_is_better: bool = True, margin: float = 1.0) -> tuple
     note = (f"; with n = {len(a)} and {len(b)} the smallest p the exact test can give is {floor:.3g}"
             if floor >= ALPHA else "")
     return p_claim, p_reverse, note
+
+
+def student_t(a, b, higher_is_better: bool = True) -> tuple[float | None, float | None, str]:
+    """One-sided Student's two-sample t-tests (scipy.stats.ttest_ind, equal variances, as seed 001's Table 1) that
+    ``a`` is better than ``b`` (p_claim) and worse (p_reverse). Non-finite values (failed runs) are left out and
+    counted in the note. (None, None, why) if a group has fewer than 2 values or both have no spread."""
+    from scipy import stats
+
+    a = np.asarray(a, dtype=float)
+    b = np.asarray(b, dtype=float)
+    dropped = int((~np.isfinite(a)).sum() + (~np.isfinite(b)).sum())
+    a, b = a[np.isfinite(a)], b[np.isfinite(b)]
+    left_out = f"; {dropped} failed run(s) left out" if dropped else ""
+    if len(a) < 2 or len(b) < 2:
+        return None, None, f"too few values to test (n = {len(a)} and {len(b)}){left_out}"
+    if np.ptp(a) == 0 and np.ptp(b) == 0:
+        return None, None, f"; no spread in either group: the t statistic is undefined{left_out}"
+    better = "greater" if higher_is_better else "less"
+    worse = "less" if higher_is_better else "greater"
+    p_claim = float(stats.ttest_ind(a, b, equal_var=True, alternative=better).pvalue)
+    p_reverse = float(stats.ttest_ind(a, b, equal_var=True, alternative=worse).pvalue)
+    return p_claim, p_reverse, left_out
 
 
 def one_sample(values, threshold: float, higher_is_claim: bool = True) -> tuple[float | None, float | None, str]:

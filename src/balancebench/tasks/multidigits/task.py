@@ -135,6 +135,7 @@ class MultiDigitsTask(Task):
 
     def check_config(self, config: dict) -> None:
         from balancebench.config import ConfigError
+        from balancebench.tasks.multidigits.claims import check_seed001_searches
 
         section = config.get("multidigits") or {}
         canvas = int(section.get("canvas", 12))
@@ -148,6 +149,7 @@ class MultiDigitsTask(Task):
                 raise ConfigError(f"config error at multidigits.{where}: leaves {max(n, 0)} source images for the "
                                   f"{name} split (needs >= 2)")
         check_theta_search(config, "loss", "taylorglo")
+        check_seed001_searches(config)  # seed 001's searches share a budget and a first population
         model = config.setdefault("model", {})
         if model.get("input_size") is None:
             model["input_size"] = canvas
