@@ -185,7 +185,8 @@ def test_multidigits_seed002_claims_on_constructed_results(tmp_path):
     _md_results(tmp_path, f, [8.0, 8.0, 8.0, 8.0, 9.0])
     claims = get_task("multidigits").claims(MD_CONFIG)
     assert [c.id for c in claims] == [c.id for c in cosmos_claims(MD_CONFIG)] == [
-        "seed002_hv", "seed002_cost", "seed002_lambda", "seed001_taylorglo", "seed001_search", "seed003_ml2o"]
+        "seed002_hv", "seed002_cost", "seed002_lambda", "seed001_taylorglo", "seed001_search",
+        "seed003_ml2o_transfer"]
     table = evaluate(claims, tmp_path, MD_CONFIG).set_index("claim")
     hv = table.loc["seed002_hv"]
     assert hv["status"] == "checked" and hv["verdict"] == "reproduced", hv["why"]
@@ -198,7 +199,8 @@ def test_multidigits_seed002_claims_on_constructed_results(tmp_path):
     # no TaylorGLO search in this config: seed 001's rows are not run, naming it
     assert list(table.loc[["seed001_taylorglo", "seed001_search"], "status"]) == ["not run", "not run"]
     assert table.loc[["seed001_taylorglo", "seed001_search"], "why"].str.contains("kind nsde").all()
-    assert table.loc["seed003_ml2o", "status"] == "not built"
+    assert table.loc["seed003_ml2o_transfer", "status"] == "not run"  # no l2o.transfer in this config
+    assert "l2o.transfer.pairs" in table.loc["seed003_ml2o_transfer", "why"]
 
 
 def test_multidigits_claims_reverse_and_not_run(tmp_path):

@@ -208,8 +208,10 @@ def test_tiny_run_goes_through_train_evaluate_metrics_stats(tmp_path):
 
     claims = pd.read_csv(results / "claims.csv", keep_default_na=False).set_index("claim")
     assert list(claims.reset_index().columns) == COLUMNS
+    transfer = [f"seed003_{a}_vs_{b}_narrow_to_wide" for a, b in
+                (("ml2o", "mgda"), ("ml2o", "pcgrad"), ("ml2o", "adam"), ("gml2o", "dssmg"))]
     assert list(claims.index) == ["seed002_hv", "seed002_cost", "seed002_lambda", "seed001_taylorglo",
-                                  "seed001_search", "seed003_ml2o"]
+                                  "seed001_search", *transfer]
     for claim in ("seed002_hv", "seed002_cost"):  # the tiny config has COSMOS and a 2-point grid
         assert claims.loc[claim, "status"] == "checked" and claims.loc[claim, "verdict"] in VERDICTS, claim
         assert claims.loc[claim, "test"].startswith("Wilcoxon signed-rank") and claims.loc[claim, "p"] != ""
@@ -223,7 +225,11 @@ def test_tiny_run_goes_through_train_evaluate_metrics_stats(tmp_path):
         assert taylor["verdict"] in VERDICTS and taylor["test"].startswith("Student's two-sample t-test")
     assert claims.loc["seed001_search", "status"] == "not run"
     assert "no single-objective TaylorGLO search" in claims.loc["seed001_search", "why"]
-    assert claims.loc["seed003_ml2o", "status"] == "not built"
+    # seed 003: the transfer rows are checked (2 seeds: Mann-Whitney cannot reject, the sentence says so)
+    for claim in transfer:
+        assert claims.loc[claim, "status"] == "checked" and claims.loc[claim, "verdict"] in VERDICTS, claim
+        assert claims.loc[claim, "test"].startswith("Mann-Whitney U") and "smallest p" in claims.loc[claim, "why"]
+    assert (results / "l2o" / "transfer" / "narrow_to_wide.csv").exists()
     md = (results / "claims.md").read_text()
     assert md.startswith("# Seed claims checked on the task multidigits") and "| seed002_hv |" in md
     assert (results / "claims.html").exists()

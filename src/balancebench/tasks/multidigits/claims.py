@@ -41,8 +41,9 @@ The config check (:func:`check_seed001_searches`, from the task's ``check_config
 comparison that differ in population, generations, seed, space or candidate training: they would not share a
 budget and a first population.
 
-Seed 003 (ML2O across architectures) is declared ``not built``: its experiment (ML2O meta-trained on one
-architecture, tested on the other) is another part of issues 24/25.
+Seed 003 (ML2O across architectures): the rows of :func:`balancebench.l2o.transfer.transfer_claims` on the
+rule ``l2o_transfer``'s tables (``l2o.transfer``; the demo meta-trains on the MLP and tests on the CNN, and the
+other way round); ``not run`` when the config has no transfer pair.
 """
 
 from __future__ import annotations
