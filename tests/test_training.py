@@ -94,6 +94,7 @@ def _divergence_judge(factor=1e3):
     from balancebench.training import Trainer, TrainingSettings
 
     judge = SimpleNamespace(settings=TrainingSettings(divergence_factor=factor), component_best=None,
+                            component_first=None,
                             loss_names=("force", "energy"), epoch=1,
                             task=SimpleNamespace(divergence_note=lambda step: str(step)))
     record = lambda f, e, out: Trainer.record_step(judge, {"force": f, "energy": e}, out)
@@ -118,6 +119,16 @@ def test_an_energy_loss_at_1e3_times_its_running_best_is_diverged_whatever_the_f
     assert "non-finite" in record(float("nan"), 1.0, out)
     # the force loss is judged on its own scale too: 1e3 x its best 0.9
     assert "'force' exploded" in record(901.0, 1.0, out)
+
+
+def test_a_loss_that_goes_negative_is_judged_by_its_distance_above_its_best():
+    """A TaylorGLO loss can be negative: best -2 -> the limit is -2 + 999 x 2 = 1996, not a division by ~0."""
+    judge, record, epoch_done = _divergence_judge()
+    out: list = []
+    assert record(1.0, 0.5, out) == ""
+    epoch_done([-2.0, 0.5])
+    assert record(1990.0, 0.5, out) == ""
+    assert "'force' exploded" in record(1997.0, 0.5, out)
 
 
 def test_same_seed_same_weights_different_seed_different_weights(lj_dataset, tmp_path):

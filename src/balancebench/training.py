@@ -157,6 +157,7 @@ class Trainer:
         self.best_epoch = 0
         self.bad_epochs = 0
         self.component_best: list[float] | None = None  # per loss: the yardstick of divergence
+        self.component_first: list[float] | None = None
         self.epoch = 0
         self._epoch_lr = math.nan  # the learning rate of the current epoch (set by begin_epoch)
 
@@ -168,7 +169,7 @@ class Trainer:
                 "method": self.method.state_dict(), "generator": self.context.generator.get_state(),
                 "step": self.context.step, "log": self.log, "best_state": self.best_state, "best_criterion": self.best_criterion,
                 "best_epoch": self.best_epoch, "bad_epochs": self.bad_epochs,
-                "component_best": self.component_best}
+                "component_best": self.component_best, "component_first": self.component_first}
 
     def save_checkpoint(self) -> None:
         if self.checkpoint is not None:
@@ -195,7 +196,7 @@ class Trainer:
         self.log = state["log"]
         self.best_state, self.best_criterion = state["best_state"], state["best_criterion"]
         self.best_epoch, self.bad_epochs = state["best_epoch"], state["bad_epochs"]
-        self.component_best = state["component_best"]
+        self.component_best, self.component_first = state["component_best"], state["component_first"]
         self.epoch = state["epoch"]
         log.info("resumed from checkpoint after epoch %d", self.epoch)
         return self.epoch
@@ -302,10 +303,16 @@ class Trainer:
             return f"non-finite loss at epoch {self.epoch} ({self.task.divergence_note(step)})"
         if self.component_best is None:  # the untrained model's losses: the first yardstick of divergence
             self.component_best = [float(v) for v in raw]
-        floors = np.maximum(np.asarray(self.component_best), 1e-30)
-        ratio = raw / floors
-        worst = int(np.argmax(ratio))
-        if ratio[worst] > s.divergence_factor:
+            self.component_first = [float(v) for v in raw]
+        best = np.asarray(self.component_best, dtype=float)
+        first = np.abs(np.asarray(self.component_first or self.component_best, dtype=float))
+        # factor x the running best; for a loss whose best is <= 0 (a TaylorGLO polynomial can go negative) the same
+        # distance above it in units of |best| (or of the first step's |loss| where the best is 0)
+        scale = np.where(np.abs(best) > 0, np.abs(best), np.where(first > 0, first, 1e-30))
+        limit = best + (s.divergence_factor - 1.0) * scale
+        over = raw > limit
+        if over.any():
+            worst = int(np.argmax(np.where(over, (raw - best) / scale, -np.inf)))
             name = self.loss_names[worst]
             return (f"loss {name!r} exploded at epoch {self.epoch}: {raw[worst]:.3g} > {s.divergence_factor:g} x "
                     f"its running best {self.component_best[worst]:.3g}")
