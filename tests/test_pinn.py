@@ -96,6 +96,17 @@ def test_a_bad_pinn_section_is_named_before_any_job(pinn, field):
         validate_config(_config(**pinn))
 
 
+def test_an_iteration_count_below_a_methods_update_period_is_named():
+    config = _config(problem="helmholtz2d", iterations_per_epoch=20)
+    config["training"]["max_epochs"] = 2
+    config["balancing"]["variants"]["ntk"] = {"method": "ntk"}  # every 100 iterations (the paper's)
+    with pytest.raises(ConfigError, match=r"config error at balancing\.variants\.ntk\.params\.every: ntk updates "
+                                          r"its weights every 100 iterations, but the training runs 40"):
+        validate_config(config)
+    config["balancing"]["variants"]["ntk"]["params"] = {"every": 40}
+    validate_config(config)  # LRA's 10 and NTK's 40 both fit in 40 iterations
+
+
 def test_batch_size_other_than_one_is_named():
     config = _config(problem="helmholtz2d")
     config["training"]["batch_size"] = 8

@@ -288,6 +288,30 @@ class Pinn(Task):
                               f"iteration with its own fresh points), got {training.get('batch_size')}")
         if training.get("multiseed"):
             raise ConfigError("config error at training.multiseed: the task pinn has no batched predictions")
+        self._check_update_periods(config)
+
+    @staticmethod
+    def _check_update_periods(config: dict) -> None:
+        """A method that updates its weights every N iterations (LRA, NTK: param ``every``) on a training of fewer
+        than N iterations would never update: refused, naming the variant's field."""
+        from balancebench.balancing import default_params
+        from balancebench.config import ConfigError
+
+        training = config.get("training") or {}
+        total = int((config.get("pinn") or {}).get("iterations_per_epoch", 1000)) * int(training.get("max_epochs", 100))
+        for name, variant in ((config.get("balancing") or {}).get("variants") or {}).items():
+            if not isinstance(variant, dict) or "method" not in variant:
+                continue
+            try:
+                defaults = default_params(variant["method"])
+            except (KeyError, ValueError):
+                continue  # an unknown method is named by the core's check
+            every = (variant.get("params") or {}).get("every", defaults.get("every"))
+            if isinstance(every, int) and not isinstance(every, bool) and every > total:
+                raise ConfigError(
+                    f"config error at balancing.variants.{name}.params.every: {variant['method']} updates its "
+                    f"weights every {every} iterations, but the training runs {total} (pinn.iterations_per_epoch x "
+                    f"training.max_epochs): it would never update")
 
     # -- data --------------------------------------------------------------------------------------
     def make_dataset(self, config: dict, path) -> None:
