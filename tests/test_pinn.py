@@ -136,6 +136,27 @@ def _trainer(task, dataset, seed, max_epochs, checkpoint=None):
                    checkpoint=checkpoint, task=task)
 
 
+@pytest.mark.parametrize("method", ["constant", "lra", "lra_mean", "gradnorm"])
+def test_seeds_trained_together_equal_each_seed_alone(tiny_dataset, tmp_path, method):
+    """training.multiseed on the PINN (one job per variant): every seed's weights and log equal its lone run's,
+    bit for bit, single-objective methods (one summed backward) and gradient methods alike."""
+    from balancebench.multiseed import train_seeds
+    from balancebench.training import train_model
+
+    task, ds = tiny_dataset
+    model = {"hidden": 8, "layers": 2}
+    training = {"max_epochs": 2, "batch_size": 1, "patience": 99, "lr_decay": 0.9, "dtype": "float64"}
+    params = {"every": 2} if method in ("lra", "ntk") else {}
+    train_seeds(ds, model, training, method, params, [1, 2], [tmp_path / "m1", tmp_path / "m2"], task=task)
+    for seed in (1, 2):
+        train_model(ds, model, training, method, params, seed, tmp_path / f"a{seed}", task=task)
+        together = torch.load(tmp_path / f"m{seed}" / "model.pt", weights_only=True)
+        alone = torch.load(tmp_path / f"a{seed}" / "model.pt", weights_only=True)
+        assert all(torch.equal(together[k], alone[k]) for k in alone), (method, seed)
+        cols = lambda p: [line.split(",")[2:] for line in (p / "train_log.csv").read_text().splitlines()]  # noqa: E731
+        assert cols(tmp_path / f"m{seed}") == cols(tmp_path / f"a{seed}")  # all but epoch and seconds
+
+
 def test_the_dataset_holds_grid_reference_and_unit_free_scales(tiny_dataset):
     task, ds = tiny_dataset
     assert ds.grid.shape == (81, 2) and np.allclose(ds.reference, make_problem(ds.section).reference(ds.grid))
