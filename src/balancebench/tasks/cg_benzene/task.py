@@ -109,7 +109,7 @@ class CGBenzene(Task):
     search_metric_objectives = ("d_KS", "gr_w1", "delta_U")  # from a short NVT per candidate
 
     # the seed papers' claims are checked on their own ground; this task's claims.md links to those tables
-    claims_elsewhere = ("config/multidigits.yaml", "config/pinn.yaml")
+    claims_elsewhere = ("config/multidigits.yaml", "config/pinn_helmholtz2d.yaml")
 
     def search_weight_aliases(self) -> dict[str, int]:
         """``energy_weight``: lambda_E of Eq. 2 with lambda_F = 1."""
