@@ -530,6 +530,7 @@ def test_variant_whose_every_run_failed_ranks_last_through_the_cli(tmp_path, cap
     assert ranking["method"].iloc[-1] == "ratio"
 
 
+@pytest.mark.long  # about 25 s; the ranking of failed runs is also checked at unit level: pytest -m long
 def test_variant_whose_every_run_failed_ranks_last_through_snakemake(repo, tmp_path):
     import subprocess
     import sys

@@ -190,6 +190,7 @@ def test_the_shipped_multi_task_config_plans_every_task():
 
 
 @pytest.mark.e2e
+@pytest.mark.long  # about 2 min; the multi-task path also runs in tests/test_pinn.py's tiny two-problem run: pytest -m long
 def test_toy_task_goes_through_train_evaluate_metrics_stats(tmp_path):
     """A task registered from a test file, no rules of its own, trains, is evaluated, and is ranked through
     Snakemake with no change to the core (issue 23's proof); here as two runs of one multi-task config

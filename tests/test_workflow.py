@@ -51,6 +51,7 @@ def test_paper_dag_lists_atomistic_jobs_with_resources(repo):
     assert out.count("rule train:") == 50 and out.count("rule search_candidate:") == 5 + 2 * 150 + 3 * 1500
 
 
+@pytest.mark.long  # a paper-config DAG, about 40 s: pytest -m long
 def test_slurm_dag_lists_one_gpu_training_job_per_candidate_per_generation(repo):
     proc = snakemake(repo, "-n", "--configfile", "config/paper.yaml", "--profile", "profiles/slurm",
                      "--config", "results_dir=/nonexistent/paper")
@@ -69,6 +70,7 @@ def test_slurm_dag_lists_one_gpu_training_job_per_candidate_per_generation(repo)
     assert all("gpu=1" in b for b in blocks)  # profiles/slurm set-resources search_candidate
 
 
+@pytest.mark.long  # a paper-config DAG, about 30 s: pytest -m long
 def test_paper_profile_puts_training_and_simulation_on_the_gpu(repo):
     proc = snakemake(repo, "-n", "--profile", "profiles/paper", "--config", "results_dir=/nonexistent/paper")
     out = proc.stdout + proc.stderr
@@ -216,6 +218,7 @@ def test_diverging_trainings_are_recorded_and_the_dag_completes(repo, tiny_run, 
     assert (results / "stats" / "summary.md").read_text().count("diverged") >= 1
 
 
+@pytest.mark.long  # about 30 s: pytest -m long
 def test_broken_model_is_recorded_unstable(repo, tiny_run, tmp_path):
     """Replace one trained model by a broken one (weights x 1e3, no prior): its NVT ends unstable with a reason,
     the DAG completes and the tidy table marks that model's physics metrics."""
@@ -239,6 +242,7 @@ def test_broken_model_is_recorded_unstable(repo, tiny_run, tmp_path):
     assert others["status"].isin(["completed", "censored"]).all()
 
 
+@pytest.mark.long  # about 30 s: pytest -m long
 def test_lammps_failure_fails_that_job_with_lammps_message(repo, tiny_config):
     config, results = tiny_config
     proc = snakemake(repo, str(results / "atomistic" / "initial.data"), "--cores", "1", "--configfile", str(config))
@@ -253,6 +257,7 @@ def test_lammps_failure_fails_that_job_with_lammps_message(repo, tiny_config):
     assert not (results / "atomistic" / "equilibrated.data").exists()
 
 
+@pytest.mark.long  # about 25 s; the search state's resume is also checked in tests/test_search.py: pytest -m long
 def test_search_killed_after_the_first_tell_resumes_to_the_same_candidates(repo, tiny_run, tmp_path):
     """Delete everything of the NSGA-II search after generation 0's tell (as a kill would leave it), rerun:
     generation 1's candidates and the selection equal the uninterrupted run's."""
