@@ -225,10 +225,10 @@ def test_tiny_run_goes_through_train_evaluate_metrics_stats(tmp_path):
         assert taylor["verdict"] in VERDICTS and taylor["test"].startswith("Student's two-sample t-test")
     assert claims.loc["seed001_search", "status"] == "not run"
     assert "no single-objective TaylorGLO search" in claims.loc["seed001_search", "why"]
-    # seed 003: the transfer rows are checked (2 seeds: Mann-Whitney cannot reject, the sentence says so)
+    # seed 003: the transfer rows are checked (2 seeds: the paired Wilcoxon cannot reject, the sentence says so)
     for claim in transfer:
         assert claims.loc[claim, "status"] == "checked" and claims.loc[claim, "verdict"] in VERDICTS, claim
-        assert claims.loc[claim, "test"].startswith("Mann-Whitney U") and "smallest p" in claims.loc[claim, "why"]
+        assert claims.loc[claim, "test"].startswith("Wilcoxon signed-rank") and "smallest p" in claims.loc[claim, "why"]
     assert (results / "l2o" / "transfer" / "narrow_to_wide.csv").exists()
     md = (results / "claims.md").read_text()
     assert md.startswith("# Seed claims checked on the task multidigits") and "| seed002_hv |" in md

@@ -107,6 +107,14 @@ def test_an_iteration_count_below_a_methods_update_period_is_named():
     validate_config(config)  # LRA's 10 and NTK's 40 both fit in 40 iterations
 
 
+@pytest.mark.parametrize("method", ["gml2o", "dssmg"])
+def test_methods_that_evaluate_other_items_are_refused_on_the_pinn(method):
+    config = _config(problem="helmholtz2d")
+    config["balancing"]["variants"]["x"] = {"method": method}
+    with pytest.raises(ConfigError, match=rf"config error at balancing\.variants\.x\.method: {method} evaluates"):
+        validate_config(config)
+
+
 def test_batch_size_other_than_one_is_named():
     config = _config(problem="helmholtz2d")
     config["training"]["batch_size"] = 8

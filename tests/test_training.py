@@ -114,7 +114,7 @@ def test_an_energy_loss_at_1e3_times_its_running_best_is_diverged_whatever_the_f
     assert judge.component_best == [0.9, 10.0]
     assert record(0.9, 9.9e3, out) == ""  # 990 x: not yet
     reason = record(0.9, 1.1e4, out)
-    assert "'energy' exploded" in reason and "1000 x its running best 10" in reason
+    assert "'energy' exploded" in reason and "more than 999 x its scale 10 above its running best 10" in reason
     assert len(out) == 4  # the diverging step is not kept
     assert "non-finite" in record(float("nan"), 1.0, out)
     # the force loss is judged on its own scale too: 1e3 x its best 0.9
@@ -122,13 +122,19 @@ def test_an_energy_loss_at_1e3_times_its_running_best_is_diverged_whatever_the_f
 
 
 def test_a_loss_that_goes_negative_is_judged_by_its_distance_above_its_best():
-    """A TaylorGLO loss can be negative: best -2 -> the limit is -2 + 999 x 2 = 1996, not a division by ~0."""
+    """A TaylorGLO loss can be negative or cross zero: with best <= 0 the scale is max(|first|, first - best): best
+    -2 after a first 1.0 -> scale 3, limit -2 + 999 x 3 = 2995; best -1e-4 -> scale 1.0001, a later 0.2 is fine
+    (not a ratio to ~0); a loss that starts at 0 is not diverged by a later 1e-12."""
     judge, record, epoch_done = _divergence_judge()
     out: list = []
-    assert record(1.0, 0.5, out) == ""
-    epoch_done([-2.0, 0.5])
-    assert record(1990.0, 0.5, out) == ""
-    assert "'force' exploded" in record(1997.0, 0.5, out)
+    assert record(1.0, 0.0, out) == ""
+    epoch_done([-2.0, 0.0])
+    assert record(2990.0, 1e-12, out) == ""
+    assert "'force' exploded" in record(2996.0, 0.0, out)
+    judge2, record2, epoch_done2 = _divergence_judge()
+    assert record2(1.0, 1.0, out) == ""
+    epoch_done2([-1e-4, 1.0])
+    assert record2(0.2, 1.0, out) == ""
 
 
 def test_same_seed_same_weights_different_seed_different_weights(lj_dataset, tmp_path):

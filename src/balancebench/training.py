@@ -196,7 +196,8 @@ class Trainer:
         self.log = state["log"]
         self.best_state, self.best_criterion = state["best_state"], state["best_criterion"]
         self.best_epoch, self.bad_epochs = state["best_epoch"], state["bad_epochs"]
-        self.component_best, self.component_first = state["component_best"], state["component_first"]
+        self.component_best = state.get("component_best")
+        self.component_first = state.get("component_first", self.component_best)
         self.epoch = state["epoch"]
         log.info("resumed from checkpoint after epoch %d", self.epoch)
         return self.epoch
@@ -305,17 +306,21 @@ class Trainer:
             self.component_best = [float(v) for v in raw]
             self.component_first = [float(v) for v in raw]
         best = np.asarray(self.component_best, dtype=float)
-        first = np.abs(np.asarray(self.component_first or self.component_best, dtype=float))
-        # factor x the running best; for a loss whose best is <= 0 (a TaylorGLO polynomial can go negative) the same
-        # distance above it in units of |best| (or of the first step's |loss| where the best is 0)
-        scale = np.where(np.abs(best) > 0, np.abs(best), np.where(first > 0, first, 1e-30))
+        first = np.asarray(self.component_first or self.component_best, dtype=float)
+        # factor x the running best for a loss whose best is positive; in general a step more than (factor - 1) x the
+        # loss's scale above its running best, the scale being the best itself when positive, else
+        # max(|first step's|, first - best, 1e-12): a TaylorGLO polynomial can go negative or cross zero, and a
+        # loss can start at 0
+        fallback = np.maximum.reduce([np.abs(first), first - best, np.full(len(best), 1e-12)])
+        scale = np.where(best > 0, best, fallback)
         limit = best + (s.divergence_factor - 1.0) * scale
         over = raw > limit
         if over.any():
             worst = int(np.argmax(np.where(over, (raw - best) / scale, -np.inf)))
             name = self.loss_names[worst]
-            return (f"loss {name!r} exploded at epoch {self.epoch}: {raw[worst]:.3g} > {s.divergence_factor:g} x "
-                    f"its running best {self.component_best[worst]:.3g}")
+            return (f"loss {name!r} exploded at epoch {self.epoch}: {raw[worst]:.3g}, more than "
+                    f"{s.divergence_factor - 1:g} x its scale {scale[worst]:.3g} above its running best "
+                    f"{self.component_best[worst]:.3g}")
         step_losses.append(raw)
         return ""
 

@@ -40,7 +40,15 @@ import numpy as np
 import torch
 
 from balancebench.l2o.artifact import load_optimizer
-from balancebench.l2o.guard import dssmg_sample_size, dssmg_step, merit_guard, min_norm_direction, projection_weights
+from balancebench.l2o.guard import (
+    ARMIJO_SIGMA,
+    dssmg_sample_size,
+    dssmg_step,
+    merit,
+    merit_guard,
+    min_norm_direction,
+    projection_weights,
+)
 
 from ._params import Param
 from .base import register
@@ -202,6 +210,12 @@ def _growth(v: Any) -> float:
     return float(v)
 
 
+def _backtracks(v: Any) -> int:
+    if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+        raise ValueError(f"expected an integer >= 0, got {v!r}")
+    return int(v)
+
+
 def _optional_items(v: Any) -> int | None:
     if v is None:
         return None
@@ -222,6 +236,8 @@ class GML2O(ML2O):
         "dssmg_growth": Param(1.1, _growth, "DSSMG's sample grows by this factor per epoch (n_e = b growth^(e-1))"),
         "dssmg_max_sample": Param(None, _optional_items,
                                   "largest DSSMG sample in training items; null: 4 x the batch size"),
+        "max_backtracks": Param(10, _backtracks, "halvings of DSSMG's step size until the merit shows the "
+                                                  "sufficient decrease (0: none)"),
     }
     guarded: ClassVar[bool] = True
 
@@ -250,33 +266,71 @@ class GML2O(ML2O):
         m = len(extra)
         return (b * grads + m * g_extra.to(grads.dtype)) / (b + m), b + m
 
-    def _losses_after(self, update: torch.Tensor, context, saved: list[torch.Tensor]) -> np.ndarray:
-        """The step batch's losses at theta + update (theta restored from ``saved`` afterwards)."""
+    def _merit_items(self, context):
+        """The items both candidates are judged on: b training items outside the step's batch, drawn with the run's
+        generator (an independent batch: the learned step was computed on the step's own items), or the step's
+        batch when the split is too small for that (None)."""
+        batch = np.asarray(context.batch_indices if context.batch_indices is not None else [], dtype=np.int64)
+        n_train = int(context.n_train or 0)
+        if len(batch) == 0 or n_train < 2 * len(batch):
+            return None
+        order = torch.randperm(n_train, generator=context.generator).numpy()
+        return np.sort(order[~np.isin(order, batch)][: len(batch)])
+
+    def _losses_after(self, update, context, saved: list[torch.Tensor], items) -> np.ndarray:
+        """The losses of ``items`` at theta + update (None: at theta); theta restored from ``saved`` afterwards."""
         params = list(context.model_params)
-        _add_flat(params, update)
+        if update is not None:
+            _add_flat(params, update)
         try:
             with torch.enable_grad():
-                out = context.losses_at(None, training=False)
+                out = context.losses_at(items, training=False)
             return np.array([float(out[c].detach()) for c in context.components])
         finally:
-            for p, s in zip(params, saved):
-                p.copy_(s)
+            if update is not None:
+                for p, s in zip(params, saved):
+                    p.copy_(s)
+
+    @staticmethod
+    def _unit_weights(context) -> np.ndarray:
+        """w_i = 1 / ref_i (the task's loss references, e.g. Var(F), Var(E)): the merit and DSSMG's direction work on
+        the unit-free losses f_i / ref_i (1 where a reference is missing)."""
+        refs = getattr(context, "references", None) or {}
+        return np.array([1.0 / float(refs[c]) if float(refs.get(c, 0.0) or 0.0) > 0 else 1.0
+                         for c in context.components])
+
+    def _dssmg_candidate(self, grads, context, saved, items, f_x, weights):
+        """DSSMG's step from the sample gradients of the unit-free losses, its step size backtracked (halved, at
+        most ``max_backtracks`` times) until the merit on ``items`` shows the sufficient decrease
+        M <= -sigma eta |d|^2 (module docstring of l2o.guard). Returns (u_D, alpha, |d|, n, M(u_D), halvings)."""
+        sample_grads, n = self._sample_gradients(grads, context)
+        w = torch.as_tensor(weights, dtype=sample_grads.dtype, device=sample_grads.device)[:, None]
+        tau = self.lr_at(context.epoch) * math.sqrt(self.n_coords)
+        eta_max = self.params["max_step_size"] or math.inf
+        u_d, alpha, dnorm, eta = dssmg_step(w * sample_grads, eta_max, tau)
+        u_d = u_d.to(grads.dtype)
+        halvings, m_d = 0, math.inf
+        while True:
+            m_d = merit(self._losses_after(u_d, context, saved, items), f_x, weights)
+            if m_d <= -ARMIJO_SIGMA * eta * dnorm ** 2 or halvings >= self.params["max_backtracks"] or dnorm == 0:
+                break
+            u_d, eta, halvings = 0.5 * u_d, 0.5 * eta, halvings + 1
+        return u_d, alpha, dnorm, n, m_d, halvings
 
     def _decide(self, learned, grads, context):
         if context.losses_at is None:
             raise RuntimeError("gml2o compares the merits after both candidate steps: the training context must "
                                "offer losses_at (the trainer does)")
-        tau = self.lr_at(context.epoch) * math.sqrt(self.n_coords)
-        eta_max = self.params["max_step_size"] or math.inf
-        sample_grads, n = self._sample_gradients(grads, context)
-        u_d, alpha, dnorm, _ = dssmg_step(sample_grads, eta_max, tau)
-        u_d = u_d.to(grads.dtype)
         saved = [p.detach().clone() for p in context.model_params]
-        f_learned = (self._losses_after(learned, context, saved) if bool(torch.isfinite(learned).all())
+        items = self._merit_items(context)
+        f_x = self._losses_after(None, context, saved, items)
+        weights = self._unit_weights(context)
+        u_d, alpha, dnorm, n, m_d, halvings = self._dssmg_candidate(grads, context, saved, items, f_x, weights)
+        f_learned = (self._losses_after(learned, context, saved, items) if bool(torch.isfinite(learned).all())
                      else np.full(len(context.components), np.inf))
-        f_dssmg = self._losses_after(u_d, context, saved)
-        dec = merit_guard(self._f_before, f_learned, f_dssmg)
-        extra = {"min_norm": dnorm, "acceptance": 1.0 if dec.accepted else 0.0, "dssmg_sample": float(n)}
+        dec = merit_guard(f_x, f_learned, None, weights, merit_dssmg=m_d)
+        extra = {"min_norm": dnorm, "acceptance": 1.0 if dec.accepted else 0.0, "dssmg_sample": float(n),
+                 "dssmg_halvings": float(halvings)}
         if math.isfinite(dec.merit_learned):
             extra["merit_learned"] = dec.merit_learned
         if math.isfinite(dec.merit_dssmg):
@@ -288,8 +342,9 @@ class GML2O(ML2O):
 
 @register("dssmg")
 class DSSMG(GML2O):
-    """DSSMG alone: GML2O's convergent fallback (the min-norm step of the per-objective gradients on a growing
-    sample, at most tau_e = lr_e sqrt(P) long) taken at every step, with no learned optimizer. The baseline that
+    """DSSMG alone: GML2O's convergent fallback (the min-norm step of the unit-free per-objective gradients on a
+    growing sample, at most tau_e = lr_e sqrt(P) long, backtracked to a sufficient decrease of the merit) taken at
+    every step, with no learned optimizer. The baseline that
     GML2O must never do worse than (seed 003's claim; :mod:`balancebench.l2o.guard`)."""
 
     params: ClassVar[dict[str, Param]] = {k: v for k, v in GML2O.params.items() if k != "optimizer_path"}
@@ -306,14 +361,22 @@ class DSSMG(GML2O):
     def step(self, context) -> None:
         if self._grads is None:
             raise RuntimeError(f"{self.name}: step() before backward()")
+        if context.losses_at is None:
+            raise RuntimeError("dssmg backtracks on the merit of its step: the training context must offer "
+                               "losses_at (the trainer does)")
         grads = self._grads
-        sample_grads, n = self._sample_gradients(grads, context)
-        tau = self.lr_at(context.epoch) * math.sqrt(self.n_coords)
-        u_d, alpha, dnorm, _ = dssmg_step(sample_grads, self.params["max_step_size"] or math.inf, tau)
+        saved = [p.detach().clone() for p in context.model_params]
+        items = self._merit_items(context)
+        f_x = self._losses_after(None, context, saved, items)
+        u_d, alpha, dnorm, n, m_d, halvings = self._dssmg_candidate(grads, context, saved, items, f_x,
+                                                                     self._unit_weights(context))
         _add_flat(context.model_params, u_d)
         self._grads = None
         self.record_weights(context, np.asarray(alpha, dtype=np.float64))
-        self.record(context, min_norm=dnorm, dssmg_sample=float(n))
+        extra = {"min_norm": dnorm, "dssmg_sample": float(n), "dssmg_halvings": float(halvings)}
+        if math.isfinite(m_d):
+            extra["merit_dssmg"] = m_d
+        self.record(context, **extra)
 
     def _extra_state(self) -> dict[str, Any]:
         return {}

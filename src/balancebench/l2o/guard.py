@@ -5,13 +5,22 @@ DSSMG (dynamic-sampling stochastic multi-gradient), and accepts it "only when it
 degrade performance", else falls back. The merit and the sample-size schedule are not in the
 seed; both are OUR choice (docs/ml2o.md), cited and justified there.
 
-**DSSMG step.** With per-objective gradient estimates G_1..G_k on a sample of n_t training
-items (the step's mini-batch plus n_t - b more), the min-norm element of their convex hull
+**Unit-free objectives.** Everything below works on f_i / ref_i (w_i = 1 / ref_i, the task's loss
+references, e.g. Var(F) and Var(E)): on benzene the raw energy loss is ~1e5 times the force loss,
+and a raw merit or a raw min-norm direction would see one objective only.
+
+**DSSMG step.** With per-objective gradient estimates G_i of the unit-free losses on a sample of n_t
+training items (the step's mini-batch plus n_t - b more), the min-norm element of their convex hull
 (MGDA; Desideri 2012, Sener & Koltun 2018; the stochastic multi-gradient method of Liu &
 Vicente, arXiv 1907.04472)::
 
     d = sum_i alpha_i G_i,   alpha = argmin_{alpha in simplex} |sum_i alpha_i G_i|^2,
-    u_D = -eta d,            eta = min(eta_max, tau / |d|)      (a min-norm step at most tau long)
+    u_D = -eta d,            eta = min(eta_max, tau / |d|) / 2^j                 (at most tau long)
+
+with j the first of 0, 1, .., j_max (``max_backtracks``) for which the merit below shows the sufficient
+decrease M(x + u_D) <= -sigma eta |d|^2 (Armijo backtracking, sigma = ARMIJO_SIGMA; the last j is taken
+if none does, as a stochastic batch may not show it). L is unknown: backtracking finds the step the
+descent lemma needs instead of assuming eta_max <= 1 / L.
 
 The stochastic multi-gradient d is biased even when every G_i is unbiased (alpha depends on
 the noise); the bias vanishes as the sample grows, hence a sample that grows geometrically,
@@ -20,28 +29,28 @@ as in dynamic sample-size methods (Byrd, Chin, Nocedal & Wu 2012; Friedlander & 
 
     n_e = min(n_max, ceil(b * growth^(e - 1)))        (epoch e, mini-batch size b)
 
-**Merit and acceptance.** With f_i(x) the objectives on the step's mini-batch before the step,
-the merit of a candidate y is the worst change over the objectives::
+**Merit and acceptance.** With f_i(x) the objectives on the MERIT ITEMS before the step (b training
+items outside the step's batch, drawn with the run's generator: an independent batch, since the
+learned step was computed from the step's own items; the step's batch where the split is too
+small), the merit of a candidate y is the worst change of a unit-free objective::
 
-    M(y) = max_i [f_i(y) - f_i(x)]
+    M(y) = max_i w_i [f_i(y) - f_i(x)]
 
 and the learned candidate x + u_L is ACCEPTED iff it is finite and M(x + u_L) <= M(x + u_D);
 otherwise x + u_D is taken.
 
-**Convergence (deterministic gradients, full sample).** Let every f_i be L-smooth and bounded
-below and eta_max <= 1 / L. For the DSSMG step, <g_i, d> >= |d|^2 for every i (the min-norm
-element's optimality condition), so by the descent lemma f_i(x + u_D) - f_i(x) <= -eta |d|^2 / 2
-for every i, i.e. M(x + u_D) <= -eta |d|^2 / 2. An accepted learned step has
-f_i(x + u_L) - f_i(x) <= M(x + u_L) <= M(x + u_D) for every i: every objective decreases at
-least as much as the DSSMG step guarantees. Either way every step gives, for all i,
-
-    f_i(x_{t+1}) <= f_i(x_t) - min(eta_max |d_t|^2, tau |d_t|) / 2,
-
-so the sum of min(eta_max |d_t|^2, tau |d_t|) is finite and, with a constant tau, |d_t| -> 0:
-the iterates approach Pareto-critical points (the statement of the seed's Theorem 4.2, proved
-here for our criterion). With mini-batch gradients the comparison is made on the step's batch
-and the guarantee is the stochastic method's, which the growing sample approximates; we
-claim no more.
+**Convergence (deterministic gradients, full sample, merit on the same objectives).** Let every
+f_i be L-smooth and bounded below. The min-norm element satisfies <w_i g_i, d> >= |d|^2 for
+every i, so by the descent lemma the Armijo test holds for every eta <= 2 (1 - sigma) / (L max_i w_i):
+backtracking stops at an eta >= eta_low = min(eta_0, (1 - sigma) / (L max_i w_i)) with
+M(x + u_D) <= -sigma eta |d|^2. An accepted learned step has w_i [f_i(x + u_L) - f_i(x)] <=
+M(x + u_L) <= M(x + u_D) for every i: every objective decreases at least as much as the DSSMG step
+guarantees. Either way every step lowers every w_i f_i by at least sigma min(eta_low |d|^2, tau |d|) / 2;
+summed over steps this is finite, so with a constant tau |d_t| -> 0: the iterates approach
+Pareto-critical points (the statement of the seed's Theorem 4.2, proved here for our criterion).
+With mini-batch gradients and an independent merit batch the guarantee is the stochastic method's,
+which the growing sample approximates, and the logged merits say whether the decrease was seen;
+we claim no more.
 """
 
 from __future__ import annotations
@@ -116,14 +125,20 @@ def dssmg_step(grads: torch.Tensor, eta_max: float = math.inf, tau: float = math
     return -eta * d, alpha, dn, eta
 
 
-def merit(f_after, f_before) -> float:
-    """M(y) = max_i [f_i(y) - f_i(x)] (module docstring); inf when a value after the step is not finite."""
+#: the sufficient-decrease constant of DSSMG's backtracking: M(x + u_D) <= -ARMIJO_SIGMA eta |d|^2
+ARMIJO_SIGMA = 1e-4
+
+
+def merit(f_after, f_before, weights=None) -> float:
+    """M(y) = max_i w_i [f_i(y) - f_i(x)] (module docstring; w_i = 1 by default); inf when a value after the step
+    is not finite."""
     after, before = np.asarray(f_after, dtype=np.float64), np.asarray(f_before, dtype=np.float64)
     if after.shape != before.shape:
         raise ValueError(f"merit: {after.shape} objectives after the step, {before.shape} before")
     if not np.isfinite(after).all():
         return math.inf
-    return float(np.max(after - before))
+    w = np.ones(len(after)) if weights is None else np.asarray(weights, dtype=np.float64)
+    return float(np.max(w * (after - before)))
 
 
 @dataclass
@@ -133,7 +148,9 @@ class GuardDecision:
     merit_dssmg: float  # M(x + u_D)
 
 
-def merit_guard(f_before, f_learned, f_dssmg) -> GuardDecision:
-    """Accept the learned candidate iff it is finite and M(x + u_L) <= M(x + u_D)."""
-    m_l, m_d = merit(f_learned, f_before), merit(f_dssmg, f_before)
+def merit_guard(f_before, f_learned, f_dssmg, weights=None, merit_dssmg: float | None = None) -> GuardDecision:
+    """Accept the learned candidate iff it is finite and M(x + u_L) <= M(x + u_D) (``merit_dssmg``: M(x + u_D)
+    already computed, ``f_dssmg`` then unused)."""
+    m_l = merit(f_learned, f_before, weights)
+    m_d = merit_dssmg if merit_dssmg is not None else merit(f_dssmg, f_before, weights)
     return GuardDecision(bool(math.isfinite(m_l) and m_l <= m_d), m_l, m_d)

@@ -19,6 +19,7 @@ The meta-trained module is the unguarded ML2O; GML2O wraps the same module in th
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -129,7 +130,7 @@ def _unrolls(net, problem, settings: MetaSettings, meta_opt, train: bool = True)
 
 
 def meta_train(spec: OptimizerSpec, settings: MetaSettings, checkpoint: str | Path | None = None,
-               progress=None) -> tuple[MultiGradientOptimizer, dict]:
+               progress=None, problems_key: dict | None = None) -> tuple[MultiGradientOptimizer, dict]:
     """Meta-train a fresh optimizer; returns (network, record). Resumes from ``checkpoint`` when it matches.
 
     ``progress(episode, row)`` is called after every episode's checkpoint (it may raise to
@@ -142,7 +143,7 @@ def meta_train(spec: OptimizerSpec, settings: MetaSettings, checkpoint: str | Pa
             raise ValueError(f"the meta-training family {name!r} has {k} objectives, the optimizer is built for "
                              f"{spec.n_objectives}")
     deterministic_algorithms()
-    key = run_hash({"spec": spec.to_dict(), "settings": settings.to_dict()})
+    key = run_hash({"spec": spec.to_dict(), "settings": settings.to_dict(), "problems": problems_key or {}})
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(settings.seed)
         net = MultiGradientOptimizer(spec)
@@ -271,8 +272,14 @@ def run_meta_training(l2o_config: dict, optimizer_path: str | Path, record_path:
                              "dataset= (the rule meta_train_l2o passes them)")
         family = settings._families["task"].bind(task, dataset, model_config or {}, training or {})
         spec = OptimizerSpec.from_dict({**cfg.get("optimizer", {}), "n_objectives": family.n_objectives})
+    # what the task family trains on (model, training section, data) belongs to the resume key: a checkpoint of
+    # other problems is not resumed
+    problems_key = ({"task": task.name, "model": model_config or {}, "training": training or {},
+                     "data": [hashlib.sha256(x if isinstance(x, bytes) else str(x).encode()).hexdigest()
+                              for x in task.data_fingerprint(dataset, "train")]}
+                    if "task" in settings._families else {})
     t0 = time.perf_counter()
-    net, record = meta_train(spec, settings, checkpoint=checkpoint, progress=progress)
+    net, record = meta_train(spec, settings, checkpoint=checkpoint, progress=progress, problems_key=problems_key)
     train_seconds = time.perf_counter() - t0
     heldout = None
     heldout_task = None

@@ -12,8 +12,8 @@ processed independently by the SAME small networks (coordinate-wise, Andrychowic
 
 ``pre`` is :func:`~balancebench.l2o.preprocess.log_sign` (p = 10). Scale-free inputs (issue 25, our
 choice): each objective's gradient is divided by its running RMS over the coordinates (an exponential
-average with decay rho = ``rms_decay`` and Adam's bias correction, so at the first step r_i is exactly the
-RMS of g_i), so multiplying one objective by any constant leaves the first update unchanged; the relative
+average with decay rho = ``rms_decay`` and Adam's bias correction, counted per objective from its first
+nonzero gradient, so at that step r_i is exactly the RMS of g_i), so multiplying one objective by any constant leaves the first update unchanged; the relative
 sizes of the coordinates within one objective and the objective's progress against its own recent scale
 are kept. The update is in units of lr, the parameters' scale (below), never of the gradients. With
 ``input_scaling: none`` the raw gradients enter (the first version). The seed gives the
@@ -99,7 +99,7 @@ class MultiGradientOptimizer(nn.Module):
         state["h"], state["c"] = z(self.spec.shared_hidden), z(self.spec.shared_hidden)
         state["prev"] = torch.zeros(n_coords, dtype=dtype, device=device)
         state["mean_square"] = torch.zeros(self.spec.n_objectives, dtype=torch.float64, device=device)
-        state["steps"] = torch.zeros(1, dtype=torch.float64, device=device)
+        state["steps"] = torch.zeros(self.spec.n_objectives, dtype=torch.float64, device=device)
         return state
 
     def scaled_inputs(self, grads: torch.Tensor, state: dict) -> tuple[torch.Tensor, dict]:
@@ -109,9 +109,12 @@ class MultiGradientOptimizer(nn.Module):
             return grads, {}
         rho = float(self.spec.rms_decay)
         g = grads.detach()
-        ms = rho * state["mean_square"] + (1.0 - rho) * g.double().pow(2).mean(dim=1)
-        steps = state["steps"] + 1.0
-        vhat = ms / (1.0 - rho ** steps)
+        square = g.double().pow(2).mean(dim=1)
+        seen = square > 0  # an objective's counter starts at its first nonzero gradient (no inflated early inputs)
+        ms = torch.where(seen | (state["steps"] > 0), rho * state["mean_square"] + (1.0 - rho) * square,
+                         state["mean_square"])
+        steps = state["steps"] + (seen | (state["steps"] > 0)).double()
+        vhat = torch.where(steps > 0, ms / (1.0 - rho ** steps.clamp_min(1.0)), torch.zeros_like(ms))
         scale = torch.where(vhat > 0, vhat.rsqrt(), torch.zeros_like(vhat))
         return (g.double() * scale[:, None]).to(g.dtype), {"mean_square": ms, "steps": steps}
 
