@@ -483,7 +483,7 @@ def run_config(configfiles, command_line_files, overrides: dict | None, merged: 
     ``merged`` is Snakemake's key-by-key merge of the files and ``overrides`` (``--config``). A command-line
     file of another task than the default file's brings its whole config (:func:`config_of_other_task`);
     ``balancing`` is taken whole from the last file that has it, with that file's ``stats.controls``
-    (:func:`whole_section`); a key given twice in one file is refused. Raises ConfigError naming the field.
+    (:func:`whole_section`), and so is ``l2o.meta.families``; a key given twice in one file is refused. Raises ConfigError naming the field.
     """
     config = copy.deepcopy(merged)
     other = config_of_other_task(configfiles, command_line_files, overrides)
@@ -495,6 +495,14 @@ def run_config(configfiles, command_line_files, overrides: dict | None, merged: 
     if balancing is not None:
         config["balancing"] = balancing
         config.setdefault("stats", {})["controls"] = controls_of_balancing(configfiles, command_line_files)
+    # the meta-training families likewise: a file that names its families means those, not the default's too
+    families = None
+    for data, _ in _config_files(configfiles, command_line_files):
+        named = ((data.get("l2o") or {}).get("meta") or {}).get("families")
+        if named is not None:
+            families = copy.deepcopy(named)
+    if families is not None:
+        config.setdefault("l2o", {}).setdefault("meta", {})["families"] = families
     return validate_config(config)
 
 
