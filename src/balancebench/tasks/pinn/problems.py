@@ -30,11 +30,21 @@ import torch
 PROBLEMS = ("helmholtz2d", "burgers1d", "klein_gordon")
 
 
-def derivative(u: torch.Tensor, X: torch.Tensor, *dims: int) -> torch.Tensor:
-    """d^n u / dX[:, dims[0]] ... dX[:, dims[-1]] per point (autograd, graph kept for the training step)."""
+def derivative(u: torch.Tensor, X: torch.Tensor, *dims: int, cache: dict | None = None) -> torch.Tensor:
+    """d^n u / dX[:, dims[0]] ... dX[:, dims[-1]] per point (autograd, graph kept for the training step).
+
+    ``cache`` (a dict owned by one evaluation of one residual): the gradients already taken, keyed by the
+    derivative's leading dims, so u_xx and u_yy share one first-order backward (as DeepXDE's Jacobian cache) and
+    the graph of the loss holds one first-order gradient, not one per term.
+    """
     out = u
-    for d in dims:
-        (g,) = torch.autograd.grad(out.sum(), X, create_graph=True)
+    for n, d in enumerate(dims):
+        key = dims[:n]
+        g = cache.get(key) if cache is not None else None
+        if g is None:
+            (g,) = torch.autograd.grad(out.sum(), X, create_graph=True)
+            if cache is not None:
+                cache[key] = g
         out = g[:, d]
     return out
 
@@ -98,7 +108,8 @@ def helmholtz2d(k: float = 1.0, a1: float = 1.0, a2: float = 4.0) -> Problem:
         return (k ** 2 - (a1 * math.pi) ** 2 - (a2 * math.pi) ** 2) * exact(X)
 
     def terms(u, X):
-        return [derivative(u, X, 0, 0), derivative(u, X, 1, 1), k ** 2 * u, -source(X)]
+        c: dict = {}
+        return [derivative(u, X, 0, 0, cache=c), derivative(u, X, 1, 1, cache=c), k ** 2 * u, -source(X)]
 
     def residual(u, X):
         return sum(terms(u, X))
@@ -110,7 +121,8 @@ def helmholtz2d(k: float = 1.0, a1: float = 1.0, a2: float = 4.0) -> Problem:
 
 def burgers1d(nu: float = 0.01 / math.pi) -> Problem:
     def terms(u, X):
-        return [derivative(u, X, 1), u * derivative(u, X, 0), -nu * derivative(u, X, 0, 0)]
+        c: dict = {}
+        return [derivative(u, X, 1, cache=c), u * derivative(u, X, 0, cache=c), -nu * derivative(u, X, 0, 0, cache=c)]
 
     def residual(u, X):
         return sum(terms(u, X))
@@ -138,7 +150,8 @@ def klein_gordon() -> Problem:
         return u_tt - u_xx + exact(X) ** 3
 
     def terms(u, X):
-        return [derivative(u, X, 1, 1), -derivative(u, X, 0, 0), u ** 3, -source(X)]
+        c: dict = {}
+        return [derivative(u, X, 1, 1, cache=c), -derivative(u, X, 0, 0, cache=c), u ** 3, -source(X)]
 
     def residual(u, X):
         return sum(terms(u, X))

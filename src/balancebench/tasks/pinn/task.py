@@ -167,14 +167,20 @@ def sample_points(problem: Problem, rng: np.random.Generator, n: int) -> dict[st
 
 
 def _piece_errors(problem: Problem, model, points: dict, loss: str) -> list[torch.Tensor]:
-    errs = []
-    for piece in problem.pieces(loss):
-        X = points[f"{loss}/{piece.name}"]
-        if piece.order == 0:
-            errs.append(model(X) - piece.target(X))
-        else:
-            X = _differentiable(X)
-            errs.append(derivative(model(X), X, piece.dim) - piece.target(X))
+    """The per-point errors of each piece of ``loss``; the value pieces (order 0) through one forward pass of
+    their stacked points (one pass instead of one per edge: the same numbers up to float rounding)."""
+    pieces = problem.pieces(loss)
+    errs: list = [None] * len(pieces)
+    values = [i for i, p in enumerate(pieces) if p.order == 0]
+    if values:
+        Xs = [points[f"{loss}/{pieces[i].name}"] for i in values]
+        u = model(torch.cat(Xs)) if len(Xs) > 1 else model(Xs[0])
+        for i, X, ui in zip(values, Xs, torch.split(u, [len(X) for X in Xs])):
+            errs[i] = ui - pieces[i].target(X)
+    for i, piece in enumerate(pieces):
+        if piece.order != 0:
+            X = _differentiable(points[f"{loss}/{piece.name}"])
+            errs[i] = derivative(model(X), X, piece.dim) - piece.target(X)
     return errs
 
 
