@@ -165,6 +165,21 @@ def test_seeds_trained_together_equal_each_seed_alone(tiny_dataset, tmp_path, me
         assert cols(tmp_path / f"m{seed}") == cols(tmp_path / f"a{seed}")  # all but epoch and seconds
 
 
+def test_a_diverging_pinn_is_recorded_diverged_with_its_iteration(tiny_dataset, tmp_path):
+    """lr 1e4: the run stops as diverged, its reason names the epoch and the step (= the iteration on the PINN);
+    the log's failed epoch has no finite validation error to pass on, and the metrics say failed, never NaN."""
+    from balancebench.training import train_model
+
+    task, ds = tiny_dataset
+    result = train_model(ds, {"hidden": 8, "layers": 2}, {"max_epochs": 20, "batch_size": 1, "patience": 99,
+                                                          "learning_rate": 1e4, "dtype": "float64"},
+                         "constant", {}, 1, tmp_path / "m", task=task)
+    assert result.status == "diverged" and ", step " in result.reason and "epoch" in result.reason, result.reason
+    import json
+
+    assert json.loads((tmp_path / "m" / "status.json").read_text())["status"] == "diverged"
+
+
 def test_the_dataset_holds_grid_reference_and_unit_free_scales(tiny_dataset):
     task, ds = tiny_dataset
     assert ds.grid.shape == (81, 2) and np.allclose(ds.reference, make_problem(ds.section).reference(ds.grid))

@@ -55,7 +55,7 @@ def test_every_registered_method_trains_and_logs_its_coefficients(lj_dataset, tm
         # a finding, not a flaw of the test: NTK's trace ratio weights forces 2e5 : 1 on this LJ liquid and the
         # energy error climbs from the untrained model's 5.6 to 5.7e3 in epoch 3 (1e3 x its running best), a
         # divergence by the per-component rule (issue 25); the coefficients are still logged up to it
-        assert result.status == "diverged" and "'energy' exploded at epoch 3" in result.reason, result.reason
+        assert result.status == "diverged" and "'energy' exploded at epoch 3, step" in result.reason, result.reason
         assert len(log) == 3 and np.isnan(log["val_energy"].iloc[-1])
         log = log.iloc[:2]
     else:
@@ -94,7 +94,7 @@ def _divergence_judge(factor=1e3):
     from balancebench.training import Trainer, TrainingSettings
 
     judge = SimpleNamespace(settings=TrainingSettings(divergence_factor=factor), component_best=None,
-                            component_first=None,
+                            component_first=None, context=SimpleNamespace(step=7),
                             loss_names=("force", "energy"), epoch=1,
                             task=SimpleNamespace(divergence_note=lambda step: str(step)))
     record = lambda f, e, out: Trainer.record_step(judge, {"force": f, "energy": e}, out)
@@ -114,7 +114,7 @@ def test_an_energy_loss_at_1e3_times_its_running_best_is_diverged_whatever_the_f
     assert judge.component_best == [0.9, 10.0]
     assert record(0.9, 9.9e3, out) == ""  # 990 x: not yet
     reason = record(0.9, 1.1e4, out)
-    assert "'energy' exploded" in reason and "more than 999 x its scale 10 above its running best 10" in reason
+    assert "'energy' exploded at epoch 3, step 7" in reason and "more than 999 x its scale 10 above its running best 10" in reason
     assert len(out) == 4  # the diverging step is not kept
     assert "non-finite" in record(float("nan"), 1.0, out)
     # the force loss is judged on its own scale too: 1e3 x its best 0.9

@@ -17,7 +17,7 @@ are the trained model.
 A non-finite loss, or a step loss of one component above ``divergence_factor`` x that component's running
 best, stops the run with status ``diverged`` (its epoch and reason recorded). Each loss is judged against its
 own scale: the running best of component i is the smallest epoch-mean training loss of i so far (during the
-first epoch, the untrained model's first step), so an energy error that starts huge and then explodes is
+first epoch, the untrained model's first step), so a loss that starts huge and then explodes is
 caught even when the first step's total was dominated by it (issue 25). Nothing
 is raised, so one bad run never stops the workflow. A checkpoint written
 atomically after every epoch lets a killed run resume; the item order of epoch
@@ -301,7 +301,8 @@ class Trainer:
         s = self.settings
         raw = np.array([step[c] for c in self.loss_names])
         if not np.isfinite(raw).all():
-            return f"non-finite loss at epoch {self.epoch} ({self.task.divergence_note(step)})"
+            return (f"non-finite loss at epoch {self.epoch}, step {self.context.step} "
+                    f"({self.task.divergence_note(step)})")
         if self.component_best is None:  # the untrained model's losses: the first yardstick of divergence
             self.component_best = [float(v) for v in raw]
             self.component_first = [float(v) for v in raw]
@@ -318,7 +319,7 @@ class Trainer:
         if over.any():
             worst = int(np.argmax(np.where(over, (raw - best) / scale, -np.inf)))
             name = self.loss_names[worst]
-            return (f"loss {name!r} exploded at epoch {self.epoch}: {raw[worst]:.3g}, more than "
+            return (f"loss {name!r} exploded at epoch {self.epoch}, step {self.context.step}: {raw[worst]:.3g}, more than "
                     f"{s.divergence_factor - 1:g} x its scale {scale[worst]:.3g} above its running best "
                     f"{self.component_best[worst]:.3g}")
         step_losses.append(raw)

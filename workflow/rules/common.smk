@@ -259,3 +259,13 @@ def claims_inputs(wildcards):
         "verdict": rules.stats_tables.output.verdict,
         "claims": [result(p) for p in claim_inputs(CLAIMS)],
     }
+
+
+def meta_train_inputs(wildcards):
+    """The task's dataset when the meta-training family 'task' trains on it (issue 25), else nothing."""
+    families = (config.get("l2o", {}).get("meta", {}) or {}).get("families", {}) or {}
+    return {"dataset": TASK_DATASET} if "task" in families else {}
+
+
+# seed 003's transfer pairs (rule l2o_transfer, l2o.smk)
+TRANSFER_PAIRS = sorted(((config.get("l2o", {}) or {}).get("transfer", {}) or {}).get("pairs", {}) or {})

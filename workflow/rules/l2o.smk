@@ -8,12 +8,6 @@
 #   - pass optimizer_path=result("l2o/optimizer.pt") unless the variant's params name another file.
 
 
-def meta_train_inputs(wildcards):
-    """The task's dataset when the meta-training family 'task' trains on it (issue 25), else nothing."""
-    families = (config.get("l2o", {}).get("meta", {}) or {}).get("families", {}) or {}
-    return {"dataset": TASK_DATASET} if "task" in families else {}
-
-
 rule meta_train_l2o:
     """Truncated-BPTT meta-training (short trainings of the task's own model, or analytic problems) -> the stored
     optimizer, its record with the held-out comparison, the meta-loss curve."""
@@ -50,9 +44,8 @@ rule meta_train_l2o:
 
 
 # Seed 003's transfer experiment (balancebench.l2o.transfer; docs/ml2o.md, "Transfer"): for each pair of
-# l2o.transfer.pairs, meta-train on its meta_model and train every method on its test_model; the claims table
-# reads the tables.
-TRANSFER_PAIRS = sorted(((config.get("l2o", {}) or {}).get("transfer", {}) or {}).get("pairs", {}) or {})
+# l2o.transfer.pairs (TRANSFER_PAIRS, common.smk), meta-train on its meta_model and train every method on its
+# test_model; the claims table reads the tables.
 
 
 rule l2o_transfer:
@@ -64,12 +57,12 @@ rule l2o_transfer:
         summary=result("l2o/transfer/{pair}.json"),
         optimizer=result("l2o/transfer/{pair}/optimizer.pt"),
         record=result("l2o/transfer/{pair}/optimizer.json"),
-    wildcard_constraints:
-        pair="|".join(TRANSFER_PAIRS) if TRANSFER_PAIRS else "(?!)",
     log:
         log_path("l2o/transfer/{pair}"),
     benchmark:
         bench_path("l2o/transfer/{pair}")
+    wildcard_constraints:
+        pair="|".join(TRANSFER_PAIRS) if TRANSFER_PAIRS else "(?!)",
     conda:
         "../../envs/train.yaml"
     threads: 1

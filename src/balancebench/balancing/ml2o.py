@@ -293,7 +293,7 @@ class GML2O(ML2O):
 
     @staticmethod
     def _unit_weights(context) -> np.ndarray:
-        """w_i = 1 / ref_i (the task's loss references, e.g. Var(F), Var(E)): the merit and DSSMG's direction work on
+        """w_i = 1 / ref_i (the task's loss references, e.g. the targets' variances): the merit and DSSMG's direction work on
         the unit-free losses f_i / ref_i (1 where a reference is missing)."""
         refs = getattr(context, "references", None) or {}
         return np.array([1.0 / float(refs[c]) if float(refs.get(c, 0.0) or 0.0) > 0 else 1.0

@@ -6,7 +6,7 @@ degrade performance", else falls back. The merit and the sample-size schedule ar
 seed; both are OUR choice (docs/ml2o.md), cited and justified there.
 
 **Unit-free objectives.** Everything below works on f_i / ref_i (w_i = 1 / ref_i, the task's loss
-references, e.g. Var(F) and Var(E)): on benzene the raw energy loss is ~1e5 times the force loss,
+references, e.g. the targets' variances): on the CG task one raw loss is ~1e5 times the other,
 and a raw merit or a raw min-norm direction would see one objective only.
 
 **DSSMG step.** With per-objective gradient estimates G_i of the unit-free losses on a sample of n_t

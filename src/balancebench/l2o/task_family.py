@@ -9,7 +9,7 @@ generator and returns
 
 * the meta value sum_i L_i(theta) / L_i(theta_0), each loss relative to the fresh model's loss on the
   problem's items (as the quadratic family's f_i / f_i(x_0)), differentiable in theta: 2 at the start, 0 at a
-  perfect fit, comparable between episodes (an untrained SchNet's energy error over Var(E) spans decades
+  perfect fit, comparable between episodes (an untrained CG model's second loss over its reference spans decades
   between initialisations, and with the trainer's fixed references those few problems drowned the
   meta-gradient: measured, the meta-loss per episode jumped between 2 and 1400 over 60 episodes);
 * the detached gradients of the raw losses L_i (k, P), which the learned optimizer sees in training.
@@ -165,7 +165,7 @@ class TaskProblem:
         """Raw losses L_i over all the problem's items (item-weighted mean of batches of the step size)."""
         subset, b = self.b["subset"], self.b["batch"]
         total, n = torch.zeros(self.n_objectives, dtype=torch.float64), 0
-        theta = theta.detach().requires_grad_(True)  # predictions may differentiate (forces)
+        theta = theta.detach().requires_grad_(True)  # a task's predictions may differentiate (derivatives)
         for s in range(0, len(subset), b):
             items = subset[s:s + b]
             total += self.losses(theta, items).detach().double() * len(items)
