@@ -129,7 +129,12 @@ class LRA(BalancingMethod):
                 g = torch.autograd.grad(vec[i], params, retain_graph=i < len(vec) - 1, allow_unused=True)
                 grads.append([torch.zeros_like(q) if gi is None else gi for gi, q in zip(g, params)])
             for j, q in enumerate(params):
-                q.grad = sum(float(applied[i]) * grads[i][j] for i in range(len(vec))).detach()
+                # in the parameter's own layout (autograd's gradient layout contract, which .backward() keeps):
+                # a gradient that came through a vmapped graph (multi-seed training) can be a transposed view,
+                # and the fused Adam step then applied it as if it had the parameter's strides (a transposed
+                # update of every square weight matrix: tests/test_multiseed.py's open LRA case)
+                total = sum(float(applied[i]) * grads[i][j] for i in range(len(vec))).detach()
+                q.grad = torch.empty_like(q).copy_(total)
             self.lam = self.weight_update(grads, self.lam, self._selected(context))
         else:
             (torch.as_tensor(applied, dtype=vec.dtype, device=vec.device) * vec).sum().backward()
