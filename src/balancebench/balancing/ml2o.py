@@ -86,6 +86,12 @@ def _add_flat(params, update: torch.Tensor) -> None:
         offset += p.numel()
 
 
+def _items_outside(batch: np.ndarray, count: int, n_train: int, generator) -> np.ndarray:
+    """``count`` training items not in ``batch``, in the order of one permutation drawn with ``generator``."""
+    order = torch.randperm(n_train, generator=generator).numpy()
+    return order[~np.isin(order, batch)][:count]
+
+
 def _file_digest(path: str) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:20]
 
@@ -120,9 +126,7 @@ class ML2O(OptimizerMethod):
         device = params[0].device
         self.net = self.net.to(device)
         n = sum(p.numel() for p in params)
-        settings = context.settings
-        self.lr0 = self.params["learning_rate"] or float(settings.learning_rate)
-        self.decay = self.params["lr_decay"] or float(getattr(settings, "lr_decay", 1.0))
+        self._set_schedule(context)
         if self._restored is not None:
             if self._restored["artifact"] != digest:
                 raise ValueError(f"the checkpoint was written with another learned optimizer than {path} "
@@ -135,6 +139,12 @@ class ML2O(OptimizerMethod):
         if self.state["h"].shape[0] != n:
             raise ValueError(f"the learned optimizer state holds {self.state['h'].shape[0]} coordinates, "
                              f"the model has {n}")
+
+    def _set_schedule(self, context) -> None:
+        """lr and its per-epoch decay: the method's params, else the trainer's settings."""
+        settings = context.settings
+        self.lr0 = self.params["learning_rate"] or float(settings.learning_rate)
+        self.decay = self.params["lr_decay"] or float(getattr(settings, "lr_decay", 1.0))
 
     def lr_at(self, epoch: int) -> float:
         return self.lr0 * self.decay ** max(int(epoch) - 1, 0)
@@ -257,8 +267,7 @@ class GML2O(ML2O):
         n = dssmg_sample_size(context.epoch, b, self.params["dssmg_growth"], cap, n_train)
         if n <= b:
             return grads, b
-        order = torch.randperm(n_train, generator=context.generator).numpy()
-        extra = order[~np.isin(order, batch)][: n - b]
+        extra = _items_outside(batch, n - b, n_train, context.generator)
         params = list(context.model_params)
         with torch.enable_grad():
             losses = context.losses_at(extra, training=True)
@@ -274,8 +283,7 @@ class GML2O(ML2O):
         n_train = int(context.n_train or 0)
         if len(batch) == 0 or n_train < 2 * len(batch):
             return None
-        order = torch.randperm(n_train, generator=context.generator).numpy()
-        return np.sort(order[~np.isin(order, batch)][: len(batch)])
+        return np.sort(_items_outside(batch, len(batch), n_train, context.generator))
 
     def _losses_after(self, update, context, saved: list[torch.Tensor], items) -> np.ndarray:
         """The losses of ``items`` at theta + update (None: at theta); theta restored from ``saved`` afterwards."""
@@ -350,11 +358,8 @@ class DSSMG(GML2O):
     params: ClassVar[dict[str, Param]] = {k: v for k, v in GML2O.params.items() if k != "optimizer_path"}
 
     def setup(self, context) -> None:
-        params = list(context.model_params)
-        self.n_coords = sum(p.numel() for p in params)
-        settings = context.settings
-        self.lr0 = self.params["learning_rate"] or float(settings.learning_rate)
-        self.decay = self.params["lr_decay"] or float(getattr(settings, "lr_decay", 1.0))
+        self.n_coords = sum(p.numel() for p in context.model_params)
+        self._set_schedule(context)
         self.backward_passes = 2
 
     @torch.no_grad()
