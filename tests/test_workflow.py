@@ -4,6 +4,7 @@ import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -477,22 +478,27 @@ def test_forced_training_on_a_damaged_dataset_keeps_every_other_model(repo, tiny
             assert path.exists() and path.read_bytes() == data, path
 
 
-def _kill_when(repo, config, target, ready, timeout=300):
-    """Start snakemake on ``target`` and SIGKILL its process group (the job with it) once ``ready()``."""
+def _kill_when(repo, config, target, ready, log, timeout=300):
+    """Start snakemake on ``target`` (forced, mtime trigger only) and SIGKILL its process group (the job with it)
+    once ``ready()``; snakemake's output goes to ``log``, shown if the job ended before it could be killed."""
     import os
     import signal
     import time
 
-    proc = subprocess.Popen([sys.executable, "-m", "snakemake", "--nolock", "--cores", "1", "-f", str(target),
-                             "--configfile", str(config)], cwd=repo, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
-    t0 = time.time()
-    while not ready() and proc.poll() is None and time.time() - t0 < timeout:
-        time.sleep(0.02)
-    finished = proc.poll() is not None
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert not finished, f"the job for {target} ended before it could be killed"
+    with open(log, "w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "snakemake", "--nolock", "--cores", "1", "-f", str(target),
+                                 "--rerun-triggers", "mtime", "--configfile", str(config)], cwd=repo,
+                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        t0 = time.time()
+        while not ready() and proc.poll() is None and time.time() - t0 < timeout:
+            time.sleep(0.01)
+        finished = proc.poll() is not None
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:  # the whole group had already ended
+            pass
+        proc.wait()
+    assert not finished, f"the job for {target} ended before it could be killed:\n{Path(log).read_text()[-3000:]}"
 
 
 @pytest.mark.slow
@@ -500,19 +506,27 @@ def test_sigkilled_training_and_simulation_rerun_incomplete_to_identical_results
     """SIGKILL a training after its first checkpoint and a simulation mid-run (snakemake and the job):
     a plain rerun refuses the incomplete outputs, --rerun-incomplete redoes them, and the results are
     bit-identical to the uninterrupted run's. (A search generation killed mid-way: the test above.)"""
-    config, results = copy_run(tiny_run, tmp_path)
+    # Long enough to be caught mid-way: the tiny run's 2 epochs (8 ms each) and 125 NVT steps (0.2 s) end
+    # between two polls on a fast machine; 150 epochs and 6 ps leave about a second either way.
+    config, results = copy_run(tiny_run, tmp_path, training={"max_epochs": 150, "patience": 150},
+                               simulation={"production": 6.0})
     model = results / "models" / "softadapt_sharp" / "seed1" / "model.pt"
     checkpoint = results / "checkpoints" / "softadapt_sharp" / "seed1.pt"
     trajectory = results / "simulations" / "softadapt" / "seed2" / "trajectory.h5"
+    reference = snakemake(repo, "-f", str(model), str(trajectory), "--cores", "1", "--rerun-triggers", "mtime",
+                          "--configfile", str(config))  # the uninterrupted run under this config
+    assert reference.returncode == 0, (reference.stdout + reference.stderr)[-3000:]
     original_model = model.read_bytes()
     with h5py.File(trajectory) as fh:
         original_positions = fh["particles/beads/position/value"][()]
-    _kill_when(repo, config, model, checkpoint.exists)
+    assert len(original_positions) > 20  # the longer production was written
+    _kill_when(repo, config, model, checkpoint.exists, tmp_path / "kill_train.log")
     copied = trajectory.stat().st_ino
     _kill_when(repo, config, trajectory,  # the job's own trajectory file, part written
-               lambda: trajectory.exists() and trajectory.stat().st_ino != copied and trajectory.stat().st_size > 0)
+               lambda: trajectory.exists() and trajectory.stat().st_ino != copied and trajectory.stat().st_size > 0,
+               tmp_path / "kill_simulate.log")
     for target, rule in ((model, "train"), (trajectory, "simulate")):  # never trusted as complete
-        plain = snakemake(repo, "-n", str(target), "--configfile", str(config))
+        plain = snakemake(repo, "-n", str(target), "--rerun-triggers", "mtime", "--configfile", str(config))
         out = plain.stdout + plain.stderr
         refused = plain.returncode != 0 and "incomplete" in out.lower()  # a half-written file is there
         replanned = plain.returncode == 0 and f"rule {rule}:" in out  # rerun: none or an incomplete file
