@@ -140,6 +140,26 @@ def test_mlp_learns_both_tasks_in_a_few_epochs(small, tmp_path):
     assert math.isclose(values["test_hv"][0], (2 - ce[0]) * (2 - ce[1]), rel_tol=1e-9)
 
 
+@pytest.mark.parametrize("method", ["constant", "mgda", "cosmos", "gradnorm"])
+def test_seeds_trained_together_equal_each_seed_alone(small, tmp_path, method):
+    """training.multiseed on the digits (one job per variant): every seed's weights and log equal its lone run's,
+    bit for bit, single-objective methods (one summed backward) and gradient methods alike."""
+    from balancebench.multiseed import train_seeds
+    from balancebench.training import train_model
+
+    task = get_task("multidigits")
+    model = {"architecture": "mlp", "hidden": 16, "input_size": 12}
+    training = {"max_epochs": 2, "batch_size": 64, "learning_rate": 3e-3}
+    train_seeds(small, model, training, method, {}, [1, 2], [tmp_path / "m1", tmp_path / "m2"], task=task)
+    for seed in (1, 2):
+        train_model(small, model, training, method, {}, seed, tmp_path / f"a{seed}", task=task)
+        together = torch.load(tmp_path / f"m{seed}" / "model.pt", weights_only=True)
+        alone = torch.load(tmp_path / f"a{seed}" / "model.pt", weights_only=True)
+        assert all(torch.equal(together[k], alone[k]) for k in alone), (method, seed)
+        cols = lambda p: [line.split(",")[2:] for line in (p / "train_log.csv").read_text().splitlines()]  # noqa: E731
+        assert cols(tmp_path / f"m{seed}") == cols(tmp_path / f"a{seed}")  # all but epoch and seconds
+
+
 def _config(**section):
     config = yaml.safe_load(TINY.read_text())
     for key, value in section.items():
@@ -235,6 +255,37 @@ def test_tiny_run_goes_through_train_evaluate_metrics_stats(tmp_path):
     assert (results / "claims.html").exists()
     note = (results / "pareto" / "summary.md").read_text()
     assert "the task multidigits's" in note and "Beyond the reference point (HV 0):" in note
+
+
+@pytest.mark.e2e
+def test_multiseed_runs_one_train_and_one_evaluate_job_per_variant(tmp_path):
+    """training.multiseed through Snakemake: one train and one evaluate_model job for the variant's two seeds;
+    each seed's metrics file holds that seed's model's test metrics (Task.evaluate on it, in this process).
+    (Each seed's weights equal its lone run's: test_seeds_trained_together_equal_each_seed_alone.)"""
+    from balancebench.training import load_trained_model
+
+    results = tmp_path / "results"
+    config = yaml.safe_load(TINY.read_text()) | {"results_dir": str(results)}
+    config["training"]["multiseed"] = True
+    path = tmp_path / "multiseed.yaml"
+    path.write_text(yaml.safe_dump(config))
+    targets = [results / "metrics" / "models" / "mgda" / f"seed{s}.json" for s in (1, 2)]
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "--nolock", "--cores", "2", *map(str, targets),
+                           "--configfile", str(path)], cwd=REPO, capture_output=True, text=True, timeout=600)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    assert {rule: out.count(f"rule {rule}:") for rule in ("train", "evaluate_model")} == {"train": 1,
+                                                                                         "evaluate_model": 1}
+    task = get_task("multidigits")
+    dataset = task.read_dataset(results / "data" / "multidigits.npz")
+    seen = []
+    for seed, target in zip((1, 2), targets):
+        record = json.loads(target.read_text())
+        model, hparams = load_trained_model(task, results / "models" / "mgda" / f"seed{seed}")
+        expected = task.evaluate(model, dataset, hparams, config)
+        assert {k: record["metrics"][k]["value"] for k in expected} == {k: v[0] for k, v in expected.items()}
+        seen.append(record["metrics"]["test_acc_left"]["value"])
+    assert seen[0] != seen[1]  # two models, not one file written twice
 
 
 def test_training_with_the_taylorglo_loss_runs_and_validates_on_cross_entropy(small, tmp_path):

@@ -210,6 +210,13 @@ class MultiDigitsTask(Task):
     def predict(self, model, batch, training: bool):
         return model(batch[0])
 
+    def batched_predictions(self, models: list, batches: list, training: bool, shared_graph: bool) -> list:
+        """Multi-seed training (``training.multiseed``): each seed's logits on its own batch, one model after the
+        other in the one process (no vectorisation: the gain is one job per variant instead of one per seed, the
+        process start-up and set-up of the other seeds); every seed's numbers equal its lone run's
+        (tests/test_multidigits.py)."""
+        return [self.predict(m, b, training) for m, b in zip(models, batches)]
+
     def losses(self, predictions, batch, settings: LossSettings, validation: bool = False) -> dict:
         """Cross-entropy per head; in training with ``loss: taylorglo`` the TaylorGLO loss (seed 001 Eq. 2)."""
         from balancebench.tasks.multidigits.losses import cross_entropy, taylorglo_loss
