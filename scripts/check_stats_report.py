@@ -55,7 +55,7 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
 SKIP = 77
 # the rendered title and a rendered emphasis of workflow/report/workflow.rst (raw RST would not match)
 DESCRIPTION_MARKERS = ['<h1 class="title">balancebench: which loss-balancing method should you use?',
-                       "<strong>Atomistic reference</strong>"]
+                       "<strong>Training</strong>"]
 
 
 def find_chromium() -> str | None:
@@ -122,7 +122,7 @@ def check_description(chromium: str, report: Path, out: Path, verdict: bool = Tr
     dom, shot = render(chromium, report, {}, "description", out)
     markers = DESCRIPTION_MARKERS + (VERDICT_MARKERS if verdict else [])
     problems = [f"description: {marker!r} is not rendered" for marker in markers if marker not in dom]
-    if verdict and "The verdict" in dom and dom.index("The verdict") > dom.index("<strong>Atomistic reference"):
+    if verdict and "The verdict" in dom and dom.index("The verdict") > dom.index("<strong>Training</strong>"):
         problems.append("description: the verdict is not above the workflow description")
     if not shot.exists() or shot.stat().st_size < 5000:
         problems.append(f"description: no screenshot ({shot})")

@@ -86,14 +86,14 @@ def test_verdict_names_winners_bootstrap_and_controls(evaluation):
     assert verdict.loc["cost", "first (kept first by the bootstrap)"] == "C (control) 100 %"
     assert verdict.loc["paper's total", "ordering"] == "A = B > C (control)"
     # A and B both beat the control C on the quality axis (1.5 < 2.75)
-    assert evaluation.control_note.startswith("2 of 2 balancing methods beat the C control on physics")
+    assert evaluation.control_note.startswith("2 of 2 balancing methods beat the C control on quality")
 
 
 def test_no_method_beats_the_main_loss_control_is_said_in_one_sentence():
     groups = {m: {"F": LOW, "X": MID, "Y": HIGH} for m in ("s1", "s2", "d1")}
     groups["c1"] = {"F": MID, "X": LOW, "Y": LOW}
     ev = evaluate(validate_metrics_table(tidy(groups)), settings(controls=("F",), main_control="F"))
-    assert ev.control_note.startswith("No balancing method beats the F control on physics (structure + dynamics)")
+    assert ev.control_note.startswith("No balancing method beats the F control on quality (structure + dynamics)")
     assert ev.control_note.count(".") == 1  # one sentence
 
 

@@ -255,6 +255,12 @@ def test_tiny_run_goes_through_train_evaluate_metrics_stats(tmp_path):
     assert (results / "claims.html").exists()
     note = (results / "pareto" / "summary.md").read_text()
     assert "the task multidigits's" in note and "Beyond the reference point (HV 0):" in note
+    # the report renders for a task that is not benzene (its description read atomistic settings before)
+    report = subprocess.run([sys.executable, "-m", "snakemake", "--nolock", "--report", str(tmp_path / "report.html"),
+                             "--configfile", str(TINY.relative_to(REPO)), "--config", f"results_dir={results}"],
+                            cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert report.returncode == 0, report.stdout[-3000:] + report.stderr[-3000:]
+    assert (tmp_path / "report.html").stat().st_size > 100_000
 
 
 @pytest.mark.e2e

@@ -78,7 +78,7 @@ def test_summary_opens_with_the_verdict_per_concern():
     assert "kept first by the bootstrap" in first and " %" in first
     assert f"The paper's total (seed 000's weighted sum, the reproduction): {ev.verdict['ordering'].iloc[-1]}" in first
     assert "The bootstrap keeps the whole ordering in" in first
-    assert "the constant control on physics" in first
+    assert "the constant control on quality" in first
     assert "Across machines" in text and "BALANCEBENCH_PAIR_KERNELS_ARCH=portable" in text
 
 

@@ -97,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="a group of metrics ranked on its own beside the total (repeatable; each metric in one "
                            "concern; failed_runs is the failure count)")
     rank.add_argument("--quality", action="append", default=[], metavar="NAME",
-                      help="a concern averaged into the quality (physics) axis of physics_vs_cost (repeatable)")
+                      help="a concern averaged into the quality axis of physics_vs_cost (repeatable)")
     rank.add_argument("--cost", action="append", default=[], metavar="NAME",
                       help="a concern averaged into the cost axis of physics_vs_cost (repeatable)")
     rank.add_argument("--control", action="append", default=[], metavar="VARIANT",

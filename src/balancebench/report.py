@@ -284,7 +284,7 @@ def verdict_blocks(ev: Evaluation) -> list[tuple[str, object]]:
                          + (f"; main-loss-only control: {s.main_control}" if s.main_control else "") + "."))
     if s.weight_preset == "per_concern":
         out.append(("p", "Weights: per_concern preset, each concern counts once in the total."))
-    out.append(("p", "Figures: physics_vs_cost.png (each variant's physics score against its cost score, 5-95 % over "
+    out.append(("p", "Figures: physics_vs_cost.png (each variant's quality score (the task's quality concerns) against its cost score, 5-95 % over "
                      "the seed resamples), metric_correlation.png (Spearman correlation of the metrics over the "
                      "runs), boxplots.png (every metric per variant)."))
     return out
@@ -313,7 +313,7 @@ def verdict_rst(ev: Evaluation) -> str:
     lines += [_rst_escape("Concerns: " + "; ".join(f"{c} = {', '.join(m)}" for c, m in ev.concerns.items())
                           + ". Seeds: per variant at power "
                           + f"{ev.settings.power_target:g}, for the winner's significant wins and to separate its "
-                          "ties. The figures (physics vs cost, metric correlation, box plots) are under Evaluation "
+                          "ties. The figures (quality vs cost, metric correlation, box plots) are under Evaluation "
                           "scheme / Figures; summary.html has every table, the stability of every rank and why the "
                           "middle of an ordering can differ between CPU models."), ""]
     return "\n".join(lines)
@@ -498,9 +498,9 @@ def _dodge(x: np.ndarray, y: np.ndarray, dx: float, dy: float) -> tuple[np.ndarr
 
 
 def plot_physics_vs_cost(frame: pd.DataFrame, path: str | Path, extra_paths: Sequence[str | Path] = (),
-                         quality_label: str = "physics", cost_label: str = "cost",
+                         quality_label: str = "quality", cost_label: str = "cost",
                          main_control: str | None = None) -> None:
-    """Each variant's quality (physics) score against its cost score (physics_vs_cost.csv), lower is better on
+    """Each variant's quality score against its cost score (physics_vs_cost.csv), lower is better on
     both; bars: 5-95 % over the seed resamples; variants with equal scores are spread on a small circle;
     every variant has its own colour/marker pair, numbered, and the legend sits outside the axes."""
     import matplotlib
@@ -532,12 +532,12 @@ def plot_physics_vs_cost(frame: pd.DataFrame, path: str | Path, extra_paths: Seq
         if main_control and main_control in set(frame["method"]):
             row = frame.set_index("method").loc[main_control]
             ax.axhline(row["quality"], color="0.4", ls="--", lw=0.9, zorder=1,
-                       label=f"{main_control}'s physics score")
+                       label=f"{main_control}'s quality score")
         ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8.5, frameon=False, borderaxespad=0.0,
                   title="variant (open: control)", title_fontsize=8.5)
     ax.set_xlabel(f"{cost_label} score (mean metric score; 1 = no variant significantly better)", fontsize=9.5)
     ax.set_ylabel(f"{quality_label}\nscore (mean over its concerns; 1 = best)", fontsize=9.5)
-    ax.set_title("Physics against cost per variant (lower-left is better; bars: 5-95 % over seed resamples)",
+    ax.set_title("Quality against cost per variant (lower-left is better; bars: 5-95 % over seed resamples)",
                  fontsize=10)
     ax.grid(alpha=0.3)
     fig.tight_layout()

@@ -300,10 +300,10 @@ def control_sentence(evaluation) -> str | None:
         return None
     if not better:
         ties = [m for m in methods if round(q[m], 9) == round(q[control], 9)]
-        return (f"No balancing method beats the {control} control on physics ({quality}): its physics score is "
+        return (f"No balancing method beats the {control} control on quality ({quality}): its quality score is "
                 f"{q[control]:.3g} (1 = no variant significantly better on any metric)"
                 + (f"; {', '.join(ties)} tie with it." if ties else
                    f"; the best balancing method scores {min(q[m] for m in methods):.3g}."))
     best = sorted(better, key=lambda m: (q[m], methods.index(m)))
-    return (f"{len(better)} of {len(methods)} balancing methods beat the {control} control on physics ({quality}; "
-            f"physics score {q[control]:.3g}): " + ", ".join(f"{m} ({q[m]:.3g})" for m in best) + ".")
+    return (f"{len(better)} of {len(methods)} balancing methods beat the {control} control on quality ({quality}; "
+            f"quality score {q[control]:.3g}): " + ", ".join(f"{m} ({q[m]:.3g})" for m in best) + ".")
