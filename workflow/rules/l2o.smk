@@ -26,6 +26,9 @@ rule meta_train_l2o:
         log_path("l2o/meta_train"),
     benchmark:
         bench_path("l2o/meta_train")
+    # the longest job of a demo and the one the ml2o / gml2o trainings wait for: started first (a 2-core
+    # run otherwise fills both cores with short trainings and starts it minutes late)
+    priority: 10
     conda:
         "../../envs/train.yaml"
     threads: 1
@@ -63,6 +66,7 @@ rule l2o_transfer:
         bench_path("l2o/transfer/{pair}")
     wildcard_constraints:
         pair="|".join(TRANSFER_PAIRS) if TRANSFER_PAIRS else "(?!)",
+    priority: 10  # minutes long, and the claims table waits for it: started early, beside the rest
     conda:
         "../../envs/train.yaml"
     threads: 1
