@@ -47,6 +47,23 @@ def test_the_grep_finds_what_it_must():
     assert not CG_WORDS.search("forces_only") and not CG_WORDS.search("reinforce")
 
 
+@pytest.mark.parametrize("name,training", [
+    ("cg_benzene", {}), ("cg_benzene", {"force_loss": "taylorglo", "taylor_theta_3": 2.5, "energy_loss": "per_bead"}),
+    ("multidigits", {}), ("multidigits", {"loss": "taylorglo", "taylor_theta_2": 3.5, "taylor_theta_7": -1.25}),
+    ("pinn", {})])
+def test_the_recorded_loss_settings_rebuild_the_same_settings(name, training):
+    """hparams.json records Task.loss_settings_record; a rebuilt run (the counted-work pass) reads it back through
+    TrainingSettings and Task.loss_settings: the same settings, no key the core refuses."""
+    from balancebench.training import TrainingSettings
+
+    task = get_task(name)
+    settings = task.loss_settings(training)
+    record = task.loss_settings_record(settings)
+    assert set(record) <= set(task.loss_setting_names), set(record) - set(task.loss_setting_names)
+    assert task.loss_settings(record) == settings
+    TrainingSettings.from_dict({"max_epochs": 3, **record}, task.loss_setting_names)  # refuses unknown keys
+
+
 def test_a_task_needs_two_distinct_loss_names():
     with pytest.raises(ValueError, match="two or more distinct loss names"):
         @register_task("one_loss")

@@ -438,7 +438,7 @@ def write_run(out: Path, trainer: "Trainer", result: TrainingResult, method_name
     atomic_torch_save({k: v.detach().cpu() for k, v in trainer.model.state_dict().items()}, out / "model.pt")
     hparams = {"task": task.name, "losses": list(trainer.loss_names), "references": dict(trainer.references),
                "model": _settings_dict(trainer.model.config),
-               "training": {**dataclasses.asdict(settings), **_settings_dict(trainer.loss_settings)},
+               "training": {**dataclasses.asdict(settings), **task.loss_settings_record(trainer.loss_settings)},
                "method": method_name, "method_params": method_params, "variant": variant,
                "backward_passes": method.backward_passes, "seed": int(trainer.seed),
                **task.run_record(trainer.model, dataset), "device": str(trainer.device),

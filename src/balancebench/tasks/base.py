@@ -135,6 +135,16 @@ class Task:
         """The task's loss settings from the ``training`` section (keys in ``loss_setting_names``)."""
         return None
 
+    def loss_settings_record(self, settings: Any) -> dict:
+        """``settings`` as ``training`` keys (a subset of ``loss_setting_names``) such that ``loss_settings`` of
+        them gives ``settings`` back: what hparams.json records, and what a rebuilt run (the counted-work pass,
+        a resumed search) reads. Default: the dataclass's fields, for settings whose fields are those names."""
+        import dataclasses
+
+        if settings is None:
+            return {}
+        return dataclasses.asdict(settings) if dataclasses.is_dataclass(settings) else dict(settings)
+
     # -- data and model --------------------------------------------------------------------------
     def read_dataset(self, path) -> Any:  # pragma: no cover - interface
         raise NotImplementedError

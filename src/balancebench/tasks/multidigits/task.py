@@ -157,6 +157,10 @@ class MultiDigitsTask(Task):
             raise ConfigError(f"config error at model.input_size: {model['input_size']} is not multidigits.canvas "
                               f"{canvas}")
 
+    def loss_settings_record(self, settings: LossSettings) -> dict:
+        """``loss`` and ``taylor_theta_0..7``: the config's keys (the settings' ``theta`` is one tuple)."""
+        return {"loss": settings.loss, **{name: float(v) for name, v in zip(THETA_NAMES, settings.theta)}}
+
     def loss_settings(self, training: dict) -> LossSettings:
         training = training or {}
         loss = training.get("loss", "cross_entropy")
