@@ -38,6 +38,7 @@ def test_lint_is_clean(repo):
     assert "Congratulations" in proc.stdout + proc.stderr
 
 
+@pytest.mark.long  # a paper-config DAG of 4,800 jobs, about 30 s: pytest -m long
 def test_paper_dag_lists_atomistic_jobs_with_resources(repo):
     proc = snakemake(repo, "-n", "--configfile", "config/paper.yaml", "--config", "results_dir=/nonexistent/paper")
     out = proc.stdout + proc.stderr
