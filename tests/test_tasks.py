@@ -48,9 +48,9 @@ def test_the_grep_finds_what_it_must():
 
 
 @pytest.mark.parametrize("name,training", [
-    ("cg_benzene", {}), ("cg_benzene", {"force_loss": "taylorglo", "taylor_theta_3": 2.5, "energy_loss": "per_bead"}),
-    ("multidigits", {}), ("multidigits", {"loss": "taylorglo", "taylor_theta_2": 3.5, "taylor_theta_7": -1.25}),
-    ("pinn", {})])
+    *((name, {}) for name in available_tasks()),  # every registered task at its defaults
+    ("cg_benzene", {"force_loss": "taylorglo", "taylor_theta_3": 2.5, "energy_loss": "per_bead"}),
+    ("multidigits", {"loss": "taylorglo", "taylor_theta_2": 3.5, "taylor_theta_7": -1.25})])
 def test_the_recorded_loss_settings_rebuild_the_same_settings(name, training):
     """hparams.json records Task.loss_settings_record; a rebuilt run (the counted-work pass) reads it back through
     TrainingSettings and Task.loss_settings: the same settings, no key the core refuses."""

@@ -481,7 +481,8 @@ def test_forced_training_on_a_damaged_dataset_keeps_every_other_model(repo, tiny
 
 def _kill_when(repo, config, target, ready, log, timeout=300):
     """Start snakemake on ``target`` (forced, mtime trigger only) and SIGKILL its process group (the job with it)
-    once ``ready()``; snakemake's output goes to ``log``, shown if the job ended before it could be killed."""
+    once ``ready()``; snakemake's output goes to ``log``, shown if the job ended before it could be killed or
+    ``ready()`` never held."""
     import os
     import signal
     import time
@@ -490,16 +491,34 @@ def _kill_when(repo, config, target, ready, log, timeout=300):
         proc = subprocess.Popen([sys.executable, "-m", "snakemake", "--nolock", "--cores", "1", "-f", str(target),
                                  "--rerun-triggers", "mtime", "--configfile", str(config)], cwd=repo,
                                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-        t0 = time.time()
-        while not ready() and proc.poll() is None and time.time() - t0 < timeout:
-            time.sleep(0.01)
-        finished = proc.poll() is not None
+        fired = False
         try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:  # the whole group had already ended
-            pass
-        proc.wait()
-    assert not finished, f"the job for {target} ended before it could be killed:\n{Path(log).read_text()[-3000:]}"
+            t0 = time.time()
+            while proc.poll() is None and time.time() - t0 < timeout:
+                if ready():
+                    fired = True
+                    break
+                time.sleep(0.01)
+            finished = proc.poll() is not None
+        finally:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:  # the whole group had already ended
+                pass
+            proc.wait()
+    assert fired and not finished, (f"the job for {target} was not caught mid-way (ready: {fired}, ended: "
+                                     f"{finished}):\n{Path(log).read_text()[-3000:]}")
+
+
+def _rewritten(path, before):
+    """``path`` exists, is not the file ``before`` (an os.stat_result) and has bytes: a job's own, part written."""
+    import os
+
+    try:
+        now = os.stat(path)
+    except FileNotFoundError:
+        return False
+    return (now.st_ino, now.st_mtime_ns) != (before.st_ino, before.st_mtime_ns) and now.st_size > 0
 
 
 @pytest.mark.slow
@@ -522,10 +541,8 @@ def test_sigkilled_training_and_simulation_rerun_incomplete_to_identical_results
         original_positions = fh["particles/beads/position/value"][()]
     assert len(original_positions) > 20  # the longer production was written
     _kill_when(repo, config, model, checkpoint.exists, tmp_path / "kill_train.log")
-    copied = trajectory.stat().st_ino
-    _kill_when(repo, config, trajectory,  # the job's own trajectory file, part written
-               lambda: trajectory.exists() and trajectory.stat().st_ino != copied and trajectory.stat().st_size > 0,
-               tmp_path / "kill_simulate.log")
+    reference_file = trajectory.stat()
+    _kill_when(repo, config, trajectory, lambda: _rewritten(trajectory, reference_file), tmp_path / "kill_simulate.log")
     for target, rule in ((model, "train"), (trajectory, "simulate")):  # never trusted as complete
         plain = snakemake(repo, "-n", str(target), "--rerun-triggers", "mtime", "--configfile", str(config))
         out = plain.stdout + plain.stderr

@@ -1,6 +1,7 @@
 # The data and evaluation stages of a task without rules of its own (balancebench.tasks.base.Task: own_rules
-# False): rule task_data makes its dataset with Task.make_dataset, rule evaluate_model evaluates one trained
-# model with Task.evaluate (the training metrics are the core's). docs/tasks.md.
+# False): rule task_data makes its dataset with Task.make_dataset, rule evaluate_model evaluates a trained
+# model with Task.evaluate (the training metrics are the core's): one per job, or with training.multiseed every seed
+# of a variant in one job. docs/tasks.md.
 
 
 rule task_data:

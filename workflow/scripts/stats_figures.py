@@ -18,7 +18,7 @@ with snakemake_job(smk) as job:
                   posthoc_label=f"{pairwise_name(settings)} at {settings.posthoc_alpha:g}")
     plot_physics_vs_cost(read_csv(smk.input.physics_vs_cost), smk.output.physics_vs_cost,
                          main_control=settings.main_control,
-                         quality_label="physics: " + " + ".join(settings.quality_concerns),
+                         quality_label="quality: " + " + ".join(settings.quality_concerns),
                          cost_label=" + ".join(settings.cost_concerns) or "cost")
     plot_metric_correlation(read_csv(smk.input.metric_correlation), smk.output.metric_correlation,
                             metrics=list(table.metrics))

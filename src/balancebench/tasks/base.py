@@ -137,8 +137,8 @@ class Task:
 
     def loss_settings_record(self, settings: Any) -> dict:
         """``settings`` as ``training`` keys (a subset of ``loss_setting_names``) such that ``loss_settings`` of
-        them gives ``settings`` back: what hparams.json records, and what a rebuilt run (the counted-work pass,
-        a resumed search) reads. Default: the dataclass's fields, for settings whose fields are those names."""
+        them gives ``settings`` back: what hparams.json records, and what a rebuilt run (the counted-work pass)
+        reads. Default: the dataclass's fields, for settings whose fields are those names."""
         import dataclasses
 
         if settings is None:
