@@ -216,6 +216,10 @@ def _check_task(config: dict) -> None:
             preference_dim(task, method)
         except ValueError as err:
             raise ConfigError(f"config error at balancing.variants.{name}.method: {err}") from None
+        if method.evaluates_other_items and task.other_items_refusal:
+            raise ConfigError(f"config error at balancing.variants.{name}.method: {variant['method']} evaluates the "
+                              "losses of other training items and of candidate steps (TrainContext.losses_at); "
+                              + task.other_items_refusal)
 
 
 def _check_stats(config: dict) -> None:
@@ -421,15 +425,21 @@ def _config_files(configfiles, command_line_files) -> list[tuple[dict, bool]]:
 
 
 def whole_section(section: str, configfiles, command_line_files) -> dict | None:
-    """The ``section`` of the last config file that has one, command-line files winning over the workflow's.
+    """The ``section`` (a key, or a dotted path such as ``l2o.meta.families``) of the last config file that has
+    one, command-line files winning over the workflow's.
 
     Snakemake merges nested mappings of several config files key by key; for ``balancing`` (variants and
-    searches) that would add the defaults' variants to a comparison, so the workflow replaces it whole.
+    searches) that would add the defaults' variants to a comparison, and for the meta-training families the
+    default's families to a file's own, so the workflow replaces them whole.
     """
+    *parents, leaf = section.split(".")
     found = None
     for data, _ in _config_files(configfiles, command_line_files):
-        if section in data:
-            found = copy.deepcopy(data[section])
+        node = data
+        for key in parents:
+            node = node.get(key) if isinstance(node, dict) else None
+        if isinstance(node, dict) and leaf in node:
+            found = copy.deepcopy(node[leaf])
     return found
 
 
@@ -483,7 +493,8 @@ def run_config(configfiles, command_line_files, overrides: dict | None, merged: 
     ``merged`` is Snakemake's key-by-key merge of the files and ``overrides`` (``--config``). A command-line
     file of another task than the default file's brings its whole config (:func:`config_of_other_task`);
     ``balancing`` is taken whole from the last file that has it, with that file's ``stats.controls``
-    (:func:`whole_section`), and so is ``l2o.meta.families``; a key given twice in one file is refused. Raises ConfigError naming the field.
+    (:func:`whole_section`), and so is ``l2o.meta.families``; a key given twice in one file is refused.
+    Raises ConfigError naming the field.
     """
     config = copy.deepcopy(merged)
     other = config_of_other_task(configfiles, command_line_files, overrides)
@@ -496,11 +507,7 @@ def run_config(configfiles, command_line_files, overrides: dict | None, merged: 
         config["balancing"] = balancing
         config.setdefault("stats", {})["controls"] = controls_of_balancing(configfiles, command_line_files)
     # the meta-training families likewise: a file that names its families means those, not the default's too
-    families = None
-    for data, _ in _config_files(configfiles, command_line_files):
-        named = ((data.get("l2o") or {}).get("meta") or {}).get("families")
-        if named is not None:
-            families = copy.deepcopy(named)
+    families = whole_section("l2o.meta.families", configfiles, command_line_files)
     if families is not None:
         config.setdefault("l2o", {}).setdefault("meta", {})["families"] = families
     return validate_config(config)

@@ -13,6 +13,15 @@ class UnknownSettingError(ValueError):
     """A key of a config section that the section's settings dataclass does not have."""
 
 
+def settings_dict(settings) -> dict:
+    """A settings object as a plain mapping: {} for None, a dataclass's fields, else ``dict(settings)``."""
+    if settings is None:
+        return {}
+    if dataclasses.is_dataclass(settings):
+        return dataclasses.asdict(settings)
+    return dict(settings)
+
+
 def settings_from_section(cls, values: dict, section: str):
     """``cls(**values)`` for a settings dataclass; keys that are not fields are refused, naming ``section``.
 

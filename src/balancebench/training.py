@@ -44,7 +44,7 @@ from balancebench.checkpoints import atomic_torch_save, torch_load
 from balancebench.provenance import run_hash
 from balancebench.runtime import fast_cpu_math, resolve_device
 from balancebench.seeding import deterministic_algorithms
-from balancebench.settings import settings_from_section
+from balancebench.settings import settings_dict, settings_from_section
 from balancebench.tasks.base import Task, get_task
 
 log = logging.getLogger(__name__)
@@ -148,8 +148,8 @@ class Trainer:
                           if self.optimizer is not None else None)
         self.checkpoint = Path(checkpoint) if checkpoint else None
         self.model_config = model_config
-        self.run_hash = run_hash(task.name, _settings_dict(model_config), dataclasses.asdict(settings),
-                                  _settings_dict(self.loss_settings), method.name, method.params, self.seed,
+        self.run_hash = run_hash(task.name, settings_dict(model_config), dataclasses.asdict(settings),
+                                  settings_dict(self.loss_settings), method.name, method.params, self.seed,
                                   *task.data_fingerprint(dataset, "train"))
         self.log: list[dict] = []
         self.best_state = None
@@ -383,14 +383,6 @@ class Trainer:
                               list(self.log), resumed)
 
 
-def _settings_dict(settings) -> dict:
-    if settings is None:
-        return {}
-    if dataclasses.is_dataclass(settings):
-        return dataclasses.asdict(settings)
-    return dict(settings)
-
-
 def validation_errors(task: Task, model, data, batch_size: int, loss_settings, method: BalancingMethod | None = None,
                       context: TrainContext | None = None) -> np.ndarray:
     """Mean plain errors per loss (``task.losses(..., validation=True)``) over ``data``, weighted by the items of
@@ -437,7 +429,7 @@ def write_run(out: Path, trainer: "Trainer", result: TrainingResult, method_name
     settings, method, task = trainer.settings, trainer.method, trainer.task
     atomic_torch_save({k: v.detach().cpu() for k, v in trainer.model.state_dict().items()}, out / "model.pt")
     hparams = {"task": task.name, "losses": list(trainer.loss_names), "references": dict(trainer.references),
-               "model": _settings_dict(trainer.model.config),
+               "model": settings_dict(trainer.model.config),
                "training": {**dataclasses.asdict(settings), **task.loss_settings_record(trainer.loss_settings)},
                "method": method_name, "method_params": method_params, "variant": variant,
                "backward_passes": method.backward_passes, "seed": int(trainer.seed),

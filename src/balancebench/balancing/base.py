@@ -196,8 +196,10 @@ class BalancingMethod:
     """Common interface of every balancing method (see the module docstring for the call order).
 
     Class attributes declared by subclasses: ``kind``, ``params`` (name -> :class:`Param`),
-    ``preference_dim`` (> 0: the model takes a preference vector of this length) and
-    ``requires`` (optional modules; :func:`missing_requirements`). Instance attributes:
+    ``preference_dim`` (> 0: the model takes a preference vector of this length),
+    ``evaluates_other_items`` (True: the method evaluates losses of training items outside the step's batch and
+    at candidate weights, through ``TrainContext.losses_at``) and ``requires`` (optional modules;
+    :func:`missing_requirements`). Instance attributes:
     ``name``, ``kind``, ``update_unit``, ``update_every``, ``backward_passes`` (declared
     backward passes per step), ``min_history`` and ``params`` (the validated values).
 
@@ -209,6 +211,7 @@ class BalancingMethod:
     kind: ClassVar[str] = "value"
     params: ClassVar[dict[str, Param]] = {}
     preference_dim: ClassVar[int] = 0
+    evaluates_other_items: ClassVar[bool] = False
     requires: ClassVar[tuple[str, ...]] = ()
     #: state format; bump when state_dict changes incompatibly.
     state_version: ClassVar[int] = 1

@@ -239,6 +239,7 @@ class GML2O(ML2O):
     """GML2O: the learned candidate or the DSSMG candidate, whichever has the better merit after the step
     (module docstring; :mod:`balancebench.l2o.guard`)."""
 
+    evaluates_other_items: ClassVar[bool] = True  # the merit items and DSSMG's sample (TrainContext.losses_at)
     params: ClassVar[dict[str, Param]] = {
         **ML2O.params,
         "max_step_size": Param(None, _optional_positive,

@@ -64,6 +64,9 @@ class Task:
     loss_setting_names: ClassVar[tuple[str, ...]] = ()
     # the model offers a conditioning input (a preference vector per batch: COSMOS)
     conditioning: ClassVar[bool] = False
+    # why the task cannot serve methods that evaluate other training items (BalancingMethod.evaluates_other_items,
+    # through TrainContext.losses_at); "" when it can
+    other_items_refusal: ClassVar[str] = ""
     metrics: ClassVar[tuple[MetricSpec, ...]] = ()
     # concern -> its metrics (each metric in at most one): the per-concern rankings of the verdict
     concerns: ClassVar[dict[str, tuple[str, ...]]] = {}
@@ -139,11 +142,9 @@ class Task:
         """``settings`` as ``training`` keys (a subset of ``loss_setting_names``) such that ``loss_settings`` of
         them gives ``settings`` back: what hparams.json records, and what a rebuilt run (the counted-work pass)
         reads. Default: the dataclass's fields, for settings whose fields are those names."""
-        import dataclasses
+        from balancebench.settings import settings_dict
 
-        if settings is None:
-            return {}
-        return dataclasses.asdict(settings) if dataclasses.is_dataclass(settings) else dict(settings)
+        return settings_dict(settings)
 
     # -- data and model --------------------------------------------------------------------------
     def read_dataset(self, path) -> Any:  # pragma: no cover - interface

@@ -242,6 +242,9 @@ class Pinn(Task):
     concerns = {"accuracy": ("rel_l2", "max_abs_error"), "physics": ("residual_mse", "boundary_error"),
                 "convergence": ("iterations_to_target", "work_to_target"),
                 "cost": ("N_ep", "t_ep", "sigma_ep", "t_it"), "failures": ("failed",)}
+    other_items_refusal = ("a PINN batch is drawn from the model's iteration counter, so those evaluations would "
+                           "advance the point stream and judge the step on the next iteration's points: not offered "
+                           "on the task pinn")
     concern_axes = {"quality": ("accuracy", "physics"), "cost": ("convergence", "cost")}
     claim_declarations = ("balancebench.tasks.pinn.claims:anchor_claims",)  # issue 26's anchors (claims.md)
     dataset_file = "data/pinn.npz"
@@ -293,13 +296,6 @@ class Pinn(Task):
             raise ConfigError("config error at training.batch_size: the task pinn needs 1 (one item = one "
                               f"iteration with its own fresh points), got {training.get('batch_size')}")
         self._check_update_periods(config)
-        for name, variant in ((config.get("balancing") or {}).get("variants") or {}).items():
-            if isinstance(variant, dict) and variant.get("method") in ("gml2o", "dssmg"):
-                raise ConfigError(
-                    f"config error at balancing.variants.{name}.method: {variant['method']} evaluates the losses of "
-                    "other training items and of candidate steps (TrainContext.losses_at); a PINN batch is drawn "
-                    "from the model's iteration counter, so those evaluations would advance the point stream and "
-                    "judge the step on the next iteration's points: not offered on the task pinn")
 
     @staticmethod
     def _check_update_periods(config: dict) -> None:
